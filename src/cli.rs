@@ -1,0 +1,232 @@
+//! The command line (SPEC §1): `run`, `check`, `send`.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::chain::Pipeline;
+use crate::config::{self, Config, Diagnostic};
+use crate::event::Phase;
+use crate::{client, daemon, logging};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jobhook",
+    version,
+    about = "Routes job-completion events from a local socket through HTTP, Lua and text-file handlers.",
+    long_about = None,
+    after_help = "Config lookup when -c is absent: $JOBHOOK_CONFIG, ./handlers.toml, then the system-wide file."
+)]
+pub struct Cli {
+    /// The config file (handlers.toml).
+    #[arg(short, long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground until SIGTERM or SIGINT.
+    /// Exit codes: 0 clean stop, 1 bad config, 2 cannot bind.
+    Run,
+    /// Validate the config; print each problem as FILE:LINE:COL: message.
+    /// Exit codes: 0 valid, 1 invalid.
+    Check,
+    /// Send events (one JSON object, a JSON array, or NDJSON) to the daemon;
+    /// print one reply line per event.
+    /// Exit codes: 0 all accepted, 1 any rejected, 2 cannot connect.
+    Send {
+        /// Socket (Windows: pipe) to send to, instead of the config's.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Set this Phase on every event (OnStart, OnFinish, OnError).
+        #[arg(long, value_name = "P", value_parser = parse_phase)]
+        phase: Option<Phase>,
+        /// File to read events from; `-` or absent reads standard input.
+        #[arg(value_name = "FILE|-")]
+        input: Option<PathBuf>,
+    },
+}
+
+fn parse_phase(name: &str) -> Result<Phase, String> {
+    Phase::parse(name).ok_or_else(|| "expected OnStart, OnFinish or OnError".to_owned())
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_file = config::locate(cli.config);
+    match cli.command {
+        Command::Run => run(config_file),
+        Command::Check => check(config_file),
+        Command::Send {
+            socket,
+            phase,
+            input,
+        } => send(config_file, socket, phase, input),
+    }
+}
+
+/// Loads and builds the config, printing every problem to stderr.
+fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
+    let loaded = config::load(&file);
+    let Some(config) = loaded.config else {
+        loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
+        return None;
+    };
+    match Pipeline::build(&config) {
+        Ok(pipeline) => Some((config, pipeline, loaded.diagnostics)),
+        Err(problems) => {
+            loaded
+                .diagnostics
+                .iter()
+                .chain(&problems)
+                .for_each(|d| eprintln!("{d}"));
+            None
+        }
+    }
+}
+
+fn run(file: PathBuf) -> ExitCode {
+    let Some((config, pipeline, warnings)) = load(file) else {
+        return ExitCode::from(1);
+    };
+    let _log_guard = match logging::init(&config.log) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("jobhook: {err:#}");
+            return ExitCode::from(1);
+        }
+    };
+    for warning in &warnings {
+        warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("jobhook: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let listener = match daemon::bind(&config) {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::error!("{err}");
+                return ExitCode::from(2);
+            }
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                daemon::stop_requested().await;
+                shutdown.cancel();
+            }
+        });
+        daemon::run(config, pipeline, listener, shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn check(file: PathBuf) -> ExitCode {
+    let loaded = config::load(&file);
+    let mut diagnostics = loaded.diagnostics;
+    if let Some(config) = &loaded.config
+        && let Err(problems) = Pipeline::build(config)
+    {
+        diagnostics.extend(problems);
+    }
+    for diagnostic in &diagnostics {
+        println!("{diagnostic}");
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    match (&loaded.config, errors) {
+        (Some(config), 0) => {
+            println!("{}: ok, {} handlers", file.display(), config.handlers.len());
+            for (phase, names) in config.hooks.chains() {
+                let names: Vec<&str> = names.iter().map(|name| name.get_ref().as_str()).collect();
+                println!("  {phase}: {}", names.join(" → "));
+            }
+            ExitCode::SUCCESS
+        }
+        _ => {
+            println!("{}: {errors} error(s)", file.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn send(
+    config_file: PathBuf,
+    socket: Option<PathBuf>,
+    phase: Option<Phase>,
+    input: Option<PathBuf>,
+) -> ExitCode {
+    let endpoint = match socket.map_or_else(|| client::endpoint_from_config(&config_file), Ok) {
+        Ok(endpoint) => endpoint,
+        Err(err) => {
+            eprintln!("jobhook: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match read_input(input) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("jobhook: {err:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let lines = client::event_lines(&text, phase);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(client::send(&endpoint, &lines)),
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Err(err) => {
+            eprintln!(
+                "jobhook: cannot connect to {}: {err} (is the daemon running?)",
+                endpoint.display()
+            );
+            ExitCode::from(2)
+        }
+        Ok(Err(err)) => {
+            eprintln!("jobhook: {err:#}");
+            ExitCode::from(1)
+        }
+        Ok(Ok(replies)) => {
+            replies.lines.iter().for_each(|line| println!("{line}"));
+            if replies.rejected == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn read_input(input: Option<PathBuf>) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    match input {
+        Some(path) if path.as_os_str() != "-" => std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display())),
+        _ => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+            Ok(text)
+        }
+    }
+}

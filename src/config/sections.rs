@@ -1,0 +1,169 @@
+//! The `[daemon]`, `[log]` and `[hooks]` sections.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::values::{Bytes, FileMode, Seconds};
+use crate::event::Phase;
+
+/// Everything but `[handlers.*]`, which is parsed per library.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Top {
+    #[serde(default)]
+    pub daemon: DaemonSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+impl Top {
+    pub fn deserialize_from(root: Spanned<DeTable<'_>>) -> Result<Top, toml::de::Error> {
+        Top::deserialize(toml::de::Deserializer::from(root))
+    }
+}
+
+/// `[daemon]`: the socket, concurrency and limits. Changing `socket`, `pipe`
+/// or `workers` needs a restart.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Unix stream socket that clients write events to, relative to the config
+    /// file's directory unless absolute. Default `/run/jobhook/jobhook.sock`.
+    pub socket: PathBuf,
+    /// Permissions of the socket file; who may send events. Default `"0660"`.
+    pub socket_mode: FileMode,
+    /// Windows named pipe that clients write events to. Default `\\.\pipe\jobhook`.
+    pub pipe: String,
+    /// Events handled at the same time (events of one JobId are always handled
+    /// one after another). 0 means the number of CPUs. Default 0.
+    pub workers: usize,
+    /// Longest event line accepted; longer lines are rejected with `too_large`.
+    /// Default `"1MiB"`.
+    pub max_event_bytes: Bytes,
+    /// Clients connected at the same time; more wait until one leaves. Default 256.
+    pub max_connections: usize,
+    /// Events accepted but not yet handled. When full for a second, new events
+    /// are rejected with `overloaded`. Default 10000.
+    pub queue_capacity: usize,
+    /// How long a stop (SIGTERM, SIGINT) waits for accepted events to finish
+    /// their chains. Default `"30s"`.
+    pub shutdown_timeout: Seconds,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            socket: PathBuf::from("/run/jobhook/jobhook.sock"),
+            socket_mode: FileMode(0o660),
+            pipe: r"\\.\pipe\jobhook".to_owned(),
+            workers: 0,
+            max_event_bytes: Bytes(1 << 20),
+            max_connections: 256,
+            queue_capacity: 10_000,
+            shutdown_timeout: Seconds(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl DaemonSettings {
+    /// `workers`, with 0 replaced by the number of CPUs.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// `[log]`: where the daemon's own log goes.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Minimum level (`error`, `warn`, `info`, `debug`, `trace`), or any
+    /// tracing EnvFilter directive such as `"info,jobhook::chain=debug"`.
+    /// `$JOBHOOK_LOG` overrides it. Default `"info"`.
+    pub level: String,
+    /// `text` for people, `json` for log shippers. Default `text`.
+    pub format: LogFormat,
+    /// Also write log files here (as well as stderr). Default: stderr only.
+    pub dir: Option<PathBuf>,
+    /// When log files roll over to a new file: `hourly`, `daily` or `never`.
+    /// Default `daily`.
+    pub rotation: Rotation,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+            dir: None,
+            rotation: Rotation::Daily,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    Hourly,
+    Daily,
+    Never,
+}
+
+/// How the wait between retries grows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// Always `retry_interval`.
+    #[default]
+    Fixed,
+    /// `retry_interval` doubled after each attempt, capped at
+    /// `max_retry_interval`, with full jitter.
+    Exponential,
+}
+
+/// `[hooks]`: for each phase, the handlers an event runs through, in order.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Handlers for events with `Phase = OnStart`.
+    #[serde(rename = "OnStart", default)]
+    pub on_start: Vec<Spanned<String>>,
+    /// Handlers for events with `Phase = OnFinish` (the default phase).
+    #[serde(rename = "OnFinish", default)]
+    pub on_finish: Vec<Spanned<String>>,
+    /// Handlers for events with `Phase = OnError` (the default when `JobResult = Failure`).
+    #[serde(rename = "OnError", default)]
+    pub on_error: Vec<Spanned<String>>,
+}
+
+impl Hooks {
+    /// The handler names of one phase's chain.
+    pub fn chain(&self, phase: Phase) -> &[Spanned<String>] {
+        match phase {
+            Phase::OnStart => &self.on_start,
+            Phase::OnFinish => &self.on_finish,
+            Phase::OnError => &self.on_error,
+        }
+    }
+
+    pub fn chains(&self) -> impl Iterator<Item = (Phase, &[Spanned<String>])> {
+        Phase::ALL
+            .into_iter()
+            .map(|phase| (phase, self.chain(phase)))
+    }
+}

@@ -1,0 +1,86 @@
+//! The daemon: ingest → queue → workers → chains, and the orderly stop.
+//!
+//! Stopping (SIGTERM, SIGINT, service stop) goes: stop accepting; answer the
+//! lines clients already sent; let the workers finish every accepted event,
+//! up to `shutdown_timeout`; past it, log each event left unhandled by id.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+use crate::chain::Pipeline;
+use crate::config::Config;
+use crate::ingest::{self, Limits, Listener};
+use crate::queue::Queue;
+use crate::worker;
+
+/// Opens the ingest endpoint named by the config.
+pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
+    #[cfg(unix)]
+    let endpoint = config.daemon.socket.as_path();
+    #[cfg(windows)]
+    let endpoint = config.daemon.pipe.as_str();
+    Listener::bind(endpoint, config.daemon.socket_mode.0)
+}
+
+/// Runs until `shutdown` fires, then stops in order.
+pub async fn run(
+    config: Config,
+    pipeline: Pipeline,
+    listener: Listener,
+    shutdown: CancellationToken,
+) {
+    let daemon = &config.daemon;
+    let workers = daemon.worker_count();
+    let (queue, lanes) = Queue::new(workers, daemon.queue_capacity);
+    let pipeline = Arc::new(pipeline);
+    let abandon = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    for lane in lanes {
+        tracker.spawn(worker::work(lane, pipeline.clone(), abandon.clone()));
+    }
+    tracker.close();
+    info!(workers, config = %config.file.display(), "jobhook started");
+
+    let limits = Limits {
+        max_connections: daemon.max_connections,
+        max_event_bytes: daemon.max_event_bytes.0.try_into().unwrap_or(usize::MAX),
+    };
+    listener.serve(Arc::new(queue), limits, shutdown).await;
+    // Every connection has ended, so the queue is dropped and closed: the
+    // workers drain what was accepted and then return.
+    info!("stopped accepting events; finishing accepted events");
+    let deadline = daemon.shutdown_timeout.0;
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        error!(
+            timeout = %humantime::format_duration(deadline),
+            "shutdown_timeout passed with events still in handlers; abandoning them"
+        );
+        abandon.cancel();
+        tracker.wait().await;
+    }
+    info!("jobhook stopped");
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or SIGINT / Ctrl-C).
+pub async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = terminate.recv() => info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        info!("Ctrl-C received");
+    }
+}

@@ -1,0 +1,449 @@
+//! The event: one JSON object received on the socket, validated and normalised.
+//!
+//! Known fields (SPEC §3) are checked and put in canonical form; every other
+//! field is kept unchanged, in the order the client sent it. `null` counts as
+//! absent for every known field, because .NET serialisers write `null` for
+//! unset properties.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// When in a job's life an event was raised; selects the hook chain it runs through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    OnStart,
+    OnFinish,
+    OnError,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::OnStart, Phase::OnFinish, Phase::OnError];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::OnStart => "OnStart",
+            Phase::OnFinish => "OnFinish",
+            Phase::OnError => "OnError",
+        }
+    }
+
+    /// Parses a phase name, ignoring case (`onfinish`, `OnFinish`, `ONFINISH`).
+    pub fn parse(name: &str) -> Option<Phase> {
+        Phase::ALL
+            .into_iter()
+            .find(|phase| phase.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of the job, as the orchestrator reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobResult {
+    Success,
+    Warning,
+    Failure,
+    Unknown,
+}
+
+impl JobResult {
+    pub const ALL: [JobResult; 4] = [
+        JobResult::Success,
+        JobResult::Warning,
+        JobResult::Failure,
+        JobResult::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobResult::Success => "Success",
+            JobResult::Warning => "Warning",
+            JobResult::Failure => "Failure",
+            JobResult::Unknown => "Unknown",
+        }
+    }
+
+    /// Parses a result name, ignoring case.
+    pub fn parse(name: &str) -> Option<JobResult> {
+        JobResult::ALL
+            .into_iter()
+            .find(|result| result.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Why a line was not accepted as an event. The message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("line is not valid JSON: {0}")]
+    Parse(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl EventError {
+    /// The wire-protocol code of this rejection (SPEC §2).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::Parse(_) => "parse_error",
+            EventError::Invalid(_) => "invalid_event",
+        }
+    }
+}
+
+/// A validated event. The field map is what handlers see and what is serialised
+/// for them; `phase` is cached because it selects the chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    phase: Phase,
+    fields: Map<String, Value>,
+}
+
+const DOTNET_TIMESTAMP: &str = "%m/%d/%Y %I:%M:%S %p";
+
+impl Event {
+    /// Parses and validates one wire line (without its newline).
+    pub fn from_line(line: &[u8], received_at: Timestamp) -> Result<Event, EventError> {
+        let value: Value =
+            serde_json::from_slice(line).map_err(|err| EventError::Parse(err.to_string()))?;
+        match value {
+            Value::Object(fields) => Event::from_fields(fields, received_at),
+            other => Err(EventError::Invalid(format!(
+                "an event must be a JSON object, got {}",
+                json_type(&other)
+            ))),
+        }
+    }
+
+    /// Validates and normalises the known fields of an already-parsed object.
+    pub fn from_fields(
+        mut fields: Map<String, Value>,
+        received_at: Timestamp,
+    ) -> Result<Event, EventError> {
+        match present(&fields, "Id") {
+            None => {
+                let id = Uuid::now_v7().to_string();
+                fields.insert("Id".into(), Value::String(id));
+            }
+            Some(Value::String(id)) if !id.is_empty() => {}
+            Some(other) => return Err(expected("Id", "a non-empty string", other)),
+        }
+        for name in ["AgentId", "JobId", "JobTypeId"] {
+            check_guid(&fields, name)?;
+        }
+        for name in [
+            "EventType",
+            "Username",
+            "ClientMachine",
+            "JobType",
+            "OperationType",
+        ] {
+            check_string(&fields, name)?;
+        }
+        if present(&fields, "EventType").is_none() {
+            fields.insert("EventType".into(), Value::String("OrchestratorJob".into()));
+        }
+        let result = canonical_job_result(&mut fields)?;
+        match present(&fields, "CertificateId") {
+            None => {}
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {}
+            Some(other) => return Err(expected("CertificateId", "an integer or null", other)),
+        }
+        match present(&fields, "CurrentRetryCount") {
+            None => {}
+            Some(Value::Number(n)) if n.is_u64() => {}
+            Some(other) => {
+                return Err(expected(
+                    "CurrentRetryCount",
+                    "an integer of 0 or more",
+                    other,
+                ));
+            }
+        }
+        normalise_request_timestamp(&mut fields)?;
+        let phase = match present(&fields, "Phase") {
+            None => match result {
+                Some(JobResult::Failure) => Phase::OnError,
+                _ => Phase::OnFinish,
+            },
+            Some(Value::String(name)) => Phase::parse(name).ok_or_else(|| {
+                EventError::Invalid(format!(
+                    "field `Phase`: expected OnStart, OnFinish or OnError, got {name:?}"
+                ))
+            })?,
+            Some(other) => return Err(expected("Phase", "a string", other)),
+        };
+        fields.insert("Phase".into(), Value::String(phase.as_str().into()));
+        fields.insert("ReceivedAt".into(), Value::String(received_at.to_string()));
+        Ok(Event { phase, fields })
+    }
+
+    /// The phase, which selects the hook chain.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The idempotency key (always present after validation).
+    pub fn id(&self) -> &str {
+        self.str_field("Id").unwrap_or_default()
+    }
+
+    /// The job this event belongs to; events of one job are handled in order.
+    pub fn job_id(&self) -> Option<Uuid> {
+        self.str_field("JobId")
+            .and_then(|s| Uuid::parse_str(s).ok())
+    }
+
+    /// A field's value if it is a string.
+    pub fn str_field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(Value::as_str)
+    }
+
+    /// A field's value, if present.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name)
+    }
+
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
+    /// Writes the event as one line of compact JSON (no newline).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Serialising a map of JSON values into memory cannot fail.
+        serde_json::to_writer(out, &self.fields).expect("serialise event");
+    }
+}
+
+fn present<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    fields.get(name).filter(|value| !value.is_null())
+}
+
+fn check_string(fields: &Map<String, Value>, name: &str) -> Result<(), EventError> {
+    match present(fields, name) {
+        None | Some(Value::String(_)) => Ok(()),
+        Some(other) => Err(expected(name, "a string", other)),
+    }
+}
+
+fn check_guid(fields: &Map<String, Value>, name: &str) -> Result<(), EventError> {
+    match present(fields, name) {
+        None => Ok(()),
+        Some(Value::String(s)) if Uuid::parse_str(s).is_ok() => Ok(()),
+        Some(Value::String(s)) => Err(EventError::Invalid(format!(
+            "field `{name}`: expected a GUID such as 49b3a17d-cada-4ec8-84c6-7719bf5beef3, got {:?}",
+            truncate(s)
+        ))),
+        Some(other) => Err(expected(name, "a GUID string", other)),
+    }
+}
+
+fn canonical_job_result(fields: &mut Map<String, Value>) -> Result<Option<JobResult>, EventError> {
+    let result = match present(fields, "JobResult") {
+        None => return Ok(None),
+        Some(Value::String(name)) => JobResult::parse(name).ok_or_else(|| {
+            EventError::Invalid(format!(
+                "field `JobResult`: expected Success, Warning, Failure or Unknown, got {:?}",
+                truncate(name)
+            ))
+        })?,
+        Some(other) => return Err(expected("JobResult", "a string", other)),
+    };
+    fields.insert("JobResult".into(), Value::String(result.as_str().into()));
+    Ok(Some(result))
+}
+
+fn normalise_request_timestamp(fields: &mut Map<String, Value>) -> Result<(), EventError> {
+    let text = match present(fields, "RequestTimestamp") {
+        None => return Ok(()),
+        Some(Value::String(text)) => text,
+        Some(other) => {
+            return Err(expected(
+                "RequestTimestamp",
+                "an RFC 3339 or M/d/yyyy h:mm:ss tt timestamp string",
+                other,
+            ));
+        }
+    };
+    let timestamp = parse_timestamp(text).ok_or_else(|| {
+        EventError::Invalid(format!(
+            "field `RequestTimestamp`: expected RFC 3339 (2023-05-03T23:18:48Z) or \
+             M/d/yyyy h:mm:ss tt (5/3/2023 11:18:48 PM), got {:?}",
+            truncate(text)
+        ))
+    })?;
+    fields.insert(
+        "RequestTimestamp".into(),
+        Value::String(timestamp.to_string()),
+    );
+    Ok(())
+}
+
+/// Reads RFC 3339, or the .NET `M/d/yyyy h:mm:ss tt` form as UTC.
+fn parse_timestamp(text: &str) -> Option<Timestamp> {
+    if let Ok(timestamp) = text.parse::<Timestamp>() {
+        return Some(timestamp);
+    }
+    let civil = jiff::civil::DateTime::strptime(DOTNET_TIMESTAMP, text).ok()?;
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+fn expected(field: &str, what: &str, got: &Value) -> EventError {
+    EventError::Invalid(format!(
+        "field `{field}`: expected {what}, got {}",
+        json_type(got)
+    ))
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number with a fraction",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Keeps echoed client input short in error messages.
+fn truncate(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> Timestamp {
+        "2026-01-02T03:04:05Z".parse().unwrap()
+    }
+
+    fn event(json: &str) -> Result<Event, EventError> {
+        Event::from_line(json.as_bytes(), at())
+    }
+
+    fn invalid(json: &str) -> String {
+        match event(json) {
+            Err(EventError::Invalid(message)) => message,
+            other => panic!("expected invalid_event for {json}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keeps_unknown_fields_and_adds_defaults() {
+        let e = event(r#"{"Custom":{"a":[1,2.5,null]},"JobResult":"success"}"#).unwrap();
+        assert_eq!(
+            e.field("Custom").unwrap(),
+            &serde_json::json!({"a":[1,2.5,null]})
+        );
+        assert_eq!(e.str_field("JobResult"), Some("Success"));
+        assert_eq!(e.str_field("EventType"), Some("OrchestratorJob"));
+        assert_eq!(e.str_field("ReceivedAt"), Some("2026-01-02T03:04:05Z"));
+        assert_eq!(e.phase(), Phase::OnFinish);
+        let id = Uuid::parse_str(e.id()).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn phase_is_derived_from_result_or_read_caselessly() {
+        assert_eq!(
+            event(r#"{"JobResult":"Failure"}"#).unwrap().phase(),
+            Phase::OnError
+        );
+        assert_eq!(
+            event(r#"{"JobResult":"Warning"}"#).unwrap().phase(),
+            Phase::OnFinish
+        );
+        let e = event(r#"{"Phase":"onstart","JobResult":"Failure"}"#).unwrap();
+        assert_eq!(e.phase(), Phase::OnStart);
+        assert_eq!(e.str_field("Phase"), Some("OnStart"));
+        assert!(invalid(r#"{"Phase":"OnLunch"}"#).contains("`Phase`"));
+    }
+
+    #[test]
+    fn rejections_name_the_field_and_the_expectation() {
+        assert!(invalid(r#"{"JobId":"not-a-guid"}"#).starts_with("field `JobId`: expected a GUID"));
+        assert!(
+            invalid(r#"{"AgentId":7}"#)
+                .contains("`AgentId`: expected a GUID string, got an integer")
+        );
+        assert!(
+            invalid(r#"{"CertificateId":"12"}"#)
+                .contains("`CertificateId`: expected an integer or null, got a string")
+        );
+        assert!(invalid(r#"{"CertificateId":1.5}"#).contains("`CertificateId`"));
+        assert!(invalid(r#"{"CurrentRetryCount":-1}"#).contains("`CurrentRetryCount`"));
+        assert!(invalid(r#"{"JobResult":"Maybe"}"#).contains("`JobResult`"));
+        assert!(
+            invalid(r#"{"Username":["x"]}"#)
+                .contains("`Username`: expected a string, got an array")
+        );
+        assert!(invalid(r#"{"Id":""}"#).contains("`Id`"));
+        assert!(invalid(r#"[1,2]"#).contains("must be a JSON object, got an array"));
+        assert!(invalid(r#"{"RequestTimestamp":"yesterday"}"#).contains("`RequestTimestamp`"));
+    }
+
+    #[test]
+    fn null_counts_as_absent() {
+        let e = event(r#"{"Id":null,"CertificateId":null,"Username":null,"JobId":null}"#).unwrap();
+        assert!(!e.id().is_empty());
+        assert_eq!(e.field("Username"), Some(&Value::Null));
+        assert_eq!(e.job_id(), None);
+    }
+
+    #[test]
+    fn timestamps_become_rfc3339_utc() {
+        let e = event(r#"{"RequestTimestamp":"5/3/2023 11:18:48 PM"}"#).unwrap();
+        assert_eq!(
+            e.str_field("RequestTimestamp"),
+            Some("2023-05-03T23:18:48Z")
+        );
+        let e = event(r#"{"RequestTimestamp":"2023-05-03T23:18:48+02:00"}"#).unwrap();
+        assert_eq!(
+            e.str_field("RequestTimestamp"),
+            Some("2023-05-03T21:18:48Z")
+        );
+        let e = event(r#"{"RequestTimestamp":"12/31/2023 1:05:00 AM"}"#).unwrap();
+        assert_eq!(
+            e.str_field("RequestTimestamp"),
+            Some("2023-12-31T01:05:00Z")
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_a_parse_error_never_a_panic() {
+        assert_eq!(event("{").unwrap_err().code(), "parse_error");
+        assert_eq!(
+            Event::from_line(b"{\"a\":\"\xff\"}", at())
+                .unwrap_err()
+                .code(),
+            "parse_error"
+        );
+        let deep = "[".repeat(100_000);
+        assert_eq!(event(&deep).unwrap_err().code(), "parse_error");
+        let deep_object = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+        assert_eq!(event(&deep_object).unwrap_err().code(), "parse_error");
+    }
+
+    #[test]
+    fn job_id_is_case_insensitive() {
+        let lower = event(r#"{"JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}"#).unwrap();
+        let upper = event(r#"{"JobId":"49B3A17D-CADA-4EC8-84C6-7719BF5BEEF3"}"#).unwrap();
+        assert_eq!(lower.job_id(), upper.job_id());
+        assert!(lower.job_id().is_some());
+    }
+}

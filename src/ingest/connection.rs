@@ -1,0 +1,226 @@
+//! One client connection: read lines, answer each one, in order.
+//!
+//! A reader turns each line into a [`Ticket`] and queues it for a writer,
+//! which writes the answers in the order of the lines. The reader does not
+//! wait for answers, so a client may send many lines before reading; the
+//! bounded hand-over between them makes a client that never reads slow down
+//! only itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::framing::{Frame, LineReader};
+use crate::event::Event;
+use crate::queue::{Accepted, Queue, Rejection, Ticket};
+
+/// Answers one client may have outstanding before its reader pauses.
+const PIPELINE_DEPTH: usize = 1024;
+/// After shutdown begins, how long a client has to read its last answers
+/// before the connection is dropped (a client that never reads would
+/// otherwise hold the daemon up forever).
+const REPLY_GRACE: Duration = Duration::from_secs(2);
+
+/// One reply line of the wire protocol (SPEC §2).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Reply {
+    Accepted {
+        ok: bool,
+        id: String,
+    },
+    Rejected {
+        ok: bool,
+        code: &'static str,
+        error: String,
+    },
+}
+
+impl Reply {
+    fn rejected(code: &'static str, error: String) -> Reply {
+        Reply::Rejected {
+            ok: false,
+            code,
+            error,
+        }
+    }
+
+    fn from_outcome(outcome: Result<Accepted, Rejection>) -> Reply {
+        match outcome {
+            Ok(accepted) => Reply::Accepted {
+                ok: true,
+                id: accepted.id,
+            },
+            Err(rejection) => Reply::rejected(rejection.code(), rejection.message().to_owned()),
+        }
+    }
+}
+
+/// An answer that is ready, or will be once the queue has decided.
+enum Pending {
+    Ready(Reply),
+    Queued(Ticket),
+}
+
+/// Serves one connection until the client closes it or `shutdown` fires.
+pub async fn serve<R, W>(
+    read: R,
+    write: W,
+    queue: Arc<Queue>,
+    max_event_bytes: usize,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (answers, pending) = mpsc::channel(PIPELINE_DEPTH);
+    let reader = read_lines(read, answers, queue, max_event_bytes, shutdown.clone());
+    let writer = write_replies(write, pending);
+    let grace_over = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(REPLY_GRACE).await;
+    };
+    tokio::select! {
+        _ = async { tokio::join!(reader, writer) } => {}
+        () = grace_over => debug!("dropping a connection whose client does not read its replies"),
+    }
+}
+
+async fn read_lines<R: AsyncRead + Unpin>(
+    read: R,
+    answers: mpsc::Sender<Pending>,
+    queue: Arc<Queue>,
+    max_event_bytes: usize,
+    shutdown: CancellationToken,
+) {
+    let mut lines = LineReader::new(BufReader::with_capacity(64 * 1024, read), max_event_bytes);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            frame = lines.next() => frame,
+        };
+        let pending = match frame {
+            Ok(Some(Frame::Line(line))) => match Event::from_line(line, jiff::Timestamp::now()) {
+                Ok(event) => Pending::Queued(queue.submit(event).await),
+                Err(err) => Pending::Ready(Reply::rejected(err.code(), err.to_string())),
+            },
+            Ok(Some(Frame::TooLarge)) => Pending::Ready(Reply::rejected(
+                "too_large",
+                format!("line is longer than max_event_bytes ({max_event_bytes} bytes)"),
+            )),
+            Ok(None) => return,
+            Err(err) => {
+                debug!(error = %err, "client read failed");
+                return;
+            }
+        };
+        if answers.send(pending).await.is_err() {
+            return; // The writer stopped: the client is gone.
+        }
+    }
+    // Stopping: lines the client already sent get a definite answer rather than
+    // silence. Only input already at hand is read (a zero timeout).
+    while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::ZERO, lines.next()).await {
+        let reply = Reply::rejected(
+            Rejection::ShuttingDown.code(),
+            Rejection::ShuttingDown.message().to_owned(),
+        );
+        if answers.send(Pending::Ready(reply)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_replies<W: AsyncWrite + Unpin>(write: W, mut pending: mpsc::Receiver<Pending>) {
+    let mut out = BufWriter::new(write);
+    let mut line = Vec::with_capacity(128);
+    while let Some(next) = pending.recv().await {
+        let reply = match next {
+            Pending::Ready(reply) => reply,
+            Pending::Queued(ticket) => Reply::from_outcome(ticket.outcome().await),
+        };
+        line.clear();
+        serde_json::to_writer(&mut line, &reply).expect("serialise reply");
+        line.push(b'\n');
+        if out.write_all(&line).await.is_err() {
+            return;
+        }
+        // Flush when caught up, so replies to a burst go out in few writes.
+        if pending.is_empty() && out.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = out.flush().await;
+    let _ = out.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn lines_already_sent_when_stopping_are_refused_not_dropped() {
+        let (queue, _lanes) = Queue::new(1, 10);
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        client_write
+            .write_all(b"{\"Id\":\"a\"}\n{\"Id\":\"b\"}\n")
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let (read, write) = tokio::io::split(server);
+        serve(read, write, Arc::new(queue), 1024, shutdown).await;
+        let mut replies = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut client_read, &mut replies)
+            .await
+            .unwrap();
+        let codes: Vec<String> = replies
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["code"].to_string()
+            })
+            .collect();
+        assert_eq!(codes, ["\"shutting_down\"", "\"shutting_down\""]);
+    }
+
+    #[tokio::test]
+    async fn replies_follow_the_order_of_lines() {
+        let (queue, _lanes) = Queue::new(2, 100);
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (client_read, mut client_write) = tokio::io::split(client);
+        let (read, write) = tokio::io::split(server);
+        let server = tokio::spawn(serve(
+            read,
+            write,
+            Arc::new(queue),
+            64,
+            CancellationToken::new(),
+        ));
+        let mut input = Vec::new();
+        for i in 0..50 {
+            input.extend_from_slice(format!("{{\"Id\":\"{i}\"}}\n").as_bytes());
+            input.extend_from_slice(b"oops\n");
+        }
+        client_write.write_all(&input).await.unwrap();
+        client_write.shutdown().await.unwrap();
+        let mut lines = tokio::io::BufReader::new(client_read).lines();
+        for i in 0..50 {
+            let ok: serde_json::Value =
+                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            assert_eq!(ok["id"], i.to_string());
+            let bad: serde_json::Value =
+                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            assert_eq!(bad["code"], "parse_error");
+        }
+        assert_eq!(lines.next_line().await.unwrap(), None);
+        server.await.unwrap();
+    }
+}

@@ -1,0 +1,36 @@
+//! The ingest socket: clients connect, write NDJSON events, read one reply per line.
+//!
+//! Unix: a stream socket; Windows: a named pipe. Both serve connections with
+//! the same protocol code ([`connection::serve`]) and the same limits.
+
+mod connection;
+mod framing;
+#[cfg(unix)]
+mod unix;
+#[cfg(windows)]
+mod windows;
+
+#[cfg(unix)]
+pub use unix::Listener;
+#[cfg(windows)]
+pub use windows::Listener;
+
+/// Why the ingest endpoint could not be opened (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("{path}: another jobhook is already listening there")]
+    InUse { path: String },
+    #[error("cannot listen on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Limits that apply to every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_event_bytes: usize,
+}

@@ -1,0 +1,32 @@
+//! jobhook receives job-completion events on a local socket and runs each one
+//! through a chain of built-in handlers configured in `handlers.toml`.
+//!
+//! How an event travels, and the module that owns each step:
+//!
+//! - [`ingest`] — the Unix socket (Windows: named pipe). Reads NDJSON lines,
+//!   answers every line in order, never lets one client hold up another.
+//! - [`event`] — turns a line into a validated [`event::Event`]; every
+//!   rejection names the field.
+//! - [`queue`] — decides when an event is accepted and spreads events over
+//!   lanes by `JobId`, so one job's events stay in order.
+//! - [`worker`] — drains a lane through the pipeline.
+//! - [`chain`] — the hook chains (OnStart / OnFinish / OnError): filters,
+//!   per-attempt timeout and retries, the same for every handler.
+//! - [`handlers`] — the built-in handlers behind one closed enum.
+//!
+//! Around them: [`config`] parses and validates `handlers.toml` (every problem
+//! as `FILE:LINE:COL`), [`daemon`] wires the parts and stops them in order,
+//! [`logging`] sets up the daemon's own log, [`client`] is `jobhook send`, and
+//! [`cli`] is the command line.
+
+pub mod chain;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod event;
+pub mod handlers;
+pub mod ingest;
+pub mod logging;
+pub mod queue;
+pub mod worker;

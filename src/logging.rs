@@ -1,0 +1,64 @@
+//! The daemon's own log: stderr always, rolling files when `[log] dir` is set.
+
+use anyhow::Context as _;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::rolling::{RollingFileAppender, Rotation as AppenderRotation};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, fmt};
+
+use crate::config::{LogFormat, LogSettings, Rotation};
+
+/// The variable that overrides `[log] level` (tracing EnvFilter syntax).
+pub const LOG_ENV: &str = "JOBHOOK_LOG";
+
+/// Installs the global subscriber. Keep the returned guard alive for the
+/// life of the process: dropping it flushes and stops the file writer.
+pub fn init(settings: &LogSettings) -> anyhow::Result<Option<WorkerGuard>> {
+    let directives = std::env::var(LOG_ENV).unwrap_or_else(|_| settings.level.clone());
+    let filter = EnvFilter::try_new(&directives)
+        .with_context(|| format!("invalid log level {directives:?}"))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut layers = vec![layer(settings.format, std::io::stderr, ansi)];
+    let guard = match &settings.dir {
+        Some(dir) => {
+            let rotation = match settings.rotation {
+                Rotation::Hourly => AppenderRotation::HOURLY,
+                Rotation::Daily => AppenderRotation::DAILY,
+                Rotation::Never => AppenderRotation::NEVER,
+            };
+            let appender = RollingFileAppender::builder()
+                .rotation(rotation)
+                .filename_prefix("jobhook")
+                .filename_suffix("log")
+                .build(dir)
+                .with_context(|| format!("cannot write logs to {}", dir.display()))?;
+            // Not lossy: a busy moment must not drop log lines.
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .finish(appender);
+            layers.push(layer(settings.format, writer, false));
+            Some(guard)
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(layers)
+        .with(filter)
+        .try_init()
+        .context("a logger is already installed")?;
+    Ok(guard)
+}
+
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+fn layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = fmt::layer().with_writer(writer).with_ansi(ansi);
+    match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().with_current_span(true).boxed(),
+    }
+}

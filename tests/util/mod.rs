@@ -1,0 +1,257 @@
+//! Harness for tests that drive the real `jobhook` binary.
+
+#![allow(dead_code)] // Each test file uses a different part of the harness.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_jobhook");
+
+/// Generous: these machines are shared and slow; waits end as soon as the
+/// condition holds.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A daemon started on a config in its own temp directory.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+/// Writes `handlers.toml` into a fresh temp dir, with `[daemon] socket` set
+/// to `run/jobhook.sock` unless the text sets a `[daemon]` section itself.
+pub fn config_dir(config: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = if config.contains("[daemon]") {
+        config.replace("[daemon]", "[daemon]\nsocket = \"run/jobhook.sock\"")
+    } else {
+        format!("[daemon]\nsocket = \"run/jobhook.sock\"\n{config}")
+    };
+    let path = dir.path().join("handlers.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+impl Daemon {
+    pub fn start(config: &str) -> Daemon {
+        let (dir, config) = config_dir(config);
+        let socket = dir.path().join("run/jobhook.sock");
+        let stderr = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&config)
+            .env("JOBHOOK_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon {
+            dir,
+            config,
+            socket,
+            child: Some(child),
+        };
+        daemon.wait_until_listening();
+        daemon
+    }
+
+    fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not listen:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// The daemon's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// Sends raw lines on one connection and returns one parsed reply per
+    /// non-blank line.
+    pub fn send(&self, lines: &[&str]) -> Vec<Value> {
+        let mut client = self.connect();
+        let expected = lines.iter().filter(|line| !line.trim().is_empty()).count();
+        client.write_lines(lines);
+        client.read_replies(expected)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon already stopped");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("daemon did not exit:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One connection to the socket.
+pub struct Client {
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Client {
+        let stream = UnixStream::connect(socket).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn write_lines(&mut self, lines: &[&str]) {
+        let mut payload = Vec::new();
+        for line in lines {
+            payload.extend_from_slice(line.as_bytes());
+            payload.push(b'\n');
+        }
+        self.write_raw(&payload);
+    }
+
+    pub fn read_replies(&mut self, count: usize) -> Vec<Value> {
+        (0..count).map(|_| self.read_reply()).collect()
+    }
+
+    pub fn read_reply(&mut self) -> Value {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        assert!(
+            line.ends_with('\n'),
+            "connection closed; partial reply {line:?}"
+        );
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Closes the writing side; the daemon answers what it has, then closes.
+    pub fn finish(&mut self) -> Vec<Value> {
+        self.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut replies = Vec::new();
+        let mut line = String::new();
+        while self.reader.read_line(&mut line).unwrap() > 0 {
+            replies.push(serde_json::from_str(&line).unwrap());
+            line.clear();
+        }
+        replies
+    }
+}
+
+/// Waits until `check` holds, panicking with `what` after a while.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The lines of a file (none if it does not exist yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until a file has at least `count` lines, and returns them.
+pub fn wait_for_lines(path: &Path, count: usize) -> Vec<String> {
+    eventually(&format!("{count} lines in {}", path.display()), || {
+        lines(path).len() >= count
+    });
+    lines(path)
+}
+
+/// Runs the binary with arguments and optional standard input.
+pub fn jobhook(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("JOBHOOK_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+pub fn reply_ok(reply: &Value) -> bool {
+    reply["ok"] == Value::Bool(true)
+}
+
+pub fn code(reply: &Value) -> &str {
+    reply["code"].as_str().unwrap_or("")
+}
+
+pub fn sample(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/events")
+        .join(name);
+    let value: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    value.to_string()
+}
