@@ -97,6 +97,15 @@ impl Template {
         self.parts.iter().all(|part| matches!(part, Part::Text(_)))
     }
 
+    /// Renders a template without placeholders (see [`Template::is_constant`]).
+    pub fn render_constant(&self, out: &mut String) {
+        for part in &self.parts {
+            if let Part::Text(text) = part {
+                out.push_str(text);
+            }
+        }
+    }
+
     /// Renders the template for an event. A missing or null field renders as
     /// nothing (in a path: `_`); objects and arrays render as compact JSON.
     pub fn render(&self, event: &Event, escape: Escape, out: &mut String) {

@@ -54,10 +54,17 @@ const MAX_OPEN_FILES: usize = 64;
 
 #[derive(Debug)]
 pub struct TextFileHandler {
-    file_path: Template,
-    dir: PathBuf,
+    file_path: FilePath,
     line: Line,
     files: Mutex<HashMap<PathBuf, OpenFile>>,
+}
+
+#[derive(Debug)]
+enum FilePath {
+    /// No placeholders: resolved once.
+    Fixed(PathBuf),
+    /// Rendered per event, then resolved against `dir`.
+    Templated { template: Template, dir: PathBuf },
 }
 
 #[derive(Debug)]
@@ -85,18 +92,34 @@ impl TextFileHandler {
                 Line::Text(Template::parse(DEFAULT_TEXT_TEMPLATE).expect("default template parses"))
             }
         };
+        let file_path = if settings.file_path.is_constant() {
+            let mut path = String::new();
+            settings.file_path.render_constant(&mut path);
+            FilePath::Fixed(config_dir.join(path))
+        } else {
+            FilePath::Templated {
+                template: settings.file_path.clone(),
+                dir: config_dir.to_owned(),
+            }
+        };
         Ok(TextFileHandler {
-            file_path: settings.file_path.clone(),
-            dir: config_dir.to_owned(),
+            file_path,
             line,
             files: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let mut path = String::new();
-        self.file_path.render(event, Escape::PathSegment, &mut path);
-        let path = self.dir.join(path);
+        let rendered;
+        let path = match &self.file_path {
+            FilePath::Fixed(path) => path,
+            FilePath::Templated { template, dir } => {
+                let mut path = String::new();
+                template.render(event, Escape::PathSegment, &mut path);
+                rendered = dir.join(path);
+                &rendered
+            }
+        };
         let mut line = Vec::with_capacity(512);
         match &self.line {
             Line::Json => event.write_json(&mut line),
@@ -107,7 +130,7 @@ impl TextFileHandler {
             }
         }
         line.push(b'\n');
-        self.append(&path, &line).map_err(|err| {
+        self.append(path, &line).map_err(|err| {
             HandlerError::retryable(format!("cannot write to {}: {err}", path.display()))
         })
     }
