@@ -13,6 +13,8 @@
 //! - [`chain`] — the hook chains (OnStart / OnFinish / OnError): filters,
 //!   per-attempt timeout and retries, the same for every handler.
 //! - [`handlers`] — the built-in handlers behind one closed enum.
+//! - [`http`] — outgoing HTTP clients (TLS sections, proxies, authentication),
+//!   shared by the HTTP handler and the API client given to Lua.
 //!
 //! Around them: [`config`] parses and validates `handlers.toml` (every problem
 //! as `FILE:LINE:COL`), [`daemon`] wires the parts and stops them in order,
@@ -26,6 +28,7 @@ pub mod config;
 pub mod daemon;
 pub mod event;
 pub mod handlers;
+pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod queue;

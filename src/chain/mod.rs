@@ -60,7 +60,7 @@ impl Pipeline {
         let mut stages: Vec<Arc<Stage>> = Vec::new();
         let mut problems = Vec::new();
         for section in &config.handlers {
-            match Handler::build(section, &config.dir) {
+            match Handler::build(section, config) {
                 Ok(handler) => stages.push(Arc::new(Stage {
                     name: section.name.clone(),
                     filter: Filter::from_settings(&section.common),

@@ -13,7 +13,7 @@ use super::diagnostic::{Diagnostic, Locator, Position, closest};
 use super::from_value;
 use super::sections::Backoff;
 use super::values::{List, Seconds};
-use crate::handlers::{Library, text_file};
+use crate::handlers::{Library, http, text_file};
 
 /// Keys of [`CommonSettings`], with their aliases.
 const COMMON_KEYS: &[&str] = &[
@@ -48,7 +48,7 @@ pub struct HandlerSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommonSettings {
-    /// The built-in handler, e.g. `TextFileHandler`. Alias `LibraryName`.
+    /// The built-in handler: `TextFileHandler` or `HttpHandler`. Alias `LibraryName`.
     #[serde(alias = "LibraryName")]
     pub library: Spanned<String>,
     /// `false` skips this handler in every chain. Default `true`.
@@ -100,6 +100,7 @@ fn default_timeout() -> Seconds {
 #[derive(Debug)]
 pub enum LibrarySettings {
     TextFile(text_file::Settings),
+    Http(Box<http::Settings>),
 }
 
 /// Parses every `[handlers.NAME]`, reporting problems of each one.
@@ -162,6 +163,7 @@ fn parse_one(
     let specific = Spanned::new(span, DeValue::Table(specific));
     let library = match library {
         Library::TextFile => from_value(specific).map(LibrarySettings::TextFile),
+        Library::Http => from_value(specific).map(|s| LibrarySettings::Http(Box::new(s))),
     }
     .map_err(|err| vec![in_handler(name, locator.toml_error(&err, COMMON_KEYS))])?;
     let mut problems = Vec::new();

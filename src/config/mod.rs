@@ -10,10 +10,13 @@ mod locate;
 mod sections;
 pub mod values;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+
+use crate::http::SslSettings;
 
 pub use diagnostic::{Diagnostic, Locator, Position, Severity, closest};
 pub use handler::{CommonSettings, HandlerSection, LibrarySettings};
@@ -32,6 +35,8 @@ pub struct Config {
     pub hooks: Hooks,
     /// Handler sections in the order they are written.
     pub handlers: Vec<HandlerSection>,
+    /// `[ssl.NAME]` sections, named by handlers' `ssl_config`.
+    pub ssl: BTreeMap<String, SslSettings>,
 }
 
 /// The outcome of reading a config: the config if it has no errors, and every
@@ -97,6 +102,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         return Loaded::failed(diagnostics);
     };
     check_hooks(&top.hooks, &declared, &handlers, &locator, &mut diagnostics);
+    check_ssl_names(&top.ssl, &handlers, &locator, &mut diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Loaded::failed(diagnostics);
     }
@@ -116,6 +122,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         daemon: top.daemon,
         log: top.log,
         hooks: top.hooks,
+        ssl: top.ssl,
         handlers,
         dir,
     };
@@ -177,6 +184,33 @@ fn check_hooks(
                 "handler `{}` is defined but no hook uses it",
                 handler.name
             )));
+        }
+    }
+}
+
+/// Every `ssl_config` must name an `[ssl.NAME]` section.
+fn check_ssl_names(
+    ssl: &BTreeMap<String, SslSettings>,
+    handlers: &[HandlerSection],
+    locator: &Locator<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for handler in handlers {
+        let LibrarySettings::Http(settings) = &handler.library else {
+            continue;
+        };
+        if let Some(name) = &settings.ssl_config
+            && !ssl.contains_key(name.get_ref())
+        {
+            let mut message = format!(
+                "handler `{}`: ssl_config names [ssl.{}], which is not defined",
+                handler.name,
+                name.get_ref()
+            );
+            if let Some(hint) = closest(name.get_ref(), ssl.keys().map(String::as_str)) {
+                message.push_str(&format!("; did you mean `{hint}`?"));
+            }
+            diagnostics.push(locator.error(Some(name.span()), message));
         }
     }
 }

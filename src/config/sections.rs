@@ -1,5 +1,6 @@
 //! The `[daemon]`, `[log]` and `[hooks]` sections.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use toml::de::DeTable;
 
 use super::values::{Bytes, FileMode, Seconds};
 use crate::event::Phase;
+use crate::http::SslSettings;
 
 /// Everything but `[handlers.*]`, which is parsed per library.
 #[derive(Debug, Deserialize)]
@@ -20,6 +22,8 @@ pub(super) struct Top {
     pub log: LogSettings,
     #[serde(default)]
     pub hooks: Hooks,
+    #[serde(default)]
+    pub ssl: BTreeMap<String, SslSettings>,
 }
 
 impl Top {

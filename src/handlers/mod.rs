@@ -4,31 +4,35 @@
 //! trying again may help. Retries, timeouts and filters are the chain's
 //! business (`crate::chain`), the same for every handler.
 
+pub mod http;
 pub mod template;
 pub mod text_file;
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{HandlerSection, LibrarySettings};
+use crate::config::{Config, HandlerSection, LibrarySettings};
 use crate::event::Event;
 
 /// The libraries a `[handlers.NAME]` section can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Library {
     TextFile,
+    Http,
 }
 
 impl Library {
-    pub const NAMES: &[&str] = &["TextFileHandler"];
+    const ALL: [(Library, &str); 2] = [
+        (Library::TextFile, "TextFileHandler"),
+        (Library::Http, "HttpHandler"),
+    ];
+    pub const NAMES: [&str; 2] = [Library::ALL[0].1, Library::ALL[1].1];
 
     /// Reads a library name as written in `library = "…"` (any case).
     pub fn parse(name: &str) -> Option<Library> {
-        if name.eq_ignore_ascii_case("TextFileHandler") {
-            Some(Library::TextFile)
-        } else {
-            None
-        }
+        Library::ALL
+            .into_iter()
+            .find(|(_, known)| known.eq_ignore_ascii_case(name))
+            .map(|(library, _)| library)
     }
 }
 
@@ -72,14 +76,19 @@ impl HandlerError {
 #[derive(Debug)]
 pub enum Handler {
     TextFile(text_file::TextFileHandler),
+    Http(http::HttpHandler),
 }
 
 impl Handler {
-    /// Builds the handler a section describes (opens nothing yet).
-    pub fn build(section: &HandlerSection, config_dir: &Path) -> Result<Handler, String> {
+    /// Builds the handler a section describes: resolves its secrets and
+    /// builds its HTTP client; opens no file and no connection yet.
+    pub fn build(section: &HandlerSection, config: &Config) -> Result<Handler, String> {
         match &section.library {
             LibrarySettings::TextFile(settings) => {
-                text_file::TextFileHandler::new(settings, config_dir).map(Handler::TextFile)
+                text_file::TextFileHandler::new(settings, &config.dir).map(Handler::TextFile)
+            }
+            LibrarySettings::Http(settings) => {
+                http::HttpHandler::new(settings, config).map(Handler::Http)
             }
         }
     }
@@ -88,6 +97,7 @@ impl Handler {
     pub async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         match self {
             Handler::TextFile(handler) => handler.handle(event),
+            Handler::Http(handler) => handler.handle(event).await,
         }
     }
 }

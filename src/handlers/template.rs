@@ -32,7 +32,16 @@ pub enum Escape {
     /// Inside a file path: anything but letters, digits, `.`, `_` and `-` becomes
     /// `_`, so a field value can never climb out of the directory (`../`).
     PathSegment,
+    /// Inside a URL: percent-encoded, so a value is one path segment or query value.
+    UrlComponent,
 }
+
+/// Everything but RFC 3986 unreserved characters is percent-encoded.
+const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 impl Template {
     pub fn parse(source: &str) -> Result<Template, String> {
@@ -106,6 +115,18 @@ impl Template {
         }
     }
 
+    /// The template with every placeholder replaced by `stand_in`: lets a
+    /// config check that a templated URL is well formed.
+    pub fn with_stand_in(&self, stand_in: &str) -> String {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.as_str(),
+                Part::Field(_) | Part::Date => stand_in,
+            })
+            .collect()
+    }
+
     /// Renders the template for an event. A missing or null field renders as
     /// nothing (in a path: `_`); objects and arrays render as compact JSON.
     pub fn render(&self, event: &Event, escape: Escape, out: &mut String) {
@@ -157,6 +178,9 @@ impl Escape {
                     }
                 }));
             }
+            Escape::UrlComponent => {
+                out.extend(percent_encoding::utf8_percent_encode(value, URL_COMPONENT));
+            }
         }
     }
 }
@@ -203,6 +227,20 @@ mod tests {
         assert_eq!(
             render("logs/{Missing}.log", Escape::PathSegment),
             "logs/_.log"
+        );
+    }
+
+    #[test]
+    fn url_components_are_percent_encoded() {
+        assert_eq!(
+            render("https://h/jobs/{Evil}?t={JobType}", Escape::UrlComponent),
+            "https://h/jobs/..%2F..%2Fetc%2Fpasswd?t=WinCertInventory"
+        );
+        assert_eq!(
+            Template::parse("https://{Host}/x/{date}")
+                .unwrap()
+                .with_stand_in("x"),
+            "https://x/x/x"
         );
     }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod http;
+
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jobhook");

@@ -1,0 +1,80 @@
+//! Outgoing HTTP: one pooled client per destination, built from TLS, proxy
+//! and authentication settings. Shared by the `HttpHandler` and, later, by
+//! the API client handed to Lua scripts.
+
+pub mod tls;
+
+use std::path::Path;
+
+use reqwest::{Client, ClientBuilder, RequestBuilder};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use tls::SslSettings;
+
+/// How requests authenticate themselves.
+#[derive(Debug, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    Basic {
+        user: String,
+        password: SecretString,
+    },
+    Bearer(SecretString),
+}
+
+impl Auth {
+    pub fn apply(&self, request: RequestBuilder) -> RequestBuilder {
+        match self {
+            Auth::None => request,
+            Auth::Basic { user, password } => {
+                request.basic_auth(user, Some(password.expose_secret()))
+            }
+            Auth::Bearer(token) => request.bearer_auth(token.expose_secret()),
+        }
+    }
+}
+
+/// A forward proxy for every request of a client.
+#[derive(Debug)]
+pub struct ProxySpec {
+    /// `http://host:port`, `https://host:port` or `socks5://host:port`.
+    pub url: String,
+    pub credentials: Option<(String, SecretString)>,
+    /// Hosts reached directly (comma-separated, as in `NO_PROXY`).
+    pub no_proxy: Option<String>,
+}
+
+/// Everything a client is built from.
+#[derive(Debug, Default)]
+pub struct ClientSpec<'a> {
+    /// The `[ssl.NAME]` section to use, with its name for error messages.
+    pub tls: Option<(&'a str, &'a SslSettings)>,
+    pub proxy: Option<ProxySpec>,
+}
+
+/// Builds a client. Proxies from the environment are ignored: a daemon's
+/// destinations are what its config says, not what its service manager's
+/// environment happens to hold.
+pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, String> {
+    let mut builder: ClientBuilder = Client::builder()
+        .user_agent(concat!("jobhook/", env!("CARGO_PKG_VERSION")))
+        .no_proxy();
+    if let Some((name, settings)) = spec.tls {
+        builder = settings.apply(name, builder, config_dir)?;
+    }
+    if let Some(proxy) = spec.proxy {
+        let mut configured =
+            reqwest::Proxy::all(&proxy.url).map_err(|err| format!("proxy {}: {err}", proxy.url))?;
+        if let Some((user, password)) = &proxy.credentials {
+            configured = configured.basic_auth(user, password.expose_secret());
+        }
+        if let Some(list) = &proxy.no_proxy {
+            configured = configured.no_proxy(reqwest::NoProxy::from_string(list));
+        }
+        builder = builder.proxy(configured);
+    }
+    builder
+        .build()
+        .map_err(|err| format!("cannot build the HTTP client: {err}"))
+}

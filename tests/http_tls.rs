@@ -1,0 +1,187 @@
+//! HttpHandler over TLS: `[ssl.NAME]` trust roots and mutual TLS, with
+//! certificates generated here.
+
+mod util;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use util::http::HttpServer;
+use util::*;
+
+struct Authority {
+    pem: String,
+    der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn authority(name: &str) -> Authority {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Authority {
+        pem: cert.pem(),
+        der: cert.der().clone(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+fn leaf(ca: &Authority, names: &[&str]) -> Leaf {
+    let params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    }
+}
+
+/// An HTTPS server that requires a client certificate issued by `clients`.
+fn mtls_server(ca: &Authority, clients: &Authority) -> HttpServer {
+    let server = leaf(ca, &["127.0.0.1", "localhost"]);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(clients.der.clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![server.der], server.key)
+        .unwrap();
+    HttpServer::start_tls(Arc::new(config))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    std::fs::write(dir.join(name), text).unwrap();
+    name.to_owned()
+}
+
+fn tls_config(server: &HttpServer, ssl: &str) -> String {
+    format!(
+        "[hooks]\nOnFinish = [\"hook\"]\n[handlers.hook]\nlibrary = \"HttpHandler\"\nurl = \"https://{}/hook\"\nssl_config = \"corp\"\nretries = 0\n[ssl.corp]\n{ssl}\n",
+        server.addr
+    )
+}
+
+/// Starts a daemon after the PEM files are written next to its config.
+fn daemon_with_files(server: &HttpServer, files: &[(&str, &str)], ssl: &str) -> Daemon {
+    let staging = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        write(staging.path(), name, text);
+    }
+    let ssl = ssl.replace("DIR", &staging.path().display().to_string());
+    let daemon = Daemon::start(&tls_config(server, &ssl));
+    std::mem::forget(staging); // lives as long as the test process
+    daemon
+}
+
+#[test]
+fn mutual_tls_with_the_client_certificate_delivers() {
+    let ca = authority("server CA");
+    let client_ca = authority("client CA");
+    let server = mtls_server(&ca, &client_ca);
+    let client = leaf(&client_ca, &["jobhook-client"]);
+    let daemon = daemon_with_files(
+        &server,
+        &[
+            ("ca.pem", &ca.pem),
+            ("client.pem", &client.cert_pem),
+            ("client.key", &client.key_pem),
+        ],
+        "ca_file = \"DIR/ca.pem\"\nclient_cert = \"DIR/client.pem\"\nclient_key = \"DIR/client.key\"\nmin_tls_version = \"1.2\"",
+    );
+    daemon.send(&[r#"{"Id":"over-tls"}"#]);
+    let request = &server.wait_for(1)[0];
+    assert_eq!(request.json()["Id"], "over-tls");
+}
+
+#[test]
+fn without_the_client_certificate_the_server_refuses() {
+    let ca = authority("server CA");
+    let client_ca = authority("client CA");
+    let server = mtls_server(&ca, &client_ca);
+    let daemon = daemon_with_files(
+        &server,
+        &[("ca.pem", &ca.pem)],
+        "ca_file = \"DIR/ca.pem\"\nca_only = true",
+    );
+    daemon.send(&[r#"{"Id":"no-cert"}"#]);
+    eventually("the refusal", || daemon.log().contains("no retries left"));
+    let log = daemon.log();
+    let line = log.lines().find(|l| l.contains("no retries left")).unwrap();
+    assert!(
+        line.contains("CertificateRequired") && line.contains("[ssl.corp]"),
+        "{line}"
+    );
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn a_server_from_another_ca_is_refused_naming_the_ssl_section() {
+    let ca = authority("server CA");
+    let client_ca = authority("client CA");
+    let other = authority("some other CA");
+    let server = mtls_server(&ca, &client_ca);
+    let client = leaf(&client_ca, &["jobhook-client"]);
+    let daemon = daemon_with_files(
+        &server,
+        &[
+            ("other.pem", &other.pem),
+            ("client.pem", &client.cert_pem),
+            ("client.key", &client.key_pem),
+        ],
+        "ca_file = \"DIR/other.pem\"\nca_only = true\nclient_cert = \"DIR/client.pem\"\nclient_key = \"DIR/client.key\"",
+    );
+    daemon.send(&[r#"{"Id":"wrong-ca"}"#]);
+    eventually("the refusal", || daemon.log().contains("no retries left"));
+    let log = daemon.log();
+    let line = log.lines().find(|l| l.contains("no retries left")).unwrap();
+    assert!(
+        line.contains("[ssl.corp]") && line.to_lowercase().contains("certificate"),
+        "{line}"
+    );
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn unreadable_or_incomplete_ssl_files_are_config_errors_naming_the_section() {
+    let server = HttpServer::start();
+    let (_dir, config) = config_dir(&tls_config(&server, "ca_file = \"missing.pem\""));
+    let output = jobhook(&["check", "-c", config.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text.contains("handler `hook`: [ssl.corp] ca_file") && text.contains("missing.pem"),
+        "{text}"
+    );
+
+    let (_dir, config) = config_dir(&tls_config(&server, "client_cert = \"c.pem\""));
+    let text =
+        String::from_utf8_lossy(&jobhook(&["check", "-c", config.to_str().unwrap()], None).stdout)
+            .into_owned();
+    assert!(
+        text.contains("[ssl.corp] client_cert and client_key go together"),
+        "{text}"
+    );
+
+    let (dir, config) = config_dir(&tls_config(&server, "ca_file = \"junk.pem\""));
+    write(dir.path(), "junk.pem", "not a certificate");
+    let text =
+        String::from_utf8_lossy(&jobhook(&["check", "-c", config.to_str().unwrap()], None).stdout)
+            .into_owned();
+    assert!(text.contains("no PEM certificate in it"), "{text}");
+}
