@@ -1,5 +1,7 @@
 //! The command line of the real binary: `check`, `send`, help and version.
 
+#![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
+
 mod util;
 
 use util::*;

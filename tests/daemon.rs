@@ -1,5 +1,7 @@
 //! The real daemon on a real socket: acks, rejections, chains, files, shutdown.
 
+#![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
+
 mod util;
 
 use std::collections::HashMap;

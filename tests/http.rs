@@ -1,5 +1,7 @@
 //! HttpHandler through the real daemon against real HTTP servers on loopback.
 
+#![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
+
 mod util;
 
 use std::time::Duration;

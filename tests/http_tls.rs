@@ -1,54 +1,16 @@
 //! HttpHandler over TLS: `[ssl.NAME]` trust roots and mutual TLS, with
 //! certificates generated here.
 
+#![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
+
 mod util;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use util::http::HttpServer;
+use util::pki::{Authority, authority, leaf};
 use util::*;
-
-struct Authority {
-    pem: String,
-    der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn authority(name: &str) -> Authority {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Authority {
-        pem: cert.pem(),
-        der: cert.der().clone(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-fn leaf(ca: &Authority, names: &[&str]) -> Leaf {
-    let params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    Leaf {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        der: cert.der().clone(),
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    }
-}
 
 /// An HTTPS server that requires a client certificate issued by `clients`.
 fn mtls_server(ca: &Authority, clients: &Authority) -> HttpServer {

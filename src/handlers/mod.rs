@@ -76,7 +76,7 @@ impl HandlerError {
 #[derive(Debug)]
 pub enum Handler {
     TextFile(text_file::TextFileHandler),
-    Http(http::HttpHandler),
+    Http(Box<http::HttpHandler>),
 }
 
 impl Handler {
@@ -88,7 +88,7 @@ impl Handler {
                 text_file::TextFileHandler::new(settings, &config.dir).map(Handler::TextFile)
             }
             LibrarySettings::Http(settings) => {
-                http::HttpHandler::new(settings, config).map(Handler::Http)
+                http::HttpHandler::new(settings, config).map(|h| Handler::Http(Box::new(h)))
             }
         }
     }

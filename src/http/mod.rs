@@ -2,6 +2,7 @@
 //! and authentication settings. Shared by the `HttpHandler` and, later, by
 //! the API client handed to Lua scripts.
 
+pub mod ntlm;
 pub mod tls;
 
 use std::path::Path;
@@ -51,6 +52,9 @@ pub struct ClientSpec<'a> {
     /// The `[ssl.NAME]` section to use, with its name for error messages.
     pub tls: Option<(&'a str, &'a SslSettings)>,
     pub proxy: Option<ProxySpec>,
+    /// Keep at most one idle HTTP/1 connection, so that requests sent one at
+    /// a time share it (NTLM authenticates a connection).
+    pub single_connection: bool,
 }
 
 /// Builds a client. Proxies from the environment are ignored: a daemon's
@@ -60,6 +64,9 @@ pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, S
     let mut builder: ClientBuilder = Client::builder()
         .user_agent(concat!("jobhook/", env!("CARGO_PKG_VERSION")))
         .no_proxy();
+    if spec.single_connection {
+        builder = builder.http1_only().pool_max_idle_per_host(1);
+    }
     if let Some((name, settings)) = spec.tls {
         builder = settings.apply(name, builder, config_dir)?;
     }

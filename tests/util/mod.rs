@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod http;
+pub mod pki;
+pub mod python;
 
 use serde_json::Value;
 

@@ -9,8 +9,11 @@ mod signing;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use reqwest::{Client, Method, StatusCode};
+use secrecy::SecretString;
 use serde::Deserialize;
 use toml::Spanned;
 use tracing::debug;
@@ -21,6 +24,7 @@ use super::{HandlerError, Retry};
 use crate::config::Config;
 use crate::config::values::{List, SecretSource};
 use crate::event::Event;
+use crate::http::ntlm::{NtlmCredentials, NtlmError, NtlmSession};
 use crate::http::{Auth, ClientSpec, ProxySpec, build_client};
 
 /// Settings of an `HttpHandler` section.
@@ -46,6 +50,20 @@ pub struct Settings {
     pub basic_password: Option<SecretSource>,
     /// Token sent as `Authorization: Bearer …`, in any of the secret forms.
     pub bearer_token: Option<SecretSource>,
+    /// Authenticate with NTLMv2 as `ntlm_user` (for IIS and other Windows
+    /// servers). Alias `UseNTLMAuthentication`. Default `false`.
+    #[serde(alias = "UseNTLMAuthentication", default)]
+    pub use_ntlm_authentication: bool,
+    /// `DOMAIN\user` or `user@domain`. Alias `NTLMUser`.
+    #[serde(alias = "NTLMUser")]
+    pub ntlm_user: Option<String>,
+    /// NTLM password, in any of the secret forms. Alias `NTLMPassword`.
+    #[serde(alias = "NTLMPassword")]
+    pub ntlm_password: Option<SecretSource>,
+    /// NTLMv2 (the only version jobhook speaks: NTLMv1 is broken and is
+    /// refused). Alias `UseNTLMv2`. Default `true`.
+    #[serde(alias = "UseNTLMv2", default = "default_ntlmv2")]
+    pub use_ntlmv2: bool,
     /// Forward proxy host; requests (http and https) go through it. Alias `ProxyHost`.
     #[serde(alias = "ProxyHost")]
     pub proxy_host: Option<String>,
@@ -72,6 +90,10 @@ pub struct Settings {
     pub signing_secret: Option<SecretSource>,
     /// Statuses that are retried, replacing the default (408, 429, 5xx).
     pub retry_on: Option<Vec<u16>>,
+}
+
+fn default_ntlmv2() -> bool {
+    true
 }
 
 fn default_method() -> String {
@@ -103,52 +125,18 @@ pub struct HttpHandler {
     retry_on: Option<Vec<u16>>,
     /// The `[ssl.NAME]` section in use, named in connection errors.
     ssl_name: Option<String>,
+    ntlm: Option<NtlmSession>,
 }
 
 impl HttpHandler {
     pub fn new(settings: &Settings, config: &Config) -> Result<Self, String> {
         let dir = &config.dir;
-        let sample_url = settings.url.with_stand_in("x");
-        match reqwest::Url::parse(&sample_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(format!(
-                    "url: {sample_url:?} is not an http:// or https:// URL"
-                ));
-            }
-        }
-        let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &settings.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
-            headers.insert(name, value);
-        }
         let secret = |what: &str, source: &SecretSource| {
             source.resolve(dir).map_err(|err| format!("{what}: {err}"))
         };
-        let auth = match (
-            &settings.basic_user,
-            &settings.basic_password,
-            &settings.bearer_token,
-        ) {
-            (Some(_), _, Some(_)) => {
-                return Err("use basic_user or bearer_token, not both".to_owned());
-            }
-            (Some(user), password, None) => Auth::Basic {
-                user: user.clone(),
-                password: match password {
-                    Some(source) => secret("basic_password", source)?,
-                    None => String::new().into(),
-                },
-            },
-            (None, Some(_), _) => return Err("basic_password needs basic_user".to_owned()),
-            (None, None, Some(token)) => Auth::Bearer(secret("bearer_token", token)?),
-            (None, None, None) => Auth::None,
-        };
+        let host = url_host(&settings.url)?;
+        let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
         let tls = match &settings.ssl_config {
             Some(name) => {
                 let section = config.ssl.get(name.get_ref()).ok_or_else(|| {
@@ -158,54 +146,28 @@ impl HttpHandler {
             }
             None => None,
         };
-        let proxy = match &settings.proxy_host {
-            Some(host) => {
-                let port = settings.proxy_port.unwrap_or(match settings.proxy_scheme {
-                    ProxyScheme::Http => 3128,
-                    ProxyScheme::Https => 8080,
-                    ProxyScheme::Socks5 => 1080,
-                });
-                let scheme = match settings.proxy_scheme {
-                    ProxyScheme::Http => "http",
-                    ProxyScheme::Https => "https",
-                    ProxyScheme::Socks5 => "socks5",
-                };
-                let credentials = match (&settings.proxy_username, &settings.proxy_password) {
-                    (Some(user), Some(password)) => {
-                        Some((user.clone(), secret("proxy_password", password)?))
-                    }
-                    (Some(user), None) => Some((user.clone(), String::new().into())),
-                    (None, Some(_)) => return Err("proxy_password needs proxy_username".to_owned()),
-                    (None, None) => None,
-                };
-                Some(ProxySpec {
-                    url: format!("{scheme}://{host}:{port}"),
-                    credentials,
-                    no_proxy: settings.no_proxy.as_ref().map(|list| list.0.join(",")),
-                })
-            }
-            None if settings.proxy_port.is_some() || settings.proxy_username.is_some() => {
-                return Err("proxy_port and proxy_username need proxy_host".to_owned());
-            }
-            None => None,
+        let ntlm = ntlm_session(settings, &host, &secret)?;
+        let spec = ClientSpec {
+            tls,
+            proxy: proxy(settings, &secret)?,
+            single_connection: ntlm.is_some(),
         };
-        let signer = match &settings.signing_secret {
-            Some(source) => Some(Signer::new(&secret("signing_secret", source)?)?),
-            None => None,
-        };
-        let client = build_client(ClientSpec { tls, proxy }, dir)?;
         Ok(HttpHandler {
-            client,
+            client: build_client(spec, dir)?,
             url: settings.url.clone(),
             method,
-            headers,
-            auth,
-            signer,
+            headers: header_map(&settings.headers)?,
+            auth: auth(settings, &secret)?,
+            signer: match &settings.signing_secret {
+                Some(source) => Some(Signer::new(&secret("signing_secret", source)?)?),
+                None => None,
+            },
             retry_on: settings.retry_on.clone(),
             ssl_name: settings
                 .ssl_config
                 .as_ref()
                 .map(|name| name.get_ref().clone()),
+            ntlm,
         })
     }
 
@@ -214,31 +176,14 @@ impl HttpHandler {
         self.url.render(event, Escape::UrlComponent, &mut url);
         let mut body = Vec::with_capacity(512);
         event.write_json(&mut body);
-        let mut request = self
-            .client
-            .request(self.method.clone(), &url)
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(signer) = &self.signer {
-            let now = jiff::Timestamp::now().as_second();
-            for (name, value) in signer.headers(event.id(), now, &body) {
-                request = request.header(name, value);
-            }
-        }
-        let request = self.auth.apply(request).body(body);
+        let request =
+            |authorization: Option<String>| self.request(&url, event.id(), &body, authorization);
         let started = Instant::now();
-        let mut response = request.send().await.map_err(|err| {
-            let mut message = format!(
-                "{} {}: {}",
-                self.method,
-                redact(&url),
-                describe(&err.without_url())
-            );
-            if let Some(name) = &self.ssl_name {
-                message.push_str(&format!(" (TLS settings: [ssl.{name}])"));
-            }
-            HandlerError::retryable(message)
-        })?;
+        let sent = match &self.ntlm {
+            None => request(None).send().await.map_err(NtlmError::Http),
+            Some(session) => session.send(request).await,
+        };
+        let mut response = sent.map_err(|err| self.send_failed(&url, err))?;
         let status = response.status();
         let elapsed = started.elapsed().as_millis();
         if status.is_success() {
@@ -262,6 +207,49 @@ impl HttpHandler {
         Err(HandlerError { message, retry })
     }
 
+    /// One request for the event; `authorization` is an NTLM leg's header.
+    fn request(
+        &self,
+        url: &str,
+        id: &str,
+        body: &[u8],
+        authorization: Option<String>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .request(self.method.clone(), url)
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(signer) = &self.signer {
+            let now = jiff::Timestamp::now().as_second();
+            for (name, value) in signer.headers(id, now, body) {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        self.auth.apply(request).body(body.to_vec())
+    }
+
+    fn send_failed(&self, url: &str, err: NtlmError) -> HandlerError {
+        match err {
+            NtlmError::Protocol(message) => HandlerError::permanent(message),
+            NtlmError::Http(err) => {
+                let mut message = format!(
+                    "{} {}: {}",
+                    self.method,
+                    redact(url),
+                    describe(&err.without_url())
+                );
+                if let Some(name) = &self.ssl_name {
+                    message.push_str(&format!(" (TLS settings: [ssl.{name}])"));
+                }
+                HandlerError::retryable(message)
+            }
+        }
+    }
+
     fn retries(&self, status: StatusCode) -> bool {
         match &self.retry_on {
             Some(statuses) => statuses.contains(&status.as_u16()),
@@ -272,6 +260,118 @@ impl HttpHandler {
             }
         }
     }
+}
+
+type SecretOf<'a> = dyn Fn(&str, &SecretSource) -> Result<SecretString, String> + 'a;
+
+/// The URL's host, after checking that the URL is http(s) and well formed.
+fn url_host(url: &Template) -> Result<String, String> {
+    let sample = url.with_stand_in("x");
+    match reqwest::Url::parse(&sample) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+            Ok(parsed.host_str().unwrap_or_default().to_owned())
+        }
+        _ => Err(format!("url: {sample:?} is not an http:// or https:// URL")),
+    }
+}
+
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+fn auth(settings: &Settings, secret: &SecretOf<'_>) -> Result<Auth, String> {
+    Ok(
+        match (
+            &settings.basic_user,
+            &settings.basic_password,
+            &settings.bearer_token,
+        ) {
+            (Some(_), _, Some(_)) => {
+                return Err("use basic_user or bearer_token, not both".to_owned());
+            }
+            (Some(user), password, None) => Auth::Basic {
+                user: user.clone(),
+                password: match password {
+                    Some(source) => secret("basic_password", source)?,
+                    None => String::new().into(),
+                },
+            },
+            (None, Some(_), _) => return Err("basic_password needs basic_user".to_owned()),
+            (None, None, Some(token)) => Auth::Bearer(secret("bearer_token", token)?),
+            (None, None, None) => Auth::None,
+        },
+    )
+}
+
+fn ntlm_session(
+    settings: &Settings,
+    host: &str,
+    secret: &SecretOf<'_>,
+) -> Result<Option<NtlmSession>, String> {
+    if !settings.use_ntlm_authentication {
+        return match settings.ntlm_user {
+            Some(_) => Err("ntlm_user is set but use_ntlm_authentication is false".to_owned()),
+            None => Ok(None),
+        };
+    }
+    if !settings.use_ntlmv2 {
+        return Err(
+            "use_ntlmv2 = false asks for NTLMv1, which is broken and not supported; \
+                    remove it (NTLMv2 is the default)"
+                .to_owned(),
+        );
+    }
+    if settings.basic_user.is_some() || settings.bearer_token.is_some() {
+        return Err("use NTLM, basic_user or bearer_token, not several".to_owned());
+    }
+    let user = settings
+        .ntlm_user
+        .as_deref()
+        .ok_or("use_ntlm_authentication needs ntlm_user")?;
+    let password = match &settings.ntlm_password {
+        Some(source) => secret("ntlm_password", source)?,
+        None => return Err("use_ntlm_authentication needs ntlm_password".to_owned()),
+    };
+    Ok(Some(NtlmSession::new(
+        NtlmCredentials::new(user, password)?,
+        host,
+    )))
+}
+
+fn proxy(settings: &Settings, secret: &SecretOf<'_>) -> Result<Option<ProxySpec>, String> {
+    let Some(host) = &settings.proxy_host else {
+        if settings.proxy_port.is_some() || settings.proxy_username.is_some() {
+            return Err("proxy_port and proxy_username need proxy_host".to_owned());
+        }
+        return Ok(None);
+    };
+    let (scheme, default_port) = match settings.proxy_scheme {
+        ProxyScheme::Http => ("http", 3128),
+        ProxyScheme::Https => ("https", 8080),
+        ProxyScheme::Socks5 => ("socks5", 1080),
+    };
+    let credentials = match (&settings.proxy_username, &settings.proxy_password) {
+        (Some(user), Some(password)) => Some((user.clone(), secret("proxy_password", password)?)),
+        (Some(user), None) => Some((user.clone(), String::new().into())),
+        (None, Some(_)) => return Err("proxy_password needs proxy_username".to_owned()),
+        (None, None) => None,
+    };
+    Ok(Some(ProxySpec {
+        url: format!(
+            "{scheme}://{host}:{}",
+            settings.proxy_port.unwrap_or(default_port)
+        ),
+        credentials,
+        no_proxy: settings.no_proxy.as_ref().map(|list| list.0.join(",")),
+    }))
 }
 
 /// Reads up to `limit` bytes of the body (the rest is left unread).

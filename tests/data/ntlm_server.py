@@ -1,0 +1,67 @@
+"""An HTTP/1.1 server that requires NTLM, with pyspnego as the acceptor.
+
+Usage: python ntlm_server.py PORT RECORD_FILE
+Users come from the file named by NTLM_USER_FILE (DOMAIN:USER:PASSWORD lines).
+NTLM authenticates the connection: each connection keeps its own context,
+and once it completes, later requests on it are accepted without a new
+handshake, as IIS does. Every accepted request is appended to RECORD_FILE as
+one JSON line {"user": ..., "body": ...}.
+"""
+
+import base64
+import http.server
+import json
+import sys
+
+import spnego
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if getattr(self, "user", None):
+            return self.accept(body)
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("NTLM "):
+            return self.challenge(None)
+        token = base64.b64decode(auth[5:])
+        if token[8:12] == b"\x01\x00\x00\x00":  # NEGOTIATE starts a handshake
+            self.context = spnego.server(protocol="ntlm")
+        context = getattr(self, "context", None)
+        if context is None:
+            return self.challenge(None)
+        try:
+            answer = context.step(token)
+        except Exception as error:  # wrong password, malformed message
+            sys.stderr.write("ntlm refused: %s\n" % error)
+            sys.stderr.flush()
+            self.context = None
+            return self.challenge(None)
+        if not context.complete:
+            return self.challenge(answer)
+        self.user = context.client_principal
+        self.accept(body)
+
+    def challenge(self, token):
+        self.send_response(401)
+        value = "NTLM" if token is None else "NTLM " + base64.b64encode(token).decode()
+        self.send_header("WWW-Authenticate", value)
+        self.send_header("Content-Length", "12")
+        self.end_headers()
+        self.wfile.write(b"unauthorized")
+
+    def accept(self, body):
+        with open(sys.argv[2], "a") as record:
+            record.write(json.dumps({"user": self.user, "body": json.loads(body)}) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format, *args):
+        sys.stderr.write("%s\n" % (format % args))
+        sys.stderr.flush()
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()

@@ -1,0 +1,123 @@
+//! NTLMv2 against an independent acceptor: a Python server whose NTLM side
+//! is pyspnego (from PyPI), not our own code.
+
+mod util;
+
+use std::path::Path;
+
+use util::*;
+
+struct NtlmServer {
+    peer: python::Peer,
+    record: std::path::PathBuf,
+}
+
+fn ntlm_server(dir: &Path) -> NtlmServer {
+    let users = dir.join("ntlm-users");
+    // A UPN travels as the user name with an empty domain (MS-NLMP 3.1.5.1.2),
+    // so pyspnego's store lists it under no domain.
+    std::fs::write(
+        &users,
+        "CORP:svc-jobhook:Corr3ct-Horse\n:svc-jobhook@CORP:Corr3ct-Horse\n",
+    )
+    .unwrap();
+    let record = dir.join("accepted.jsonl");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ntlm_server.py");
+    let peer = python::start(
+        "ntlm-server",
+        &[script, "{port}", record.to_str().unwrap()],
+        &[("NTLM_USER_FILE", users.to_str().unwrap())],
+        dir,
+    );
+    NtlmServer { peer, record }
+}
+
+fn config(port: u16, user: &str, password: &str) -> String {
+    format!(
+        "[hooks]\nOnFinish = [\"iis\"]\n[handlers.iis]\nLibraryName = \"HttpHandler\"\nURL = \"http://127.0.0.1:{port}/events/{{JobId}}\"\n\
+         UseNTLMAuthentication = true\nNTLMUser = '{user}'\nNTLMPassword = \"{password}\"\nretries = 0\n"
+    )
+}
+
+#[test]
+fn the_right_password_delivers_every_event() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = ntlm_server(scratch.path());
+    let daemon = Daemon::start(&config(
+        server.peer.port,
+        r"CORP\svc-jobhook",
+        "Corr3ct-Horse",
+    ));
+    let events: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"Id":"ntlm-{i}","JobId":"3f1e5a2b-8c7d-4e6f-9a0b-1c2d3e4f5a6b"}}"#))
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    assert!(daemon.send(&refs).iter().all(reply_ok));
+    let accepted = wait_for_lines(&server.record, 20);
+    for (i, line) in accepted.iter().enumerate() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            record["user"].as_str().unwrap().to_lowercase(),
+            r"corp\svc-jobhook"
+        );
+        assert_eq!(record["body"]["Id"], format!("ntlm-{i}"));
+    }
+    assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
+}
+
+#[test]
+fn a_user_principal_name_works_too() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = ntlm_server(scratch.path());
+    let daemon = Daemon::start(&config(
+        server.peer.port,
+        "svc-jobhook@CORP",
+        "Corr3ct-Horse",
+    ));
+    daemon.send(&[r#"{"Id":"upn"}"#]);
+    wait_for_lines(&server.record, 1);
+}
+
+#[test]
+fn a_wrong_password_fails_and_is_never_logged() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = ntlm_server(scratch.path());
+    let daemon = Daemon::start(&config(
+        server.peer.port,
+        r"CORP\svc-jobhook",
+        "Wr0ng-Horse",
+    ));
+    daemon.send(&[r#"{"Id":"refused"}"#]);
+    eventually("the failure", || {
+        daemon.log().contains("failed permanently")
+    });
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("failed permanently"))
+        .unwrap();
+    assert!(line.contains("refused") && line.contains("401"), "{line}");
+    assert!(!log.contains("Wr0ng-Horse"), "password in the log:\n{log}");
+    assert!(server.peer.log_text().contains("ntlm refused"));
+    assert!(lines(&server.record).is_empty());
+}
+
+#[test]
+fn ntlmv1_and_half_configured_ntlm_are_config_errors() {
+    let (_dir, file) = config_dir(&format!("{}UseNTLMv2 = false\n", config(1, r"CORP\u", "p")));
+    let text =
+        String::from_utf8_lossy(&jobhook(&["check", "-c", file.to_str().unwrap()], None).stdout)
+            .into_owned();
+    assert!(
+        text.contains("NTLMv1") && text.contains("not supported"),
+        "{text}"
+    );
+    let (_dir, file) = config_dir(&config(1, r"CORP\u", "p").replace("NTLMPassword = \"p\"\n", ""));
+    let text =
+        String::from_utf8_lossy(&jobhook(&["check", "-c", file.to_str().unwrap()], None).stdout)
+            .into_owned();
+    assert!(
+        text.contains("use_ntlm_authentication needs ntlm_password"),
+        "{text}"
+    );
+}

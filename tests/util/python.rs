@@ -1,0 +1,116 @@
+//! Test peers written in Python (a proxy, an NTLM server), from PyPI.
+//!
+//! The first test that needs them makes a virtual environment under Cargo's
+//! test scratch directory and installs pinned versions; later tests and runs
+//! reuse it. Needs `python3` with `venv` and access to PyPI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+const PACKAGES: &[&str] = &["proxy.py==2.4.10", "pyspnego==0.12.4"];
+
+/// The venv's directory. Run its tools as `bin/python -m …`: the entry
+/// scripts' shebangs name the staging directory it was built in.
+pub fn venv() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = scratch.join(format!(
+            "python-tools-{}",
+            PACKAGES.join("-").replace(['=', '.'], "")
+        ));
+        if dir.join("ready").exists() {
+            return dir;
+        }
+        // Build aside, then rename into place: concurrent test processes never
+        // see half an environment.
+        let staging = tempfile::tempdir_in(scratch).unwrap();
+        let run = |program: &Path, args: &[&str]| {
+            let output = Command::new(program)
+                .args(args)
+                .output()
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "cannot run {}: {err}; these tests need python3 with venv",
+                        program.display()
+                    )
+                });
+            assert!(
+                output.status.success(),
+                "{} {args:?} failed:\n{}",
+                program.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(
+            Path::new("python3"),
+            &["-m", "venv", staging.path().to_str().unwrap()],
+        );
+        let python = staging.path().join("bin/python");
+        let install = [
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ];
+        run(&python, &[&install[..], PACKAGES].concat());
+        std::fs::write(staging.path().join("ready"), "").unwrap();
+        let staged = staging.keep();
+        if std::fs::rename(&staged, &dir).is_err() {
+            // Another process finished first; use its environment.
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+        dir
+    })
+}
+
+/// A child process killed when dropped.
+pub struct Peer {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Peer {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the venv's `python args…`, with `{port}` in the arguments replaced
+/// by a free port, and waits until it accepts connections.
+pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path) -> Peer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = log_dir.join(format!("{name}-{port}.log"));
+    let args: Vec<String> = args
+        .iter()
+        .map(|arg| arg.replace("{port}", &port.to_string()))
+        .collect();
+    let child = Command::new(venv().join("bin/python"))
+        .args(&args)
+        .envs(env.iter().copied())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::from(
+            std::fs::File::options().append(true).open(&log).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let peer = Peer { child, port, log };
+    super::eventually(&format!("{name} to listen on {port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    peer
+}
