@@ -1,16 +1,18 @@
-//! Load tool: N clients drive events through the socket into a handler chain
-//! and measure throughput and ack latency.
+//! Load tool: N clients drive events through the socket into a handler and
+//! measure throughput, ack latency and end-to-end latency.
 //!
 //! ```sh
-//! cargo bench --bench load                                   # 4 clients, as fast as possible
+//! cargo bench --bench load                                   # socket → text file, 4 clients
+//! cargo bench --bench load -- --handler http --workers 64    # socket → HTTP → local sink
 //! cargo bench --bench load -- --rate 10000 --events 100000   # fixed rate: ack latency
 //! cargo bench --bench load -- --socket run/jobhook.sock      # against a running daemon
 //! ```
 //!
-//! Without `--socket` it starts the daemon itself on a temporary config whose
-//! only handler appends every event as JSON to a file, checks afterwards that
-//! every accepted event is in that file, and stops the daemon. Each run is
-//! repeated (`--runs`) and the median is reported.
+//! Without `--socket` it starts the daemon itself on a temporary config with
+//! one handler (`--handler file`: JSON lines into a file; `http`: POSTs to a
+//! keep-alive HTTP sink inside this tool), checks afterwards that every
+//! accepted event arrived exactly once, and stops the daemon. Each run is
+//! repeated (`--runs`) and the median run is reported.
 
 #[cfg(not(unix))]
 fn main() {
@@ -24,13 +26,14 @@ fn main() {
 
 #[cfg(unix)]
 mod driver {
+    use std::collections::HashMap;
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use clap::Parser;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use clap::{Parser, ValueEnum};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::UnixStream;
     use tokio::sync::{Semaphore, mpsc};
 
@@ -51,25 +54,45 @@ mod driver {
         /// Runs to take the median of.
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Send to this socket instead of starting a daemon.
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        /// The handler of the daemon this tool starts.
+        #[arg(long, value_enum, default_value_t = Target::File)]
+        handler: Target,
         /// `workers` for the daemon this tool starts.
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// Send to this socket instead of starting a daemon.
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// Ignored; cargo bench passes it.
         #[arg(long, hide = true)]
         bench: bool,
     }
 
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+    enum Target {
+        File,
+        Http,
+    }
+
+    #[derive(Default)]
     struct RunResult {
         accepted: usize,
         rejected: usize,
         elapsed: Duration,
-        /// Ack latencies in microseconds, sorted.
-        latencies: Vec<u32>,
-        /// Until every accepted event was in the handler's file (spawned daemon only).
+        /// Send → ack, microseconds, sorted.
+        acks: Vec<u32>,
+        /// Until every accepted event had arrived (daemon started here only).
         handled_after: Option<Duration>,
+        /// Send → arrival at the HTTP sink, microseconds, sorted.
+        end_to_end: Vec<u32>,
+    }
+
+    /// What one client sent: when each event went out, and the replies.
+    struct ClientRun {
+        accepted: usize,
+        rejected: usize,
+        acks: Vec<u32>,
+        sent: Vec<Instant>,
     }
 
     pub fn main() {
@@ -79,7 +102,8 @@ mod driver {
             .build()
             .unwrap();
         println!(
-            "clients={} events={} rate={} window={} runs={}",
+            "handler={:?} clients={} events={} rate={} window={} runs={}",
+            args.handler,
             args.clients,
             args.events,
             if args.rate == 0 {
@@ -93,59 +117,89 @@ mod driver {
         let mut results = Vec::new();
         for run in 1..=args.runs {
             let result = match &args.socket {
-                Some(socket) => runtime.block_on(drive(&args, socket, run)),
-                None => {
-                    let daemon = SpawnedDaemon::start(args.workers);
-                    let mut result = runtime.block_on(drive(&args, &daemon.socket, run));
-                    result.handled_after =
-                        Some(result.elapsed + daemon.wait_for_lines(result.accepted));
-                    result
-                }
+                Some(socket) => runtime.block_on(drive(&args, socket, run)).0,
+                None => runtime.block_on(spawned_run(&args, run)),
             };
             report(&format!("run {run}"), &result);
             results.push(result);
         }
         results.sort_by(|a, b| throughput(a).total_cmp(&throughput(b)));
-        let median = &results[results.len() / 2];
-        report("median", median);
+        report("median", &results[results.len() / 2]);
+    }
+
+    async fn spawned_run(args: &Args, run: usize) -> RunResult {
+        let sink = match args.handler {
+            Target::Http => Some(Sink::start().await),
+            Target::File => None,
+        };
+        let daemon =
+            SpawnedDaemon::start(args.workers, sink.as_ref().map(|sink| sink.url.as_str()));
+        let (mut result, clients) = drive(args, &daemon.socket, run).await;
+        let waited = Instant::now();
+        match &sink {
+            Some(sink) => sink.wait_for(result.accepted).await,
+            None => daemon.wait_for_lines(result.accepted).await,
+        }
+        result.handled_after = Some(result.elapsed + waited.elapsed());
+        if let Some(sink) = &sink {
+            let arrivals = sink.arrivals.lock().unwrap();
+            for (client, sent) in clients.iter().enumerate() {
+                for (i, at) in sent.sent.iter().enumerate() {
+                    if let Some(arrived) = arrivals.get(&event_id(run, client, i)) {
+                        result.end_to_end.push(micros(arrived.duration_since(*at)));
+                    }
+                }
+            }
+            result.end_to_end.sort_unstable();
+        }
+        result
     }
 
     fn throughput(result: &RunResult) -> f64 {
         result.accepted as f64 / result.elapsed.as_secs_f64()
     }
 
+    fn percentile(sorted: &[u32], p: f64) -> f64 {
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted.get(i).map_or(0.0, |&us| us as f64 / 1000.0)
+    }
+
+    fn micros(duration: Duration) -> u32 {
+        duration.as_micros().min(u32::MAX as u128) as u32
+    }
+
     fn report(label: &str, result: &RunResult) {
-        let percentile = |p: f64| {
-            let i = ((result.latencies.len() as f64 - 1.0) * p).round() as usize;
-            result
-                .latencies
-                .get(i)
-                .map_or(0.0, |&us| us as f64 / 1000.0)
-        };
-        let handled = result.handled_after.map_or(String::new(), |after| {
-            format!(
-                "; all in file after {:.2} s ({:.0} events/s end to end)",
-                after.as_secs_f64(),
-                result.accepted as f64 / after.as_secs_f64()
-            )
-        });
-        println!(
-            "{label}: {} accepted, {} rejected in {:.2} s: {:.0} events/s; ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{handled}",
+        let mut line = format!(
+            "{label}: {} accepted, {} rejected in {:.2} s: {:.0} events/s; ack p50 {:.2} ms, p99 {:.2} ms",
             result.accepted,
             result.rejected,
             result.elapsed.as_secs_f64(),
             throughput(result),
-            percentile(0.50),
-            percentile(0.99),
-            percentile(1.0),
+            percentile(&result.acks, 0.50),
+            percentile(&result.acks, 0.99),
         );
+        if let Some(after) = result.handled_after {
+            line.push_str(&format!(
+                "; all handled after {:.2} s ({:.0} events/s end to end)",
+                after.as_secs_f64(),
+                result.accepted as f64 / after.as_secs_f64()
+            ));
+        }
+        if !result.end_to_end.is_empty() {
+            line.push_str(&format!(
+                "; socket→sink p50 {:.2} ms, p99 {:.2} ms",
+                percentile(&result.end_to_end, 0.50),
+                percentile(&result.end_to_end, 0.99)
+            ));
+        }
+        println!("{line}");
     }
 
-    async fn drive(args: &Args, socket: &Path, run: usize) -> RunResult {
+    async fn drive(args: &Args, socket: &Path, run: usize) -> (RunResult, Vec<ClientRun>) {
         let started = Instant::now();
         let per_client = args.events / args.clients;
         let client_rate = args.rate as f64 / args.clients as f64;
-        let clients: Vec<_> = (0..args.clients)
+        let tasks: Vec<_> = (0..args.clients)
             .map(|client| {
                 let socket = socket.to_owned();
                 let window = args.window;
@@ -154,22 +208,18 @@ mod driver {
                 })
             })
             .collect();
-        let mut result = RunResult {
-            accepted: 0,
-            rejected: 0,
-            elapsed: Duration::ZERO,
-            latencies: Vec::with_capacity(args.events),
-            handled_after: None,
-        };
-        for client in clients {
-            let (accepted, rejected, latencies) = client.await.unwrap();
-            result.accepted += accepted;
-            result.rejected += rejected;
-            result.latencies.extend(latencies);
+        let mut result = RunResult::default();
+        let mut clients = Vec::new();
+        for task in tasks {
+            let client = task.await.unwrap();
+            result.accepted += client.accepted;
+            result.rejected += client.rejected;
+            result.acks.extend(&client.acks);
+            clients.push(client);
         }
         result.elapsed = started.elapsed();
-        result.latencies.sort_unstable();
-        result
+        result.acks.sort_unstable();
+        (result, clients)
     }
 
     /// One connection: a writer paced by the window (and the rate), a reader
@@ -181,7 +231,7 @@ mod driver {
         events: usize,
         window: usize,
         rate: f64,
-    ) -> (usize, usize, Vec<u32>) {
+    ) -> ClientRun {
         let stream = UnixStream::connect(socket)
             .await
             .expect("connect to the daemon");
@@ -192,37 +242,45 @@ mod driver {
             let permits = permits.clone();
             tokio::spawn(async move {
                 let start = Instant::now();
-                let mut batch = Vec::with_capacity(64 * 1024);
-                let mut in_batch = 0;
+                let mut batch = Batch {
+                    bytes: Vec::with_capacity(64 * 1024),
+                    events: 0,
+                };
                 for i in 0..events {
                     if rate > 0.0 {
                         let due = start + Duration::from_secs_f64(i as f64 / rate);
                         if due > Instant::now() {
-                            flush(&mut write, &mut batch, &mut in_batch, &sent_at).await;
+                            batch.flush(&mut write, &sent_at).await;
                             tokio::time::sleep_until(due.into()).await;
                         }
                     }
                     let permit = match permits.try_acquire() {
                         Ok(permit) => permit,
                         Err(_) => {
-                            flush(&mut write, &mut batch, &mut in_batch, &sent_at).await;
+                            batch.flush(&mut write, &sent_at).await;
                             permits.acquire().await.unwrap()
                         }
                     };
                     permit.forget();
-                    batch.extend_from_slice(event(run, client, i).as_bytes());
-                    in_batch += 1;
-                    if batch.len() >= 60 * 1024 {
-                        flush(&mut write, &mut batch, &mut in_batch, &sent_at).await;
+                    batch
+                        .bytes
+                        .extend_from_slice(event(run, client, i).as_bytes());
+                    batch.events += 1;
+                    if batch.bytes.len() >= 60 * 1024 {
+                        batch.flush(&mut write, &sent_at).await;
                     }
                 }
-                flush(&mut write, &mut batch, &mut in_batch, &sent_at).await;
+                batch.flush(&mut write, &sent_at).await;
                 write
             })
         };
         let mut lines = BufReader::new(read).lines();
-        let (mut accepted, mut rejected) = (0, 0);
-        let mut latencies = Vec::with_capacity(events);
+        let mut result = ClientRun {
+            accepted: 0,
+            rejected: 0,
+            acks: Vec::with_capacity(events),
+            sent: Vec::with_capacity(events),
+        };
         for _ in 0..events {
             let line = lines
                 .next_line()
@@ -230,41 +288,53 @@ mod driver {
                 .unwrap()
                 .expect("daemon closed the connection");
             let at = sent.recv().await.unwrap();
-            latencies.push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            result.acks.push(micros(at.elapsed()));
+            result.sent.push(at);
             if line.starts_with("{\"ok\":true") {
-                accepted += 1;
+                result.accepted += 1;
             } else {
-                rejected += 1;
+                result.rejected += 1;
             }
             permits.add_permits(1);
         }
         drop(writer.await.unwrap());
-        (accepted, rejected, latencies)
+        result
     }
 
-    async fn flush(
-        write: &mut tokio::net::unix::OwnedWriteHalf,
-        batch: &mut Vec<u8>,
-        in_batch: &mut usize,
-        sent_at: &mpsc::UnboundedSender<Instant>,
-    ) {
-        if batch.is_empty() {
-            return;
+    /// Lines written together, with the number of events in them.
+    struct Batch {
+        bytes: Vec<u8>,
+        events: usize,
+    }
+
+    impl Batch {
+        async fn flush(
+            &mut self,
+            write: &mut tokio::net::unix::OwnedWriteHalf,
+            sent_at: &mpsc::UnboundedSender<Instant>,
+        ) {
+            if self.bytes.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            for _ in 0..self.events {
+                sent_at.send(now).unwrap();
+            }
+            write.write_all(&self.bytes).await.unwrap();
+            self.bytes.clear();
+            self.events = 0;
         }
-        let now = Instant::now();
-        for _ in 0..*in_batch {
-            sent_at.send(now).unwrap();
-        }
-        write.write_all(batch).await.unwrap();
-        batch.clear();
-        *in_batch = 0;
+    }
+
+    fn event_id(run: usize, client: usize, i: usize) -> String {
+        format!("r{run}-c{client}-{i}")
     }
 
     /// A realistic orchestrator event (about 450 bytes); 64 jobs interleaved.
     fn event(run: usize, client: usize, i: usize) -> String {
         format!(
             concat!(
-                r#"{{"Id":"r{run}-c{client}-{i}","AgentId":"6a0c7c2f-4f8a-4b9e-9d3e-1f2b3c4d5e6f","#,
+                r#"{{"Id":"{id}","AgentId":"6a0c7c2f-4f8a-4b9e-9d3e-1f2b3c4d5e6f","#,
                 r#""Username":"CORP\\svc-orchestrator","ClientMachine":"ORCH01.corp.example","#,
                 r#""JobResult":"Success","JobId":"3f1e5a2b-8c7d-4e6f-9a0b-{job:012x}","#,
                 r#""JobType":"WinCertInventory","JobTypeId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3","#,
@@ -272,14 +342,97 @@ mod driver {
                 r#""RequestTimestamp":"5/3/2023 11:18:48 PM","CurrentRetryCount":0}}"#,
                 "\n"
             ),
-            run = run,
-            client = client,
-            i = i,
+            id = event_id(run, client, i),
             job = (client * 7919 + i) % 64,
         )
     }
 
-    /// A daemon started on a temporary config: socket → one text-file handler.
+    /// A keep-alive HTTP/1.1 sink that answers 200 and notes when each event
+    /// `Id` arrived.
+    struct Sink {
+        url: String,
+        arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+    }
+
+    impl Sink {
+        async fn start() -> Sink {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/events", listener.local_addr().unwrap());
+            let arrivals = Arc::new(Mutex::new(HashMap::new()));
+            let shared = arrivals.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(sink_connection(stream, shared.clone()));
+                }
+            });
+            Sink { url, arrivals }
+        }
+
+        async fn wait_for(&self, count: usize) {
+            let started = Instant::now();
+            loop {
+                let arrived = self.arrivals.lock().unwrap().len();
+                if arrived >= count {
+                    assert_eq!(arrived, count, "more events arrived than were accepted");
+                    return;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "only {arrived} of {count} arrived"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    async fn sink_connection(
+        stream: tokio::net::TcpStream,
+        arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+    ) {
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        let mut line = String::new();
+        loop {
+            let mut length = 0;
+            loop {
+                line.clear();
+                if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if read.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            let body = String::from_utf8_lossy(&body);
+            if let Some(rest) = body.split_once("\"Id\":\"").map(|(_, rest)| rest)
+                && let Some((id, _)) = rest.split_once('"')
+            {
+                let previous = arrivals
+                    .lock()
+                    .unwrap()
+                    .insert(id.to_owned(), Instant::now());
+                assert!(previous.is_none(), "event {id} arrived twice");
+            }
+            if write
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// A daemon started on a temporary config with one handler.
     struct SpawnedDaemon {
         _dir: tempfile::TempDir,
         socket: PathBuf,
@@ -288,15 +441,19 @@ mod driver {
     }
 
     impl SpawnedDaemon {
-        fn start(workers: usize) -> SpawnedDaemon {
+        /// Text-file handler, or HTTP handler when `http_url` is given.
+        fn start(workers: usize, http_url: Option<&str>) -> SpawnedDaemon {
             let dir = tempfile::tempdir().unwrap();
             let config = dir.path().join("handlers.toml");
+            let handler = match http_url {
+                Some(url) => format!("library = \"HttpHandler\"\nurl = \"{url}\"\n"),
+                None => "library = \"TextFileHandler\"\nfile_path = \"events.log\"\n".to_owned(),
+            };
             std::fs::write(
                 &config,
                 format!(
                     "[daemon]\nsocket = \"jobhook.sock\"\nworkers = {workers}\nqueue_capacity = 100000\n\
-                     [hooks]\nOnFinish = [\"audit\"]\n\
-                     [handlers.audit]\nlibrary = \"TextFileHandler\"\nfile_path = \"events.log\"\n"
+                     [hooks]\nOnFinish = [\"sink\"]\n[handlers.sink]\n{handler}"
                 ),
             )
             .unwrap();
@@ -321,8 +478,8 @@ mod driver {
             }
         }
 
-        /// Waits until the file holds `count` lines; returns how long that took.
-        fn wait_for_lines(&self, count: usize) -> Duration {
+        /// Waits until the file holds `count` lines.
+        async fn wait_for_lines(&self, count: usize) {
             let started = Instant::now();
             loop {
                 let lines = std::fs::read(&self.out)
@@ -330,13 +487,13 @@ mod driver {
                     .unwrap_or(0);
                 if lines >= count {
                     assert_eq!(lines, count, "more lines than accepted events");
-                    return started.elapsed();
+                    return;
                 }
                 assert!(
                     started.elapsed() < Duration::from_secs(120),
-                    "only {lines} of {count} events handled"
+                    "only {lines} of {count} handled"
                 );
-                std::thread::sleep(Duration::from_millis(5));
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }
