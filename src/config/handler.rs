@@ -12,13 +12,15 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostic::{Diagnostic, Locator, Position, closest};
 use super::from_value;
 use super::sections::Backoff;
-use super::values::{List, Seconds};
+use super::values::{List, Results, Seconds};
 use crate::handlers::{Library, http, text_file};
+use crate::http::endpoint::CONNECTION_KEYS;
+
+/// The key naming a section's library, with its alias.
+const LIBRARY_KEYS: &[&str] = &["library", "LibraryName"];
 
 /// Keys of [`CommonSettings`], with their aliases.
-const COMMON_KEYS: &[&str] = &[
-    "library",
-    "LibraryName",
+pub const COMMON_KEYS: &[&str] = &[
     "enabled",
     "job_types",
     "JobTypes",
@@ -44,13 +46,11 @@ pub struct HandlerSection {
     pub library: LibrarySettings,
 }
 
-/// Settings every handler accepts.
+/// Settings every handler accepts (a drop-in Lua script gives them in the
+/// table it returns).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommonSettings {
-    /// The built-in handler: `TextFileHandler` or `HttpHandler`. Alias `LibraryName`.
-    #[serde(alias = "LibraryName")]
-    pub library: Spanned<String>,
     /// `false` skips this handler in every chain. Default `true`.
     #[serde(default = "default_enabled")]
     pub enabled: bool,
@@ -58,8 +58,9 @@ pub struct CommonSettings {
     /// An array or one comma-separated string. Alias `JobTypes`. Default: all.
     #[serde(alias = "JobTypes")]
     pub job_types: Option<List>,
-    /// Only events whose `JobResult` is one of these. Default: all.
-    pub results: Option<Spanned<List>>,
+    /// Only events whose `JobResult` is one of these (`Success`, `Warning`,
+    /// `Failure`, `Unknown`). Default: all.
+    pub results: Option<Results>,
     /// Only events whose `EventType` is one of these (any case). Default: all.
     pub event_types: Option<List>,
     /// Extra attempts after a failed first one. Alias `Retries`. Default 3.
@@ -143,14 +144,60 @@ fn parse_one(
             locator.error(Some(span), format!("handler `{name}` must be a table")),
         ]);
     };
-    let (common, specific): (DeTable<'_>, DeTable<'_>) = table
-        .into_iter()
-        .partition(|(key, _)| COMMON_KEYS.contains(&key.get_ref().as_ref()));
+    let (common, specific) = split(table, COMMON_KEYS);
+    let (named, specific) = split(specific, LIBRARY_KEYS);
+    let library = named.into_iter().next().map(|(_, value)| value);
+    let library = parse_library(name, library, span.clone(), locator)?;
     let common: Result<CommonSettings, _> =
         from_value(Spanned::new(span.clone(), DeValue::Table(common)));
     let common = common.map_err(|err| vec![in_handler(name, locator.toml_error(&err, &[]))])?;
-    let library = Library::parse(common.library.get_ref()).ok_or_else(|| {
-        let given = common.library.get_ref();
+    let known = [LIBRARY_KEYS, COMMON_KEYS, CONNECTION_KEYS].concat();
+    let fail = |err: toml::de::Error| vec![in_handler(name, locator.toml_error(&err, &known))];
+    let library = match library {
+        Library::TextFile => {
+            from_value(Spanned::new(span, DeValue::Table(specific))).map(LibrarySettings::TextFile)
+        }
+        Library::Http => {
+            let (connection, request) = split(specific, CONNECTION_KEYS);
+            let mut settings: http::Settings =
+                from_value(Spanned::new(span.clone(), DeValue::Table(request))).map_err(fail)?;
+            settings.connection =
+                from_value(Spanned::new(span, DeValue::Table(connection))).map_err(fail)?;
+            Ok(LibrarySettings::Http(Box::new(settings)))
+        }
+    }
+    .map_err(fail)?;
+    Ok((common, library))
+}
+
+/// The entries of `table` whose key is in `keys`, and the others.
+pub(super) fn split<'a>(table: DeTable<'a>, keys: &[&str]) -> (DeTable<'a>, DeTable<'a>) {
+    table
+        .into_iter()
+        .partition(|(key, _)| keys.contains(&key.get_ref().as_ref()))
+}
+
+/// The library a section names, or why it names none.
+fn parse_library(
+    name: &str,
+    value: Option<Spanned<DeValue<'_>>>,
+    section: std::ops::Range<usize>,
+    locator: &Locator<'_>,
+) -> Result<Library, Vec<Diagnostic>> {
+    let Some(value) = value else {
+        return Err(vec![locator.error(
+            Some(section),
+            format!("handler `{name}`: missing field `library`"),
+        )]);
+    };
+    let span = value.span();
+    let DeValue::String(given) = value.get_ref() else {
+        return Err(vec![locator.error(
+            Some(span),
+            format!("handler `{name}`: `library` must be a string"),
+        )]);
+    };
+    Library::parse(given).ok_or_else(|| {
         let mut message = format!(
             "handler `{name}`: unknown library `{given}`; expected one of {}",
             Library::NAMES.join(", ")
@@ -158,30 +205,8 @@ fn parse_one(
         if let Some(hint) = closest(given, Library::NAMES.iter().copied()) {
             message.push_str(&format!("; did you mean `{hint}`?"));
         }
-        vec![locator.error(Some(common.library.span()), message)]
-    })?;
-    let specific = Spanned::new(span, DeValue::Table(specific));
-    let library = match library {
-        Library::TextFile => from_value(specific).map(LibrarySettings::TextFile),
-        Library::Http => from_value(specific).map(|s| LibrarySettings::Http(Box::new(s))),
-    }
-    .map_err(|err| vec![in_handler(name, locator.toml_error(&err, COMMON_KEYS))])?;
-    let mut problems = Vec::new();
-    if let Some(results) = &common.results {
-        for result in &results.get_ref().0 {
-            if crate::event::JobResult::parse(result).is_none() {
-                problems.push(locator.error(
-                    Some(results.span()),
-                    format!("handler `{name}`: results: `{result}` is not Success, Warning, Failure or Unknown"),
-                ));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok((common, library))
-    } else {
-        Err(problems)
-    }
+        vec![locator.error(Some(span), message)]
+    })
 }
 
 fn in_handler(name: &str, mut diagnostic: Diagnostic) -> Diagnostic {

@@ -199,7 +199,7 @@ fn check_ssl_names(
         let LibrarySettings::Http(settings) = &handler.library else {
             continue;
         };
-        if let Some(name) = &settings.ssl_config
+        if let Some(name) = &settings.connection.ssl_config
             && !ssl.contains_key(name.get_ref())
         {
             let mut message = format!(

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
+
+use crate::event::JobResult;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
@@ -168,6 +170,27 @@ impl<'de> Deserialize<'de> for List {
                 .filter(|item| !item.is_empty())
                 .collect(),
         ))
+    }
+}
+
+/// A `results` filter: [`List`] of `Success`, `Warning`, `Failure`, `Unknown`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Results(pub Vec<JobResult>);
+
+impl<'de> Deserialize<'de> for Results {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        List::deserialize(deserializer)?
+            .0
+            .iter()
+            .map(|name| {
+                JobResult::parse(name).ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "`{name}` is not Success, Warning, Failure or Unknown"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Results)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Outgoing HTTP: one pooled client per destination, built from TLS, proxy
-//! and authentication settings. Shared by the `HttpHandler` and, later, by
-//! the API client handed to Lua scripts.
+//! and authentication settings. Shared by the `HttpHandler` and by the API
+//! client handed to Lua scripts.
 
+pub mod endpoint;
 pub mod ntlm;
 pub mod tls;
 
