@@ -4,13 +4,15 @@
 //! ```sh
 //! cargo bench --bench load                                   # socket → text file, 4 clients
 //! cargo bench --bench load -- --handler http --workers 64    # socket → HTTP → local sink
+//! cargo bench --bench load -- --handler lua                  # socket → Lua → text file
 //! cargo bench --bench load -- --rate 10000 --events 100000   # fixed rate: ack latency
 //! cargo bench --bench load -- --socket run/jobhook.sock      # against a running daemon
 //! ```
 //!
 //! Without `--socket` it starts the daemon itself on a temporary config with
 //! one handler (`--handler file`: JSON lines into a file; `http`: POSTs to a
-//! keep-alive HTTP sink inside this tool), checks afterwards that every
+//! keep-alive HTTP sink inside this tool; `lua`: a script adds a field, then
+//! JSON lines into a file), checks afterwards that every
 //! accepted event arrived exactly once, and stops the daemon. Each run is
 //! repeated (`--runs`) and the median run is reported.
 
@@ -72,6 +74,7 @@ mod driver {
     enum Target {
         File,
         Http,
+        Lua,
     }
 
     #[derive(Default)]
@@ -130,10 +133,9 @@ mod driver {
     async fn spawned_run(args: &Args, run: usize) -> RunResult {
         let sink = match args.handler {
             Target::Http => Some(Sink::start().await),
-            Target::File => None,
+            Target::File | Target::Lua => None,
         };
-        let daemon =
-            SpawnedDaemon::start(args.workers, sink.as_ref().map(|sink| sink.url.as_str()));
+        let daemon = SpawnedDaemon::start(args.workers, args.handler, sink.as_ref());
         let (mut result, clients) = drive(args, &daemon.socket, run).await;
         let waited = Instant::now();
         match &sink {
@@ -441,19 +443,35 @@ mod driver {
     }
 
     impl SpawnedDaemon {
-        /// Text-file handler, or HTTP handler when `http_url` is given.
-        fn start(workers: usize, http_url: Option<&str>) -> SpawnedDaemon {
+        /// The chain `target` names; `sink` is the HTTP sink for `Target::Http`.
+        fn start(workers: usize, target: Target, sink: Option<&Sink>) -> SpawnedDaemon {
             let dir = tempfile::tempdir().unwrap();
             let config = dir.path().join("handlers.toml");
-            let handler = match http_url {
-                Some(url) => format!("library = \"HttpHandler\"\nurl = \"{url}\"\n"),
-                None => "library = \"TextFileHandler\"\nfile_path = \"events.log\"\n".to_owned(),
+            let file = "library = \"TextFileHandler\"\nfile_path = \"events.log\"\n";
+            let chain = match (target, sink) {
+                (Target::Http, Some(sink)) => format!(
+                    "OnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n",
+                    sink.url
+                ),
+                (Target::Lua, _) => {
+                    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+                    std::fs::write(
+                        dir.path().join("scripts/enrich.lua"),
+                        "function handle(event)\n  event.Enriched = event.JobType .. '/' .. event.JobResult\n  return event\nend\n",
+                    )
+                    .unwrap();
+                    format!(
+                        "OnFinish = [\"enrich\", \"sink\"]\n[handlers.enrich]\nlibrary = \"LuaHandler\"\n\
+                         lua_script = \"enrich.lua\"\n[handlers.sink]\n{file}"
+                    )
+                }
+                _ => format!("OnFinish = [\"sink\"]\n[handlers.sink]\n{file}"),
             };
             std::fs::write(
                 &config,
                 format!(
                     "[daemon]\nsocket = \"jobhook.sock\"\nworkers = {workers}\nqueue_capacity = 100000\n\
-                     [hooks]\nOnFinish = [\"sink\"]\n[handlers.sink]\n{handler}"
+                     [hooks]\n{chain}"
                 ),
             )
             .unwrap();

@@ -80,7 +80,10 @@ fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
         return None;
     };
     match Pipeline::build(&config) {
-        Ok(pipeline) => Some((config, pipeline, loaded.diagnostics)),
+        Ok((pipeline, mut warnings)) => {
+            warnings.extend(loaded.diagnostics);
+            Some((config, pipeline, warnings))
+        }
         Err(problems) => {
             loaded
                 .diagnostics
@@ -93,6 +96,16 @@ fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
 }
 
 fn run(file: PathBuf) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("jobhook: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
     let Some((config, pipeline, warnings)) = load(file) else {
         return ExitCode::from(1);
     };
@@ -106,16 +119,6 @@ fn run(file: PathBuf) -> ExitCode {
     for warning in &warnings {
         warn!("{warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("jobhook: cannot start the runtime: {err}");
-            return ExitCode::from(1);
-        }
-    };
     runtime.block_on(async {
         let listener = match daemon::bind(&config) {
             Ok(listener) => listener,
@@ -140,20 +143,36 @@ fn run(file: PathBuf) -> ExitCode {
 fn check(file: PathBuf) -> ExitCode {
     let loaded = config::load(&file);
     let mut diagnostics = loaded.diagnostics;
-    if let Some(config) = &loaded.config
-        && let Err(problems) = Pipeline::build(config)
-    {
-        diagnostics.extend(problems);
-    }
+    let pipeline = match &loaded.config {
+        Some(config) => match Pipeline::build(config) {
+            Ok((pipeline, warnings)) => {
+                diagnostics.extend(warnings);
+                Some(pipeline)
+            }
+            Err(problems) => {
+                diagnostics.extend(problems);
+                None
+            }
+        },
+        None => None,
+    };
     for diagnostic in &diagnostics {
         println!("{diagnostic}");
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    match (&loaded.config, errors) {
-        (Some(config), 0) => {
-            println!("{}: ok, {} handlers", file.display(), config.handlers.len());
-            for (phase, names) in config.hooks.chains() {
-                let names: Vec<&str> = names.iter().map(|name| name.get_ref().as_str()).collect();
+    match (&pipeline, errors) {
+        (Some(pipeline), 0) => {
+            println!(
+                "{}: ok, {} handlers",
+                file.display(),
+                pipeline.handler_count()
+            );
+            for phase in Phase::ALL {
+                let names: Vec<&str> = pipeline
+                    .chain(phase)
+                    .iter()
+                    .map(|stage| stage.name.as_str())
+                    .collect();
                 println!("  {phase}: {}", names.join(" → "));
             }
             ExitCode::SUCCESS

@@ -214,6 +214,20 @@ impl Event {
         &self.fields
     }
 
+    /// The event a script handed back: its fields, but this event's `Id` and
+    /// `Phase` (which identify it and select its chain).
+    pub fn replaced(&self, mut fields: Map<String, Value>) -> Event {
+        for name in ["Id", "Phase"] {
+            if let Some(value) = self.fields.get(name) {
+                fields.insert(name.to_owned(), value.clone());
+            }
+        }
+        Event {
+            phase: self.phase,
+            fields,
+        }
+    }
+
     /// Writes the event as one line of compact JSON (no newline).
     pub fn write_json(&self, out: &mut Vec<u8>) {
         // Serialising a map of JSON values into memory cannot fail.

@@ -15,6 +15,8 @@
 //! - [`handlers`] — the built-in handlers behind one closed enum.
 //! - [`http`] — outgoing HTTP clients (TLS sections, proxies, authentication),
 //!   shared by the HTTP handler and the API client given to Lua.
+//! - [`lua`] — sandboxed Lua states on their own threads, the API scripts
+//!   call, and drop-in scripts that join chains by themselves.
 //!
 //! Around them: [`config`] parses and validates `handlers.toml` (every problem
 //! as `FILE:LINE:COL`), [`daemon`] wires the parts and stops them in order,
@@ -31,5 +33,6 @@ pub mod handlers;
 pub mod http;
 pub mod ingest;
 pub mod logging;
+pub mod lua;
 pub mod queue;
 pub mod worker;

@@ -17,7 +17,7 @@ fn check_accepts_the_repository_config() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/handlers.toml");
     let output = jobhook(&["check", "-c", config], None);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
-    assert!(stdout(&output).contains("ok, 4 handlers"));
+    assert!(stdout(&output).contains("ok, 7 handlers"));
 }
 
 #[test]

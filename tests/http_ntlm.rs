@@ -1,6 +1,8 @@
 //! NTLMv2 against an independent acceptor: a Python server whose NTLM side
 //! is pyspnego (from PyPI), not our own code.
 
+#![cfg(unix)] // The acceptor and the daemon talk over the Unix socket harness.
+
 mod util;
 
 use std::path::Path;

@@ -8,6 +8,8 @@
 mod filter;
 mod retry;
 
+use std::borrow::Cow;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +19,11 @@ use tracing::{Instrument, debug, error, info_span, warn};
 pub use filter::Filter;
 pub use retry::RetryPolicy;
 
-use crate::config::{Config, Diagnostic};
+use crate::config::{CommonSettings, Config, Diagnostic, LibrarySettings, Position};
 use crate::event::{Event, Phase};
-use crate::handlers::{Handler, HandlerError, Retry};
+use crate::handlers::lua::LuaHandler;
+use crate::handlers::{BuildError, Handler, HandlerError, Retry};
+use crate::lua::{self, Scripting};
 
 /// One handler with the settings the chain applies around it.
 #[derive(Debug)]
@@ -52,30 +56,69 @@ pub struct Pipeline {
     on_start: Vec<Arc<Stage>>,
     on_finish: Vec<Arc<Stage>>,
     on_error: Vec<Arc<Stage>>,
+    /// Handlers built: every section and every drop-in script.
+    handlers: usize,
 }
 
 impl Pipeline {
-    /// Builds every handler a hook uses; problems name the handler's section.
-    pub fn build(config: &Config) -> Result<Pipeline, Vec<Diagnostic>> {
+    /// Builds every handler a hook uses, then the drop-in scripts of
+    /// `scripts_dir`. Problems name the handler's section, or the script and
+    /// its line. Warnings (a script that is not run) come with a pipeline.
+    pub fn build(config: &Config) -> Result<(Pipeline, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let scripting = Scripting::new(config).map_err(|message| {
+            vec![
+                Position {
+                    file: config.file.clone(),
+                    line: 1,
+                    column: 1,
+                }
+                .error(message),
+            ]
+        })?;
         let mut stages: Vec<Arc<Stage>> = Vec::new();
         let mut problems = Vec::new();
         for section in &config.handlers {
-            match Handler::build(section, config) {
-                Ok(handler) => stages.push(Arc::new(Stage {
-                    name: section.name.clone(),
-                    filter: Filter::from_settings(&section.common),
-                    retry: RetryPolicy::from_settings(&section.common),
-                    timeout: section.common.timeout.0,
+            match Handler::build(section, config, &scripting) {
+                Ok(handler) => stages.push(Arc::new(Stage::new(
+                    &section.name,
+                    &section.common,
                     handler,
-                })),
-                Err(message) => problems.push(
+                ))),
+                Err(BuildError::Settings(message)) => problems.push(
                     section
                         .position
                         .error(format!("handler `{}`: {message}", section.name)),
                 ),
+                Err(BuildError::Script(path, err)) => {
+                    problems.push(lua::script_diagnostic(&path, &err));
+                }
             }
         }
-        if !problems.is_empty() {
+        let claimed: Vec<PathBuf> = config
+            .handlers
+            .iter()
+            .filter_map(|section| match &section.library {
+                LibrarySettings::Lua(settings) => Some(scripting.script_path(&settings.lua_script)),
+                _ => None,
+            })
+            .collect();
+        let (drop_ins, mut found) = lua::drop_in::discover(config, &claimed, &scripting);
+        problems.append(&mut found);
+        let mut joined: Vec<(Vec<Phase>, Arc<Stage>)> = Vec::new();
+        for drop_in in &drop_ins {
+            match LuaHandler::drop_in(drop_in, &scripting) {
+                Ok(handler) => joined.push((
+                    drop_in.phases.clone(),
+                    Arc::new(Stage::new(
+                        &drop_in.name,
+                        &drop_in.common,
+                        Handler::Lua(handler),
+                    )),
+                )),
+                Err(err) => problems.push(lua::script_diagnostic(&drop_in.path, &err)),
+            }
+        }
+        if problems.iter().any(Diagnostic::is_error) {
             return Err(problems);
         }
         // Config validation guarantees every hook entry names a defined handler.
@@ -86,13 +129,26 @@ impl Pipeline {
                 .iter()
                 .filter_map(|name| stages.iter().find(|stage| stage.name == *name.get_ref()))
                 .cloned()
+                .chain(
+                    joined
+                        .iter()
+                        .filter(|(phases, _)| phases.contains(&phase))
+                        .map(|(_, stage)| stage.clone()),
+                )
                 .collect()
         };
-        Ok(Pipeline {
+        let pipeline = Pipeline {
             on_start: chain(Phase::OnStart),
             on_finish: chain(Phase::OnFinish),
             on_error: chain(Phase::OnError),
-        })
+            handlers: stages.len() + joined.len(),
+        };
+        Ok((pipeline, problems))
+    }
+
+    /// Handlers built: every section and every drop-in script.
+    pub fn handler_count(&self) -> usize {
+        self.handlers
     }
 
     pub fn chain(&self, phase: Phase) -> &[Arc<Stage>] {
@@ -116,8 +172,12 @@ impl Pipeline {
         );
         async {
             let mut outcomes = Vec::new();
+            let mut current = Cow::Borrowed(event);
             for stage in self.chain(event.phase()) {
-                let outcome = stage.deliver(event, stop).await;
+                let (outcome, replaced) = stage.deliver(&current, stop).await;
+                if let Some(replaced) = replaced {
+                    current = Cow::Owned(replaced);
+                }
                 let abandoned = outcome == Delivery::Abandoned;
                 outcomes.push(outcome);
                 if abandoned {
@@ -132,10 +192,22 @@ impl Pipeline {
 }
 
 impl Stage {
-    async fn deliver(&self, event: &Event, stop: &CancellationToken) -> Delivery {
+    fn new(name: &str, common: &CommonSettings, handler: Handler) -> Stage {
+        Stage {
+            name: name.to_owned(),
+            filter: Filter::from_settings(common),
+            retry: RetryPolicy::from_settings(common),
+            timeout: common.timeout.0,
+            handler,
+        }
+    }
+
+    /// Runs the stage's attempts; also returns the event as the handler left
+    /// it, when it changed it.
+    async fn deliver(&self, event: &Event, stop: &CancellationToken) -> (Delivery, Option<Event>) {
         if !self.filter.matches(event) {
             debug!(handler = %self.name, "skipped: filters do not match");
-            return Delivery::Skipped;
+            return (Delivery::Skipped, None);
         }
         let span = info_span!("handler", name = %self.name);
         async {
@@ -145,12 +217,12 @@ impl Stage {
                 let attempt = tokio::time::timeout(self.timeout, self.handler.handle(event));
                 let result = tokio::select! {
                     result = attempt => result,
-                    () = stop.cancelled() => return Delivery::Abandoned,
+                    () = stop.cancelled() => return (Delivery::Abandoned, None),
                 };
                 let error = match result {
-                    Ok(Ok(())) => {
+                    Ok(Ok(replaced)) => {
                         debug!(attempts, "delivered");
-                        return Delivery::Delivered { attempts };
+                        return (Delivery::Delivered { attempts }, replaced);
                     }
                     Ok(Err(error)) => error,
                     Err(_) => HandlerError::retryable(format!(
@@ -160,17 +232,17 @@ impl Stage {
                 };
                 let Retry::Later { after } = error.retry else {
                     error!(attempts, error = %error, "failed permanently; not retried");
-                    return Delivery::Failed { attempts, error };
+                    return (Delivery::Failed { attempts, error }, None);
                 };
                 if attempts > self.retry.retries {
                     error!(attempts, error = %error, "failed; no retries left");
-                    return Delivery::Failed { attempts, error };
+                    return (Delivery::Failed { attempts, error }, None);
                 }
                 let wait = self.retry.delay(attempts, after);
                 warn!(attempts, error = %error, retry_in = %humantime::format_duration(wait), "attempt failed");
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    () = stop.cancelled() => return Delivery::Abandoned,
+                    () = stop.cancelled() => return (Delivery::Abandoned, None),
                 }
             }
         }

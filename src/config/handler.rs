@@ -13,7 +13,7 @@ use super::diagnostic::{Diagnostic, Locator, Position, closest};
 use super::from_value;
 use super::sections::Backoff;
 use super::values::{List, Results, Seconds};
-use crate::handlers::{Library, http, text_file};
+use crate::handlers::{Library, http, lua, text_file};
 use crate::http::endpoint::CONNECTION_KEYS;
 
 /// The key naming a section's library, with its alias.
@@ -102,6 +102,7 @@ fn default_timeout() -> Seconds {
 pub enum LibrarySettings {
     TextFile(text_file::Settings),
     Http(Box<http::Settings>),
+    Lua(lua::Settings),
 }
 
 /// Parses every `[handlers.NAME]`, reporting problems of each one.
@@ -164,6 +165,9 @@ fn parse_one(
             settings.connection =
                 from_value(Spanned::new(span, DeValue::Table(connection))).map_err(fail)?;
             Ok(LibrarySettings::Http(Box::new(settings)))
+        }
+        Library::Lua => {
+            from_value(Spanned::new(span, DeValue::Table(specific))).map(LibrarySettings::Lua)
         }
     }
     .map_err(fail)?;

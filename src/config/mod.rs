@@ -17,9 +17,11 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::http::SslSettings;
+use crate::http::endpoint::CONNECTION_KEYS;
+use crate::lua::ApiSettings;
 
 pub use diagnostic::{Diagnostic, Locator, Position, Severity, closest};
-pub use handler::{CommonSettings, HandlerSection, LibrarySettings};
+pub use handler::{COMMON_KEYS, CommonSettings, HandlerSection, LibrarySettings};
 pub use locate::{default_config_path, locate};
 pub use sections::{Backoff, DaemonSettings, Hooks, LogFormat, LogSettings, Rotation};
 
@@ -37,6 +39,8 @@ pub struct Config {
     pub handlers: Vec<HandlerSection>,
     /// `[ssl.NAME]` sections, named by handlers' `ssl_config`.
     pub ssl: BTreeMap<String, SslSettings>,
+    /// `[api]`: the API client scripts call as `client`.
+    pub api: Option<ApiSettings>,
 }
 
 /// The outcome of reading a config: the config if it has no errors, and every
@@ -79,6 +83,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         Err(err) => return Loaded::failed(vec![locator.toml_error(&err, &[])]),
     };
     let handler_table = root.get_mut().remove("handlers");
+    let api_table = root.get_mut().remove("api");
     // Names of every section, including broken ones, so that a typo inside a
     // section is not reported again at each hook that names it.
     let declared: Vec<String> = handler_table
@@ -98,11 +103,18 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
     let handlers = handler_table
         .map(|table| handler::parse_all(table, &locator, &mut diagnostics))
         .unwrap_or_default();
+    let api = api_table.and_then(|table| parse_api(table, &locator, &mut diagnostics));
     let Some(top) = top else {
         return Loaded::failed(diagnostics);
     };
     check_hooks(&top.hooks, &declared, &handlers, &locator, &mut diagnostics);
-    check_ssl_names(&top.ssl, &handlers, &locator, &mut diagnostics);
+    check_ssl_names(
+        &top.ssl,
+        &handlers,
+        api.as_ref(),
+        &locator,
+        &mut diagnostics,
+    );
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Loaded::failed(diagnostics);
     }
@@ -123,6 +135,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         log: top.log,
         hooks: top.hooks,
         ssl: top.ssl,
+        api,
         handlers,
         dir,
     };
@@ -142,6 +155,7 @@ impl Config {
     fn resolve_paths(&mut self) {
         let dir = &self.dir;
         self.daemon.socket = dir.join(&self.daemon.socket);
+        self.daemon.scripts_dir = dir.join(&self.daemon.scripts_dir);
         if let Some(log_dir) = &mut self.log.dir {
             *log_dir = dir.join(&*log_dir);
         }
@@ -192,25 +206,60 @@ fn check_hooks(
 fn check_ssl_names(
     ssl: &BTreeMap<String, SslSettings>,
     handlers: &[HandlerSection],
+    api: Option<&ApiSettings>,
     locator: &Locator<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    for handler in handlers {
-        let LibrarySettings::Http(settings) = &handler.library else {
-            continue;
-        };
-        if let Some(name) = &settings.connection.ssl_config
+    let users = handlers
+        .iter()
+        .filter_map(|handler| match &handler.library {
+            LibrarySettings::Http(settings) => {
+                Some((format!("handler `{}`", handler.name), &settings.connection))
+            }
+            _ => None,
+        })
+        .chain(api.map(|api| ("[api]".to_owned(), &api.connection)));
+    for (user, connection) in users {
+        if let Some(name) = &connection.ssl_config
             && !ssl.contains_key(name.get_ref())
         {
             let mut message = format!(
-                "handler `{}`: ssl_config names [ssl.{}], which is not defined",
-                handler.name,
+                "{user}: ssl_config names [ssl.{}], which is not defined",
                 name.get_ref()
             );
             if let Some(hint) = closest(name.get_ref(), ssl.keys().map(String::as_str)) {
                 message.push_str(&format!("; did you mean `{hint}`?"));
             }
             diagnostics.push(locator.error(Some(name.span()), message));
+        }
+    }
+}
+
+/// `[api]`: its own keys and the connection keys, each half read on its own.
+fn parse_api(
+    table: Spanned<DeValue<'_>>,
+    locator: &Locator<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<ApiSettings> {
+    let span = table.span();
+    let DeValue::Table(table) = table.into_inner() else {
+        diagnostics.push(locator.error(Some(span), "`api` must be a table"));
+        return None;
+    };
+    let (connection, own) = handler::split(table, CONNECTION_KEYS);
+    let api = from_value::<ApiSettings>(Spanned::new(span.clone(), DeValue::Table(own))).and_then(
+        |mut api| {
+            api.connection = from_value(Spanned::new(span, DeValue::Table(connection)))?;
+            Ok(api)
+        },
+    );
+    match api {
+        Ok(api) => Some(api),
+        Err(err) => {
+            let mut diagnostic = locator.toml_error(&err, CONNECTION_KEYS);
+            diagnostic.message = format!("[api]: {}", diagnostic.message);
+            diagnostics.push(diagnostic);
+            None
         }
     }
 }

@@ -44,6 +44,10 @@ pub struct DaemonSettings {
     pub socket_mode: FileMode,
     /// Windows named pipe that clients write events to. Default `\\.\pipe\jobhook`.
     pub pipe: String,
+    /// Folder of Lua scripts: `lua_script` paths and `require` resolve here,
+    /// and drop-in handlers are found here. Relative to the config file's
+    /// directory unless absolute. Default `"scripts"`.
+    pub scripts_dir: PathBuf,
     /// Events handled at the same time (events of one JobId are always handled
     /// one after another). 0 means the number of CPUs. Default 0.
     pub workers: usize,
@@ -66,6 +70,7 @@ impl Default for DaemonSettings {
             socket: PathBuf::from("/run/jobhook/jobhook.sock"),
             socket_mode: FileMode(0o660),
             pipe: r"\\.\pipe\jobhook".to_owned(),
+            scripts_dir: PathBuf::from("scripts"),
             workers: 0,
             max_event_bytes: Bytes(1 << 20),
             max_connections: 256,

@@ -5,27 +5,32 @@
 //! business (`crate::chain`), the same for every handler.
 
 pub mod http;
+pub mod lua;
 pub mod template;
 pub mod text_file;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{Config, HandlerSection, LibrarySettings};
 use crate::event::Event;
+use crate::lua::Scripting;
 
 /// The libraries a `[handlers.NAME]` section can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Library {
     TextFile,
     Http,
+    Lua,
 }
 
 impl Library {
-    const ALL: [(Library, &str); 2] = [
+    const ALL: [(Library, &str); 3] = [
         (Library::TextFile, "TextFileHandler"),
         (Library::Http, "HttpHandler"),
+        (Library::Lua, "LuaHandler"),
     ];
-    pub const NAMES: [&str; 2] = [Library::ALL[0].1, Library::ALL[1].1];
+    pub const NAMES: [&str; 3] = [Library::ALL[0].1, Library::ALL[1].1, Library::ALL[2].1];
 
     /// Reads a library name as written in `library = "…"` (any case).
     pub fn parse(name: &str) -> Option<Library> {
@@ -77,12 +82,26 @@ impl HandlerError {
 pub enum Handler {
     TextFile(text_file::TextFileHandler),
     Http(Box<http::HttpHandler>),
+    Lua(lua::LuaHandler),
+}
+
+/// Why a handler could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// A problem with the section's settings.
+    Settings(String),
+    /// A problem in the script, reported at the script's line.
+    Script(PathBuf, mlua::Error),
 }
 
 impl Handler {
-    /// Builds the handler a section describes: resolves its secrets and
-    /// builds its HTTP client; opens no file and no connection yet.
-    pub fn build(section: &HandlerSection, config: &Config) -> Result<Handler, String> {
+    /// Builds the handler a section describes: resolves its secrets, builds
+    /// its HTTP client, compiles its script; opens no file and no connection.
+    pub fn build(
+        section: &HandlerSection,
+        config: &Config,
+        scripting: &Scripting,
+    ) -> Result<Handler, BuildError> {
         match &section.library {
             LibrarySettings::TextFile(settings) => {
                 text_file::TextFileHandler::new(settings, &config.dir).map(Handler::TextFile)
@@ -90,14 +109,29 @@ impl Handler {
             LibrarySettings::Http(settings) => {
                 http::HttpHandler::new(settings, config).map(|h| Handler::Http(Box::new(h)))
             }
+            LibrarySettings::Lua(settings) => {
+                return lua::LuaHandler::new(
+                    &section.name,
+                    settings,
+                    section.common.timeout.0,
+                    scripting,
+                )
+                .map(Handler::Lua)
+                .map_err(|err| {
+                    BuildError::Script(scripting.script_path(&settings.lua_script), err)
+                });
+            }
         }
+        .map_err(BuildError::Settings)
     }
 
-    /// Runs one attempt for one event.
-    pub async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+    /// Runs one attempt for one event. A handler that changes the event
+    /// (Lua) returns the event the rest of the chain sees.
+    pub async fn handle(&self, event: &Event) -> Result<Option<Event>, HandlerError> {
         match self {
-            Handler::TextFile(handler) => handler.handle(event),
-            Handler::Http(handler) => handler.handle(event).await,
+            Handler::TextFile(handler) => handler.handle(event).map(|()| None),
+            Handler::Http(handler) => handler.handle(event).await.map(|()| None),
+            Handler::Lua(handler) => handler.handle(event).await,
         }
     }
 }

@@ -6,8 +6,10 @@ pub mod endpoint;
 pub mod ntlm;
 pub mod tls;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, ClientBuilder, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -85,4 +87,17 @@ pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, S
     builder
         .build()
         .map_err(|err| format!("cannot build the HTTP client: {err}"))
+}
+
+/// Headers as configured (`headers = { "X-Source" = "jobhook" }`), checked.
+pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
 }

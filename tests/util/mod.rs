@@ -42,9 +42,25 @@ pub fn config_dir(config: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// Writes each (relative path, contents) under `dir`, creating folders.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (relative, contents) in files {
+        let path = dir.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+}
+
 impl Daemon {
     pub fn start(config: &str) -> Daemon {
+        Daemon::start_with(config, &[])
+    }
+
+    /// Starts on `config` with `files` (relative path, contents) written
+    /// beside it first, e.g. scripts.
+    pub fn start_with(config: &str, files: &[(&str, &str)]) -> Daemon {
         let (dir, config) = config_dir(config);
+        write_files(dir.path(), files);
         let socket = dir.path().join("run/jobhook.sock");
         let stderr = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
         let child = Command::new(BIN)

@@ -9,9 +9,7 @@ mod signing;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tracing::debug;
@@ -23,6 +21,7 @@ use crate::config::Config;
 use crate::config::values::SecretSource;
 use crate::event::Event;
 use crate::http::endpoint::{ConnectionSettings, Endpoint};
+use crate::http::header_map;
 use crate::http::ntlm::NtlmError;
 
 /// Settings of an `HttpHandler` section.
@@ -187,18 +186,6 @@ fn url_host(url: &Template) -> Result<String, String> {
     }
 }
 
-fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
-        map.insert(name, value);
-    }
-    Ok(map)
-}
-
 /// Reads up to `limit` bytes of the body (the rest is left unread).
 async fn drain(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
     let mut body = Vec::new();
@@ -237,6 +224,8 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use reqwest::header::HeaderValue;
+
     use super::*;
 
     #[test]

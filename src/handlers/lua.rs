@@ -1,0 +1,73 @@
+//! `LuaHandler`: runs a script's `handle(event)`; a table it returns becomes
+//! the event for the rest of the chain.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::HandlerError;
+use crate::config::values::{Bytes, List};
+use crate::event::Event;
+use crate::lua::{Limits, ScriptPool, ScriptSpec, Scripting, drop_in::DropIn, pool::Entry};
+
+/// Settings of a `LuaHandler` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The script, relative to `[daemon] scripts_dir`. It defines
+    /// `function handle(event)`. Alias `LuaScript`.
+    #[serde(alias = "LuaScript")]
+    pub lua_script: PathBuf,
+    /// Memory one Lua state of the script may use; a call that needs more
+    /// fails. Default `"32MiB"`.
+    #[serde(default = "crate::lua::default_memory_limit")]
+    pub memory_limit: Bytes,
+    /// Environment variables the script may read with `env(name)`.
+    #[serde(default)]
+    pub allow_env: List,
+}
+
+#[derive(Debug)]
+pub struct LuaHandler {
+    pool: ScriptPool,
+}
+
+impl LuaHandler {
+    /// Compiles the script and starts its states; a syntax error or a
+    /// failing chunk is reported with the script's file and line.
+    pub fn new(
+        name: &str,
+        settings: &Settings,
+        timeout: std::time::Duration,
+        scripting: &Scripting,
+    ) -> Result<LuaHandler, mlua::Error> {
+        let limits = Limits {
+            timeout,
+            memory_limit: settings.memory_limit.0,
+            allow_env: settings.allow_env.0.clone(),
+        };
+        let path = scripting.script_path(&settings.lua_script);
+        let spec = ScriptSpec::new(name, path, Entry::Global, limits, scripting);
+        Ok(LuaHandler {
+            pool: ScriptPool::start(spec, scripting.states())?,
+        })
+    }
+
+    /// The handler of a drop-in script.
+    pub fn drop_in(drop_in: &DropIn, scripting: &Scripting) -> Result<LuaHandler, mlua::Error> {
+        let spec = ScriptSpec::new(
+            &drop_in.name,
+            drop_in.path.clone(),
+            Entry::Returned,
+            drop_in.limits.clone(),
+            scripting,
+        );
+        Ok(LuaHandler {
+            pool: ScriptPool::start(spec, scripting.states())?,
+        })
+    }
+
+    pub async fn handle(&self, event: &Event) -> Result<Option<Event>, HandlerError> {
+        self.pool.call(event).await
+    }
+}

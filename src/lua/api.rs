@@ -1,0 +1,377 @@
+//! What a script can call besides the sandboxed standard library: `log`,
+//! `print`, `json`, `env`, `http.request` and `client` (the `[api]` section).
+//!
+//! HTTP calls are asynchronous: a script waiting for an answer is a suspended
+//! coroutine, not a blocked thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mlua::{Lua, LuaSerdeExt, MultiValue, Table, Value};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, Url};
+use serde::Deserialize;
+use tracing::{debug, error, info, trace, warn};
+
+use super::convert::{from_lua, to_lua};
+use super::sandbox::time_left;
+use crate::config::Config;
+use crate::config::values::Seconds;
+use crate::http::endpoint::{ConnectionSettings, Endpoint, describe};
+use crate::http::header_map;
+use crate::http::ntlm::NtlmError;
+
+/// Keys of the `[api]` section besides the connection keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// The API's base URL; `client:get("path")` requests `base_url` + `path`.
+    pub base_url: String,
+    /// Headers sent with every API request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Longest an API request may take (the script's own `timeout` still
+    /// bounds the whole call). Default `"30s"`.
+    #[serde(default = "default_api_timeout")]
+    pub timeout: Seconds,
+    /// Authentication, proxy and TLS: read from the same section by
+    /// `crate::config` (the keys in `crate::http::endpoint::CONNECTION_KEYS`).
+    #[serde(skip)]
+    pub connection: ConnectionSettings,
+}
+
+fn default_api_timeout() -> Seconds {
+    Seconds(Duration::from_secs(30))
+}
+
+/// The `[api]` section, ready: its client is shared by every script.
+#[derive(Debug)]
+pub struct ApiClient {
+    endpoint: Endpoint,
+    base_url: Url,
+    headers: HeaderMap,
+    timeout: Duration,
+}
+
+impl ApiClient {
+    pub fn new(settings: &ApiSettings, config: &Config) -> Result<ApiClient, String> {
+        let mut base = settings.base_url.clone();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        let base_url = Url::parse(&base)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .ok_or_else(|| format!("[api] base_url: {base:?} is not an http(s) URL"))?;
+        let host = base_url.host_str().unwrap_or_default().to_owned();
+        Ok(ApiClient {
+            endpoint: Endpoint::new(&settings.connection, &host, config)
+                .map_err(|err| format!("[api] {err}"))?,
+            headers: header_map(&settings.headers).map_err(|err| format!("[api] {err}"))?,
+            base_url,
+            timeout: settings.timeout.0,
+        })
+    }
+}
+
+/// What the API tables of one script's states need.
+#[derive(Clone, Debug)]
+pub struct ScriptEnv {
+    /// The handler (or drop-in file) name, tagged on log lines.
+    pub handler: String,
+    /// Environment variables `env(name)` may read.
+    pub allow_env: Vec<String>,
+    pub api: Option<Arc<ApiClient>>,
+    /// Client for `http.request`.
+    pub http: reqwest::Client,
+}
+
+/// The id of the event being handled, for log lines.
+pub struct CurrentEvent(pub String);
+
+/// A request as scripts describe it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestSpec {
+    method: Option<String>,
+    url: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<String>,
+    /// Seconds.
+    timeout: Option<f64>,
+}
+
+pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
+    let globals = lua.globals();
+    let log = lua.create_table()?;
+    for level in ["trace", "debug", "info", "warn", "error"] {
+        let handler = env.handler.clone();
+        log.set(
+            level,
+            lua.create_function(move |lua, message: mlua::LuaString| {
+                emit(lua, level, &handler, &message.to_string_lossy());
+                Ok(())
+            })?,
+        )?;
+    }
+    globals.set("log", log)?;
+    let handler = env.handler.clone();
+    globals.set(
+        "print",
+        lua.create_function(move |lua, values: MultiValue| {
+            let mut line = Vec::new();
+            for value in values {
+                line.push(value.to_string()?);
+            }
+            emit(lua, "info", &handler, &line.join("\t"));
+            Ok(())
+        })?,
+    )?;
+
+    let json = lua.create_table()?;
+    json.set(
+        "encode",
+        lua.create_function(|lua, value: Value| {
+            let value = from_lua(lua, value)?;
+            Ok(value.to_string())
+        })?,
+    )?;
+    json.set(
+        "decode",
+        lua.create_function(|lua, text: mlua::LuaString| {
+            let value: serde_json::Value = serde_json::from_slice(&text.as_bytes())
+                .map_err(|err| mlua::Error::runtime(format!("json.decode: {err}")))?;
+            to_lua(lua, &value)
+        })?,
+    )?;
+    json.set("null", lua.null())?;
+    json.set(
+        "array",
+        lua.create_function(|lua, table: Option<Table>| {
+            let table = match table {
+                Some(table) => table,
+                None => lua.create_table()?,
+            };
+            table.set_metatable(Some(lua.array_metatable()))?;
+            Ok(table)
+        })?,
+    )?;
+    globals.set("json", json)?;
+
+    let (allowed, handler) = (env.allow_env.clone(), env.handler.clone());
+    globals.set(
+        "env",
+        lua.create_function(move |_, name: String| {
+            if !allowed.contains(&name) {
+                return Err(mlua::Error::runtime(format!(
+                    "env: {name} is not in allow_env of handler `{handler}`"
+                )));
+            }
+            Ok(std::env::var(&name).ok())
+        })?,
+    )?;
+
+    let http = lua.create_table()?;
+    let client = env.http.clone();
+    http.set(
+        "request",
+        lua.create_async_function(move |lua, spec: Table| {
+            let client = client.clone();
+            async move {
+                let spec: RequestSpec = lua.from_value(Value::Table(spec))?;
+                let url = spec
+                    .url
+                    .as_deref()
+                    .ok_or_else(|| mlua::Error::runtime("http.request: `url` is required"))?;
+                let url = Url::parse(url)
+                    .map_err(|err| mlua::Error::runtime(format!("http.request: url: {err}")))?;
+                let prepared = Prepared::new(&spec, &HeaderMap::new())?;
+                let timeout = call_timeout(&lua, spec.timeout, Duration::from_secs(30));
+                let response = tokio::time::timeout(timeout, async {
+                    read(prepared.request(&client, &url).send().await?).await
+                })
+                .await;
+                let result = match response {
+                    Ok(Ok(answer)) => Ok(answer),
+                    Ok(Err(err)) => Err(describe(&err)),
+                    Err(_) => Err(timed_out(timeout)),
+                };
+                answer(&lua, "http.request", &url, result)
+            }
+        })?,
+    )?;
+    globals.set("http", http)?;
+
+    globals.set("client", api_table(lua, env)?)?;
+    Ok(())
+}
+
+/// `client:get(path)`, `client:post(path, body)`, `client:request{…}`.
+fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
+    let client = lua.create_table()?;
+    let api = env.api.clone();
+    let request = lua.create_async_function(move |lua, (_, spec): (Value, Table)| {
+        let api = api.clone();
+        async move {
+            let api = api.as_deref().ok_or_else(|| {
+                mlua::Error::runtime("client: handlers.toml has no [api] section")
+            })?;
+            let spec: RequestSpec = lua.from_value(Value::Table(spec))?;
+            let path = spec.path.as_deref().unwrap_or_default();
+            if path.contains("://") {
+                return Err(mlua::Error::runtime(
+                    "client: give a path under [api] base_url; use http.request for other URLs",
+                ));
+            }
+            let url = api
+                .base_url
+                .join(path.trim_start_matches('/'))
+                .map_err(|err| mlua::Error::runtime(format!("client: path {path:?}: {err}")))?;
+            let prepared = Prepared::new(&spec, &api.headers)?;
+            let timeout = call_timeout(&lua, spec.timeout, api.timeout);
+            let response = tokio::time::timeout(timeout, async {
+                let client = api.endpoint.client();
+                let response = api
+                    .endpoint
+                    .send(|authorization| {
+                        let request = prepared.request(client, &url);
+                        match authorization {
+                            Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
+                            None => request,
+                        }
+                    })
+                    .await?;
+                read(response).await.map_err(NtlmError::Http)
+            })
+            .await;
+            let result = match response {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(NtlmError::Http(err))) => Err(api.endpoint.describe(err)),
+                Ok(Err(NtlmError::Protocol(message))) => Err(message),
+                Err(_) => Err(timed_out(timeout)),
+            };
+            answer(&lua, "client", &url, result)
+        }
+    })?;
+    client.set("request", request)?;
+    lua.load(
+        r#"
+        local client = ...
+        function client:get(path, headers)
+          return self:request{ path = path, headers = headers }
+        end
+        function client:post(path, body, headers)
+          if body ~= nil and type(body) ~= "string" then body = json.encode(body) end
+          return self:request{ method = "POST", path = path, body = body, headers = headers }
+        end
+        "#,
+    )
+    .set_name("=client")
+    .call::<()>(&client)?;
+    Ok(client)
+}
+
+fn emit(lua: &Lua, level: &str, handler: &str, message: &str) {
+    let event = lua.app_data_ref::<CurrentEvent>();
+    let id = event.as_deref().map_or("", |event| event.0.as_str());
+    match level {
+        "trace" => trace!(target: "jobhook::script", handler, id, "{message}"),
+        "debug" => debug!(target: "jobhook::script", handler, id, "{message}"),
+        "info" => info!(target: "jobhook::script", handler, id, "{message}"),
+        "warn" => warn!(target: "jobhook::script", handler, id, "{message}"),
+        _ => error!(target: "jobhook::script", handler, id, "{message}"),
+    }
+}
+
+/// The request's own timeout, no longer than what is left of the script's.
+fn call_timeout(lua: &Lua, asked: Option<f64>, default: Duration) -> Duration {
+    let asked = asked
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .map_or(default, Duration::from_secs_f64);
+    time_left(lua).map_or(asked, |left| asked.min(left))
+}
+
+/// A request checked once, so that building it again (for each NTLM leg)
+/// cannot fail.
+struct Prepared {
+    method: Method,
+    headers: HeaderMap,
+    body: Option<String>,
+}
+
+impl Prepared {
+    fn new(spec: &RequestSpec, base: &HeaderMap) -> mlua::Result<Prepared> {
+        let method = spec.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| mlua::Error::runtime(format!("{method:?} is not an HTTP method")))?;
+        let mut headers = base.clone();
+        headers.extend(header_map(&spec.headers).map_err(mlua::Error::runtime)?);
+        Ok(Prepared {
+            method,
+            headers,
+            body: spec.body.clone(),
+        })
+    }
+
+    fn request(&self, client: &reqwest::Client, url: &Url) -> reqwest::RequestBuilder {
+        let request = client
+            .request(self.method.clone(), url.clone())
+            .headers(self.headers.clone());
+        match &self.body {
+            Some(body) => request.body(body.clone()),
+            None => request,
+        }
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+async fn read(response: reqwest::Response) -> Result<Answer, reqwest::Error> {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response.bytes().await?.to_vec();
+    Ok(Answer {
+        status,
+        body,
+        headers,
+    })
+}
+
+/// `status, body, headers` for the script, or an error naming the URL.
+fn answer(
+    lua: &Lua,
+    what: &str,
+    url: &Url,
+    result: Result<Answer, String>,
+) -> mlua::Result<MultiValue> {
+    let answer = result.map_err(|err| mlua::Error::runtime(format!("{what}: {url}: {err}")))?;
+    let headers = lua.create_table()?;
+    for (name, value) in answer.headers {
+        headers.set(name, value)?;
+    }
+    Ok(MultiValue::from_iter([
+        Value::Integer(answer.status.into()),
+        Value::String(lua.create_string(&answer.body)?),
+        Value::Table(headers),
+    ]))
+}
+
+fn timed_out(timeout: Duration) -> String {
+    format!("timed out after {}", humantime::format_duration(timeout))
+}

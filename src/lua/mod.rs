@@ -1,0 +1,127 @@
+//! Lua scripting (Lua 5.4): sandboxed states, the API scripts call, the pool
+//! of states that runs a script, and drop-in scripts that join chains.
+//!
+//! A script is compiled once per build and run by a small pool of states, so
+//! several events can run one script at once; events of one job still reach
+//! it in order (the chain awaits each call). A call runs as a coroutine on the
+//! daemon's runtime: it yields every couple of milliseconds and while it waits
+//! for HTTP, and ends with an error at its deadline, so a busy or stuck
+//! script never holds a runtime thread for long.
+
+mod api;
+mod convert;
+pub mod drop_in;
+pub mod pool;
+mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use api::ApiSettings;
+pub use pool::{ScriptPool, ScriptSpec};
+
+use crate::config::values::Bytes;
+use crate::config::{Config, Diagnostic, Position};
+
+/// What every script of one build shares.
+#[derive(Debug, Clone)]
+pub struct Scripting {
+    api: Option<Arc<api::ApiClient>>,
+    http: reqwest::Client,
+    /// States per script.
+    states: usize,
+    scripts_dir: PathBuf,
+}
+
+/// Most states (threads) one script gets, however many workers there are.
+const MAX_STATES: usize = 16;
+
+impl Scripting {
+    /// Builds the `[api]` client.
+    pub fn new(config: &Config) -> Result<Scripting, String> {
+        let api = match &config.api {
+            Some(settings) => Some(Arc::new(api::ApiClient::new(settings, config)?)),
+            None => None,
+        };
+        Ok(Scripting {
+            api,
+            http: crate::http::build_client(Default::default(), &config.dir)?,
+            states: config.daemon.worker_count().clamp(1, MAX_STATES),
+            scripts_dir: config.daemon.scripts_dir.clone(),
+        })
+    }
+
+    /// Lua states (threads) each script gets.
+    pub fn states(&self) -> usize {
+        self.states
+    }
+
+    /// A script named in a section, which is relative to `scripts_dir`.
+    pub fn script_path(&self, script: &Path) -> PathBuf {
+        self.scripts_dir.join(script)
+    }
+
+    fn env(&self, handler: &str, allow_env: &[String]) -> api::ScriptEnv {
+        api::ScriptEnv {
+            handler: handler.to_owned(),
+            allow_env: allow_env.to_vec(),
+            api: self.api.clone(),
+            http: self.http.clone(),
+        }
+    }
+}
+
+/// Memory a script's state may use unless its settings say otherwise.
+pub fn default_memory_limit() -> Bytes {
+    Bytes(32 << 20)
+}
+
+/// Limits and permissions of one script.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory_limit: u64,
+    pub allow_env: Vec<String>,
+}
+
+/// The problem as the script's author needs it: message without the Lua
+/// traceback, and the innermost cause of a callback error.
+pub fn describe(err: &mlua::Error) -> String {
+    match err {
+        mlua::Error::CallbackError { cause, .. } => describe(cause),
+        mlua::Error::WithContext { cause, .. } => describe(cause),
+        mlua::Error::RuntimeError(message) | mlua::Error::SyntaxError { message, .. } => {
+            first_part(message)
+        }
+        mlua::Error::MemoryError(_) => "memory_limit exceeded".to_owned(),
+        other => first_part(&other.to_string()),
+    }
+}
+
+fn first_part(message: &str) -> String {
+    message
+        .split("\nstack traceback:")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// A script problem found while building, at the script's line when Lua
+/// names one (`path:LINE: message`).
+pub fn script_diagnostic(path: &Path, err: &mlua::Error) -> Diagnostic {
+    let message = describe(err);
+    let prefix = format!("{}:", path.display());
+    let located = message.strip_prefix(&prefix).and_then(|rest| {
+        let (line, text) = rest.split_once(':')?;
+        Some((line.parse::<usize>().ok()?, text.trim().to_owned()))
+    });
+    let (line, text) = located.unwrap_or((1, message));
+    Position {
+        file: path.to_owned(),
+        line,
+        column: 1,
+    }
+    .error(text)
+}
