@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
@@ -14,7 +15,7 @@ use crate::chain::Pipeline;
 use crate::config::Config;
 use crate::ingest::{self, Limits, Listener};
 use crate::queue::Queue;
-use crate::worker;
+use crate::{reload, worker};
 
 /// Opens the ingest endpoint named by the config.
 pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
@@ -32,16 +33,18 @@ pub async fn run(
     listener: Listener,
     shutdown: CancellationToken,
 ) {
+    let config = Arc::new(config);
     let daemon = &config.daemon;
     let workers = daemon.worker_count();
     let (queue, lanes) = Queue::new(workers, daemon.queue_capacity);
-    let pipeline = Arc::new(pipeline);
+    let (pipelines, current) = watch::channel(Arc::new(pipeline));
     let abandon = CancellationToken::new();
     let tracker = TaskTracker::new();
     for lane in lanes {
-        tracker.spawn(worker::work(lane, pipeline.clone(), abandon.clone()));
+        tracker.spawn(worker::work(lane, current.clone(), abandon.clone()));
     }
     tracker.close();
+    let reloads = tokio::spawn(reload::watch(config.clone(), pipelines, shutdown.clone()));
     info!(workers, config = %config.file.display(), "jobhook started");
 
     let limits = Limits {
@@ -49,6 +52,7 @@ pub async fn run(
         max_event_bytes: daemon.max_event_bytes.0.try_into().unwrap_or(usize::MAX),
     };
     listener.serve(Arc::new(queue), limits, shutdown).await;
+    let _ = reloads.await;
     // Every connection has ended, so the queue is dropped and closed: the
     // workers drain what was accepted and then return.
     info!("stopped accepting events; finishing accepted events");

@@ -19,7 +19,8 @@
 //!   call, and drop-in scripts that join chains by themselves.
 //!
 //! Around them: [`config`] parses and validates `handlers.toml` (every problem
-//! as `FILE:LINE:COL`), [`daemon`] wires the parts and stops them in order,
+//! as `FILE:LINE:COL`), [`reload`] watches it and swaps in a new pipeline
+//! when it changes, [`daemon`] wires the parts and stops them in order,
 //! [`logging`] sets up the daemon's own log, [`client`] is `jobhook send`, and
 //! [`cli`] is the command line.
 
@@ -35,4 +36,5 @@ pub mod ingest;
 pub mod logging;
 pub mod lua;
 pub mod queue;
+pub mod reload;
 pub mod worker;

@@ -19,7 +19,9 @@ use tracing::{Instrument, debug, error, info_span, warn};
 pub use filter::Filter;
 pub use retry::RetryPolicy;
 
-use crate::config::{CommonSettings, Config, Diagnostic, LibrarySettings, Position};
+use crate::config::{
+    CommonSettings, Config, Diagnostic, HandlerSection, LibrarySettings, Position,
+};
 use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
 use crate::handlers::{BuildError, Handler, HandlerError, Retry};
@@ -58,6 +60,17 @@ pub struct Pipeline {
     on_error: Vec<Arc<Stage>>,
     /// Handlers built: every section and every drop-in script.
     handlers: usize,
+    /// The scripts folder as it was when this was built.
+    scripts: lua::Fingerprint,
+}
+
+/// What a reload may keep: the running config and pipeline, whose handlers
+/// (open files, connection pools, Lua states) are reused where their
+/// settings did not change.
+#[derive(Clone, Copy)]
+pub struct Previous<'a> {
+    pub config: &'a Config,
+    pub pipeline: &'a Pipeline,
 }
 
 impl Pipeline {
@@ -65,6 +78,16 @@ impl Pipeline {
     /// `scripts_dir`. Problems name the handler's section, or the script and
     /// its line. Warnings (a script that is not run) come with a pipeline.
     pub fn build(config: &Config) -> Result<(Pipeline, Vec<Diagnostic>), Vec<Diagnostic>> {
+        Pipeline::rebuild(config, None)
+    }
+
+    /// Like [`Pipeline::build`], reusing the handlers of `previous` whose
+    /// settings (and what they depend on) did not change.
+    pub fn rebuild(
+        config: &Config,
+        previous: Option<Previous<'_>>,
+    ) -> Result<(Pipeline, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let scripts = lua::Fingerprint::of(&config.daemon.scripts_dir);
         let scripting = Scripting::new(config).map_err(|message| {
             vec![
                 Position {
@@ -78,6 +101,12 @@ impl Pipeline {
         let mut stages: Vec<Arc<Stage>> = Vec::new();
         let mut problems = Vec::new();
         for section in &config.handlers {
+            if let Some(stage) =
+                previous.and_then(|previous| previous.reusable(section, config, &scripts))
+            {
+                stages.push(stage);
+                continue;
+            }
             match Handler::build(section, config, &scripting) {
                 Ok(handler) => stages.push(Arc::new(Stage::new(
                     &section.name,
@@ -142,6 +171,7 @@ impl Pipeline {
             on_finish: chain(Phase::OnFinish),
             on_error: chain(Phase::OnError),
             handlers: stages.len() + joined.len(),
+            scripts,
         };
         Ok((pipeline, problems))
     }
@@ -188,6 +218,45 @@ impl Pipeline {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl Previous<'_> {
+    /// The running stage for `section`, if it can serve the new config as it is.
+    fn reusable(
+        &self,
+        section: &HandlerSection,
+        config: &Config,
+        scripts: &lua::Fingerprint,
+    ) -> Option<Arc<Stage>> {
+        let old = self.config.handler(&section.name)?;
+        let same = old.common == section.common
+            && old.library == section.library
+            && self.config.dir == config.dir
+            && match &section.library {
+                LibrarySettings::TextFile(_) => true,
+                LibrarySettings::Http(settings) => {
+                    let ssl = |config: &Config| {
+                        let name = settings.connection.ssl_config.as_ref()?;
+                        config.ssl.get(name.get_ref()).cloned()
+                    };
+                    ssl(self.config) == ssl(config)
+                }
+                LibrarySettings::Lua(_) => {
+                    self.pipeline.scripts == *scripts
+                        && self.config.api == config.api
+                        && self.config.daemon.scripts_dir == config.daemon.scripts_dir
+                        && self.config.daemon.worker_count() == config.daemon.worker_count()
+                }
+            };
+        if !same {
+            return None;
+        }
+        Phase::ALL
+            .into_iter()
+            .flat_map(|phase| self.pipeline.chain(phase))
+            .find(|stage| stage.name == section.name)
+            .cloned()
     }
 }
 

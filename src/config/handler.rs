@@ -48,7 +48,7 @@ pub struct HandlerSection {
 
 /// Settings every handler accepts (a drop-in Lua script gives them in the
 /// table it returns).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommonSettings {
     /// `false` skips this handler in every chain. Default `true`.
@@ -98,7 +98,7 @@ fn default_timeout() -> Seconds {
 }
 
 /// The library-specific half of a section.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum LibrarySettings {
     TextFile(text_file::Settings),
     Http(Box<http::Settings>),

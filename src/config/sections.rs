@@ -34,7 +34,7 @@ impl Top {
 
 /// `[daemon]`: the socket, concurrency and limits. Changing `socket`, `pipe`
 /// or `workers` needs a restart.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonSettings {
     /// Unix stream socket that clients write events to, relative to the config
@@ -91,7 +91,7 @@ impl DaemonSettings {
 }
 
 /// `[log]`: where the daemon's own log goes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// Minimum level (`error`, `warn`, `info`, `debug`, `trace`), or any

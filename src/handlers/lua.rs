@@ -11,7 +11,7 @@ use crate::event::Event;
 use crate::lua::{Limits, ScriptPool, ScriptSpec, Scripting, drop_in::DropIn, pool::Entry};
 
 /// Settings of a `LuaHandler` section.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The script, relative to `[daemon] scripts_dir`. It defines

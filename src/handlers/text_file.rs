@@ -19,7 +19,7 @@ use super::template::{Escape, Template};
 use crate::event::Event;
 
 /// Settings of a `TextFileHandler` section.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// File each event is appended to, created with its parent directories.

@@ -43,7 +43,7 @@ pub const CONNECTION_KEYS: &[&str] = &[
 ];
 
 /// How to reach and authenticate to a server.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionSettings {
     /// User for HTTP Basic authentication. Alias `BasicUser`.

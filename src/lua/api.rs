@@ -23,7 +23,7 @@ use crate::http::header_map;
 use crate::http::ntlm::NtlmError;
 
 /// Keys of the `[api]` section besides the connection keys.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     /// The API's base URL; `client:get("path")` requests `base_url` + `path`.

@@ -72,6 +72,35 @@ impl Scripting {
     }
 }
 
+/// What the scripts folder holds: every file's path, size and modification
+/// time. Two equal fingerprints mean no script changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint(Vec<(PathBuf, u64, Option<std::time::SystemTime>)>);
+
+impl Fingerprint {
+    pub fn of(dir: &Path) -> Fingerprint {
+        let mut files = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let Ok(metadata) = entry.metadata() else {
+                    continue;
+                };
+                if metadata.is_dir() {
+                    pending.push(entry.path());
+                } else {
+                    files.push((entry.path(), metadata.len(), metadata.modified().ok()));
+                }
+            }
+        }
+        files.sort();
+        Fingerprint(files)
+    }
+}
+
 /// Memory a script's state may use unless its settings say otherwise.
 pub fn default_memory_limit() -> Bytes {
     Bytes(32 << 20)

@@ -25,7 +25,7 @@ use crate::http::header_map;
 use crate::http::ntlm::NtlmError;
 
 /// Settings of an `HttpHandler` section.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Where events are sent. `{Field}` inserts an event field, URL-encoded.

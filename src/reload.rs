@@ -1,0 +1,279 @@
+//! Hot reload: `handlers.toml`'s folder and `scripts_dir` are watched (and
+//! SIGHUP listened for). A change is parsed, validated and built into a
+//! complete new pipeline off the hot path, then swapped in; events already in
+//! a chain finish on the pipeline they started with. A broken change is
+//! logged, problem by problem, and the running pipeline stays.
+//!
+//! Watching the folders rather than the files keeps working whatever the
+//! editor does (write in place, write a new file and rename it, a symlink
+//! swap as Kubernetes ConfigMaps do); a batch of events only causes a reload
+//! when the config's bytes or the scripts' files actually changed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::chain::{Pipeline, Previous};
+use crate::config::{self, Config, DaemonSettings};
+use crate::lua::Fingerprint;
+
+/// How long the watcher waits for a burst of file events to end.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// What the last reload looked at: a batch of events that leaves both equal
+/// is not a change.
+#[derive(PartialEq)]
+struct Snapshot {
+    config: Option<Vec<u8>>,
+    scripts: Fingerprint,
+}
+
+impl Snapshot {
+    fn take(config: &Config) -> Snapshot {
+        Snapshot {
+            config: std::fs::read(&config.file).ok(),
+            scripts: Fingerprint::of(&config.daemon.scripts_dir),
+        }
+    }
+}
+
+/// Why a reload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// Files changed; handlers whose settings did not change are kept.
+    Change { seen: Instant },
+    /// SIGHUP: every handler is built anew (secret files are read again).
+    Signal,
+}
+
+struct Reloader {
+    running: Arc<Config>,
+    /// The `[daemon]` settings the daemon started with, which need a restart.
+    started: Arc<Config>,
+    pipelines: watch::Sender<Arc<Pipeline>>,
+    snapshot: Snapshot,
+    /// Reload failures since the last success (reported when one succeeds).
+    failures: u64,
+}
+
+/// Watches and reloads until `shutdown` fires. Workers read the current
+/// pipeline from `pipelines` at the start of each event.
+pub async fn watch(
+    config: Arc<Config>,
+    pipelines: watch::Sender<Arc<Pipeline>>,
+    shutdown: CancellationToken,
+) {
+    let (changes, mut changed) = mpsc::unbounded_channel::<Instant>();
+    let debouncer = new_debouncer(
+        DEBOUNCE,
+        None,
+        move |result: DebounceEventResult| match result {
+            Ok(events) => {
+                if let Some(first) = events.iter().map(|event| event.time).min() {
+                    let _ = changes.send(first);
+                }
+            }
+            Err(errors) => {
+                for err in errors {
+                    warn!("watching the config: {err}");
+                }
+            }
+        },
+    );
+    let mut debouncer = match debouncer {
+        Ok(debouncer) => Some(debouncer),
+        Err(err) => {
+            error!("cannot watch the config for changes ({err}); reload with SIGHUP");
+            None
+        }
+    };
+    let watch_folders = |debouncer: &mut Option<_>, config: &Config| {
+        let Some(debouncer) = debouncer else { return };
+        let debouncer: &mut notify_debouncer_full::Debouncer<_, _> = debouncer;
+        if let Err(err) = debouncer.watch(&config.dir, RecursiveMode::NonRecursive) {
+            error!(dir = %config.dir.display(), "cannot watch the config's folder ({err}); reload with SIGHUP");
+        }
+        if config.daemon.scripts_dir.is_dir() {
+            let _ = debouncer.watch(&config.daemon.scripts_dir, RecursiveMode::Recursive);
+        }
+    };
+    watch_folders(&mut debouncer, &config);
+
+    let mut reloader = Reloader {
+        snapshot: Snapshot::take(&config),
+        running: config.clone(),
+        started: config,
+        pipelines,
+        failures: 0,
+    };
+    let mut hangups = hangups();
+    loop {
+        let trigger = tokio::select! {
+            () = shutdown.cancelled() => return,
+            Some(seen) = changed.recv() => Trigger::Change { seen },
+            Some(()) = hangups.recv() => {
+                info!("SIGHUP received: reloading the config");
+                Trigger::Signal
+            }
+        };
+        if reloader.reload(trigger).await {
+            watch_folders(&mut debouncer, &reloader.running);
+        }
+    }
+}
+
+impl Reloader {
+    /// Returns whether a new pipeline was swapped in.
+    async fn reload(&mut self, trigger: Trigger) -> bool {
+        let snapshot = Snapshot::take(&self.running);
+        if trigger != Trigger::Signal && snapshot == self.snapshot {
+            return false; // an editor's temporary file, a log written beside the config
+        }
+        self.snapshot = snapshot;
+        let started = Instant::now();
+        let file = self.running.file.clone();
+        let running = self.running.clone();
+        let previous_pipeline = self.pipelines.borrow().clone();
+        let reuse = matches!(trigger, Trigger::Change { .. });
+        let built =
+            tokio::task::spawn_blocking(move || build(file, &running, &previous_pipeline, reuse))
+                .await
+                .unwrap_or_else(|err| {
+                    Err(vec![format!("building the new config panicked: {err}")])
+                });
+        match built {
+            Ok((config, pipeline, warnings)) => {
+                for warning in warnings {
+                    warn!("{warning}");
+                }
+                for key in restart_needed(&self.started.daemon, &config.daemon) {
+                    warn!(
+                        "[daemon] {key} changed; it takes effect at the next restart (keeping the running value)"
+                    );
+                }
+                if self.started.log != config.log {
+                    warn!("[log] changed; it takes effect at the next restart");
+                }
+                self.pipelines.send_replace(Arc::new(pipeline));
+                let since_change = match trigger {
+                    Trigger::Change { seen } => seen.elapsed().as_millis(),
+                    Trigger::Signal => started.elapsed().as_millis(),
+                };
+                let resolved = std::mem::take(&mut self.failures);
+                info!(
+                    build_ms = started.elapsed().as_millis(),
+                    since_change_ms = since_change,
+                    "config reloaded{}",
+                    if resolved > 0 {
+                        format!(" (after {resolved} failed reload(s), now resolved)")
+                    } else {
+                        String::new()
+                    }
+                );
+                self.running = Arc::new(config);
+                true
+            }
+            Err(problems) => {
+                self.failures += 1;
+                for problem in &problems {
+                    error!("{problem}");
+                }
+                error!(
+                    errors = problems.len(),
+                    config_reload_failures_total = self.failures,
+                    "config reload failed; still running the previous config"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Loads and builds the config at `file`, reusing `previous`'s handlers when
+/// `reuse` is set. Problems come back as printed diagnostics.
+fn build(
+    file: PathBuf,
+    running: &Config,
+    pipeline: &Pipeline,
+    reuse: bool,
+) -> Result<(Config, Pipeline, Vec<String>), Vec<String>> {
+    let loaded = config::load(&file);
+    let text =
+        |list: &[config::Diagnostic]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let Some(config) = loaded.config else {
+        return Err(text(&loaded.diagnostics));
+    };
+    let previous = reuse.then_some(Previous {
+        config: running,
+        pipeline,
+    });
+    let mut messages = text(&loaded.diagnostics);
+    match Pipeline::rebuild(&config, previous) {
+        Ok((pipeline, warnings)) => {
+            messages.extend(text(&warnings));
+            Ok((config, pipeline, messages))
+        }
+        Err(problems) => {
+            messages.extend(text(&problems));
+            Err(messages)
+        }
+    }
+}
+
+/// `[daemon]` keys whose new value needs a restart.
+fn restart_needed(running: &DaemonSettings, new: &DaemonSettings) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |key, changed: bool| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    check("socket", running.socket != new.socket);
+    check("socket_mode", running.socket_mode != new.socket_mode);
+    check("pipe", running.pipe != new.pipe);
+    check("workers", running.workers != new.workers);
+    check(
+        "max_event_bytes",
+        running.max_event_bytes != new.max_event_bytes,
+    );
+    check(
+        "max_connections",
+        running.max_connections != new.max_connections,
+    );
+    check(
+        "queue_capacity",
+        running.queue_capacity != new.queue_capacity,
+    );
+    check(
+        "shutdown_timeout",
+        running.shutdown_timeout != new.shutdown_timeout,
+    );
+    keys
+}
+
+/// SIGHUP, as a stream of `()` (never on Windows).
+fn hangups() -> mpsc::Receiver<()> {
+    let (send, receive) = mpsc::channel(1);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            error!("cannot listen for SIGHUP");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            if send.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(send);
+    receive
+}
