@@ -77,7 +77,16 @@ fn a_user_principal_name_works_too() {
         "Corr3ct-Horse",
     ));
     daemon.send(&[r#"{"Id":"upn"}"#]);
-    wait_for_lines(&server.record, 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lines(&server.record).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered:\n{}\nserver:\n{}",
+            daemon.log(),
+            std::fs::read_to_string(&server.peer.log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]

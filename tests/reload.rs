@@ -299,3 +299,30 @@ fn soak_two_hundred_rewrites_under_load() {
         "memory grew: {warm} KiB → {after} KiB"
     );
 }
+
+#[test]
+fn a_configmap_style_symlink_swap_is_picked_up() {
+    // Kubernetes mounts handlers.toml -> ..data/handlers.toml, ..data -> a
+    // timestamped folder, and updates by swapping the ..data link.
+    let daemon = Daemon::start(&config(&["a"], ""));
+    let version = |name: &str, text: &str| {
+        let folder = daemon.path(name);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("handlers.toml"), with_socket(text)).unwrap();
+    };
+    let swap_to = |name: &str| {
+        let link = daemon.path("..data_tmp");
+        std::os::unix::fs::symlink(name, &link).unwrap();
+        std::fs::rename(&link, daemon.path("..data")).unwrap();
+    };
+    version("..v1", &config(&["a"], ""));
+    swap_to("..v1");
+    std::fs::remove_file(&daemon.config).unwrap();
+    std::os::unix::fs::symlink("..data/handlers.toml", &daemon.config).unwrap();
+
+    version("..v2", &config(&["a", "b"], ""));
+    swap_to("..v2");
+    let b_log = daemon.path("out/b.log");
+    let sent = send_until(&daemon, "swapped", || !lines(&b_log).is_empty());
+    exactly_once(&daemon, "out/a.log", &sent);
+}
