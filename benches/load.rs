@@ -5,6 +5,7 @@
 //! cargo bench --bench load                                   # socket → text file, 4 clients
 //! cargo bench --bench load -- --handler http --workers 64    # socket → HTTP → local sink
 //! cargo bench --bench load -- --handler lua                  # socket → Lua → text file
+//! cargo bench --bench load -- --fsync never                  # spool commits not synced
 //! cargo bench --bench load -- --rate 10000 --events 100000   # fixed rate: ack latency
 //! cargo bench --bench load -- --socket run/jobhook.sock      # against a running daemon
 //! ```
@@ -62,6 +63,9 @@ mod driver {
         /// `workers` for the daemon this tool starts.
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// `fsync` for the daemon this tool starts: always, batch or never.
+        #[arg(long, default_value = "batch")]
+        fsync: String,
         /// Send to this socket instead of starting a daemon.
         #[arg(long)]
         socket: Option<PathBuf>,
@@ -105,8 +109,9 @@ mod driver {
             .build()
             .unwrap();
         println!(
-            "handler={:?} clients={} events={} rate={} window={} runs={}",
+            "handler={:?} fsync={} clients={} events={} rate={} window={} runs={}",
             args.handler,
+            args.fsync,
             args.clients,
             args.events,
             if args.rate == 0 {
@@ -135,7 +140,7 @@ mod driver {
             Target::Http => Some(Sink::start().await),
             Target::File | Target::Lua => None,
         };
-        let daemon = SpawnedDaemon::start(args.workers, args.handler, sink.as_ref());
+        let daemon = SpawnedDaemon::start(args, sink.as_ref());
         let (mut result, clients) = drive(args, &daemon.socket, run).await;
         let waited = Instant::now();
         match &sink {
@@ -444,10 +449,11 @@ mod driver {
 
     impl SpawnedDaemon {
         /// The chain `target` names; `sink` is the HTTP sink for `Target::Http`.
-        fn start(workers: usize, target: Target, sink: Option<&Sink>) -> SpawnedDaemon {
+        fn start(args: &Args, sink: Option<&Sink>) -> SpawnedDaemon {
+            let (workers, target, fsync) = (args.workers, args.handler, &args.fsync);
             let dir = tempfile::tempdir().unwrap();
             let config = dir.path().join("handlers.toml");
-            let file = "library = \"TextFileHandler\"\nfile_path = \"events.log\"\n";
+            let file = "library = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n";
             let chain = match (target, sink) {
                 (Target::Http, Some(sink)) => format!(
                     "OnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n",
@@ -470,7 +476,7 @@ mod driver {
             std::fs::write(
                 &config,
                 format!(
-                    "[daemon]\nsocket = \"jobhook.sock\"\nworkers = {workers}\nqueue_capacity = 100000\n\
+                    "[daemon]\nsocket = \"jobhook.sock\"\nworkers = {workers}\nqueue_capacity = 100000\nfsync = \"{fsync}\"\n\
                      [hooks]\n{chain}"
                 ),
             )
@@ -489,7 +495,7 @@ mod driver {
                 std::thread::sleep(Duration::from_millis(10));
             }
             SpawnedDaemon {
-                out: dir.path().join("events.log"),
+                out: dir.path().join("out/events.log"),
                 socket,
                 _dir: dir,
                 child,

@@ -11,7 +11,7 @@ use tracing::warn;
 use crate::chain::Pipeline;
 use crate::config::{self, Config, Diagnostic};
 use crate::event::Phase;
-use crate::{client, daemon, logging};
+use crate::{client, daemon, deadletter, logging, spool};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +51,12 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         input: Option<PathBuf>,
     },
+    /// Inspect, replay and purge failed deliveries kept in the spool.
+    /// Exit codes: 0 ok, 1 refused.
+    Deadletter {
+        #[command(subcommand)]
+        action: deadletter::Action,
+    },
 }
 
 fn parse_phase(name: &str) -> Result<Phase, String> {
@@ -69,6 +75,16 @@ pub fn main() -> ExitCode {
             phase,
             input,
         } => send(config_file, socket, phase, input),
+        Command::Deadletter { action } => {
+            let loaded = config::load(&config_file);
+            match loaded.config {
+                Some(config) => deadletter::run(&config, action),
+                None => {
+                    loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 
@@ -119,6 +135,13 @@ fn run(file: PathBuf) -> ExitCode {
     for warning in &warnings {
         warn!("{warning}");
     }
+    let store = match spool::Store::open(&config.daemon.spool_dir, config.daemon.fsync) {
+        Ok(store) => store,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(1);
+        }
+    };
     runtime.block_on(async {
         let listener = match daemon::bind(&config) {
             Ok(listener) => listener,
@@ -135,8 +158,13 @@ fn run(file: PathBuf) -> ExitCode {
                 shutdown.cancel();
             }
         });
-        daemon::run(config, pipeline, listener, shutdown).await;
-        ExitCode::SUCCESS
+        match daemon::run(config, pipeline, store, listener, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!("{err}");
+                ExitCode::from(1)
+            }
+        }
     })
 }
 

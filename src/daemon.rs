@@ -1,8 +1,10 @@
 //! The daemon: ingest → queue → workers → chains, and the orderly stop.
 //!
 //! Stopping (SIGTERM, SIGINT, service stop) goes: stop accepting; answer the
-//! lines clients already sent; let the workers finish every accepted event,
-//! up to `shutdown_timeout`; past it, log each event left unhandled by id.
+//! lines clients already sent; let the workers finish the events in their
+//! lanes, up to `shutdown_timeout`; past it, log each event left by id. What
+//! is left (and every retry still waiting) stays in the spool and is resumed
+//! at the next start.
 
 use std::sync::Arc;
 
@@ -14,7 +16,8 @@ use tracing::{error, info};
 use crate::chain::Pipeline;
 use crate::config::Config;
 use crate::ingest::{self, Limits, Listener};
-use crate::queue::Queue;
+use crate::queue::{Lanes, Queue};
+use crate::spool::{self, Spool, Store};
 use crate::{reload, worker};
 
 /// Opens the ingest endpoint named by the config.
@@ -30,18 +33,35 @@ pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
 pub async fn run(
     config: Config,
     pipeline: Pipeline,
+    store: Store,
     listener: Listener,
     shutdown: CancellationToken,
-) {
+) -> Result<(), String> {
     let config = Arc::new(config);
     let daemon = &config.daemon;
     let workers = daemon.worker_count();
-    let (queue, lanes) = Queue::new(workers, daemon.queue_capacity);
+    let (lanes, receivers) = Lanes::new(workers);
+    let spool = Spool::start(
+        store,
+        spool::Limits {
+            fsync: daemon.fsync,
+            in_memory: daemon.queue_capacity,
+            max_bytes: daemon.max_spool_bytes.0,
+            dedupe_window: daemon.dedupe_window.0,
+        },
+        lanes,
+    )?;
+    let queue = Queue::new(spool.sender());
     let (pipelines, current) = watch::channel(Arc::new(pipeline));
     let abandon = CancellationToken::new();
     let tracker = TaskTracker::new();
-    for lane in lanes {
-        tracker.spawn(worker::work(lane, current.clone(), abandon.clone()));
+    for lane in receivers {
+        tracker.spawn(worker::work(
+            lane,
+            current.clone(),
+            spool.recorder(),
+            abandon.clone(),
+        ));
     }
     tracker.close();
     let reloads = tokio::spawn(reload::watch(config.clone(), pipelines, shutdown.clone()));
@@ -53,8 +73,9 @@ pub async fn run(
     };
     listener.serve(Arc::new(queue), limits, shutdown).await;
     let _ = reloads.await;
-    // Every connection has ended, so the queue is dropped and closed: the
-    // workers drain what was accepted and then return.
+    // Every connection has ended. The spool hands out no more events (due
+    // retries wait for the next start); the workers drain their lanes.
+    spool.close_lanes();
     info!("stopped accepting events; finishing accepted events");
     let deadline = daemon.shutdown_timeout.0;
     if tokio::time::timeout(deadline, tracker.wait())
@@ -63,12 +84,14 @@ pub async fn run(
     {
         error!(
             timeout = %humantime::format_duration(deadline),
-            "shutdown_timeout passed with events still in handlers; abandoning them"
+            "shutdown_timeout passed with events still in handlers; they stay in the spool for the next start"
         );
         abandon.cancel();
         tracker.wait().await;
     }
+    spool.stop();
     info!("jobhook stopped");
+    Ok(())
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or SIGINT / Ctrl-C).

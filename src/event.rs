@@ -184,6 +184,26 @@ impl Event {
         Ok(Event { phase, fields })
     }
 
+    /// An event read back from the spool, as it was stored (already
+    /// validated then; only its shape is checked now).
+    pub fn restore(bytes: &[u8]) -> Result<Event, EventError> {
+        let fields: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|err| EventError::Parse(err.to_string()))?;
+        let phase = fields
+            .get("Phase")
+            .and_then(Value::as_str)
+            .and_then(Phase::parse)
+            .ok_or_else(|| EventError::Invalid("stored event without a Phase".to_owned()))?;
+        Ok(Event { phase, fields })
+    }
+
+    /// The event as one line of compact JSON, as stored and sent.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        self.write_json(&mut out);
+        out
+    }
+
     /// The phase, which selects the hook chain.
     pub fn phase(&self) -> Phase {
         self.phase

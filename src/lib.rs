@@ -7,8 +7,10 @@
 //!   answers every line in order, never lets one client hold up another.
 //! - [`event`] — turns a line into a validated [`event::Event`]; every
 //!   rejection names the field.
-//! - [`queue`] — decides when an event is accepted and spreads events over
-//!   lanes by `JobId`, so one job's events stay in order.
+//! - [`queue`] and [`spool`] — an event is accepted once the spool has
+//!   committed it to disk; it stays there, with each handler's progress,
+//!   pending retries and dead letters, until its chain is done. Events go to
+//!   workers in lanes by `JobId`, so one job's events stay in order.
 //! - [`worker`] — drains a lane through the pipeline.
 //! - [`chain`] — the hook chains (OnStart / OnFinish / OnError): filters,
 //!   per-attempt timeout and retries, the same for every handler.
@@ -21,7 +23,8 @@
 //! Around them: [`config`] parses and validates `handlers.toml` (every problem
 //! as `FILE:LINE:COL`), [`reload`] watches it and swaps in a new pipeline
 //! when it changes, [`daemon`] wires the parts and stops them in order,
-//! [`logging`] sets up the daemon's own log, [`client`] is `jobhook send`, and
+//! [`logging`] sets up the daemon's own log, [`client`] is `jobhook send`,
+//! [`deadletter`] is `jobhook deadletter`, and
 //! [`cli`] is the command line.
 
 pub mod chain;
@@ -29,6 +32,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod deadletter;
 pub mod event;
 pub mod handlers;
 pub mod http;
@@ -37,4 +41,5 @@ pub mod logging;
 pub mod lua;
 pub mod queue;
 pub mod reload;
+pub mod spool;
 pub mod worker;

@@ -35,10 +35,19 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    /// What the files hold now.
     fn take(config: &Config) -> Snapshot {
         Snapshot {
             config: std::fs::read(&config.file).ok(),
             scripts: Fingerprint::of(&config.daemon.scripts_dir),
+        }
+    }
+
+    /// What the running pipeline was built from.
+    fn running(config: &Config, pipeline: &Pipeline) -> Snapshot {
+        Snapshot {
+            config: Some(config.text.clone().into_bytes()),
+            scripts: pipeline.scripts().clone(),
         }
     }
 }
@@ -105,13 +114,20 @@ pub async fn watch(
     };
     watch_folders(&mut debouncer, &config);
 
+    let initial = Snapshot::running(&config, &pipelines.borrow());
     let mut reloader = Reloader {
-        snapshot: Snapshot::take(&config),
+        snapshot: initial,
         running: config.clone(),
         started: config,
         pipelines,
         failures: 0,
     };
+    // A change made between loading the config and watching it.
+    reloader
+        .reload(Trigger::Change {
+            seen: Instant::now(),
+        })
+        .await;
     let mut hangups = hangups();
     loop {
         let trigger = tokio::select! {

@@ -1,39 +1,41 @@
-//! Workers: each drains one queue lane through the pipeline, one event at a time.
+//! Workers: each drains one lane through the pipeline, one event at a time.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::error;
+use tracing::warn;
 
-use crate::chain::{Delivery, Pipeline};
+use crate::chain::{Pipeline, RunEnd};
 use crate::queue::Lane;
+use crate::spool::Recorder;
 
 /// Handles every event of `lane` until the lane is closed and empty, each on
-/// the pipeline current when it starts (a reload swaps it). When
-/// `abandon` fires (the shutdown deadline passed) the events still waiting are
-/// logged one by one as not handled, so none disappears silently.
+/// the pipeline current when it starts (a reload swaps it). When `abandon`
+/// fires (the shutdown deadline passed) the event in hand and those still
+/// waiting stay in the spool, each logged, and are resumed at the next start.
 pub async fn work(
     mut lane: Lane,
     pipelines: watch::Receiver<Arc<Pipeline>>,
+    spool: Recorder,
     abandon: CancellationToken,
 ) {
-    while let Some(event) = lane.recv().await {
+    while let Some(work) = lane.recv().await {
         let pipeline = pipelines.borrow().clone();
-        let outcomes = pipeline.run(&event, &abandon).await;
-        if outcomes.last() == Some(&Delivery::Abandoned) {
-            error!(
-                id = event.id(),
-                "event not fully handled: shutdown deadline passed"
+        if pipeline.run(&work, &spool, &abandon).await == RunEnd::Abandoned {
+            warn!(
+                id = work.event.id(),
+                "event not fully handled: shutdown deadline passed; it stays in the spool for the next start"
             );
             break;
         }
     }
     lane.close();
-    while let Some(event) = lane.recv().await {
-        error!(
-            id = event.id(),
-            "event not handled: shutdown deadline passed"
+    while let Some(work) = lane.recv().await {
+        spool.record(crate::spool::Record::Left);
+        warn!(
+            id = work.event.id(),
+            "event not handled: shutdown deadline passed; it stays in the spool for the next start"
         );
     }
 }

@@ -280,46 +280,42 @@ file_path = "audit.log"
 }
 
 #[test]
-fn a_full_queue_answers_overloaded_and_shutdown_reports_what_it_abandons() {
-    // One worker stuck retrying for an hour; a queue of one.
+fn full_lanes_answer_overloaded_and_accept_again_once_drained() {
+    // One worker, room for two events in the lanes, a handler that takes a
+    // while: of five events sent together two are taken, three refused.
     let config = r#"
 [daemon]
 workers = 1
-queue_capacity = 1
-shutdown_timeout = "500ms"
+queue_capacity = 2
 
 [hooks]
-OnFinish = ["stuck"]
+OnFinish = ["slow"]
 
-[handlers.stuck]
-library = "TextFileHandler"
-file_path = "blocker/x.log"
-retries = 100
-retry_interval = "1h"
+[handlers.slow]
+library = "LuaHandler"
+lua_script = "slow.lua"
 "#;
-    let mut daemon = Daemon::start(config);
-    std::fs::write(daemon.path("blocker"), "").unwrap();
-    let mut client = daemon.connect();
-    client.write_lines(&[r#"{"Id":"taken"}"#]);
-    assert!(reply_ok(&client.read_reply()));
-    eventually("the worker to take the first event", || {
-        daemon.log().contains("attempt failed")
+    let daemon = Daemon::start_with(
+        config,
+        &[(
+            "scripts/slow.lua",
+            "function handle(e) local t = os.clock() while os.clock() - t < 0.3 do end end",
+        )],
+    );
+    let lines: Vec<String> = (0..5).map(|i| format!(r#"{{"Id":"burst{i}"}}"#)).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let replies = daemon.send(&refs);
+    assert_eq!(
+        replies.iter().filter(|r| reply_ok(r)).count(),
+        2,
+        "{replies:?}"
+    );
+    let refused = replies.iter().find(|r| !reply_ok(r)).unwrap();
+    assert_eq!(code(refused), "overloaded");
+    assert!(refused["error"].as_str().unwrap().contains("retry later"));
+    eventually("the lanes to drain and new events to be taken", || {
+        reply_ok(&daemon.send(&[r#"{"Id":"later"}"#])[0])
     });
-    client.write_lines(&[r#"{"Id":"queued"}"#, r#"{"Id":"refused"}"#]);
-    let replies = client.read_replies(2);
-    assert!(reply_ok(&replies[0]));
-    assert_eq!(code(&replies[1]), "overloaded");
-
-    assert!(daemon.stop().success());
-    let log = daemon.log();
-    assert!(log.contains("shutdown_timeout passed"), "{log}");
-    for id in ["taken", "queued"] {
-        assert!(
-            log.lines()
-                .any(|l| l.contains("not") && l.contains("handled") && l.contains(id)),
-            "event {id} not reported:\n{log}"
-        );
-    }
 }
 
 #[test]

@@ -26,6 +26,8 @@ use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
 use crate::handlers::{BuildError, Handler, HandlerError, Retry};
 use crate::lua::{self, Scripting};
+use crate::queue::Work;
+use crate::spool::{Record, Recorder};
 
 /// One handler with the settings the chain applies around it.
 #[derive(Debug)]
@@ -37,18 +39,34 @@ pub struct Stage {
     handler: Handler,
 }
 
-/// What became of one event in one stage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+/// What became of one attempt at one stage.
+#[derive(Debug)]
+enum Attempt {
     Skipped,
-    Delivered {
-        attempts: u32,
-    },
+    /// Succeeded; the event as the handler left it, if it changed it.
+    Delivered(Option<Event>),
+    /// Gave up: permanently failed, or no retries left.
     Failed {
         attempts: u32,
         error: HandlerError,
     },
-    /// The daemon stopped before the stage finished.
+    /// Failed; try again after `wait`.
+    Retry {
+        attempts: u32,
+        wait: Duration,
+    },
+    /// The daemon stopped before the attempt finished.
+    Abandoned,
+}
+
+/// Where an event's chain got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every stage is done with it.
+    Finished,
+    /// A stage waits for its retry; the spool fires it when due.
+    Suspended,
+    /// The daemon stopped part-way; the spool resumes it at the next start.
     Abandoned,
 }
 
@@ -176,6 +194,11 @@ impl Pipeline {
         Ok((pipeline, problems))
     }
 
+    /// The scripts folder as it was when this was built.
+    pub fn scripts(&self) -> &lua::Fingerprint {
+        &self.scripts
+    }
+
     /// Handlers built: every section and every drop-in script.
     pub fn handler_count(&self) -> usize {
         self.handlers
@@ -189,10 +212,12 @@ impl Pipeline {
         }
     }
 
-    /// Runs an event through its phase's chain. A handler that fails after its
-    /// retries is logged and the chain goes on; `stop` abandons the rest.
-    /// Returns what happened at each stage.
-    pub async fn run(&self, event: &Event, stop: &CancellationToken) -> Vec<Delivery> {
+    /// Runs an event through its phase's chain from where `work` says it
+    /// got to, recording each step with the spool. A handler that gives up
+    /// leaves a dead letter and the chain goes on; one that will retry
+    /// suspends the chain until the retry is due; `stop` abandons the rest.
+    pub async fn run(&self, work: &Work, spool: &Recorder, stop: &CancellationToken) -> RunEnd {
+        let event = &work.event;
         let span = info_span!(
             "event",
             id = event.id(),
@@ -201,24 +226,98 @@ impl Pipeline {
             phase = %event.phase(),
         );
         async {
-            let mut outcomes = Vec::new();
+            let chain = self.chain(event.phase());
+            if let Some(only) = &work.only
+                && !chain.iter().any(|stage| stage.name == *only)
+            {
+                error!(handler = %only, "cannot replay: the handler is no longer in this event's chain");
+                spool.record(Record::Dead {
+                    seq: work.seq,
+                    event_id: event.id().to_owned(),
+                    stage: only.clone(),
+                    event: event.to_json(),
+                    error: "replay: the handler is no longer in the chain".to_owned(),
+                    attempts: 0,
+                    first_attempt: now_ms(),
+                });
+                spool.record(Record::Finished {
+                    seq: work.seq,
+                    progress: true,
+                });
+                return RunEnd::Finished;
+            }
             let mut current = Cow::Borrowed(event);
-            for stage in self.chain(event.phase()) {
-                let (outcome, replaced) = stage.deliver(&current, stop).await;
-                if let Some(replaced) = replaced {
-                    current = Cow::Owned(replaced);
+            let mut progress = !work.done.is_empty() || work.resume.is_some();
+            for (index, stage) in chain.iter().enumerate() {
+                if work.only.as_ref().is_some_and(|only| *only != stage.name)
+                    || work.done.contains(&stage.name)
+                {
+                    continue;
                 }
-                let abandoned = outcome == Delivery::Abandoned;
-                outcomes.push(outcome);
-                if abandoned {
-                    break;
+                let (prior, first_attempt) = match &work.resume {
+                    Some(resume) if resume.stage == stage.name => {
+                        (resume.attempts, resume.first_attempt)
+                    }
+                    _ => (0, now_ms()),
+                };
+                let seq = work.seq;
+                match stage.attempt(&current, prior, stop).await {
+                    Attempt::Skipped => {}
+                    // The last stage's success is recorded by `Finished`.
+                    Attempt::Delivered(replaced) if index + 1 < chain.len() => {
+                        let changed = replaced.as_ref().map(Event::to_json);
+                        if let Some(replaced) = replaced {
+                            current = Cow::Owned(replaced);
+                        }
+                        spool.record(Record::StageDone {
+                            seq,
+                            stage: stage.name.clone(),
+                            event: changed,
+                        });
+                        progress = true;
+                    }
+                    Attempt::Delivered(_) => {}
+                    Attempt::Failed { attempts, error } => {
+                        spool.record(Record::Dead {
+                            seq,
+                            event_id: current.id().to_owned(),
+                            stage: stage.name.clone(),
+                            event: current.to_json(),
+                            error: error.message,
+                            attempts,
+                            first_attempt,
+                        });
+                        progress = true;
+                    }
+                    Attempt::Retry { attempts, wait } => {
+                        spool.record(Record::Retry {
+                            seq,
+                            stage: stage.name.clone(),
+                            attempts,
+                            first_attempt,
+                            due: now_ms() + wait.as_millis() as i64,
+                        });
+                        return RunEnd::Suspended;
+                    }
+                    Attempt::Abandoned => {
+                        spool.record(Record::Left);
+                        return RunEnd::Abandoned;
+                    }
                 }
             }
-            outcomes
+            spool.record(Record::Finished {
+                seq: work.seq,
+                progress,
+            });
+            RunEnd::Finished
         }
         .instrument(span)
         .await
     }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
 }
 
 impl Previous<'_> {
@@ -271,49 +370,42 @@ impl Stage {
         }
     }
 
-    /// Runs the stage's attempts; also returns the event as the handler left
-    /// it, when it changed it.
-    async fn deliver(&self, event: &Event, stop: &CancellationToken) -> (Delivery, Option<Event>) {
+    /// One attempt, after `prior` failed ones.
+    async fn attempt(&self, event: &Event, prior: u32, stop: &CancellationToken) -> Attempt {
         if !self.filter.matches(event) {
             debug!(handler = %self.name, "skipped: filters do not match");
-            return (Delivery::Skipped, None);
+            return Attempt::Skipped;
         }
         let span = info_span!("handler", name = %self.name);
         async {
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let attempt = tokio::time::timeout(self.timeout, self.handler.handle(event));
-                let result = tokio::select! {
-                    result = attempt => result,
-                    () = stop.cancelled() => return (Delivery::Abandoned, None),
-                };
-                let error = match result {
-                    Ok(Ok(replaced)) => {
-                        debug!(attempts, "delivered");
-                        return (Delivery::Delivered { attempts }, replaced);
-                    }
-                    Ok(Err(error)) => error,
-                    Err(_) => HandlerError::retryable(format!(
-                        "timed out after {}",
-                        humantime::format_duration(self.timeout)
-                    )),
-                };
-                let Retry::Later { after } = error.retry else {
-                    error!(attempts, error = %error, "failed permanently; not retried");
-                    return (Delivery::Failed { attempts, error }, None);
-                };
-                if attempts > self.retry.retries {
-                    error!(attempts, error = %error, "failed; no retries left");
-                    return (Delivery::Failed { attempts, error }, None);
+            let attempts = prior + 1;
+            let attempt = tokio::time::timeout(self.timeout, self.handler.handle(event));
+            let result = tokio::select! {
+                result = attempt => result,
+                () = stop.cancelled() => return Attempt::Abandoned,
+            };
+            let error = match result {
+                Ok(Ok(replaced)) => {
+                    debug!(attempts, "delivered");
+                    return Attempt::Delivered(replaced);
                 }
-                let wait = self.retry.delay(attempts, after);
-                warn!(attempts, error = %error, retry_in = %humantime::format_duration(wait), "attempt failed");
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = stop.cancelled() => return (Delivery::Abandoned, None),
-                }
+                Ok(Err(error)) => error,
+                Err(_) => HandlerError::retryable(format!(
+                    "timed out after {}",
+                    humantime::format_duration(self.timeout)
+                )),
+            };
+            let Retry::Later { after } = error.retry else {
+                error!(attempts, error = %error, "failed permanently; not retried");
+                return Attempt::Failed { attempts, error };
+            };
+            if attempts > self.retry.retries {
+                error!(attempts, error = %error, "failed; no retries left");
+                return Attempt::Failed { attempts, error };
             }
+            let wait = self.retry.delay(attempts, after);
+            warn!(attempts, error = %error, retry_in = %humantime::format_duration(wait), "attempt failed");
+            Attempt::Retry { attempts, wait }
         }
         .instrument(span)
         .await

@@ -41,6 +41,8 @@ pub struct Config {
     pub ssl: BTreeMap<String, SslSettings>,
     /// `[api]`: the API client scripts call as `client`.
     pub api: Option<ApiSettings>,
+    /// The text this was parsed from; hot reload compares the file with it.
+    pub text: String,
 }
 
 /// The outcome of reading a config: the config if it has no errors, and every
@@ -138,6 +140,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         api,
         handlers,
         dir,
+        text: text.to_owned(),
     };
     config.resolve_paths();
     Loaded {
@@ -156,6 +159,7 @@ impl Config {
         let dir = &self.dir;
         self.daemon.socket = dir.join(&self.daemon.socket);
         self.daemon.scripts_dir = dir.join(&self.daemon.scripts_dir);
+        self.daemon.spool_dir = dir.join(&self.daemon.spool_dir);
         if let Some(log_dir) = &mut self.log.dir {
             *log_dir = dir.join(&*log_dir);
         }

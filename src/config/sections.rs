@@ -11,6 +11,7 @@ use toml::de::DeTable;
 use super::values::{Bytes, FileMode, Seconds};
 use crate::event::Phase;
 use crate::http::SslSettings;
+use crate::spool::Fsync;
 
 /// Everything but `[handlers.*]`, which is parsed per library.
 #[derive(Debug, Deserialize)]
@@ -60,8 +61,22 @@ pub struct DaemonSettings {
     /// are rejected with `overloaded`. Default 10000.
     pub queue_capacity: usize,
     /// How long a stop (SIGTERM, SIGINT) waits for accepted events to finish
-    /// their chains. Default `"30s"`.
+    /// their chains; what is left stays in the spool for the next start.
+    /// Default `"30s"`.
     pub shutdown_timeout: Seconds,
+    /// Folder of the durable spool (accepted events, pending retries, dead
+    /// letters), relative to the config file's directory. Default `"var/spool"`.
+    pub spool_dir: PathBuf,
+    /// When commits reach the disk: `always` (each event on its own),
+    /// `batch` (events arriving together, synced before their acks) or
+    /// `never` (survives a killed process, not a power loss). Default `batch`.
+    pub fsync: Fsync,
+    /// Size of the spool above which new events are answered `overloaded`.
+    /// Default `"1GiB"`.
+    pub max_spool_bytes: Bytes,
+    /// An `Id` accepted again within this long is acked as a duplicate and
+    /// not handled again. Default `"24h"`.
+    pub dedupe_window: Seconds,
 }
 
 impl Default for DaemonSettings {
@@ -76,6 +91,10 @@ impl Default for DaemonSettings {
             max_connections: 256,
             queue_capacity: 10_000,
             shutdown_timeout: Seconds(Duration::from_secs(30)),
+            spool_dir: PathBuf::from("var/spool"),
+            fsync: Fsync::Batch,
+            max_spool_bytes: Bytes(1 << 30),
+            dedupe_window: Seconds(Duration::from_secs(24 * 3600)),
         }
     }
 }

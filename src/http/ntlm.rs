@@ -165,6 +165,7 @@ impl NtlmSession {
             }
             // Read the 401 to its end, or the connection is not reused.
             let _ = response.bytes().await;
+            settle().await;
             let (handshake, negotiate) =
                 Handshake::start(&self.credentials, &self.host).map_err(NtlmError::Protocol)?;
             let challenged = build(Some(header(&negotiate)))
@@ -176,6 +177,7 @@ impl NtlmSession {
                 _ => return Ok(challenged),
             };
             let _ = challenged.bytes().await.map_err(NtlmError::Http)?;
+            settle().await;
             let authenticate = handshake
                 .authenticate(&challenge)
                 .map_err(NtlmError::Protocol)?;
@@ -186,6 +188,14 @@ impl NtlmSession {
         }
         Ok(response)
     }
+}
+
+/// Lets the connection that carried the last answer go back to the pool
+/// before the next leg is sent. Otherwise the next request can find it not
+/// yet idle and open a new connection — which has no NTLM context, so the
+/// server answers a bare 401 (seen under load against pyspnego).
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
 }
 
 fn header(message: &[u8]) -> String {

@@ -33,6 +33,8 @@ enum Reply {
     Accepted {
         ok: bool,
         id: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
     },
     Rejected {
         ok: bool,
@@ -55,6 +57,7 @@ impl Reply {
             Ok(accepted) => Reply::Accepted {
                 ok: true,
                 id: accepted.id,
+                duplicate: accepted.duplicate,
             },
             Err(rejection) => Reply::rejected(rejection.code(), rejection.message().to_owned()),
         }
@@ -107,7 +110,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
         };
         let pending = match frame {
             Ok(Some(Frame::Line(line))) => match Event::from_line(line, jiff::Timestamp::now()) {
-                Ok(event) => Pending::Queued(queue.submit(event).await),
+                Ok(event) => Pending::Queued(queue.submit(event)),
                 Err(err) => Pending::Ready(Reply::rejected(err.code(), err.to_string())),
             },
             Ok(Some(Frame::TooLarge)) => Pending::Ready(Reply::rejected(
@@ -163,11 +166,28 @@ async fn write_replies<W: AsyncWrite + Unpin>(write: W, mut pending: mpsc::Recei
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{Lane, Lanes};
+    use crate::spool::{self, Fsync, Spool, Store};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    /// A queue in front of a real spool in a temporary folder.
+    fn queue(lanes: usize) -> (Queue, Spool, Vec<Lane>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Fsync::Never).unwrap();
+        let (senders, receivers) = Lanes::new(lanes);
+        let limits = spool::Limits {
+            fsync: Fsync::Never,
+            in_memory: 1000,
+            max_bytes: 1 << 30,
+            dedupe_window: std::time::Duration::from_secs(60),
+        };
+        let spool = Spool::start(store, limits, senders).unwrap();
+        (Queue::new(spool.sender()), spool, receivers, dir)
+    }
 
     #[tokio::test]
     async fn lines_already_sent_when_stopping_are_refused_not_dropped() {
-        let (queue, _lanes) = Queue::new(1, 10);
+        let (queue, _spool, _lanes, _dir) = queue(1);
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (mut client_read, mut client_write) = tokio::io::split(client);
         client_write
@@ -193,7 +213,7 @@ mod tests {
 
     #[tokio::test]
     async fn replies_follow_the_order_of_lines() {
-        let (queue, _lanes) = Queue::new(2, 100);
+        let (queue, _spool, _lanes, _dir) = queue(2);
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (client_read, mut client_write) = tokio::io::split(client);
         let (read, write) = tokio::io::split(server);

@@ -62,24 +62,47 @@ impl Daemon {
         let (dir, config) = config_dir(config);
         write_files(dir.path(), files);
         let socket = dir.path().join("run/jobhook.sock");
-        let stderr = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let mut daemon = Daemon {
+            dir,
+            config,
+            socket,
+            child: None,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts the daemon again on the same folder and spool, after it was
+    /// stopped or killed; its log goes on in the same file.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the daemon is still running");
+        self.spawn();
+    }
+
+    /// SIGKILL, as a crash would: nothing is flushed, nothing cleaned up.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("daemon already stopped");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn spawn(&mut self) {
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .unwrap();
         let child = Command::new(BIN)
             .args(["run", "-c"])
-            .arg(&config)
+            .arg(&self.config)
             .env("JOBHOOK_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .unwrap();
-        let mut daemon = Daemon {
-            dir,
-            config,
-            socket,
-            child: Some(child),
-        };
-        daemon.wait_until_listening();
-        daemon
+        self.child = Some(child);
+        self.wait_until_listening();
     }
 
     fn wait_until_listening(&mut self) {

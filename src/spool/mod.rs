@@ -1,0 +1,508 @@
+//! The durable spool: an event is acked only once it is committed to disk,
+//! and stays there until every handler of its chain is done with it.
+//!
+//! One thread owns the database. It takes what arrives together — new
+//! events from every connection, progress records from the workers — and
+//! commits it in one transaction (group commit), then answers the events and
+//! hands them to the worker lanes. Each handler's success, each scheduled
+//! retry (a row with a due time, not a sleeping task) and each dead letter is
+//! recorded the same way. After a crash or a stop, the events left are
+//! resumed at start: handlers already done are skipped, a waiting retry fires
+//! at its due time, and an event a script changed resumes as changed.
+
+pub mod store;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use crate::event::Event;
+use crate::queue::{Accepted, Lanes, Rejection, Resume, Work};
+pub use store::{Fsync, Store};
+
+/// Most events committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// How often dead letters marked for replay are looked for, the ids seen
+/// long ago forgotten and the spool's size measured.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// What the spool is told: by ingest (new events), by workers (progress).
+pub enum Message {
+    /// A new event and its JSON (serialised by the sender, off this thread).
+    Submit {
+        event: Event,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<Accepted, Rejection>>,
+    },
+    Record(Record),
+    /// No more events go to the workers (they are finishing up).
+    CloseLanes,
+    Stop,
+}
+
+/// Progress of one event through its chain.
+#[derive(Debug)]
+pub enum Record {
+    /// `stage` succeeded; `event` is the event as it left it, if it changed it.
+    StageDone {
+        seq: i64,
+        stage: String,
+        event: Option<Vec<u8>>,
+    },
+    /// `stage` failed and is tried again at `due` (ms since the epoch).
+    Retry {
+        seq: i64,
+        stage: String,
+        attempts: u32,
+        first_attempt: i64,
+        due: i64,
+    },
+    /// `stage` gave up: the event as it saw it is kept for a person.
+    Dead {
+        seq: i64,
+        event_id: String,
+        stage: String,
+        event: Vec<u8>,
+        error: String,
+        attempts: u32,
+        first_attempt: i64,
+    },
+    /// The chain is done with the event; `progress` when any handler's
+    /// progress was recorded on the way (there are rows to clear).
+    Finished { seq: i64, progress: bool },
+    /// The chain stopped part-way (shutdown): the event stays for next time.
+    Left,
+}
+
+/// Settings the spool thread works by.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub fsync: Fsync,
+    /// Events in the workers' lanes at most; more are `overloaded`.
+    pub in_memory: usize,
+    /// Size of the spool's live pages at most; more are `overloaded`.
+    pub max_bytes: u64,
+    /// An `Id` accepted within this long is a duplicate.
+    pub dedupe_window: Duration,
+}
+
+/// The workers' side: sends progress records to the spool.
+#[derive(Clone)]
+pub struct Recorder(mpsc::Sender<Message>);
+
+impl Recorder {
+    pub fn record(&self, record: Record) {
+        // The spool outlives every worker (it is stopped after them).
+        let _ = self.0.send(Message::Record(record));
+    }
+}
+
+/// The running spool thread.
+pub struct Spool {
+    sender: mpsc::Sender<Message>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Spool {
+    /// Resumes what the store holds and starts the thread.
+    pub fn start(store: Store, limits: Limits, lanes: Lanes) -> Result<Spool, String> {
+        let recovered = store
+            .unfinished()
+            .map_err(|err| format!("cannot read the spool {}: {err}", store.path().display()))?;
+        let (sender, receiver) = mpsc::channel();
+        let mut thread = SpoolThread {
+            store,
+            limits,
+            lanes: Some(lanes),
+            due: BinaryHeap::new(),
+            in_lanes: 0,
+            used_bytes: 0,
+        };
+        thread.resume(recovered);
+        let thread = std::thread::Builder::new()
+            .name("spool".to_owned())
+            .spawn(move || thread.run(&receiver))
+            .map_err(|err| format!("cannot start the spool thread: {err}"))?;
+        Ok(Spool {
+            sender,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<Message> {
+        self.sender.clone()
+    }
+
+    pub fn recorder(&self) -> Recorder {
+        Recorder(self.sender.clone())
+    }
+
+    /// Stops handing events to the workers.
+    pub fn close_lanes(&self) {
+        let _ = self.sender.send(Message::CloseLanes);
+    }
+
+    /// Commits what is left and stops the thread.
+    pub fn stop(mut self) {
+        let _ = self.sender.send(Message::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct SpoolThread {
+    store: Store,
+    limits: Limits,
+    /// Gone once the workers are finishing up.
+    lanes: Option<Lanes>,
+    /// Retries waiting, by due time (ms) then seq.
+    due: BinaryHeap<Reverse<(i64, i64)>>,
+    /// Events handed to the lanes whose chain has not finished or paused.
+    in_lanes: usize,
+    used_bytes: u64,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl SpoolThread {
+    fn run(mut self, receiver: &mpsc::Receiver<Message>) {
+        let mut housekeeping = Instant::now();
+        self.used_bytes = self.store.used_bytes();
+        // With `fsync = "always"` a second new event waits for the next commit.
+        let mut held: Option<Message> = None;
+        loop {
+            let first = match held.take() {
+                Some(message) => Some(message),
+                None => match receiver.recv_timeout(self.next_wake(housekeeping)) {
+                    Ok(message) => Some(message),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            let mut batch: Vec<Message> = first.into_iter().collect();
+            let one_event_each = self.limits.fsync == Fsync::Always;
+            let mut events = batch
+                .iter()
+                .filter(|message| matches!(message, Message::Submit { .. }))
+                .count();
+            while batch.len() < MAX_BATCH {
+                let Ok(message) = receiver.try_recv() else {
+                    break;
+                };
+                if matches!(message, Message::Submit { .. }) {
+                    if one_event_each && events == 1 {
+                        held = Some(message);
+                        break;
+                    }
+                    events += 1;
+                }
+                batch.push(message);
+            }
+            let stop = self.commit(batch);
+            self.fire_due_retries();
+            if housekeeping.elapsed() >= HOUSEKEEPING {
+                housekeeping = Instant::now();
+                self.housekeeping();
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn next_wake(&self, housekeeping: Instant) -> Duration {
+        let until_housekeeping = HOUSEKEEPING.saturating_sub(housekeeping.elapsed());
+        let until_due = self.due.peek().map_or(Duration::MAX, |Reverse((due, _))| {
+            Duration::from_millis((due - now_ms()).max(0) as u64)
+        });
+        until_housekeeping.min(until_due)
+    }
+
+    /// Commits a batch in one transaction, then answers and dispatches.
+    /// Returns whether the thread should stop.
+    fn commit(&mut self, batch: Vec<Message>) -> bool {
+        if batch.is_empty() {
+            return false;
+        }
+        let mut stop = false;
+        let mut answers = Vec::new();
+        let mut dispatch = Vec::new();
+        let mut retries = Vec::new();
+        let now = now_ms();
+        let closed = self.lanes.is_none();
+        let room = if self.used_bytes >= self.limits.max_bytes {
+            0
+        } else {
+            self.limits.in_memory.saturating_sub(self.in_lanes)
+        };
+        let mut released = 0;
+        let mut close = false;
+        let outcome = (|| -> rusqlite::Result<()> {
+            let transaction = self.store.transaction()?;
+            for message in batch {
+                match message {
+                    Message::Submit { event, body, reply } => {
+                        let answer = if closed || close {
+                            Ok(Err(Rejection::ShuttingDown))
+                        } else if dispatch.len() >= room {
+                            Ok(Err(Rejection::Overloaded))
+                        } else {
+                            admit(&transaction, &event, &body, now)
+                        }?;
+                        if let Ok(Accepted {
+                            duplicate: false, ..
+                        }) = &answer
+                        {
+                            dispatch.push(Work {
+                                seq: transaction.last_insert_rowid(),
+                                event,
+                                done: Vec::new(),
+                                resume: None,
+                                only: None,
+                            });
+                        }
+                        answers.push((reply, answer));
+                    }
+                    Message::Record(record) => {
+                        if let Record::Retry { seq, due, .. } = &record {
+                            retries.push((*due, *seq));
+                        }
+                        if apply(&transaction, record, now)? {
+                            released += 1;
+                        }
+                    }
+                    Message::CloseLanes => close = true,
+                    Message::Stop => stop = true,
+                }
+            }
+            transaction.commit()
+        })();
+        self.in_lanes = self.in_lanes.saturating_sub(released);
+        if close {
+            self.lanes = None;
+        }
+        if let Err(err) = outcome {
+            // Nothing of the batch is durable: refuse its events so clients
+            // send them again, and keep the records' events for next start.
+            error!(spool = %self.store.path().display(), "spool commit failed: {err}");
+            for (reply, _) in answers {
+                let _ = reply.send(Err(Rejection::Overloaded));
+            }
+            return stop;
+        }
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
+        self.due.extend(retries.into_iter().map(Reverse));
+        for work in dispatch {
+            self.dispatch(work);
+        }
+        stop
+    }
+
+    /// Hands an event to its lane; while stopping, it stays in the spool
+    /// for the next start instead.
+    fn dispatch(&mut self, work: Work) {
+        if let Some(lanes) = &self.lanes {
+            self.in_lanes += 1;
+            lanes.send(work);
+        }
+    }
+
+    /// Events whose retry is due go back to their lane.
+    fn fire_due_retries(&mut self) {
+        let now = now_ms();
+        while let Some(Reverse((due, seq))) = self.due.peek().copied() {
+            if due > now || self.lanes.is_none() {
+                return;
+            }
+            self.due.pop();
+            match self.store.load(seq) {
+                Ok(Some(stored)) => {
+                    if let Some(work) = work_from(stored) {
+                        self.dispatch(work);
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => error!(seq, "cannot read a due retry from the spool: {err}"),
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        if self.lanes.is_some() {
+            match self.store.take_replays(now_ms()) {
+                Ok(replays) => {
+                    if !replays.is_empty() {
+                        info!(count = replays.len(), "replaying dead letters");
+                    }
+                    for stored in replays {
+                        if let Some(work) = work_from(stored) {
+                            self.dispatch(work);
+                        }
+                    }
+                }
+                Err(err) => error!("cannot read dead letters to replay: {err}"),
+            }
+        }
+        let forget_before = now_ms() - self.limits.dedupe_window.as_millis() as i64;
+        if let Err(err) = self.store.transaction().and_then(|transaction| {
+            transaction.execute("DELETE FROM seen WHERE accepted_at < ?1", [forget_before])?;
+            transaction.commit()
+        }) {
+            warn!("cannot forget old event ids: {err}");
+        }
+        self.used_bytes = self.store.used_bytes();
+    }
+
+    /// Events found in the spool at start: resumed, or scheduled when their
+    /// retry is due.
+    fn resume(&mut self, recovered: Vec<store::Stored>) {
+        if recovered.is_empty() {
+            return;
+        }
+        info!(
+            events = recovered.len(),
+            "resuming events left in the spool"
+        );
+        for stored in recovered {
+            if let Some((_, _, _, due)) = &stored.retry {
+                self.due.push(Reverse((*due, stored.seq)));
+            } else if let Some(work) = work_from(stored) {
+                self.dispatch(work);
+            }
+        }
+    }
+}
+
+/// The work for a stored event; one whose body no longer parses is logged
+/// and left in the spool for a person.
+fn work_from(stored: store::Stored) -> Option<Work> {
+    match Event::restore(&stored.body) {
+        Ok(event) => Some(Work {
+            seq: stored.seq,
+            event,
+            done: stored.done,
+            resume: stored
+                .retry
+                .map(|(stage, attempts, first_attempt, _)| Resume {
+                    stage,
+                    attempts,
+                    first_attempt,
+                }),
+            only: stored.only,
+        }),
+        Err(err) => {
+            error!(
+                seq = stored.seq,
+                "an event in the spool cannot be read back: {err}"
+            );
+            None
+        }
+    }
+}
+
+/// Stores one new event inside the batch's transaction, unless its `Id` was
+/// seen within the dedupe window.
+fn admit(
+    transaction: &rusqlite::Transaction<'_>,
+    event: &Event,
+    body: &[u8],
+    now: i64,
+) -> rusqlite::Result<Result<Accepted, Rejection>> {
+    let id = event.id();
+    let fresh = transaction
+        .prepare_cached("INSERT OR IGNORE INTO seen (id, accepted_at) VALUES (?1, ?2)")?
+        .execute(params![id, now])?
+        == 1;
+    if !fresh {
+        return Ok(Ok(Accepted {
+            id: id.to_owned(),
+            duplicate: true,
+        }));
+    }
+    transaction
+        .prepare_cached("INSERT INTO events (id, body, accepted_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, body, now])?;
+    Ok(Ok(Accepted {
+        id: id.to_owned(),
+        duplicate: false,
+    }))
+}
+
+/// Records progress; returns whether the event left the workers' lanes
+/// (finished, waiting for a retry, or left for the next start).
+fn apply(
+    transaction: &rusqlite::Transaction<'_>,
+    record: Record,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    match record {
+        Record::StageDone { seq, stage, event } => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
+                )?
+                .execute(params![seq, stage])?;
+            if let Some(body) = event {
+                transaction
+                    .prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?
+                    .execute(params![seq, body])?;
+            }
+        }
+        Record::Retry {
+            seq,
+            stage,
+            attempts,
+            first_attempt,
+            due,
+        } => {
+            transaction.prepare_cached("INSERT OR REPLACE INTO progress (seq, stage, state, attempts, first_attempt, due_at)
+                     VALUES (?1, ?2, 'retry', ?3, ?4, ?5)")?.execute(
+                    params![seq, stage, attempts, first_attempt, due],
+                )?;
+            return Ok(true);
+        }
+        Record::Dead {
+            seq,
+            event_id,
+            stage,
+            event,
+            error,
+            attempts,
+            first_attempt,
+        } => {
+            transaction.prepare_cached("INSERT INTO dead_letters (event_id, handler, event, error, attempts, first_attempt, last_attempt)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
+                    params![event_id, stage, event, error, attempts, first_attempt, now],
+                )?;
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
+                )?
+                .execute(params![seq, stage])?;
+        }
+        Record::Finished { seq, progress } => {
+            if progress {
+                transaction
+                    .prepare_cached("DELETE FROM progress WHERE seq = ?1")?
+                    .execute([seq])?;
+            }
+            transaction
+                .prepare_cached("DELETE FROM events WHERE seq = ?1")?
+                .execute([seq])?;
+            return Ok(true);
+        }
+        Record::Left => return Ok(true),
+    }
+    Ok(false)
+}

@@ -1,0 +1,309 @@
+//! The durable spool through the real daemon: SIGKILL at several moments and
+//! restart, resume without re-running finished handlers, durable retries,
+//! duplicates, dead letters, a corrupt spool.
+
+#![cfg(unix)] // Drives the Unix socket and signals.
+
+mod util;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use util::http::{HttpServer, Reply};
+use util::*;
+
+fn count_ids(ids: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for id in ids {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
+fn file_ids(path: &std::path::Path) -> HashMap<String, usize> {
+    count_ids(lines(path).iter().map(|line| {
+        serde_json::from_str::<Value>(line).unwrap()["Id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }))
+}
+
+/// Four clients send unique events, pipelined, until `stop`; each returns
+/// the ids that were acked. A client whose daemon died stops there.
+fn senders(
+    socket: &std::path::Path,
+    round: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..4)
+        .map(|client| {
+            let socket = socket.to_owned();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let Ok(stream) = UnixStream::connect(&socket) else {
+                    return acked;
+                };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let ids: Vec<String> = (0..20)
+                        .map(|k| format!("r{round}-c{client}-{}", i + k))
+                        .collect();
+                    i += 20;
+                    let batch: String = ids
+                        .iter()
+                        .map(|id| format!("{{\"Id\":\"{id}\"}}\n"))
+                        .collect();
+                    if writer.write_all(batch.as_bytes()).is_err() {
+                        return acked;
+                    }
+                    for id in ids {
+                        let mut line = String::new();
+                        match reader.read_line(&mut line) {
+                            Ok(n) if n > 0 => {
+                                if line.starts_with("{\"ok\":true") {
+                                    acked.push(id);
+                                }
+                            }
+                            _ => return acked,
+                        }
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+/// Sends under load, SIGKILLs the daemon after `after`, restarts it, and
+/// returns every acked id.
+fn crash_round(daemon: &mut Daemon, round: usize, after: Duration) -> Vec<String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = senders(&daemon.socket, round, &stop);
+    std::thread::sleep(after);
+    daemon.kill();
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    daemon.restart();
+    acked
+}
+
+#[test]
+fn every_acked_event_reaches_the_file_across_sigkills() {
+    let mut daemon = Daemon::start(
+        "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n",
+    );
+    let mut acked = Vec::new();
+    for (round, after) in [50, 200, 400].into_iter().enumerate() {
+        acked.extend(crash_round(
+            &mut daemon,
+            round,
+            Duration::from_millis(after),
+        ));
+    }
+    assert!(
+        acked.len() > 1000,
+        "too few events to mean anything: {}",
+        acked.len()
+    );
+    let path = daemon.path("out/events.log");
+    eventually("every acked event in the file", || {
+        let seen = file_ids(&path);
+        acked.iter().all(|id| seen.contains_key(id))
+    });
+    let seen = file_ids(&path);
+    let doubled: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "{} acked, {doubled} written twice after 3 SIGKILLs",
+        acked.len()
+    );
+    // Only events in a handler at a kill may run twice: at most a lane's
+    // worth per kill.
+    assert!(doubled <= 3 * 64, "{doubled} duplicates");
+    assert!(daemon.log().contains("resuming events left in the spool"));
+}
+
+#[test]
+fn every_acked_event_reaches_the_http_sink_across_sigkills() {
+    let server = HttpServer::start();
+    let mut daemon = Daemon::start(&format!(
+        "[daemon]\nworkers = 8\n[hooks]\nOnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\nretry_interval = \"100ms\"\n",
+        server.url("/events")
+    ));
+    let mut acked = Vec::new();
+    for (round, after) in [100, 300].into_iter().enumerate() {
+        acked.extend(crash_round(
+            &mut daemon,
+            round,
+            Duration::from_millis(after),
+        ));
+    }
+    assert!(acked.len() > 500, "too few events: {}", acked.len());
+    let received = || {
+        count_ids(
+            server
+                .requests()
+                .iter()
+                .map(|r| r.json()["Id"].as_str().unwrap().to_owned()),
+        )
+    };
+    eventually("every acked event at the sink", || {
+        let seen = received();
+        acked.iter().all(|id| seen.contains_key(id))
+    });
+    let doubled: usize = received().values().map(|n| n - 1).sum();
+    eprintln!(
+        "{} acked, {doubled} delivered twice after 2 SIGKILLs",
+        acked.len()
+    );
+    assert!(doubled <= 2 * 64, "{doubled} duplicates");
+}
+
+#[test]
+fn a_restart_resumes_without_running_finished_handlers_again() {
+    // `first` succeeds, then `hang` hangs: kill the daemon while it waits.
+    let server = HttpServer::start();
+    server.script([Reply::Hang]);
+    let config = format!(
+        "[hooks]\nOnFinish = [\"first\", \"hang\"]\n\
+         [handlers.first]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/first.log\"\n\
+         [handlers.hang]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n",
+        server.url("/slow")
+    );
+    let mut daemon = Daemon::start(&config);
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"resume-me"}"#])[0]));
+    server.wait_for(1);
+    std::thread::sleep(Duration::from_millis(300)); // the spool commits `first`'s success
+    daemon.kill();
+    daemon.restart();
+    server.wait_for(2);
+    assert_eq!(
+        lines(&daemon.path("out/first.log")).len(),
+        1,
+        "first ran again"
+    );
+    assert_eq!(server.requests()[1].json()["Id"], "resume-me");
+}
+
+#[test]
+fn a_pending_retry_survives_a_restart_and_fires_when_due() {
+    let config = "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\nlibrary = \"TextFileHandler\"\n\
+                  file_path = \"blocked/events.log\"\nretry_interval = \"3s\"\n";
+    let mut daemon = Daemon::start(config);
+    std::fs::write(daemon.path("blocked"), "a file where a folder should be").unwrap();
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"later"}"#])[0]));
+    eventually("the first attempt to fail", || {
+        daemon.log().contains("attempt failed")
+    });
+    let failed_at = std::time::Instant::now();
+    assert!(
+        daemon.stop().success(),
+        "a waiting retry must not hold up a stop"
+    );
+    std::fs::remove_file(daemon.path("blocked")).unwrap();
+    daemon.restart();
+    let delivered = wait_for_lines(&daemon.path("blocked/events.log"), 1);
+    assert!(delivered[0].contains("\"later\""));
+    assert!(
+        failed_at.elapsed() >= Duration::from_millis(2500),
+        "the retry fired before it was due"
+    );
+}
+
+#[test]
+fn an_id_seen_before_is_acked_as_a_duplicate_and_not_handled_again() {
+    let daemon = Daemon::start(
+        "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n",
+    );
+    let replies = daemon.send(&[r#"{"Id":"once"}"#, r#"{"Id":"once"}"#]);
+    assert!(reply_ok(&replies[0]) && replies[0].get("duplicate").is_none());
+    assert!(reply_ok(&replies[1]), "{replies:?}");
+    assert_eq!(replies[1]["duplicate"], true);
+    let again = daemon.send(&[r#"{"Id":"once"}"#]);
+    assert_eq!(again[0]["duplicate"], true);
+    wait_for_lines(&daemon.path("out/events.log"), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(lines(&daemon.path("out/events.log")).len(), 1);
+}
+
+#[test]
+fn dead_letters_are_listed_replayed_and_purged() {
+    let server = HttpServer::start();
+    server.script([Reply::status(400).with_body("bad request")]);
+    let daemon = Daemon::start(&format!(
+        "[hooks]\nOnFinish = [\"itsm\"]\n[handlers.itsm]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n",
+        server.url("/tickets")
+    ));
+    let config = daemon.config.to_str().unwrap().to_owned();
+    daemon.send(&[r#"{"Id":"refused","JobType":"WinCertInventory"}"#]);
+    eventually("the dead letter", || {
+        stdout(&jobhook(&["deadletter", "list", "-c", &config], None)).contains("refused")
+    });
+    let listed = jobhook(&["deadletter", "list", "--json", "-c", &config], None);
+    let letters: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(letters[0]["handler"], "itsm");
+    assert_eq!(letters[0]["attempts"], 1);
+    assert!(letters[0]["error"].as_str().unwrap().contains("400"));
+    assert_eq!(letters[0]["event"]["JobType"], "WinCertInventory");
+
+    // The server accepts now (its script is used up): replay delivers it.
+    let replay = jobhook(&["deadletter", "replay", "--all", "-c", &config], None);
+    assert!(replay.status.success(), "{}", stdout(&replay));
+    let requests = server.wait_for(2);
+    assert_eq!(requests[1].json()["Id"], "refused");
+    eventually("the dead letter to go", || {
+        stdout(&jobhook(&["deadletter", "list", "-c", &config], None)).contains("no dead letters")
+    });
+
+    server.script([Reply::status(400)]);
+    daemon.send(&[r#"{"Id":"refused-again"}"#]);
+    eventually("the second dead letter", || {
+        stdout(&jobhook(&["deadletter", "list", "-c", &config], None)).contains("refused-again")
+    });
+    let purge = jobhook(&["deadletter", "purge", "-c", &config], None);
+    assert!(
+        stdout(&purge).contains("1 dead letter(s) purged"),
+        "{}",
+        stdout(&purge)
+    );
+    assert!(
+        stdout(&jobhook(&["deadletter", "list", "-c", &config], None)).contains("no dead letters")
+    );
+}
+
+#[test]
+fn a_corrupt_spool_stops_the_start_with_a_message_naming_it() {
+    let (dir, config) = config_dir(
+        "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n",
+    );
+    let spool = dir.path().join("var/spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("spool.db"), vec![0x5a; 16384]).unwrap();
+    let output = jobhook(&["run", "-c", config.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}", spool.join("spool.db").display()))
+            && stderr.contains("move it aside"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(spool.join("spool.db")).unwrap(),
+        vec![0x5a; 16384]
+    );
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
