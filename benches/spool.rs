@@ -42,6 +42,8 @@ async fn run(fsync: Fsync) -> f64 {
         in_memory: 100_000,
         max_bytes: 1 << 30,
         dedupe_window: Duration::from_secs(3600),
+        filling: 0.8,
+        emptying: 0.2,
     };
     let spool = Spool::start(store, limits, lanes).unwrap();
     let queue = Arc::new(Queue::new(spool.sender()));

@@ -60,7 +60,10 @@ enum Command {
 }
 
 fn parse_phase(name: &str) -> Result<Phase, String> {
-    Phase::parse(name).ok_or_else(|| "expected OnStart, OnFinish or OnError".to_owned())
+    match Phase::parse(name) {
+        Some(Phase::OnQueueEvent) | None => Err("expected OnStart, OnFinish or OnError".to_owned()),
+        Some(phase) => Ok(phase),
+    }
 }
 
 /// Parses the command line and runs the command.

@@ -48,6 +48,8 @@ pub async fn run(
             in_memory: daemon.queue_capacity,
             max_bytes: daemon.max_spool_bytes.0,
             dedupe_window: daemon.dedupe_window.0,
+            filling: config.hooks.queue_filling_threshold,
+            emptying: config.hooks.queue_emptying_threshold,
         },
         lanes,
     )?;

@@ -17,16 +17,25 @@ pub enum Phase {
     OnStart,
     OnFinish,
     OnError,
+    /// The daemon's own events about its spool filling and emptying; never
+    /// sent by clients.
+    OnQueueEvent,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 3] = [Phase::OnStart, Phase::OnFinish, Phase::OnError];
+    pub const ALL: [Phase; 4] = [
+        Phase::OnStart,
+        Phase::OnFinish,
+        Phase::OnError,
+        Phase::OnQueueEvent,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::OnStart => "OnStart",
             Phase::OnFinish => "OnFinish",
             Phase::OnError => "OnError",
+            Phase::OnQueueEvent => "OnQueueEvent",
         }
     }
 
@@ -172,16 +181,42 @@ impl Event {
                 Some(JobResult::Failure) => Phase::OnError,
                 _ => Phase::OnFinish,
             },
-            Some(Value::String(name)) => Phase::parse(name).ok_or_else(|| {
-                EventError::Invalid(format!(
-                    "field `Phase`: expected OnStart, OnFinish or OnError, got {name:?}"
-                ))
-            })?,
+            Some(Value::String(name)) => match Phase::parse(name) {
+                Some(Phase::OnQueueEvent) | None => {
+                    return Err(EventError::Invalid(format!(
+                        "field `Phase`: expected OnStart, OnFinish or OnError, got {name:?}"
+                    )));
+                }
+                Some(phase) => phase,
+            },
             Some(other) => return Err(expected("Phase", "a string", other)),
         };
         fields.insert("Phase".into(), Value::String(phase.as_str().into()));
         fields.insert("ReceivedAt".into(), Value::String(received_at.to_string()));
         Ok(Event { phase, fields })
+    }
+
+    /// The daemon's own event about its spool (`QueueFilling`, `QueueFull`,
+    /// `QueueEmptying`, `QueueEmpty`), for the `OnQueueEvent` chain.
+    pub fn queue_event(state: &str, spool_bytes: u64, max_spool_bytes: u64, pending: u64) -> Event {
+        let now = jiff::Timestamp::now().to_string();
+        let fields = serde_json::json!({
+            "Id": Uuid::now_v7().to_string(),
+            "EventType": "QueueEvent",
+            "QueueState": state,
+            "SpoolBytes": spool_bytes,
+            "MaxSpoolBytes": max_spool_bytes,
+            "Pending": pending,
+            "Phase": Phase::OnQueueEvent.as_str(),
+            "ReceivedAt": now,
+        });
+        let serde_json::Value::Object(fields) = fields else {
+            unreachable!("a JSON object literal")
+        };
+        Event {
+            phase: Phase::OnQueueEvent,
+            fields,
+        }
     }
 
     /// An event read back from the spool, as it was stored (already
@@ -406,6 +441,20 @@ mod tests {
         assert_eq!(e.phase(), Phase::OnStart);
         assert_eq!(e.str_field("Phase"), Some("OnStart"));
         assert!(invalid(r#"{"Phase":"OnLunch"}"#).contains("`Phase`"));
+        // Queue events are the daemon's own.
+        assert!(invalid(r#"{"Phase":"OnQueueEvent"}"#).contains("`Phase`"));
+    }
+
+    #[test]
+    fn stored_events_come_back_as_they_were() {
+        let e = event(r#"{"Id":"s1","Phase":"OnStart","Custom":[1]}"#).unwrap();
+        let back = Event::restore(&e.to_json()).unwrap();
+        assert_eq!(back, e);
+        let queue = Event::queue_event("QueueFull", 10, 10, 3);
+        let back = Event::restore(&queue.to_json()).unwrap();
+        assert_eq!(back.phase(), Phase::OnQueueEvent);
+        assert_eq!(back.str_field("QueueState"), Some("QueueFull"));
+        assert!(Event::restore(b"{}").is_err());
     }
 
     #[test]

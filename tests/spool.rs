@@ -307,3 +307,53 @@ fn a_corrupt_spool_stops_the_start_with_a_message_naming_it() {
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+#[test]
+fn a_full_spool_answers_overloaded_and_accepts_again_once_drained() {
+    // Three events of ~100 KiB wait for their retry (the folder is blocked),
+    // filling a 256 KiB spool; once delivered they are deleted.
+    let config = "[daemon]\nmax_spool_bytes = \"256KiB\"\n\
+                  [hooks]\nOnFinish = [\"file\"]\nOnQueueEvent = [\"queue\"]\n\
+                  [handlers.file]\nlibrary = \"TextFileHandler\"\n\
+                  file_path = \"blocked/events.log\"\nretry_interval = \"1s\"\nretries = 100\n\
+                  [handlers.queue]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/queue.log\"\n\
+                  format = \"text\"\ntemplate = \"{QueueState} {Pending}\"\n";
+    let daemon = Daemon::start(config);
+    std::fs::write(daemon.path("blocked"), "a file where a folder should be").unwrap();
+    let padding = "x".repeat(100 * 1024);
+    for i in 0..3 {
+        let reply = daemon.send(&[&format!(r#"{{"Id":"big{i}","Padding":"{padding}"}}"#)]);
+        assert!(reply_ok(&reply[0]), "{reply:?}");
+    }
+    eventually("new events to be refused", || {
+        code(&daemon.send(&[r#"{"Id":"probe"}"#])[0]) == "overloaded"
+    });
+    std::fs::remove_file(daemon.path("blocked")).unwrap();
+    wait_for_lines(&daemon.path("blocked/events.log"), 3);
+    eventually("new events to be accepted again", || {
+        reply_ok(&daemon.send(&[r#"{"Id":"after-drain"}"#])[0])
+    });
+    // The OnQueueEvent chain heard the spool fill up and drain.
+    let queue_log = daemon.path("out/queue.log");
+    eventually("QueueEmpty", || {
+        lines(&queue_log)
+            .iter()
+            .any(|line| line.starts_with("QueueEmpty "))
+    });
+    let states: Vec<String> = lines(&queue_log)
+        .iter()
+        .map(|line| line.split(' ').next().unwrap().to_owned())
+        .collect();
+    let full = states
+        .iter()
+        .position(|s| s == "QueueFull")
+        .expect("QueueFull");
+    let emptying = states
+        .iter()
+        .position(|s| s == "QueueEmptying")
+        .expect("QueueEmptying");
+    assert!(
+        full < emptying && states.last().unwrap() == "QueueEmpty",
+        "{states:?}"
+    );
+}

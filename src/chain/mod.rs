@@ -76,6 +76,7 @@ pub struct Pipeline {
     on_start: Vec<Arc<Stage>>,
     on_finish: Vec<Arc<Stage>>,
     on_error: Vec<Arc<Stage>>,
+    on_queue_event: Vec<Arc<Stage>>,
     /// Handlers built: every section and every drop-in script.
     handlers: usize,
     /// The scripts folder as it was when this was built.
@@ -188,6 +189,7 @@ impl Pipeline {
             on_start: chain(Phase::OnStart),
             on_finish: chain(Phase::OnFinish),
             on_error: chain(Phase::OnError),
+            on_queue_event: chain(Phase::OnQueueEvent),
             handlers: stages.len() + joined.len(),
             scripts,
         };
@@ -209,6 +211,7 @@ impl Pipeline {
             Phase::OnStart => &self.on_start,
             Phase::OnFinish => &self.on_finish,
             Phase::OnError => &self.on_error,
+            Phase::OnQueueEvent => &self.on_queue_event,
         }
     }
 

@@ -110,6 +110,19 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         return Loaded::failed(diagnostics);
     };
     check_hooks(&top.hooks, &declared, &handlers, &locator, &mut diagnostics);
+    let (filling, emptying) = (
+        top.hooks.queue_filling_threshold,
+        top.hooks.queue_emptying_threshold,
+    );
+    if !(0.0 < emptying && emptying < filling && filling <= 1.0) {
+        diagnostics.push(locator.error(
+            None,
+            format!(
+                "[hooks] queue_emptying_threshold ({emptying}) and queue_filling_threshold \
+                 ({filling}) must satisfy 0 < emptying < filling <= 1"
+            ),
+        ));
+    }
     check_ssl_names(
         &top.ssl,
         &handlers,

@@ -165,7 +165,7 @@ pub enum Backoff {
 }
 
 /// `[hooks]`: for each phase, the handlers an event runs through, in order.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     /// Handlers for events with `Phase = OnStart`.
@@ -177,6 +177,39 @@ pub struct Hooks {
     /// Handlers for events with `Phase = OnError` (the default when `JobResult = Failure`).
     #[serde(rename = "OnError", default)]
     pub on_error: Vec<Spanned<String>>,
+    /// Handlers for the daemon's own `QueueEvent`s: `QueueFilling`,
+    /// `QueueFull`, `QueueEmptying`, `QueueEmpty`.
+    #[serde(rename = "OnQueueEvent", default)]
+    pub on_queue_event: Vec<Spanned<String>>,
+    /// Fraction of `max_spool_bytes` above which `QueueFilling` is raised.
+    /// Default 0.8.
+    #[serde(default = "default_filling")]
+    pub queue_filling_threshold: f64,
+    /// Fraction of `max_spool_bytes` below which a filling spool raises
+    /// `QueueEmptying` (then `QueueEmpty` once nothing is pending). Default 0.2.
+    #[serde(default = "default_emptying")]
+    pub queue_emptying_threshold: f64,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            on_start: Vec::new(),
+            on_finish: Vec::new(),
+            on_error: Vec::new(),
+            on_queue_event: Vec::new(),
+            queue_filling_threshold: default_filling(),
+            queue_emptying_threshold: default_emptying(),
+        }
+    }
+}
+
+fn default_filling() -> f64 {
+    0.8
+}
+
+fn default_emptying() -> f64 {
+    0.2
 }
 
 impl Hooks {
@@ -186,6 +219,7 @@ impl Hooks {
             Phase::OnStart => &self.on_start,
             Phase::OnFinish => &self.on_finish,
             Phase::OnError => &self.on_error,
+            Phase::OnQueueEvent => &self.on_queue_event,
         }
     }
 

@@ -180,6 +180,8 @@ mod tests {
             in_memory: 1000,
             max_bytes: 1 << 30,
             dedupe_window: std::time::Duration::from_secs(60),
+            filling: 0.8,
+            emptying: 0.2,
         };
         let spool = Spool::start(store, limits, senders).unwrap();
         (Queue::new(spool.sender()), spool, receivers, dir)

@@ -90,6 +90,19 @@ pub struct Limits {
     pub max_bytes: u64,
     /// An `Id` accepted within this long is a duplicate.
     pub dedupe_window: Duration,
+    /// Fractions of `max_bytes` at which `QueueFilling` and `QueueEmptying`
+    /// are raised.
+    pub filling: f64,
+    pub emptying: f64,
+}
+
+/// How full the spool is, as the `OnQueueEvent` chain was last told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Normal,
+    Filling,
+    Full,
+    Emptying,
 }
 
 /// The workers' side: sends progress records to the spool.
@@ -123,6 +136,7 @@ impl Spool {
             due: BinaryHeap::new(),
             in_lanes: 0,
             used_bytes: 0,
+            level: Level::Normal,
         };
         thread.resume(recovered);
         let thread = std::thread::Builder::new()
@@ -167,6 +181,7 @@ struct SpoolThread {
     /// Events handed to the lanes whose chain has not finished or paused.
     in_lanes: usize,
     used_bytes: u64,
+    level: Level,
 }
 
 fn now_ms() -> i64 {
@@ -362,6 +377,71 @@ impl SpoolThread {
             warn!("cannot forget old event ids: {err}");
         }
         self.used_bytes = self.store.used_bytes();
+        self.watch_level();
+    }
+
+    /// Raises a queue event when the spool crosses a threshold.
+    fn watch_level(&mut self) {
+        let max = self.limits.max_bytes.max(1);
+        let fraction = self.used_bytes as f64 / max as f64;
+        let pending = || self.store.pending().unwrap_or(u64::MAX);
+        let next = match self.level {
+            level if self.used_bytes >= max && level != Level::Full => {
+                Some((Level::Full, "QueueFull"))
+            }
+            Level::Normal | Level::Emptying if fraction >= self.limits.filling => {
+                Some((Level::Filling, "QueueFilling"))
+            }
+            Level::Filling | Level::Full if fraction < self.limits.emptying => {
+                Some((Level::Emptying, "QueueEmptying"))
+            }
+            Level::Emptying if pending() == 0 => Some((Level::Normal, "QueueEmpty")),
+            _ => None,
+        };
+        let Some((level, state)) = next else {
+            return;
+        };
+        self.level = level;
+        let pending = pending();
+        let percent = fraction * 100.0;
+        match level {
+            Level::Filling | Level::Full => {
+                warn!(
+                    state,
+                    spool_bytes = self.used_bytes,
+                    pending,
+                    "spool at {percent:.0}% of max_spool_bytes"
+                )
+            }
+            Level::Emptying | Level::Normal => {
+                info!(
+                    state,
+                    spool_bytes = self.used_bytes,
+                    pending,
+                    "spool at {percent:.0}% of max_spool_bytes"
+                )
+            }
+        }
+        let event = Event::queue_event(state, self.used_bytes, max, pending);
+        let body = event.to_json();
+        let stored = self.store.transaction().and_then(|transaction| {
+            transaction
+                .prepare_cached("INSERT INTO events (id, body, accepted_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![event.id(), body, now_ms()])?;
+            let seq = transaction.last_insert_rowid();
+            transaction.commit()?;
+            Ok(seq)
+        });
+        match stored {
+            Ok(seq) => self.dispatch(Work {
+                seq,
+                event,
+                done: Vec::new(),
+                resume: None,
+                only: None,
+            }),
+            Err(err) => error!("cannot store the {state} queue event: {err}"),
+        }
     }
 
     /// Events found in the spool at start: resumed, or scheduled when their

@@ -160,6 +160,15 @@ impl Store {
         (pages.max(0) as u64) * pragma("page_size").max(0) as u64
     }
 
+    /// Events accepted and not finished.
+    pub fn pending(&self) -> rusqlite::Result<u64> {
+        self.connection
+            .query_row("SELECT COUNT(*) FROM events", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|count| count.max(0) as u64)
+    }
+
     /// Every event not finished, in acceptance order.
     pub fn unfinished(&self) -> rusqlite::Result<Vec<Stored>> {
         let seqs: Vec<i64> = self
