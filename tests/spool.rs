@@ -172,19 +172,28 @@ fn every_acked_event_reaches_the_http_sink_across_sigkills() {
 
 #[test]
 fn a_restart_resumes_without_running_finished_handlers_again() {
-    // `first` succeeds, then `hang` hangs: kill the daemon while it waits.
+    // `first` succeeds, `tag` changes the event, then `hang` hangs: kill the
+    // daemon while it waits. The resume must skip both and deliver the event
+    // as `tag` left it.
     let server = HttpServer::start();
     server.script([Reply::Hang]);
     let config = format!(
-        "[hooks]\nOnFinish = [\"first\", \"hang\"]\n\
+        "[hooks]\nOnFinish = [\"first\", \"tag\", \"hang\"]\n\
          [handlers.first]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/first.log\"\n\
+         [handlers.tag]\nlibrary = \"LuaHandler\"\nlua_script = \"tag.lua\"\n\
          [handlers.hang]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n",
         server.url("/slow")
     );
-    let mut daemon = Daemon::start(&config);
+    let mut daemon = Daemon::start_with(
+        &config,
+        &[(
+            "scripts/tag.lua",
+            "function handle(e) log.info('tagging ' .. e.Id) e.Tagged = true return e end",
+        )],
+    );
     assert!(reply_ok(&daemon.send(&[r#"{"Id":"resume-me"}"#])[0]));
     server.wait_for(1);
-    std::thread::sleep(Duration::from_millis(300)); // the spool commits `first`'s success
+    std::thread::sleep(Duration::from_millis(300)); // the spool commits the progress
     daemon.kill();
     daemon.restart();
     server.wait_for(2);
@@ -193,7 +202,17 @@ fn a_restart_resumes_without_running_finished_handlers_again() {
         1,
         "first ran again"
     );
-    assert_eq!(server.requests()[1].json()["Id"], "resume-me");
+    assert_eq!(
+        daemon.log().matches("tagging resume-me").count(),
+        1,
+        "tag ran again"
+    );
+    let resumed = server.requests()[1].json();
+    assert_eq!(resumed["Id"], "resume-me");
+    assert_eq!(
+        resumed["Tagged"], true,
+        "the event lost what tag did: {resumed}"
+    );
 }
 
 #[test]
