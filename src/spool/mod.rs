@@ -13,7 +13,7 @@
 pub mod store;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -261,6 +261,15 @@ impl SpoolThread {
         };
         let mut released = 0;
         let mut close = false;
+        // A handler's success need not be written when the event finishes in
+        // the same commit (most events, when handlers are quick).
+        let finished: HashSet<i64> = batch
+            .iter()
+            .filter_map(|message| match message {
+                Message::Record(Record::Finished { seq, .. }) => Some(*seq),
+                _ => None,
+            })
+            .collect();
         let outcome = (|| -> rusqlite::Result<()> {
             let transaction = self.store.transaction()?;
             for message in batch {
@@ -287,6 +296,7 @@ impl SpoolThread {
                         }
                         answers.push((reply, answer));
                     }
+                    Message::Record(Record::StageDone { seq, .. }) if finished.contains(&seq) => {}
                     Message::Record(record) => {
                         if let Record::Retry { seq, due, .. } = &record {
                             retries.push((*due, *seq));

@@ -4,6 +4,7 @@
 //! test scratch directory and installs pinned versions; later tests and runs
 //! reuse it. Needs `python3` with `venv` and access to PyPI.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -66,7 +67,7 @@ pub fn venv() -> &'static Path {
     })
 }
 
-/// A child process killed when dropped.
+/// A child process killed, with every process it started, when dropped.
 pub struct Peer {
     child: Child,
     pub port: u16,
@@ -81,6 +82,11 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        // The peer leads its own process group (proxy.py forks workers that
+        // would outlive their parent otherwise).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -100,6 +106,7 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path) ->
         .map(|arg| arg.replace("{port}", &port.to_string()))
         .collect();
     let child = Command::new(venv().join("bin/python"))
+        .process_group(0)
         .args(&args)
         .envs(env.iter().copied())
         .stdout(std::fs::File::create(&log).unwrap())
