@@ -55,10 +55,7 @@ async fn run(fsync: Fsync) -> f64 {
                 let mut finished = 0;
                 while finished < EVENTS {
                     let Some(work) = lane.recv().await else { break };
-                    recorder.record(Record::Finished {
-                        seq: work.seq,
-                        progress: false,
-                    });
+                    recorder.record(Record::Finished { seq: work.seq });
                     finished += 1;
                 }
             })

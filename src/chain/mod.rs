@@ -8,7 +8,6 @@
 mod filter;
 mod retry;
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,14 +242,11 @@ impl Pipeline {
                     attempts: 0,
                     first_attempt: now_ms(),
                 });
-                spool.record(Record::Finished {
-                    seq: work.seq,
-                    progress: true,
-                });
+                spool.record(Record::Finished { seq: work.seq });
                 return RunEnd::Finished;
             }
-            let mut current = Cow::Borrowed(event);
-            let mut progress = !work.done.is_empty() || work.resume.is_some();
+            // The event as the last handler that changed it left it.
+            let mut changed: Option<Arc<Event>> = None;
             for (index, stage) in chain.iter().enumerate() {
                 if work.only.as_ref().is_some_and(|only| *only != stage.name)
                     || work.done.contains(&stage.name)
@@ -264,20 +260,20 @@ impl Pipeline {
                     _ => (0, now_ms()),
                 };
                 let seq = work.seq;
-                match stage.attempt(&current, prior, stop).await {
+                let current = changed.as_deref().unwrap_or(event);
+                match stage.attempt(current, prior, stop).await {
                     Attempt::Skipped => {}
                     // The last stage's success is recorded by `Finished`.
                     Attempt::Delivered(replaced) if index + 1 < chain.len() => {
-                        let changed = replaced.as_ref().map(Event::to_json);
-                        if let Some(replaced) = replaced {
-                            current = Cow::Owned(replaced);
+                        let replaced = replaced.map(Arc::new);
+                        if let Some(replaced) = &replaced {
+                            changed = Some(replaced.clone());
                         }
                         spool.record(Record::StageDone {
                             seq,
                             stage: stage.name.clone(),
-                            event: changed,
+                            event: replaced,
                         });
-                        progress = true;
                     }
                     Attempt::Delivered(_) => {}
                     Attempt::Failed { attempts, error } => {
@@ -290,7 +286,6 @@ impl Pipeline {
                             attempts,
                             first_attempt,
                         });
-                        progress = true;
                     }
                     Attempt::Retry { attempts, wait } => {
                         spool.record(Record::Retry {
@@ -308,10 +303,7 @@ impl Pipeline {
                     }
                 }
             }
-            spool.record(Record::Finished {
-                seq: work.seq,
-                progress,
-            });
+            spool.record(Record::Finished { seq: work.seq });
             RunEnd::Finished
         }
         .instrument(span)

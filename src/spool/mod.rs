@@ -49,11 +49,12 @@ pub enum Message {
 /// Progress of one event through its chain.
 #[derive(Debug)]
 pub enum Record {
-    /// `stage` succeeded; `event` is the event as it left it, if it changed it.
+    /// `stage` succeeded; `event` is the event as it left it, if it changed
+    /// it (serialised only if the record is written).
     StageDone {
         seq: i64,
         stage: String,
-        event: Option<Vec<u8>>,
+        event: Option<std::sync::Arc<Event>>,
     },
     /// `stage` failed and is tried again at `due` (ms since the epoch).
     Retry {
@@ -73,9 +74,8 @@ pub enum Record {
         attempts: u32,
         first_attempt: i64,
     },
-    /// The chain is done with the event; `progress` when any handler's
-    /// progress was recorded on the way (there are rows to clear).
-    Finished { seq: i64, progress: bool },
+    /// The chain is done with the event.
+    Finished { seq: i64 },
     /// The chain stopped part-way (shutdown): the event stays for next time.
     Left,
 }
@@ -137,6 +137,7 @@ impl Spool {
             in_lanes: 0,
             used_bytes: 0,
             level: Level::Normal,
+            with_progress: HashSet::new(),
         };
         thread.resume(recovered);
         let thread = std::thread::Builder::new()
@@ -182,6 +183,8 @@ struct SpoolThread {
     in_lanes: usize,
     used_bytes: u64,
     level: Level,
+    /// Events with progress rows written, to clear when they finish.
+    with_progress: HashSet<i64>,
 }
 
 fn now_ms() -> i64 {
@@ -298,10 +301,20 @@ impl SpoolThread {
                     }
                     Message::Record(Record::StageDone { seq, .. }) if finished.contains(&seq) => {}
                     Message::Record(record) => {
-                        if let Record::Retry { seq, due, .. } = &record {
-                            retries.push((*due, *seq));
-                        }
-                        if apply(&transaction, record, now)? {
+                        let progress_rows = match &record {
+                            Record::Retry { seq, due, .. } => {
+                                retries.push((*due, *seq));
+                                self.with_progress.insert(*seq);
+                                true
+                            }
+                            Record::StageDone { seq, .. } | Record::Dead { seq, .. } => {
+                                self.with_progress.insert(*seq);
+                                true
+                            }
+                            Record::Finished { seq } => self.with_progress.remove(seq),
+                            Record::Left => false,
+                        };
+                        if apply(&transaction, record, now, progress_rows)? {
                             released += 1;
                         }
                     }
@@ -530,11 +543,13 @@ fn admit(
 }
 
 /// Records progress; returns whether the event left the workers' lanes
-/// (finished, waiting for a retry, or left for the next start).
+/// (finished, waiting for a retry, or left for the next start). A finished
+/// event's progress rows are cleared when `progress_rows` says it has some.
 fn apply(
     transaction: &rusqlite::Transaction<'_>,
     record: Record,
     now: i64,
+    progress_rows: bool,
 ) -> rusqlite::Result<bool> {
     match record {
         Record::StageDone { seq, stage, event } => {
@@ -543,7 +558,8 @@ fn apply(
                     "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
                 )?
                 .execute(params![seq, stage])?;
-            if let Some(body) = event {
+            if let Some(event) = event {
+                let body = event.to_json();
                 transaction
                     .prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?
                     .execute(params![seq, body])?;
@@ -581,8 +597,8 @@ fn apply(
                 )?
                 .execute(params![seq, stage])?;
         }
-        Record::Finished { seq, progress } => {
-            if progress {
+        Record::Finished { seq } => {
+            if progress_rows {
                 transaction
                     .prepare_cached("DELETE FROM progress WHERE seq = ?1")?
                     .execute([seq])?;

@@ -30,7 +30,10 @@ pub const FILE_NAME: &str = "spool.db";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- No AUTOINCREMENT (it costs a write per insert, ~15%): a seq freed by a
+    -- finished event may be reused, which is safe as nothing refers to a
+    -- finished event's seq any more.
+    seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL,
     body BLOB NOT NULL,
     only_stage TEXT,
