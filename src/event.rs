@@ -6,6 +6,7 @@
 //! unset properties.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use serde_json::{Map, Value};
@@ -107,11 +108,19 @@ impl EventError {
 }
 
 /// A validated event. The field map is what handlers see and what is serialised
-/// for them; `phase` is cached because it selects the chain.
-#[derive(Clone, Debug, PartialEq)]
+/// for them; `phase` is cached because it selects the chain, and the JSON is
+/// made once, when first needed (the spool, a file and an HTTP body share it).
+#[derive(Clone, Debug)]
 pub struct Event {
     phase: Phase,
     fields: Map<String, Value>,
+    json: OnceLock<Arc<[u8]>>,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.phase == other.phase && self.fields == other.fields
+    }
 }
 
 const DOTNET_TIMESTAMP: &str = "%m/%d/%Y %I:%M:%S %p";
@@ -193,7 +202,7 @@ impl Event {
         };
         fields.insert("Phase".into(), Value::String(phase.as_str().into()));
         fields.insert("ReceivedAt".into(), Value::String(received_at.to_string()));
-        Ok(Event { phase, fields })
+        Ok(Event::new(phase, fields))
     }
 
     /// The daemon's own event about its spool (`QueueFilling`, `QueueFull`,
@@ -213,10 +222,7 @@ impl Event {
         let serde_json::Value::Object(fields) = fields else {
             unreachable!("a JSON object literal")
         };
-        Event {
-            phase: Phase::OnQueueEvent,
-            fields,
-        }
+        Event::new(Phase::OnQueueEvent, fields)
     }
 
     /// An event read back from the spool, as it was stored (already
@@ -229,14 +235,24 @@ impl Event {
             .and_then(Value::as_str)
             .and_then(Phase::parse)
             .ok_or_else(|| EventError::Invalid("stored event without a Phase".to_owned()))?;
-        Ok(Event { phase, fields })
+        Ok(Event::new(phase, fields))
     }
 
-    /// The event as one line of compact JSON, as stored and sent.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
-        self.write_json(&mut out);
-        out
+    fn new(phase: Phase, fields: Map<String, Value>) -> Event {
+        Event {
+            phase,
+            fields,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The event as one line of compact JSON (no newline), as stored and sent.
+    pub fn json(&self) -> &Arc<[u8]> {
+        self.json.get_or_init(|| {
+            // Serialising a map of JSON values into memory cannot fail.
+            let bytes = serde_json::to_vec(&self.fields).expect("serialise event");
+            bytes.into()
+        })
     }
 
     /// The phase, which selects the hook chain.
@@ -277,16 +293,7 @@ impl Event {
                 fields.insert(name.to_owned(), value.clone());
             }
         }
-        Event {
-            phase: self.phase,
-            fields,
-        }
-    }
-
-    /// Writes the event as one line of compact JSON (no newline).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        // Serialising a map of JSON values into memory cannot fail.
-        serde_json::to_writer(out, &self.fields).expect("serialise event");
+        Event::new(self.phase, fields)
     }
 }
 
@@ -448,10 +455,10 @@ mod tests {
     #[test]
     fn stored_events_come_back_as_they_were() {
         let e = event(r#"{"Id":"s1","Phase":"OnStart","Custom":[1]}"#).unwrap();
-        let back = Event::restore(&e.to_json()).unwrap();
+        let back = Event::restore(e.json()).unwrap();
         assert_eq!(back, e);
         let queue = Event::queue_event("QueueFull", 10, 10, 3);
-        let back = Event::restore(&queue.to_json()).unwrap();
+        let back = Event::restore(queue.json()).unwrap();
         assert_eq!(back.phase(), Phase::OnQueueEvent);
         assert_eq!(back.str_field("QueueState"), Some("QueueFull"));
         assert!(Event::restore(b"{}").is_err());

@@ -72,8 +72,9 @@ impl Queue {
     /// Offers an event; the ticket resolves once it is committed or refused.
     pub fn submit(&self, event: Event) -> Ticket {
         let (reply, answer) = oneshot::channel();
-        let body = event.to_json();
-        match self.spool.send(Message::Submit { event, body, reply }) {
+        // Serialised here, on the connection's thread, not on the spool's.
+        event.json();
+        match self.spool.send(Message::Submit { event, reply }) {
             Ok(()) => Ticket(Some(answer)),
             Err(_) => Ticket(None),
         }

@@ -122,7 +122,7 @@ impl TextFileHandler {
         };
         let mut line = Vec::with_capacity(512);
         match &self.line {
-            Line::Json => event.write_json(&mut line),
+            Line::Json => line.extend_from_slice(event.json()),
             Line::Text(template) => {
                 let mut text = String::with_capacity(128);
                 template.render(event, Escape::Line, &mut text);

@@ -34,10 +34,9 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// What the spool is told: by ingest (new events), by workers (progress).
 pub enum Message {
-    /// A new event and its JSON (serialised by the sender, off this thread).
+    /// A new event (its JSON already made by the sender, off this thread).
     Submit {
         event: Event,
-        body: Vec<u8>,
         reply: oneshot::Sender<Result<Accepted, Rejection>>,
     },
     Record(Record),
@@ -69,7 +68,7 @@ pub enum Record {
         seq: i64,
         event_id: String,
         stage: String,
-        event: Vec<u8>,
+        event: std::sync::Arc<[u8]>,
         error: String,
         attempts: u32,
         first_attempt: i64,
@@ -277,13 +276,13 @@ impl SpoolThread {
             let transaction = self.store.transaction()?;
             for message in batch {
                 match message {
-                    Message::Submit { event, body, reply } => {
+                    Message::Submit { event, reply } => {
                         let answer = if closed || close {
                             Ok(Err(Rejection::ShuttingDown))
                         } else if dispatch.len() >= room {
                             Ok(Err(Rejection::Overloaded))
                         } else {
-                            admit(&transaction, &event, &body, now)
+                            admit(&transaction, &event, now)
                         }?;
                         if let Ok(Accepted {
                             duplicate: false, ..
@@ -446,11 +445,11 @@ impl SpoolThread {
             }
         }
         let event = Event::queue_event(state, self.used_bytes, max, pending);
-        let body = event.to_json();
+        let body = event.json();
         let stored = self.store.transaction().and_then(|transaction| {
             transaction
                 .prepare_cached("INSERT INTO events (id, body, accepted_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![event.id(), body, now_ms()])?;
+                .execute(params![event.id(), &body[..], now_ms()])?;
             let seq = transaction.last_insert_rowid();
             transaction.commit()?;
             Ok(seq)
@@ -519,7 +518,6 @@ fn work_from(stored: store::Stored) -> Option<Work> {
 fn admit(
     transaction: &rusqlite::Transaction<'_>,
     event: &Event,
-    body: &[u8],
     now: i64,
 ) -> rusqlite::Result<Result<Accepted, Rejection>> {
     let id = event.id();
@@ -535,7 +533,7 @@ fn admit(
     }
     transaction
         .prepare_cached("INSERT INTO events (id, body, accepted_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, body, now])?;
+        .execute(params![id, &event.json()[..], now])?;
     Ok(Ok(Accepted {
         id: id.to_owned(),
         duplicate: false,
@@ -559,10 +557,9 @@ fn apply(
                 )?
                 .execute(params![seq, stage])?;
             if let Some(event) = event {
-                let body = event.to_json();
                 transaction
                     .prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?
-                    .execute(params![seq, body])?;
+                    .execute(params![seq, &event.json()[..]])?;
             }
         }
         Record::Retry {
@@ -589,7 +586,7 @@ fn apply(
         } => {
             transaction.prepare_cached("INSERT INTO dead_letters (event_id, handler, event, error, attempts, first_attempt, last_attempt)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
-                    params![event_id, stage, event, error, attempts, first_attempt, now],
+                    params![event_id, stage, &event[..], error, attempts, first_attempt, now],
                 )?;
             transaction
                 .prepare_cached(

@@ -95,8 +95,8 @@ impl HttpHandler {
     pub async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         let mut url = String::new();
         self.url.render(event, Escape::UrlComponent, &mut url);
-        let mut body = Vec::with_capacity(512);
-        event.write_json(&mut body);
+        // Shared, not copied, by every leg of an NTLM handshake.
+        let body = bytes::Bytes::from_owner(event.json().clone());
         let request =
             |authorization: Option<String>| self.request(&url, event.id(), &body, authorization);
         let started = Instant::now();
@@ -130,7 +130,7 @@ impl HttpHandler {
         &self,
         url: &str,
         id: &str,
-        body: &[u8],
+        body: &bytes::Bytes,
         authorization: Option<String>,
     ) -> reqwest::RequestBuilder {
         let mut request = self
@@ -148,7 +148,7 @@ impl HttpHandler {
         if let Some(authorization) = authorization {
             request = request.header(AUTHORIZATION, authorization);
         }
-        request.body(body.to_vec())
+        request.body(body.clone())
     }
 
     fn send_failed(&self, url: &str, err: NtlmError) -> HandlerError {
