@@ -32,7 +32,6 @@ pub async fn work(
     }
     lane.close();
     while let Some(work) = lane.recv().await {
-        spool.record(crate::spool::Record::Left);
         warn!(
             id = work.event.id(),
             "event not handled: shutdown deadline passed; it stays in the spool for the next start"

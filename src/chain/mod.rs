@@ -297,10 +297,7 @@ impl Pipeline {
                         });
                         return RunEnd::Suspended;
                     }
-                    Attempt::Abandoned => {
-                        spool.record(Record::Left);
-                        return RunEnd::Abandoned;
-                    }
+                    Attempt::Abandoned => return RunEnd::Abandoned,
                 }
             }
             spool.record(Record::Finished { seq: work.seq });

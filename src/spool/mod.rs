@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::event::Event;
-use crate::queue::{Accepted, Lanes, Rejection, Resume, Work};
+use crate::queue::{Accepted, Lanes, Rejection, Work};
 pub use store::{Fsync, Store};
 
 /// Most events committed in one transaction.
@@ -75,8 +75,6 @@ pub enum Record {
     },
     /// The chain is done with the event.
     Finished { seq: i64 },
-    /// The chain stopped part-way (shutdown): the event stays for next time.
-    Left,
 }
 
 /// Settings the spool thread works by.
@@ -263,6 +261,10 @@ impl SpoolThread {
         };
         let mut released = 0;
         let mut close = false;
+        // Events given progress rows, and events finished, in this batch;
+        // `with_progress` follows only once the commit succeeded.
+        let mut progressed = Vec::new();
+        let mut cleared = Vec::new();
         // A handler's success need not be written when the event finishes in
         // the same commit (most events, when handlers are quick).
         let finished: HashSet<i64> = batch
@@ -303,15 +305,17 @@ impl SpoolThread {
                         let progress_rows = match &record {
                             Record::Retry { seq, due, .. } => {
                                 retries.push((*due, *seq));
-                                self.with_progress.insert(*seq);
+                                progressed.push(*seq);
                                 true
                             }
                             Record::StageDone { seq, .. } | Record::Dead { seq, .. } => {
-                                self.with_progress.insert(*seq);
+                                progressed.push(*seq);
                                 true
                             }
-                            Record::Finished { seq } => self.with_progress.remove(seq),
-                            Record::Left => false,
+                            Record::Finished { seq } => {
+                                cleared.push(*seq);
+                                self.with_progress.contains(seq) || progressed.contains(seq)
+                            }
                         };
                         if apply(&transaction, record, now, progress_rows)? {
                             released += 1;
@@ -335,6 +339,10 @@ impl SpoolThread {
                 let _ = reply.send(Err(Rejection::Overloaded));
             }
             return stop;
+        }
+        self.with_progress.extend(progressed);
+        for seq in cleared {
+            self.with_progress.remove(&seq);
         }
         for (reply, answer) in answers {
             let _ = reply.send(answer);
@@ -477,8 +485,8 @@ impl SpoolThread {
             "resuming events left in the spool"
         );
         for stored in recovered {
-            if let Some((_, _, _, due)) = &stored.retry {
-                self.due.push(Reverse((*due, stored.seq)));
+            if let Some(waiting) = &stored.retry {
+                self.due.push(Reverse((waiting.due, stored.seq)));
             } else if let Some(work) = work_from(stored) {
                 self.dispatch(work);
             }
@@ -494,13 +502,7 @@ fn work_from(stored: store::Stored) -> Option<Work> {
             seq: stored.seq,
             event,
             done: stored.done,
-            resume: stored
-                .retry
-                .map(|(stage, attempts, first_attempt, _)| Resume {
-                    stage,
-                    attempts,
-                    first_attempt,
-                }),
+            resume: stored.retry.map(|waiting| waiting.resume),
             only: stored.only,
         }),
         Err(err) => {
@@ -541,7 +543,7 @@ fn admit(
 }
 
 /// Records progress; returns whether the event left the workers' lanes
-/// (finished, waiting for a retry, or left for the next start). A finished
+/// (finished, or waiting for a retry). A finished
 /// event's progress rows are cleared when `progress_rows` says it has some.
 fn apply(
     transaction: &rusqlite::Transaction<'_>,
@@ -605,7 +607,6 @@ fn apply(
                 .execute([seq])?;
             return Ok(true);
         }
-        Record::Left => return Ok(true),
     }
     Ok(false)
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Deserialize;
 
+use crate::queue::Resume;
+
 /// What `fsync` asks of each commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,10 +75,18 @@ pub struct Stored {
     pub body: Vec<u8>,
     /// Handlers that already succeeded for it.
     pub done: Vec<String>,
-    /// A retry waiting: the handler, attempts so far, first attempt, due (ms).
-    pub retry: Option<(String, u32, i64, i64)>,
+    /// A retry waiting.
+    pub retry: Option<Waiting>,
     /// Replays run only this handler.
     pub only: Option<String>,
+}
+
+/// A handler's retry waiting for its due time.
+#[derive(Debug)]
+pub struct Waiting {
+    pub resume: Resume,
+    /// Milliseconds since the epoch.
+    pub due: i64,
 }
 
 /// One dead letter, as `jobhook deadletter list` shows it.
@@ -199,7 +209,7 @@ impl Store {
         let Some((body, only)) = found else {
             return Ok(None);
         };
-        let mut statement = self.connection.prepare(
+        let mut statement = self.connection.prepare_cached(
             "SELECT stage, state, attempts, first_attempt, due_at FROM progress WHERE seq = ?1",
         )?;
         let mut done = Vec::new();
@@ -217,7 +227,16 @@ impl Store {
             let (stage, state, attempts, first, due) = row?;
             match state.as_str() {
                 "done" => done.push(stage),
-                _ => retry = Some((stage, attempts, first.unwrap_or(0), due.unwrap_or(0))),
+                _ => {
+                    retry = Some(Waiting {
+                        resume: Resume {
+                            stage,
+                            attempts,
+                            first_attempt: first.unwrap_or(0),
+                        },
+                        due: due.unwrap_or(0),
+                    })
+                }
             }
         }
         Ok(Some(Stored {
