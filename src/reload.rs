@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -102,17 +102,9 @@ pub async fn watch(
             None
         }
     };
-    let watch_folders = |debouncer: &mut Option<_>, config: &Config| {
-        let Some(debouncer) = debouncer else { return };
-        let debouncer: &mut notify_debouncer_full::Debouncer<_, _> = debouncer;
-        if let Err(err) = debouncer.watch(&config.dir, RecursiveMode::NonRecursive) {
-            error!(dir = %config.dir.display(), "cannot watch the config's folder ({err}); reload with SIGHUP");
-        }
-        if config.daemon.scripts_dir.is_dir() {
-            let _ = debouncer.watch(&config.daemon.scripts_dir, RecursiveMode::Recursive);
-        }
-    };
-    watch_folders(&mut debouncer, &config);
+    if let Some(debouncer) = &mut debouncer {
+        watch_folders(debouncer, &config);
+    }
 
     let initial = Snapshot::running(&config, &pipelines.borrow());
     let mut reloader = Reloader {
@@ -138,9 +130,22 @@ pub async fn watch(
                 Trigger::Signal
             }
         };
-        if reloader.reload(trigger).await {
-            watch_folders(&mut debouncer, &reloader.running);
+        if reloader.reload(trigger).await
+            && let Some(debouncer) = &mut debouncer
+        {
+            watch_folders(debouncer, &reloader.running);
         }
+    }
+}
+
+/// Watches the config's folder and `scripts_dir` (once it exists; watching
+/// a folder already watched changes nothing).
+fn watch_folders(debouncer: &mut Debouncer<RecommendedWatcher, RecommendedCache>, config: &Config) {
+    if let Err(err) = debouncer.watch(&config.dir, RecursiveMode::NonRecursive) {
+        error!(dir = %config.dir.display(), "cannot watch the config's folder ({err}); reload with SIGHUP");
+    }
+    if config.daemon.scripts_dir.is_dir() {
+        let _ = debouncer.watch(&config.daemon.scripts_dir, RecursiveMode::Recursive);
     }
 }
 
@@ -244,33 +249,38 @@ fn build(
 
 /// `[daemon]` keys whose new value needs a restart.
 fn restart_needed(running: &DaemonSettings, new: &DaemonSettings) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |key, changed: bool| {
-        if changed {
-            keys.push(key);
-        }
-    };
-    check("socket", running.socket != new.socket);
-    check("socket_mode", running.socket_mode != new.socket_mode);
-    check("pipe", running.pipe != new.pipe);
-    check("workers", running.workers != new.workers);
-    check(
-        "max_event_bytes",
-        running.max_event_bytes != new.max_event_bytes,
-    );
-    check(
-        "max_connections",
-        running.max_connections != new.max_connections,
-    );
-    check(
-        "queue_capacity",
-        running.queue_capacity != new.queue_capacity,
-    );
-    check(
-        "shutdown_timeout",
-        running.shutdown_timeout != new.shutdown_timeout,
-    );
-    keys
+    [
+        ("socket", running.socket != new.socket),
+        ("socket_mode", running.socket_mode != new.socket_mode),
+        ("pipe", running.pipe != new.pipe),
+        ("workers", running.workers != new.workers),
+        (
+            "max_event_bytes",
+            running.max_event_bytes != new.max_event_bytes,
+        ),
+        (
+            "max_connections",
+            running.max_connections != new.max_connections,
+        ),
+        (
+            "queue_capacity",
+            running.queue_capacity != new.queue_capacity,
+        ),
+        (
+            "shutdown_timeout",
+            running.shutdown_timeout != new.shutdown_timeout,
+        ),
+        ("spool_dir", running.spool_dir != new.spool_dir),
+        ("fsync", running.fsync != new.fsync),
+        (
+            "max_spool_bytes",
+            running.max_spool_bytes != new.max_spool_bytes,
+        ),
+        ("dedupe_window", running.dedupe_window != new.dedupe_window),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 /// SIGHUP, as a stream of `()` (never on Windows).

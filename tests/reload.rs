@@ -214,7 +214,7 @@ fn a_changed_script_and_a_dropped_in_script_take_effect() {
 }
 
 #[test]
-fn sighup_reloads_and_a_restart_only_key_is_reported_and_kept() {
+fn sighup_reloads_and_a_changed_restart_only_key_is_reported() {
     let mut daemon = Daemon::start(&config(&["a"], ""));
     daemon.signal("HUP");
     eventually("the SIGHUP reload", || {
