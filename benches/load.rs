@@ -144,8 +144,15 @@ mod driver {
         let (mut result, clients) = drive(args, &daemon.socket, run).await;
         let waited = Instant::now();
         match &sink {
-            Some(sink) => sink.wait_for(result.accepted).await,
-            None => daemon.wait_for_lines(result.accepted).await,
+            Some(sink) => {
+                wait_until_handled(result.accepted, "arrived at the sink", || {
+                    sink.arrivals.lock().unwrap().len()
+                })
+                .await
+            }
+            None => {
+                wait_until_handled(result.accepted, "lines in the file", || daemon.lines()).await
+            }
         }
         result.handled_after = Some(result.elapsed + waited.elapsed());
         if let Some(sink) = &sink {
@@ -374,21 +381,23 @@ mod driver {
             });
             Sink { url, arrivals }
         }
+    }
 
-        async fn wait_for(&self, count: usize) {
-            let started = Instant::now();
-            loop {
-                let arrived = self.arrivals.lock().unwrap().len();
-                if arrived >= count {
-                    assert_eq!(arrived, count, "more events arrived than were accepted");
-                    return;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "only {arrived} of {count} arrived"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
+    /// Waits until `handled()` reaches `count` accepted events; more than
+    /// that means an event was handled twice.
+    async fn wait_until_handled(count: usize, what: &str, handled: impl Fn() -> usize) {
+        let started = Instant::now();
+        loop {
+            let done = handled();
+            if done >= count {
+                assert_eq!(done, count, "more {what} than accepted events");
+                return;
             }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "only {done} of {count} {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -503,22 +512,11 @@ mod driver {
         }
 
         /// Waits until the file holds `count` lines.
-        async fn wait_for_lines(&self, count: usize) {
-            let started = Instant::now();
-            loop {
-                let lines = std::fs::read(&self.out)
-                    .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
-                    .unwrap_or(0);
-                if lines >= count {
-                    assert_eq!(lines, count, "more lines than accepted events");
-                    return;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "only {lines} of {count} handled"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        /// Lines in the handler's file so far.
+        fn lines(&self) -> usize {
+            std::fs::read(&self.out)
+                .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+                .unwrap_or(0)
         }
     }
 

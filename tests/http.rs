@@ -80,16 +80,9 @@ fn a_400_is_a_permanent_failure_and_is_not_retried() {
     server.script([Reply::status(400).with_body("{\"error\":\"bad field\"}")]);
     let daemon = Daemon::start(&http_config(&server.url("/hook"), "retries = 3"));
     daemon.send(&[r#"{"Id":"bad-request"}"#]);
-    eventually("the failure to be logged", || {
-        daemon.log().contains("failed permanently")
-    });
+    let line = daemon.log_line("failed permanently");
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(server.requests().len(), 1);
-    let log = daemon.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("failed permanently"))
-        .unwrap();
     assert!(
         line.contains("bad-request") && line.contains("400") && line.contains("bad field"),
         "{line}"
@@ -154,9 +147,7 @@ fn an_unreachable_endpoint_fails_after_its_retries_with_the_reason() {
         "retries = 1\nretry_interval = \"10ms\"",
     ));
     daemon.send(&[r#"{"Id":"nowhere"}"#]);
-    eventually("the failure", || daemon.log().contains("no retries left"));
-    let log = daemon.log();
-    let line = log.lines().find(|l| l.contains("no retries left")).unwrap();
+    let line = daemon.log_line("no retries left");
     assert!(
         line.contains("nowhere") && line.contains("attempts=2"),
         "{line}"

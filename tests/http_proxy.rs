@@ -85,14 +85,8 @@ fn a_wrong_proxy_password_fails_without_reaching_the_target_or_the_log() {
     server.script([Reply::status(200)]);
     let daemon = Daemon::start(&config(&server.url("/x"), proxy.port, "wr0ng-pass", ""));
     daemon.send(&[r#"{"Id":"denied"}"#]);
-    eventually("the failure", || {
-        daemon.log().contains("failed permanently")
-    });
+    let line = daemon.log_line("failed permanently");
     let log = daemon.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("failed permanently"))
-        .unwrap();
     assert!(line.contains("407"), "{line}");
     assert!(!log.contains("wr0ng-pass"), "password in the log:\n{log}");
     assert!(server.requests().is_empty());

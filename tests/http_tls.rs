@@ -82,9 +82,7 @@ fn without_the_client_certificate_the_server_refuses() {
         "ca_file = \"DIR/ca.pem\"\nca_only = true",
     );
     daemon.send(&[r#"{"Id":"no-cert"}"#]);
-    eventually("the refusal", || daemon.log().contains("no retries left"));
-    let log = daemon.log();
-    let line = log.lines().find(|l| l.contains("no retries left")).unwrap();
+    let line = daemon.log_line("no retries left");
     assert!(
         line.contains("CertificateRequired") && line.contains("[ssl.corp]"),
         "{line}"
@@ -109,9 +107,7 @@ fn a_server_from_another_ca_is_refused_naming_the_ssl_section() {
         "ca_file = \"DIR/other.pem\"\nca_only = true\nclient_cert = \"DIR/client.pem\"\nclient_key = \"DIR/client.key\"",
     );
     daemon.send(&[r#"{"Id":"wrong-ca"}"#]);
-    eventually("the refusal", || daemon.log().contains("no retries left"));
-    let log = daemon.log();
-    let line = log.lines().find(|l| l.contains("no retries left")).unwrap();
+    let line = daemon.log_line("no retries left");
     assert!(
         line.contains("[ssl.corp]") && line.to_lowercase().contains("certificate"),
         "{line}"

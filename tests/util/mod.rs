@@ -129,6 +129,20 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
+    /// Waits for the first log line containing `needle` and returns it.
+    pub fn log_line(&self, needle: &str) -> String {
+        let mut found = None;
+        eventually(&format!("a log line with {needle:?}"), || {
+            found = self
+                .log()
+                .lines()
+                .find(|line| line.contains(needle))
+                .map(str::to_owned);
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
     pub fn connect(&self) -> Client {
         Client::connect(&self.socket)
     }
