@@ -26,7 +26,7 @@ use crate::handlers::lua::LuaHandler;
 use crate::handlers::{BuildError, Handler, HandlerError, Retry};
 use crate::lua::{self, Scripting};
 use crate::queue::Work;
-use crate::spool::{Record, Recorder};
+use crate::spool::{Record, Recorder, now_ms};
 
 /// One handler with the settings the chain applies around it.
 #[derive(Debug)]
@@ -306,10 +306,6 @@ impl Pipeline {
         .instrument(span)
         .await
     }
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 impl Previous<'_> {

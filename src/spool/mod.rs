@@ -184,7 +184,8 @@ struct SpoolThread {
     with_progress: HashSet<i64>,
 }
 
-fn now_ms() -> i64 {
+/// Now, as the spool stores times: milliseconds since the epoch.
+pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
