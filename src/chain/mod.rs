@@ -269,10 +269,12 @@ impl Pipeline {
                         if let Some(replaced) = &replaced {
                             changed = Some(replaced.clone());
                         }
+                        // Made here, not on the spool's thread: the next
+                        // handlers (a file line, an HTTP body) share it.
                         spool.record(Record::StageDone {
                             seq,
                             stage: stage.name.clone(),
-                            event: replaced,
+                            changed: replaced.as_ref().map(|event| event.json().clone()),
                         });
                     }
                     Attempt::Delivered(_) => {}

@@ -48,12 +48,12 @@ pub enum Message {
 /// Progress of one event through its chain.
 #[derive(Debug)]
 pub enum Record {
-    /// `stage` succeeded; `event` is the event as it left it, if it changed
-    /// it (serialised only if the record is written).
+    /// `stage` succeeded; `changed` is the event as it left it (its JSON),
+    /// if it changed it.
     StageDone {
         seq: i64,
         stage: String,
-        event: Option<std::sync::Arc<Event>>,
+        changed: Option<std::sync::Arc<[u8]>>,
     },
     /// `stage` failed and is tried again at `due` (ms since the epoch).
     Retry {
@@ -195,6 +195,8 @@ impl SpoolThread {
         self.used_bytes = self.store.used_bytes();
         // With `fsync = "always"` a second new event waits for the next commit.
         let mut held: Option<Message> = None;
+        // Reused from batch to batch.
+        let mut batch: Vec<Message> = Vec::new();
         loop {
             let first = match held.take() {
                 Some(message) => Some(message),
@@ -204,7 +206,7 @@ impl SpoolThread {
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 },
             };
-            let mut batch: Vec<Message> = first.into_iter().collect();
+            batch.extend(first);
             let one_event_each = self.limits.fsync == Fsync::Always;
             let mut events = batch
                 .iter()
@@ -223,7 +225,7 @@ impl SpoolThread {
                 }
                 batch.push(message);
             }
-            let stop = self.commit(batch);
+            let stop = self.commit(&mut batch);
             self.fire_due_retries();
             if housekeeping.elapsed() >= HOUSEKEEPING {
                 housekeeping = Instant::now();
@@ -243,15 +245,15 @@ impl SpoolThread {
         until_housekeeping.min(until_due)
     }
 
-    /// Commits a batch in one transaction, then answers and dispatches.
-    /// Returns whether the thread should stop.
-    fn commit(&mut self, batch: Vec<Message>) -> bool {
+    /// Commits a batch in one transaction (leaving `batch` empty), then
+    /// answers and dispatches. Returns whether the thread should stop.
+    fn commit(&mut self, batch: &mut Vec<Message>) -> bool {
         if batch.is_empty() {
             return false;
         }
         let mut stop = false;
-        let mut answers = Vec::new();
-        let mut dispatch = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut dispatch = Vec::with_capacity(batch.len());
         let mut retries = Vec::new();
         let now = now_ms();
         let closed = self.lanes.is_none();
@@ -264,8 +266,8 @@ impl SpoolThread {
         let mut close = false;
         // Events given progress rows, and events finished, in this batch;
         // `with_progress` follows only once the commit succeeded.
-        let mut progressed = Vec::new();
-        let mut cleared = Vec::new();
+        let mut progressed = HashSet::new();
+        let mut cleared = Vec::with_capacity(batch.len());
         // A handler's success need not be written when the event finishes in
         // the same commit (most events, when handlers are quick).
         let finished: HashSet<i64> = batch
@@ -277,7 +279,7 @@ impl SpoolThread {
             .collect();
         let outcome = (|| -> rusqlite::Result<()> {
             let transaction = self.store.transaction()?;
-            for message in batch {
+            for message in batch.drain(..) {
                 match message {
                     Message::Submit { event, reply } => {
                         let answer = if closed || close {
@@ -306,11 +308,11 @@ impl SpoolThread {
                         let progress_rows = match &record {
                             Record::Retry { seq, due, .. } => {
                                 retries.push((*due, *seq));
-                                progressed.push(*seq);
+                                progressed.insert(*seq);
                                 true
                             }
                             Record::StageDone { seq, .. } | Record::Dead { seq, .. } => {
-                                progressed.push(*seq);
+                                progressed.insert(*seq);
                                 true
                             }
                             Record::Finished { seq } => {
@@ -553,16 +555,20 @@ fn apply(
     progress_rows: bool,
 ) -> rusqlite::Result<bool> {
     match record {
-        Record::StageDone { seq, stage, event } => {
+        Record::StageDone {
+            seq,
+            stage,
+            changed,
+        } => {
             transaction
                 .prepare_cached(
                     "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
                 )?
                 .execute(params![seq, stage])?;
-            if let Some(event) = event {
+            if let Some(body) = changed {
                 transaction
                     .prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?
-                    .execute(params![seq, &event.json()[..]])?;
+                    .execute(params![seq, &body[..]])?;
             }
         }
         Record::Retry {
