@@ -8,6 +8,7 @@
 //! cargo bench --bench load -- --fsync never                  # spool commits not synced
 //! cargo bench --bench load -- --rate 10000 --events 100000   # fixed rate: ack latency
 //! cargo bench --bench load -- --socket run/jobhook.sock      # against a running daemon
+//! cargo bench --bench load -- --daemon-binary /tmp/jobhook-before  # another build
 //! ```
 //!
 //! Without `--socket` it starts the daemon itself on a temporary config with
@@ -69,6 +70,10 @@ mod driver {
         /// Send to this socket instead of starting a daemon.
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// Start this jobhook binary instead of the one cargo just built (to
+        /// compare two builds back to back on a noisy machine).
+        #[arg(long)]
+        daemon_binary: Option<PathBuf>,
         /// Ignored; cargo bench passes it.
         #[arg(long, hide = true)]
         bench: bool,
@@ -92,6 +97,9 @@ mod driver {
         handled_after: Option<Duration>,
         /// Send → arrival at the HTTP sink, microseconds, sorted.
         end_to_end: Vec<u32>,
+        /// CPU time the daemon used from the first event until every
+        /// accepted one was handled (daemon started here only).
+        daemon_cpu: Option<Duration>,
     }
 
     /// What one client sent: when each event went out, and the replies.
@@ -141,6 +149,7 @@ mod driver {
             Target::File | Target::Lua => None,
         };
         let daemon = SpawnedDaemon::start(args, sink.as_ref());
+        let cpu_before = daemon.cpu_time();
         let (mut result, clients) = drive(args, &daemon.socket, run).await;
         let waited = Instant::now();
         match &sink {
@@ -155,6 +164,7 @@ mod driver {
             }
         }
         result.handled_after = Some(result.elapsed + waited.elapsed());
+        result.daemon_cpu = Some(daemon.cpu_time().saturating_sub(cpu_before));
         if let Some(sink) = &sink {
             let arrivals = sink.arrivals.lock().unwrap();
             for (client, sent) in clients.iter().enumerate() {
@@ -197,6 +207,12 @@ mod driver {
                 "; all handled after {:.2} s ({:.0} events/s end to end)",
                 after.as_secs_f64(),
                 result.accepted as f64 / after.as_secs_f64()
+            ));
+        }
+        if let Some(cpu) = result.daemon_cpu.filter(|_| result.accepted > 0) {
+            line.push_str(&format!(
+                "; daemon CPU {:.1} µs/event",
+                cpu.as_secs_f64() * 1e6 / result.accepted as f64
             ));
         }
         if !result.end_to_end.is_empty() {
@@ -490,7 +506,11 @@ mod driver {
                 ),
             )
             .unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_jobhook"))
+            let binary = args
+                .daemon_binary
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_jobhook")));
+            let child = Command::new(binary)
                 .args(["run", "-c"])
                 .arg(&config)
                 .env("JOBHOOK_LOG", "warn")
@@ -511,12 +531,27 @@ mod driver {
             }
         }
 
-        /// Waits until the file holds `count` lines.
         /// Lines in the handler's file so far.
         fn lines(&self) -> usize {
             std::fs::read(&self.out)
                 .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
                 .unwrap_or(0)
+        }
+
+        /// CPU time (user and system, all threads) the daemon used so far.
+        fn cpu_time(&self) -> Duration {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+                .unwrap_or_default();
+            // Fields after the parenthesised command name; utime and stime
+            // are the 14th and 15th fields, in USER_HZ (100 on Linux).
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let ticks: u64 = after_name
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|field| field.parse::<u64>().ok())
+                .sum();
+            Duration::from_millis(ticks * 10)
         }
     }
 
