@@ -113,6 +113,8 @@ impl EventError {
 #[derive(Clone, Debug)]
 pub struct Event {
     phase: Phase,
+    /// `JobId`, read once: it picks the event's worker lane.
+    job_id: Option<Uuid>,
     fields: Map<String, Value>,
     json: OnceLock<Arc<[u8]>>,
 }
@@ -240,8 +242,13 @@ impl Event {
     }
 
     fn new(phase: Phase, fields: Map<String, Value>) -> Event {
+        let job_id = fields
+            .get("JobId")
+            .and_then(Value::as_str)
+            .and_then(|text| Uuid::parse_str(text).ok());
         Event {
             phase,
+            job_id,
             fields,
             json: OnceLock::new(),
         }
@@ -268,8 +275,7 @@ impl Event {
 
     /// The job this event belongs to; events of one job are handled in order.
     pub fn job_id(&self) -> Option<Uuid> {
-        self.str_field("JobId")
-            .and_then(|s| Uuid::parse_str(s).ok())
+        self.job_id
     }
 
     /// A field's value if it is a string.
