@@ -103,6 +103,19 @@ pub struct Work {
     pub only: Option<String>,
 }
 
+impl Work {
+    /// A new event, with nothing done yet.
+    pub fn new(seq: i64, event: Event) -> Work {
+        Work {
+            seq,
+            event,
+            done: Vec::new(),
+            resume: None,
+            only: None,
+        }
+    }
+}
+
 /// The receiving side of one lane, owned by one worker.
 pub type Lane = mpsc::UnboundedReceiver<Work>;
 

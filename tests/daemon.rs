@@ -6,7 +6,7 @@ mod util;
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::*;
@@ -279,10 +279,9 @@ file_path = "audit.log"
     );
 }
 
-#[test]
-fn full_lanes_answer_overloaded_and_accept_again_once_drained() {
-    // One worker, room for two events in the lanes, a handler that takes a
-    // while: of five events sent together two are taken, three refused.
+/// One worker, room for two events in the lanes, and a handler that keeps
+/// the CPU busy for `seconds` per event.
+fn slow_daemon(seconds: f64) -> Daemon {
     let config = r#"
 [daemon]
 workers = 1
@@ -295,16 +294,44 @@ OnFinish = ["slow"]
 library = "LuaHandler"
 lua_script = "slow.lua"
 "#;
-    let daemon = Daemon::start_with(
-        config,
-        &[(
-            "scripts/slow.lua",
-            "function handle(e) local t = os.clock() while os.clock() - t < 0.3 do end end",
-        )],
+    let script = format!(
+        "function handle(e) local t = os.clock() while os.clock() - t < {seconds} do end end"
     );
-    let lines: Vec<String> = (0..5).map(|i| format!(r#"{{"Id":"burst{i}"}}"#)).collect();
+    Daemon::start_with(config, &[("scripts/slow.lua", script.as_str())])
+}
+
+fn burst(daemon: &Daemon, prefix: &str) -> Vec<Value> {
+    let lines: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"Id":"{prefix}{i}"}}"#))
+        .collect();
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let replies = daemon.send(&refs);
+    daemon.send(&refs)
+}
+
+#[test]
+fn a_burst_waits_for_room_in_the_lanes_instead_of_being_refused() {
+    // Two events fit; the other three wait for the worker (0.2 s each).
+    let daemon = slow_daemon(0.2);
+    let started = Instant::now();
+    let replies = burst(&daemon, "burst");
+    assert!(replies.iter().all(reply_ok), "{replies:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "the last events were acked before there was room for them"
+    );
+}
+
+#[test]
+fn lanes_full_for_a_second_answer_overloaded_and_accept_again_once_drained() {
+    // Two events fit; the worker takes 2.5 s each, so the other three wait a
+    // second for room and are refused.
+    let daemon = slow_daemon(2.5);
+    let started = Instant::now();
+    let replies = burst(&daemon, "burst");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "refused before waiting a second"
+    );
     assert_eq!(
         replies.iter().filter(|r| reply_ok(r)).count(),
         2,

@@ -57,8 +57,9 @@ pub struct DaemonSettings {
     pub max_event_bytes: Bytes,
     /// Clients connected at the same time; more wait until one leaves. Default 256.
     pub max_connections: usize,
-    /// Events accepted but not yet handled. When full for a second, new events
-    /// are rejected with `overloaded`. Default 10000.
+    /// Events accepted but not yet handled. Beyond it a new event waits up to
+    /// a second for room (unacked, which slows its client down), then is
+    /// rejected with `overloaded`. Default 10000.
     pub queue_capacity: usize,
     /// How long a stop (SIGTERM, SIGINT) waits for accepted events to finish
     /// their chains; what is left stays in the spool for the next start.

@@ -13,7 +13,7 @@
 pub mod store;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +31,11 @@ const MAX_BATCH: usize = 1024;
 /// How often dead letters marked for replay are looked for, the ids seen
 /// long ago forgotten and the spool's size measured.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How long a new event waits for room in the lanes before it is refused as
+/// `overloaded`. While it waits its client gets no ack, which slows a
+/// pipelining client down to the pace of the workers; a burst is absorbed,
+/// a queue that stays full is reported.
+const ADMISSION_WAIT: Duration = Duration::from_secs(1);
 
 /// What the spool is told: by ingest (new events), by workers (progress).
 pub enum Message {
@@ -81,7 +86,8 @@ pub enum Record {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub fsync: Fsync,
-    /// Events in the workers' lanes at most; more are `overloaded`.
+    /// Events in the workers' lanes at most; more wait for room, and are
+    /// `overloaded` after `ADMISSION_WAIT`.
     pub in_memory: usize,
     /// Size of the spool's live pages at most; more are `overloaded`.
     pub max_bytes: u64,
@@ -135,6 +141,7 @@ impl Spool {
             used_bytes: 0,
             level: Level::Normal,
             with_progress: HashSet::new(),
+            waiting_for_room: VecDeque::new(),
         };
         thread.resume(recovered);
         let thread = std::thread::Builder::new()
@@ -182,6 +189,15 @@ struct SpoolThread {
     level: Level,
     /// Events with progress rows written, to clear when they finish.
     with_progress: HashSet<i64>,
+    /// New events waiting for room in the lanes, oldest first.
+    waiting_for_room: VecDeque<WaitingForRoom>,
+}
+
+/// A new event that found the lanes full.
+struct WaitingForRoom {
+    since: Instant,
+    event: Event,
+    reply: oneshot::Sender<Result<Accepted, Rejection>>,
 }
 
 /// Now, as the spool stores times: milliseconds since the epoch.
@@ -232,6 +248,9 @@ impl SpoolThread {
                 self.housekeeping();
             }
             if stop {
+                for waiting in self.waiting_for_room.drain(..) {
+                    let _ = waiting.reply.send(Err(Rejection::ShuttingDown));
+                }
                 return;
             }
         }
@@ -242,13 +261,34 @@ impl SpoolThread {
         let until_due = self.due.peek().map_or(Duration::MAX, |Reverse((due, _))| {
             Duration::from_millis((due - now_ms()).max(0) as u64)
         });
-        until_housekeeping.min(until_due)
+        // Events waiting for room are taken as soon as there is some, and
+        // refused when they have waited long enough.
+        let until_refused = self
+            .waiting_for_room
+            .front()
+            .map_or(Duration::MAX, |waiting| {
+                if self.lanes.is_none() || self.room() > 0 {
+                    Duration::ZERO
+                } else {
+                    ADMISSION_WAIT.saturating_sub(waiting.since.elapsed())
+                }
+            });
+        until_housekeeping.min(until_due).min(until_refused)
+    }
+
+    /// How many more events the lanes take now.
+    fn room(&self) -> usize {
+        if self.used_bytes >= self.limits.max_bytes {
+            0
+        } else {
+            self.limits.in_memory.saturating_sub(self.in_lanes)
+        }
     }
 
     /// Commits a batch in one transaction (leaving `batch` empty), then
     /// answers and dispatches. Returns whether the thread should stop.
     fn commit(&mut self, batch: &mut Vec<Message>) -> bool {
-        if batch.is_empty() {
+        if batch.is_empty() && self.waiting_for_room.is_empty() {
             return false;
         }
         let mut stop = false;
@@ -257,11 +297,7 @@ impl SpoolThread {
         let mut retries = Vec::new();
         let now = now_ms();
         let closed = self.lanes.is_none();
-        let room = if self.used_bytes >= self.limits.max_bytes {
-            0
-        } else {
-            self.limits.in_memory.saturating_sub(self.in_lanes)
-        };
+        let room = self.room();
         let mut released = 0;
         let mut close = false;
         // Events given progress rows, and events finished, in this batch;
@@ -279,27 +315,55 @@ impl SpoolThread {
             .collect();
         let outcome = (|| -> rusqlite::Result<()> {
             let transaction = self.store.transaction()?;
+            let mut admission = Admission::prepare(&transaction)?;
+            // Events that waited for room go first, as far as it goes. With
+            // `fsync = "always"` a commit takes one event.
+            let one_event_each = self.limits.fsync == Fsync::Always;
+            let full = |dispatched: usize| dispatched >= room || (one_event_each && dispatched > 0);
+            while let Some(waiting) = self.waiting_for_room.pop_front() {
+                let answer = if closed || waiting.since.elapsed() >= ADMISSION_WAIT {
+                    let refusal = if closed {
+                        Rejection::ShuttingDown
+                    } else {
+                        Rejection::Overloaded
+                    };
+                    Err(refusal)
+                } else if !full(dispatch.len()) {
+                    Ok(admission.admit(&waiting.event, now)?)
+                } else {
+                    self.waiting_for_room.push_front(waiting);
+                    break;
+                };
+                if let Ok(Accepted {
+                    duplicate: false, ..
+                }) = &answer
+                {
+                    dispatch.push(Work::new(admission.last_seq(), waiting.event));
+                }
+                answers.push((waiting.reply, answer));
+            }
             for message in batch.drain(..) {
                 match message {
                     Message::Submit { event, reply } => {
                         let answer = if closed || close {
-                            Ok(Err(Rejection::ShuttingDown))
-                        } else if dispatch.len() >= room {
-                            Ok(Err(Rejection::Overloaded))
+                            Err(Rejection::ShuttingDown)
+                        } else if self.used_bytes >= self.limits.max_bytes {
+                            Err(Rejection::Overloaded)
+                        } else if full(dispatch.len()) || !self.waiting_for_room.is_empty() {
+                            self.waiting_for_room.push_back(WaitingForRoom {
+                                since: Instant::now(),
+                                event,
+                                reply,
+                            });
+                            continue;
                         } else {
-                            admit(&transaction, &event, now)
-                        }?;
+                            Ok(admission.admit(&event, now)?)
+                        };
                         if let Ok(Accepted {
                             duplicate: false, ..
                         }) = &answer
                         {
-                            dispatch.push(Work {
-                                seq: transaction.last_insert_rowid(),
-                                event,
-                                done: Vec::new(),
-                                resume: None,
-                                only: None,
-                            });
+                            dispatch.push(Work::new(admission.last_seq(), event));
                         }
                         answers.push((reply, answer));
                     }
@@ -328,6 +392,8 @@ impl SpoolThread {
                     Message::Stop => stop = true,
                 }
             }
+            drop(admission);
+            delete_events(&transaction, &mut cleared)?;
             transaction.commit()
         })();
         self.in_lanes = self.in_lanes.saturating_sub(released);
@@ -466,13 +532,7 @@ impl SpoolThread {
             Ok(seq)
         });
         match stored {
-            Ok(seq) => self.dispatch(Work {
-                seq,
-                event,
-                done: Vec::new(),
-                resume: None,
-                only: None,
-            }),
+            Ok(seq) => self.dispatch(Work::new(seq, event)),
             Err(err) => error!("cannot store the {state} queue event: {err}"),
         }
     }
@@ -518,31 +578,56 @@ fn work_from(stored: store::Stored) -> Option<Work> {
     }
 }
 
-/// Stores one new event inside the batch's transaction, unless its `Id` was
-/// seen within the dedupe window.
-fn admit(
-    transaction: &rusqlite::Transaction<'_>,
-    event: &Event,
-    now: i64,
-) -> rusqlite::Result<Result<Accepted, Rejection>> {
-    let id = event.id();
-    let fresh = transaction
-        .prepare_cached("INSERT OR IGNORE INTO seen (id, accepted_at) VALUES (?1, ?2)")?
-        .execute(params![id, now])?
-        == 1;
-    if !fresh {
-        return Ok(Ok(Accepted {
-            id: id.to_owned(),
-            duplicate: true,
-        }));
+/// The statements every new event runs, prepared once per batch.
+struct Admission<'t> {
+    transaction: &'t rusqlite::Transaction<'t>,
+    remember_id: rusqlite::CachedStatement<'t>,
+    insert: rusqlite::CachedStatement<'t>,
+}
+
+impl<'t> Admission<'t> {
+    fn prepare(transaction: &'t rusqlite::Transaction<'t>) -> rusqlite::Result<Admission<'t>> {
+        Ok(Admission {
+            transaction,
+            remember_id: transaction
+                .prepare_cached("INSERT OR IGNORE INTO seen (id, accepted_at) VALUES (?1, ?2)")?,
+            insert: transaction
+                .prepare_cached("INSERT INTO events (id, body, accepted_at) VALUES (?1, ?2, ?3)")?,
+        })
     }
-    transaction
-        .prepare_cached("INSERT INTO events (id, body, accepted_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, &event.json()[..], now])?;
-    Ok(Ok(Accepted {
-        id: id.to_owned(),
-        duplicate: false,
-    }))
+
+    /// Stores one new event, unless its `Id` was seen within the dedupe
+    /// window. A stored event's seq is `last_insert_rowid`.
+    fn admit(&mut self, event: &Event, now: i64) -> rusqlite::Result<Accepted> {
+        let id = event.id();
+        let fresh = self.remember_id.execute(params![id, now])? == 1;
+        if fresh {
+            self.insert.execute(params![id, &event.json()[..], now])?;
+        }
+        Ok(Accepted {
+            id: id.to_owned(),
+            duplicate: !fresh,
+        })
+    }
+
+    fn last_seq(&self) -> i64 {
+        self.transaction.last_insert_rowid()
+    }
+}
+
+/// Deletes the events finished in a batch, one statement per run of
+/// consecutive seqs (events finish in nearly the order they came).
+fn delete_events(
+    transaction: &rusqlite::Transaction<'_>,
+    seqs: &mut [i64],
+) -> rusqlite::Result<()> {
+    seqs.sort_unstable();
+    let mut delete =
+        transaction.prepare_cached("DELETE FROM events WHERE seq BETWEEN ?1 AND ?2")?;
+    for run in seqs.chunk_by(|a, b| b - a == 1) {
+        delete.execute([run[0], run[run.len() - 1]])?;
+    }
+    Ok(())
 }
 
 /// Records progress; returns whether the event left the workers' lanes
@@ -603,15 +688,13 @@ fn apply(
                 )?
                 .execute(params![seq, stage])?;
         }
+        // The event's row goes with the batch's others (`delete_events`).
         Record::Finished { seq } => {
             if progress_rows {
                 transaction
                     .prepare_cached("DELETE FROM progress WHERE seq = ?1")?
                     .execute([seq])?;
             }
-            transaction
-                .prepare_cached("DELETE FROM events WHERE seq = ?1")?
-                .execute([seq])?;
             return Ok(true);
         }
     }
