@@ -64,6 +64,9 @@ mod driver {
         /// `workers` for the daemon this tool starts.
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// `queue_capacity` for the daemon this tool starts (its default).
+        #[arg(long, default_value_t = 10_000)]
+        queue_capacity: usize,
         /// `fsync` for the daemon this tool starts: always, batch or never.
         #[arg(long, default_value = "batch")]
         fsync: String,
@@ -476,6 +479,7 @@ mod driver {
         /// The chain `target` names; `sink` is the HTTP sink for `Target::Http`.
         fn start(args: &Args, sink: Option<&Sink>) -> SpawnedDaemon {
             let (workers, target, fsync) = (args.workers, args.handler, &args.fsync);
+            let queue_capacity = args.queue_capacity;
             let dir = tempfile::tempdir().unwrap();
             let config = dir.path().join("handlers.toml");
             let file = "library = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n";
@@ -501,7 +505,7 @@ mod driver {
             std::fs::write(
                 &config,
                 format!(
-                    "[daemon]\nsocket = \"jobhook.sock\"\nworkers = {workers}\nqueue_capacity = 100000\nfsync = \"{fsync}\"\n\
+                    "[daemon]\nsocket = \"jobhook.sock\"\nworkers = {workers}\nqueue_capacity = {queue_capacity}\nfsync = \"{fsync}\"\n\
                      [hooks]\n{chain}"
                 ),
             )
