@@ -50,6 +50,25 @@ fn delivers_the_event_as_json_with_templated_url_headers_and_basic_auth() {
 }
 
 #[test]
+fn a_content_type_in_headers_replaces_the_default() {
+    let server = HttpServer::start();
+    let config = http_config(
+        &server.url("/hook"),
+        "headers = { \"Content-Type\" = \"application/cloudevents+json\" }",
+    );
+    let daemon = Daemon::start(&config);
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"typed"}"#])[0]));
+    let request = &server.wait_for(1)[0];
+    let content_types: Vec<&str> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(content_types, ["application/cloudevents+json"]);
+}
+
+#[test]
 fn a_503_is_retried_after_the_interval_then_succeeds() {
     let server = HttpServer::start();
     server.script([Reply::status(503).with_body("busy"), Reply::status(200)]);

@@ -9,7 +9,7 @@ mod signing;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tracing::debug;
@@ -63,6 +63,8 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 pub struct HttpHandler {
     endpoint: Endpoint,
     url: Template,
+    /// The URL parsed once, when it has no placeholders.
+    fixed_url: Option<reqwest::Url>,
     method: Method,
     headers: HeaderMap,
     signer: Option<Signer>,
@@ -74,11 +76,21 @@ impl HttpHandler {
         let host = url_host(&settings.url)?;
         let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
+        let fixed_url = settings.url.is_constant().then(|| {
+            let mut url = String::new();
+            settings.url.render_constant(&mut url);
+            url
+        });
+        let mut headers = header_map(&settings.headers)?;
+        headers
+            .entry(CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static("application/json"));
         Ok(HttpHandler {
             endpoint: Endpoint::new(&settings.connection, &host, config)?,
             url: settings.url.clone(),
+            fixed_url: fixed_url.and_then(|url| reqwest::Url::parse(&url).ok()),
             method,
-            headers: header_map(&settings.headers)?,
+            headers,
             signer: match &settings.signing_secret {
                 Some(source) => {
                     let secret = source
@@ -93,15 +105,26 @@ impl HttpHandler {
     }
 
     pub async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let mut url = String::new();
-        self.url.render(event, Escape::UrlComponent, &mut url);
+        let url = match &self.fixed_url {
+            Some(url) => url.clone(),
+            None => {
+                let mut text = String::new();
+                self.url.render(event, Escape::UrlComponent, &mut text);
+                reqwest::Url::parse(&text).map_err(|err| {
+                    HandlerError::permanent(format!(
+                        "url {:?} with the event's fields filled in is not a URL: {err}",
+                        redact(&text)
+                    ))
+                })?
+            }
+        };
         // Shared, not copied, by every leg of an NTLM handshake.
         let body = bytes::Bytes::from_owner(event.json().clone());
         let request =
             |authorization: Option<String>| self.request(&url, event.id(), &body, authorization);
         let started = Instant::now();
         let sent = self.endpoint.send(request).await;
-        let mut response = sent.map_err(|err| self.send_failed(&url, err))?;
+        let mut response = sent.map_err(|err| self.send_failed(url.as_str(), err))?;
         let status = response.status();
         let elapsed = started.elapsed().as_millis();
         if status.is_success() {
@@ -114,7 +137,7 @@ impl HttpHandler {
         let message = format!(
             "{} {} answered {status} after {elapsed} ms: {}",
             self.method,
-            redact(&url),
+            redact(url.as_str()),
             String::from_utf8_lossy(&snippet).trim()
         );
         let retry = if self.retries(status) {
@@ -128,7 +151,7 @@ impl HttpHandler {
     /// One request for the event; `authorization` is an NTLM leg's header.
     fn request(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         id: &str,
         body: &bytes::Bytes,
         authorization: Option<String>,
@@ -136,9 +159,8 @@ impl HttpHandler {
         let mut request = self
             .endpoint
             .client()
-            .request(self.method.clone(), url)
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json");
+            .request(self.method.clone(), url.clone())
+            .headers(self.headers.clone());
         if let Some(signer) = &self.signer {
             let now = jiff::Timestamp::now().as_second();
             for (name, value) in signer.headers(id, now, body) {
@@ -224,7 +246,6 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::HeaderValue;
 
     use super::*;
 
