@@ -109,6 +109,24 @@ fn a_400_is_a_permanent_failure_and_is_not_retried() {
 }
 
 #[test]
+fn a_redirect_is_not_followed_and_the_failure_says_where_to() {
+    let server = HttpServer::start();
+    let moved = server.url("/new-hook");
+    server.script([Reply::status(301).with_header("Location", &moved)]);
+    let daemon = Daemon::start(&http_config(&server.url("/hook"), "retries = 3"));
+    daemon.send(&[r#"{"Id":"moved"}"#]);
+    let line = daemon.log_line("failed permanently");
+    std::thread::sleep(Duration::from_millis(400));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "the redirect was followed or retried");
+    assert_eq!(requests[0].method, "POST");
+    assert!(
+        line.contains("301") && line.contains(&format!("moved to {moved}")),
+        "{line}"
+    );
+}
+
+#[test]
 fn retry_after_sets_the_wait_and_retry_on_replaces_the_retried_statuses() {
     let server = HttpServer::start();
     server.script([

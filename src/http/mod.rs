@@ -62,11 +62,16 @@ pub struct ClientSpec<'a> {
 
 /// Builds a client. Proxies from the environment are ignored: a daemon's
 /// destinations are what its config says, not what its service manager's
-/// environment happens to hold.
+/// environment happens to hold. Redirects are not followed (reqwest would
+/// resend a POST answered 301 or 302 as a GET without its body), and reqwest
+/// retries nothing by itself: every attempt is the handler's, retried by its
+/// own durable policy.
 pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, String> {
     let mut builder: ClientBuilder = Client::builder()
         .user_agent(concat!("jobhook/", env!("CARGO_PKG_VERSION")))
-        .no_proxy();
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never().max_retries_per_request(0));
     if spec.single_connection {
         builder = builder.http1_only().pool_max_idle_per_host(1);
     }

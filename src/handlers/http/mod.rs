@@ -9,7 +9,7 @@ mod signing;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tracing::debug;
@@ -133,9 +133,22 @@ impl HttpHandler {
             return Ok(());
         }
         let after = retry_after(response.headers());
+        // Redirects are not followed (a POST would turn into a GET without
+        // the event): the operator is told where the endpoint moved.
+        let moved_to = response
+            .headers()
+            .get(LOCATION)
+            .filter(|_| status.is_redirection())
+            .map(|location| {
+                format!(
+                    " (moved to {}; set url to it)",
+                    redact(&String::from_utf8_lossy(location.as_bytes()))
+                )
+            })
+            .unwrap_or_default();
         let snippet = drain(&mut response, BODY_SNIPPET).await;
         let message = format!(
-            "{} {} answered {status} after {elapsed} ms: {}",
+            "{} {} answered {status}{moved_to} after {elapsed} ms: {}",
             self.method,
             redact(url.as_str()),
             String::from_utf8_lossy(&snippet).trim()
