@@ -197,7 +197,7 @@ struct SpoolThread {
 struct WaitingForRoom {
     since: Instant,
     event: Event,
-    reply: oneshot::Sender<Result<Accepted, Rejection>>,
+    reply: Reply,
 }
 
 /// Now, as the spool stores times: milliseconds since the epoch.
@@ -315,57 +315,39 @@ impl SpoolThread {
             .collect();
         let outcome = (|| -> rusqlite::Result<()> {
             let transaction = self.store.transaction()?;
-            let mut admission = Admission::prepare(&transaction)?;
+            let mut admission = Admission::prepare(&transaction, now, &mut answers, &mut dispatch)?;
             // Events that waited for room go first, as far as it goes. With
             // `fsync = "always"` a commit takes one event.
             let one_event_each = self.limits.fsync == Fsync::Always;
-            let full = |dispatched: usize| dispatched >= room || (one_event_each && dispatched > 0);
+            let full = |taken: usize| taken >= room || (one_event_each && taken > 0);
             while let Some(waiting) = self.waiting_for_room.pop_front() {
-                let answer = if closed || waiting.since.elapsed() >= ADMISSION_WAIT {
-                    let refusal = if closed {
-                        Rejection::ShuttingDown
-                    } else {
-                        Rejection::Overloaded
-                    };
-                    Err(refusal)
-                } else if !full(dispatch.len()) {
-                    Ok(admission.admit(&waiting.event, now)?)
+                if closed {
+                    admission.refuse(waiting.reply, Rejection::ShuttingDown);
+                } else if waiting.since.elapsed() >= ADMISSION_WAIT {
+                    admission.refuse(waiting.reply, Rejection::Overloaded);
+                } else if !full(admission.taken()) {
+                    admission.take(waiting.event, waiting.reply)?;
                 } else {
                     self.waiting_for_room.push_front(waiting);
                     break;
-                };
-                if let Ok(Accepted {
-                    duplicate: false, ..
-                }) = &answer
-                {
-                    dispatch.push(Work::new(admission.last_seq(), waiting.event));
                 }
-                answers.push((waiting.reply, answer));
             }
             for message in batch.drain(..) {
                 match message {
                     Message::Submit { event, reply } => {
-                        let answer = if closed || close {
-                            Err(Rejection::ShuttingDown)
+                        if closed || close {
+                            admission.refuse(reply, Rejection::ShuttingDown);
                         } else if self.used_bytes >= self.limits.max_bytes {
-                            Err(Rejection::Overloaded)
-                        } else if full(dispatch.len()) || !self.waiting_for_room.is_empty() {
+                            admission.refuse(reply, Rejection::Overloaded);
+                        } else if full(admission.taken()) || !self.waiting_for_room.is_empty() {
                             self.waiting_for_room.push_back(WaitingForRoom {
                                 since: Instant::now(),
                                 event,
                                 reply,
                             });
-                            continue;
                         } else {
-                            Ok(admission.admit(&event, now)?)
-                        };
-                        if let Ok(Accepted {
-                            duplicate: false, ..
-                        }) = &answer
-                        {
-                            dispatch.push(Work::new(admission.last_seq(), event));
+                            admission.take(event, reply)?;
                         }
-                        answers.push((reply, answer));
                     }
                     Message::Record(Record::StageDone { seq, .. }) if finished.contains(&seq) => {}
                     Message::Record(record) => {
@@ -578,40 +560,68 @@ fn work_from(stored: store::Stored) -> Option<Work> {
     }
 }
 
-/// The statements every new event runs, prepared once per batch.
-struct Admission<'t> {
+/// How a new event's client is answered.
+type Reply = oneshot::Sender<Result<Accepted, Rejection>>;
+
+/// The batch's new events: each is stored (the statements prepared once per
+/// batch), or refused, and its answer and its work lined up for after the
+/// commit.
+struct Admission<'t, 'a> {
     transaction: &'t rusqlite::Transaction<'t>,
     remember_id: rusqlite::CachedStatement<'t>,
     insert: rusqlite::CachedStatement<'t>,
+    now: i64,
+    answers: &'a mut Vec<(Reply, Result<Accepted, Rejection>)>,
+    dispatch: &'a mut Vec<Work>,
 }
 
-impl<'t> Admission<'t> {
-    fn prepare(transaction: &'t rusqlite::Transaction<'t>) -> rusqlite::Result<Admission<'t>> {
+impl<'t, 'a> Admission<'t, 'a> {
+    fn prepare(
+        transaction: &'t rusqlite::Transaction<'t>,
+        now: i64,
+        answers: &'a mut Vec<(Reply, Result<Accepted, Rejection>)>,
+        dispatch: &'a mut Vec<Work>,
+    ) -> rusqlite::Result<Admission<'t, 'a>> {
         Ok(Admission {
             transaction,
             remember_id: transaction
                 .prepare_cached("INSERT OR IGNORE INTO seen (id, accepted_at) VALUES (?1, ?2)")?,
             insert: transaction
                 .prepare_cached("INSERT INTO events (id, body, accepted_at) VALUES (?1, ?2, ?3)")?,
+            now,
+            answers,
+            dispatch,
         })
     }
 
-    /// Stores one new event, unless its `Id` was seen within the dedupe
-    /// window. A stored event's seq is `last_insert_rowid`.
-    fn admit(&mut self, event: &Event, now: i64) -> rusqlite::Result<Accepted> {
+    /// Stores the event, unless its `Id` was seen within the dedupe window
+    /// (then it is answered as a duplicate and not handled again).
+    fn take(&mut self, event: Event, reply: Reply) -> rusqlite::Result<()> {
         let id = event.id();
-        let fresh = self.remember_id.execute(params![id, now])? == 1;
+        let fresh = self.remember_id.execute(params![id, self.now])? == 1;
         if fresh {
-            self.insert.execute(params![id, &event.json()[..], now])?;
+            self.insert
+                .execute(params![id, &event.json()[..], self.now])?;
         }
-        Ok(Accepted {
+        let accepted = Accepted {
             id: id.to_owned(),
             duplicate: !fresh,
-        })
+        };
+        if fresh {
+            let seq = self.transaction.last_insert_rowid();
+            self.dispatch.push(Work::new(seq, event));
+        }
+        self.answers.push((reply, Ok(accepted)));
+        Ok(())
     }
 
-    fn last_seq(&self) -> i64 {
-        self.transaction.last_insert_rowid()
+    fn refuse(&mut self, reply: Reply, rejection: Rejection) {
+        self.answers.push((reply, Err(rejection)));
+    }
+
+    /// New events stored in this batch so far.
+    fn taken(&self) -> usize {
+        self.dispatch.len()
     }
 }
 
