@@ -109,6 +109,32 @@ fn the_api_client_calls_a_real_server_and_returns_status_body_and_headers() {
 }
 
 #[test]
+fn http_request_does_not_follow_a_redirect_and_shows_where_it_points() {
+    let server = HttpServer::start();
+    let moved = server.url("/elsewhere");
+    server.script([Reply::status(302).with_header("Location", &moved)]);
+    let script = format!(
+        r#"
+        function handle(event)
+          local status, body, headers = http.request{{ method = "POST", url = "{}", body = "x" }}
+          event.Status = status
+          event.Location = headers["location"]
+          return event
+        end
+    "#,
+        server.url("/hook")
+    );
+    let daemon = Daemon::start_with(&lua_then_file(""), &[("scripts/script.lua", &script)]);
+    daemon.send(&[r#"{"Id":"redirected"}"#]);
+    let event = &records(&daemon, 1)[0];
+    assert_eq!(event["Status"], 302);
+    assert_eq!(event["Location"], moved.as_str());
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "the redirect was followed");
+    assert_eq!(requests[0].method, "POST");
+}
+
+#[test]
 fn a_script_stuck_in_a_loop_fails_at_its_timeout_and_the_daemon_carries_on() {
     let script = r#"
         function handle(event)
