@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::chain::{Pipeline, Previous};
-use crate::config::{self, Config, DaemonSettings};
+use crate::config::{self, Config};
 use crate::lua::Fingerprint;
 
 /// How long the watcher waits for a burst of file events to end.
@@ -173,13 +173,10 @@ impl Reloader {
                 for warning in warnings {
                     warn!("{warning}");
                 }
-                for key in restart_needed(&self.started.daemon, &config.daemon) {
+                for key in restart_needed(&self.started, &config) {
                     warn!(
-                        "[daemon] {key} changed; it takes effect at the next restart (keeping the running value)"
+                        "{key} changed; it takes effect at the next restart (keeping the running value)"
                     );
-                }
-                if self.started.log != config.log {
-                    warn!("[log] changed; it takes effect at the next restart");
                 }
                 self.pipelines.send_replace(Arc::new(pipeline));
                 let since_change = match trigger {
@@ -247,36 +244,55 @@ fn build(
     }
 }
 
-/// `[daemon]` keys whose new value needs a restart.
-fn restart_needed(running: &DaemonSettings, new: &DaemonSettings) -> Vec<&'static str> {
+/// Settings read once at start, whose new value needs a restart: every
+/// `[daemon]` key but `scripts_dir`, the spool's `[hooks]` thresholds, and
+/// `[log]`.
+fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
+    let (daemon, next) = (&running.daemon, &new.daemon);
+    let (hooks, next_hooks) = (&running.hooks, &new.hooks);
     [
-        ("socket", running.socket != new.socket),
-        ("socket_mode", running.socket_mode != new.socket_mode),
-        ("pipe", running.pipe != new.pipe),
-        ("workers", running.workers != new.workers),
+        ("[daemon] socket", daemon.socket != next.socket),
         (
-            "max_event_bytes",
-            running.max_event_bytes != new.max_event_bytes,
+            "[daemon] socket_mode",
+            daemon.socket_mode != next.socket_mode,
+        ),
+        ("[daemon] pipe", daemon.pipe != next.pipe),
+        ("[daemon] workers", daemon.workers != next.workers),
+        (
+            "[daemon] max_event_bytes",
+            daemon.max_event_bytes != next.max_event_bytes,
         ),
         (
-            "max_connections",
-            running.max_connections != new.max_connections,
+            "[daemon] max_connections",
+            daemon.max_connections != next.max_connections,
         ),
         (
-            "queue_capacity",
-            running.queue_capacity != new.queue_capacity,
+            "[daemon] queue_capacity",
+            daemon.queue_capacity != next.queue_capacity,
         ),
         (
-            "shutdown_timeout",
-            running.shutdown_timeout != new.shutdown_timeout,
+            "[daemon] shutdown_timeout",
+            daemon.shutdown_timeout != next.shutdown_timeout,
         ),
-        ("spool_dir", running.spool_dir != new.spool_dir),
-        ("fsync", running.fsync != new.fsync),
+        ("[daemon] spool_dir", daemon.spool_dir != next.spool_dir),
+        ("[daemon] fsync", daemon.fsync != next.fsync),
         (
-            "max_spool_bytes",
-            running.max_spool_bytes != new.max_spool_bytes,
+            "[daemon] max_spool_bytes",
+            daemon.max_spool_bytes != next.max_spool_bytes,
         ),
-        ("dedupe_window", running.dedupe_window != new.dedupe_window),
+        (
+            "[daemon] dedupe_window",
+            daemon.dedupe_window != next.dedupe_window,
+        ),
+        (
+            "[hooks] queue_filling_threshold",
+            hooks.queue_filling_threshold != next_hooks.queue_filling_threshold,
+        ),
+        (
+            "[hooks] queue_emptying_threshold",
+            hooks.queue_emptying_threshold != next_hooks.queue_emptying_threshold,
+        ),
+        ("[log]", running.log != new.log),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))

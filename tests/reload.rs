@@ -223,13 +223,17 @@ fn sighup_reloads_and_a_changed_restart_only_key_is_reported() {
     });
     std::fs::write(
         &daemon.config,
-        with_socket(&config(&["a"], ""))
-            .replace("[hooks]", "workers = 7\nfsync = \"never\"\n[hooks]"),
+        with_socket(&config(&["a"], "")).replace(
+            "[hooks]",
+            "workers = 7\nfsync = \"never\"\n[hooks]\nqueue_filling_threshold = 0.5",
+        ),
     )
     .unwrap();
     eventually("the restart-only keys are reported", || {
         let log = daemon.log();
-        log.contains("[daemon] workers changed") && log.contains("[daemon] fsync changed")
+        log.contains("[daemon] workers changed")
+            && log.contains("[daemon] fsync changed")
+            && log.contains("[hooks] queue_filling_threshold changed")
     });
     let sent = send_until(&daemon, "after", || true);
     exactly_once(&daemon, "out/a.log", &sent);
