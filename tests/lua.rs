@@ -135,6 +135,27 @@ fn http_request_does_not_follow_a_redirect_and_shows_where_it_points() {
 }
 
 #[test]
+fn a_failed_http_request_names_its_url_without_the_password() {
+    let script = r#"
+        function handle(event)
+          local ok, err = pcall(http.request, { url = "http://svc:hunter2@127.0.0.1:1/x" })
+          event.Failed = not ok
+          event.Error = tostring(err)
+          return event
+        end
+    "#;
+    let daemon = Daemon::start_with(&lua_then_file(""), &[("scripts/script.lua", script)]);
+    daemon.send(&[r#"{"Id":"refused"}"#]);
+    let event = &records(&daemon, 1)[0];
+    assert_eq!(event["Failed"], true);
+    let error = event["Error"].as_str().unwrap();
+    assert!(
+        error.contains("svc:REDACTED@127.0.0.1:1") && !error.contains("hunter2"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_script_stuck_in_a_loop_fails_at_its_timeout_and_the_daemon_carries_on() {
     let script = r#"
         function handle(event)

@@ -166,7 +166,7 @@ impl Endpoint {
     /// What went wrong, for a log line: the cause chain, and the TLS section
     /// when one is in use.
     pub fn describe(&self, err: reqwest::Error) -> String {
-        let mut message = describe(&err.without_url());
+        let mut message = describe(err);
         if let Some(name) = &self.ssl_name {
             message.push_str(&format!(" (TLS settings: [ssl.{name}])"));
         }
@@ -174,14 +174,16 @@ impl Endpoint {
     }
 }
 
-/// The error and its causes ("error sending request: connection refused").
-pub fn describe(err: &reqwest::Error) -> String {
+/// The error and its causes ("error sending request: connection refused"),
+/// without the URL (it may hold a password; messages name it redacted).
+pub fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
     let mut text = if err.is_timeout() {
         "timed out".to_owned()
     } else {
         err.to_string()
     };
-    let mut source = std::error::Error::source(err);
+    let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

@@ -106,3 +106,25 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Strin
     }
     Ok(map)
 }
+
+/// The URL without a password in it, for messages.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(redact("https://u:secret@h/x"), "https://u:REDACTED@h/x");
+        assert_eq!(redact("https://h/x"), "https://h/x");
+    }
+}

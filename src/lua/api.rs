@@ -19,8 +19,8 @@ use super::sandbox::time_left;
 use crate::config::Config;
 use crate::config::values::Seconds;
 use crate::http::endpoint::{ConnectionSettings, Endpoint, describe};
-use crate::http::header_map;
 use crate::http::ntlm::NtlmError;
+use crate::http::{header_map, redact};
 
 /// Keys of the `[api]` section besides the connection keys.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -196,7 +196,7 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
                 .await;
                 let result = match response {
                     Ok(Ok(answer)) => Ok(answer),
-                    Ok(Err(err)) => Err(describe(&err)),
+                    Ok(Err(err)) => Err(describe(err)),
                     Err(_) => Err(timed_out(timeout)),
                 };
                 answer(&lua, "http.request", &url, result)
@@ -360,7 +360,8 @@ fn answer(
     url: &Url,
     result: Result<Answer, String>,
 ) -> mlua::Result<MultiValue> {
-    let answer = result.map_err(|err| mlua::Error::runtime(format!("{what}: {url}: {err}")))?;
+    let answer = result
+        .map_err(|err| mlua::Error::runtime(format!("{what}: {}: {err}", redact(url.as_str()))))?;
     let headers = lua.create_table()?;
     for (name, value) in answer.headers {
         headers.set(name, value)?;

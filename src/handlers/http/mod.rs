@@ -21,8 +21,8 @@ use crate::config::Config;
 use crate::config::values::SecretSource;
 use crate::event::Event;
 use crate::http::endpoint::{ConnectionSettings, Endpoint};
-use crate::http::header_map;
 use crate::http::ntlm::NtlmError;
+use crate::http::{header_map, redact};
 
 /// Settings of an `HttpHandler` section.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -246,17 +246,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
-/// The URL without a password in it, for messages.
-fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("REDACTED"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -284,11 +273,5 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
-    fn passwords_in_urls_are_redacted() {
-        assert_eq!(redact("https://u:secret@h/x"), "https://u:REDACTED@h/x");
-        assert_eq!(redact("https://h/x"), "https://h/x");
     }
 }
