@@ -107,21 +107,26 @@ impl EventError {
     }
 }
 
-/// A validated event. The field map is what handlers see and what is serialised
-/// for them; `phase` is cached because it selects the chain, and the JSON is
-/// made once, when first needed (the spool, a file and an HTTP body share it).
+/// A validated event: its fields (what filters, templates and scripts see)
+/// and its JSON (what the spool stores, a file gets and an HTTP body is).
+/// Each is made from the other once, when first needed, so an event a
+/// script returned as JSON text is parsed again only if a later handler
+/// reads its fields. `phase`, `Id` and `JobId` are kept apart: they route
+/// the event and name it in logs.
 #[derive(Clone, Debug)]
 pub struct Event {
     phase: Phase,
+    id: Arc<str>,
     /// `JobId`, read once: it picks the event's worker lane.
     job_id: Option<Uuid>,
-    fields: Map<String, Value>,
+    /// Set at least one of these two.
+    fields: OnceLock<Map<String, Value>>,
     json: OnceLock<Arc<[u8]>>,
 }
 
 impl PartialEq for Event {
     fn eq(&self, other: &Event) -> bool {
-        self.phase == other.phase && self.fields == other.fields
+        self.phase == other.phase && self.fields() == other.fields()
     }
 }
 
@@ -238,19 +243,34 @@ impl Event {
             .and_then(Value::as_str)
             .and_then(Phase::parse)
             .ok_or_else(|| EventError::Invalid("stored event without a Phase".to_owned()))?;
-        Ok(Event::new(phase, fields))
+        let event = Event::new(phase, fields);
+        let _ = event.json.set(bytes.into());
+        Ok(event)
     }
 
     fn new(phase: Phase, fields: Map<String, Value>) -> Event {
-        let job_id = fields
-            .get("JobId")
-            .and_then(Value::as_str)
-            .and_then(|text| Uuid::parse_str(text).ok());
+        let field = |name| fields.get(name).and_then(Value::as_str);
+        let id = field("Id").unwrap_or_default().into();
+        let job_id = field("JobId").and_then(|text| Uuid::parse_str(text).ok());
         Event {
             phase,
+            id,
             job_id,
-            fields,
+            fields: OnceLock::from(fields),
             json: OnceLock::new(),
+        }
+    }
+
+    /// The event a script handed back as JSON text (an object, which it
+    /// writes with this event's `Id` and `Phase`). It stays in this event's
+    /// lane, so it keeps its `JobId` too.
+    pub fn replaced_by_json(&self, json: Vec<u8>) -> Event {
+        Event {
+            phase: self.phase,
+            id: self.id.clone(),
+            job_id: self.job_id,
+            fields: OnceLock::new(),
+            json: OnceLock::from(Arc::from(json)),
         }
     }
 
@@ -258,7 +278,7 @@ impl Event {
     pub fn json(&self) -> &Arc<[u8]> {
         self.json.get_or_init(|| {
             // Serialising a map of JSON values into memory cannot fail.
-            let bytes = serde_json::to_vec(&self.fields).expect("serialise event");
+            let bytes = serde_json::to_vec(self.fields()).expect("serialise event");
             bytes.into()
         })
     }
@@ -270,7 +290,7 @@ impl Event {
 
     /// The idempotency key (always present after validation).
     pub fn id(&self) -> &str {
-        self.str_field("Id").unwrap_or_default()
+        &self.id
     }
 
     /// The job this event belongs to; events of one job are handled in order.
@@ -280,27 +300,27 @@ impl Event {
 
     /// A field's value if it is a string.
     pub fn str_field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).and_then(Value::as_str)
+        self.fields().get(name).and_then(Value::as_str)
     }
 
     /// A field's value, if present.
     pub fn field(&self, name: &str) -> Option<&Value> {
-        self.fields.get(name)
+        self.fields().get(name)
     }
 
     pub fn fields(&self) -> &Map<String, Value> {
-        &self.fields
+        self.fields.get_or_init(|| {
+            // The JSON was written by this process, from a map or a script's
+            // table, as an object: it parses.
+            let json = self.json.get().map_or(&b"{}"[..], |json| &json[..]);
+            serde_json::from_slice(json).unwrap_or_default()
+        })
     }
 
-    /// The event a script handed back: its fields, but this event's `Id` and
-    /// `Phase` (which identify it and select its chain).
-    pub fn replaced(&self, mut fields: Map<String, Value>) -> Event {
-        for name in ["Id", "Phase"] {
-            if let Some(value) = self.fields.get(name) {
-                fields.insert(name.to_owned(), value.clone());
-            }
-        }
-        Event::new(self.phase, fields)
+    /// The fields a script may not change, with this event's values: `Id`
+    /// and `Phase` identify the event and select its chain.
+    pub fn fixed_fields(&self) -> [(&'static str, &str); 2] {
+        [("Id", &self.id), ("Phase", self.phase.as_str())]
     }
 }
 
@@ -456,6 +476,26 @@ mod tests {
             Err(EventError::Invalid(message)) => message,
             other => panic!("expected invalid_event for {json}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_event_replaced_by_json_keeps_its_identity_and_parses_when_read() {
+        let original = event(
+            r#"{"Id":"e-1","JobId":"3f1e5a2b-8c7d-4e6f-9a0b-000000000001","JobResult":"Failure"}"#,
+        )
+        .unwrap();
+        let json = br#"{"Id":"e-1","Enriched":true,"Phase":"OnError"}"#.to_vec();
+        let replaced = original.replaced_by_json(json.clone());
+        assert_eq!(&replaced.json()[..], &json[..]);
+        assert_eq!(replaced.id(), "e-1");
+        assert_eq!(replaced.phase(), Phase::OnError);
+        assert_eq!(replaced.job_id(), original.job_id());
+        assert_eq!(replaced.field("Enriched"), Some(&Value::Bool(true)));
+        assert_eq!(replaced.str_field("JobId"), None);
+        assert_eq!(
+            original.fixed_fields(),
+            [("Id", "e-1"), ("Phase", "OnError")]
+        );
     }
 
     #[test]

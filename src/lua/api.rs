@@ -14,7 +14,7 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use tracing::{debug, error, info, trace, warn};
 
-use super::convert::{from_lua, to_lua};
+use super::convert::{json_text, to_lua};
 use super::sandbox::time_left;
 use crate::config::Config;
 use crate::config::values::Seconds;
@@ -135,8 +135,8 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
     json.set(
         "encode",
         lua.create_function(|lua, value: Value| {
-            let value = from_lua(lua, value)?;
-            Ok(value.to_string())
+            let text = json_text(lua, value)?;
+            Ok(String::from_utf8(text).expect("JSON text is UTF-8"))
         })?,
     )?;
     json.set(

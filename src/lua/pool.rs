@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use mlua::{Function, Lua, MultiValue, Value};
+use mlua::{Function, Lua, MultiValue, Table, Value};
 use tokio::sync::Semaphore;
 use tracing::error;
 
 use super::api::{self, CurrentEvent, ScriptEnv};
-use super::convert::{from_lua, object_to_lua};
+use super::convert::{event_json, object_to_lua};
 use super::sandbox;
 use super::{Limits, Scripting, describe};
 use crate::event::Event;
@@ -214,7 +214,7 @@ impl ScriptState {
         };
         let outcome = match values.front() {
             None | Some(Value::Nil) | Some(Value::Boolean(true)) => Ok(None),
-            Some(Value::Table(table)) => self.replacement(event, Value::Table(table.clone())),
+            Some(Value::Table(table)) => self.replacement(event, table.clone()),
             Some(Value::Boolean(false)) => Err(HandlerError::retryable(match values.get(1) {
                 Some(reason) if !reason.is_nil() => reason
                     .to_string()
@@ -229,12 +229,9 @@ impl ScriptState {
         (outcome, false)
     }
 
-    fn replacement(&self, event: &Event, table: Value) -> Result<Option<Event>, HandlerError> {
-        match from_lua(&self.lua, table) {
-            Ok(serde_json::Value::Object(fields)) => Ok(Some(event.replaced(fields))),
-            Ok(_) => Err(HandlerError::retryable(
-                "handle returned a list; an event must be a table with named fields",
-            )),
+    fn replacement(&self, event: &Event, table: Table) -> Result<Option<Event>, HandlerError> {
+        match event_json(&self.lua, table, &event.fixed_fields()) {
+            Ok(json) => Ok(Some(event.replaced_by_json(json))),
             Err(err) => Err(HandlerError::retryable(format!(
                 "the returned event cannot be converted: {}",
                 describe(&err)
