@@ -472,6 +472,8 @@ mod driver {
         _dir: tempfile::TempDir,
         socket: PathBuf,
         out: PathBuf,
+        /// Bytes of `out` already counted, and the lines in them.
+        counted: Mutex<(u64, usize)>,
         child: Child,
     }
 
@@ -529,17 +531,30 @@ mod driver {
             }
             SpawnedDaemon {
                 out: dir.path().join("out/events.log"),
+                counted: Mutex::new((0, 0)),
                 socket,
                 _dir: dir,
                 child,
             }
         }
 
-        /// Lines in the handler's file so far.
+        /// Lines in the handler's file so far. Reads only what was added
+        /// since the last call, so polling a large file does not take CPU
+        /// from the daemon it measures.
         fn lines(&self) -> usize {
-            std::fs::read(&self.out)
-                .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
-                .unwrap_or(0)
+            use std::io::{Read, Seek, SeekFrom};
+            let mut counted = self.counted.lock().unwrap();
+            let Ok(mut file) = std::fs::File::open(&self.out) else {
+                return counted.1;
+            };
+            let mut added = Vec::new();
+            if file.seek(SeekFrom::Start(counted.0)).is_ok()
+                && file.read_to_end(&mut added).is_ok()
+            {
+                counted.0 += added.len() as u64;
+                counted.1 += added.iter().filter(|&&b| b == b'\n').count();
+            }
+            counted.1
         }
 
         /// CPU time (user and system, all threads) the daemon used so far.
