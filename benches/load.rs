@@ -548,8 +548,7 @@ mod driver {
                 return counted.1;
             };
             let mut added = Vec::new();
-            if file.seek(SeekFrom::Start(counted.0)).is_ok()
-                && file.read_to_end(&mut added).is_ok()
+            if file.seek(SeekFrom::Start(counted.0)).is_ok() && file.read_to_end(&mut added).is_ok()
             {
                 counted.0 += added.len() as u64;
                 counted.1 += added.iter().filter(|&&b| b == b'\n').count();
