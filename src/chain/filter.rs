@@ -27,10 +27,13 @@ impl Filter {
     }
 
     pub fn matches(&self, event: &Event) -> bool {
+        // Read only when a filter is set: for an event a script changed it
+        // means parsing the event.
+        let routing = || event.routing();
         self.enabled
             && self.job_types.as_ref().is_none_or(|types| {
-                let id = event.str_field("JobTypeId");
-                let name = event.str_field("JobType");
+                let routing = routing();
+                let [id, name] = [&routing.job_type_id, &routing.job_type];
                 types.iter().any(|wanted| {
                     [id, name]
                         .into_iter()
@@ -39,11 +42,12 @@ impl Filter {
                 })
             })
             && self.results.as_ref().is_none_or(|results| {
-                let result = event.str_field("JobResult").and_then(JobResult::parse);
-                result.is_some_and(|result| results.contains(&result))
+                routing()
+                    .job_result
+                    .is_some_and(|result| results.contains(&result))
             })
             && self.event_types.as_ref().is_none_or(|types| {
-                let event_type = event.str_field("EventType").unwrap_or_default();
+                let event_type = routing().event_type.as_deref().unwrap_or_default();
                 types
                     .iter()
                     .any(|wanted| wanted.eq_ignore_ascii_case(event_type))

@@ -223,8 +223,8 @@ impl Pipeline {
         let span = info_span!(
             "event",
             id = event.id(),
-            job_id = event.str_field("JobId"),
-            job_type = event.str_field("JobType"),
+            job_id = event.job_id().map(tracing::field::display),
+            job_type = event.routing().job_type.as_deref(),
             phase = %event.phase(),
         );
         async {

@@ -5,6 +5,8 @@
 //! absent for every known field, because .NET serialisers write `null` for
 //! unset properties.
 
+mod verbatim;
+
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -107,21 +109,49 @@ impl EventError {
     }
 }
 
-/// A validated event: its fields (what filters, templates and scripts see)
-/// and its JSON (what the spool stores, a file gets and an HTTP body is).
-/// Each is made from the other once, when first needed, so an event a
-/// script returned as JSON text is parsed again only if a later handler
-/// reads its fields. `phase`, `Id` and `JobId` are kept apart: they route
-/// the event and name it in logs.
+/// A validated event: its fields (what templates and scripts see) and its
+/// JSON (what the spool stores, a file gets, an HTTP body is and a script's
+/// table is made from). Each is made from the other once, when first
+/// needed: a usual event arrives as JSON (see `verbatim`) and an event a
+/// script returned is JSON text, so neither is parsed into fields unless a
+/// handler reads them. `phase`, `Id`, `JobId` and the fields filters read
+/// are kept apart: they route the event and name it in logs.
 #[derive(Clone, Debug)]
 pub struct Event {
     phase: Phase,
     id: Arc<str>,
     /// `JobId`, read once: it picks the event's worker lane.
     job_id: Option<Uuid>,
+    /// Read from the fields when first needed if not set on arrival.
+    routing: OnceLock<Routing>,
     /// Set at least one of these two.
     fields: OnceLock<Map<String, Value>>,
     json: OnceLock<Arc<[u8]>>,
+}
+
+/// The fields filters select on.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Routing {
+    pub job_type: Option<Box<str>>,
+    pub job_type_id: Option<Box<str>>,
+    /// `None` when absent (or, in an event a script changed, not a result).
+    pub job_result: Option<JobResult>,
+    pub event_type: Option<Box<str>>,
+}
+
+impl Routing {
+    fn from_fields(fields: &Map<String, Value>) -> Routing {
+        let text = |name| fields.get(name).and_then(Value::as_str).map(Box::from);
+        Routing {
+            job_type: text("JobType"),
+            job_type_id: text("JobTypeId"),
+            job_result: fields
+                .get("JobResult")
+                .and_then(Value::as_str)
+                .and_then(JobResult::parse),
+            event_type: text("EventType"),
+        }
+    }
 }
 
 impl PartialEq for Event {
@@ -135,6 +165,9 @@ const DOTNET_TIMESTAMP: &str = "%m/%d/%Y %I:%M:%S %p";
 impl Event {
     /// Parses and validates one wire line (without its newline).
     pub fn from_line(line: &[u8], received_at: Timestamp) -> Result<Event, EventError> {
+        if let Some(event) = verbatim::event(line, received_at) {
+            return Ok(event);
+        }
         let parse_error = |err: serde_json::Error| EventError::Parse(err.to_string());
         if line.trim_ascii_start().first() == Some(&b'{') {
             let Fields(fields) = serde_json::from_slice(line).map_err(parse_error)?;
@@ -256,6 +289,7 @@ impl Event {
             phase,
             id,
             job_id,
+            routing: OnceLock::from(Routing::from_fields(&fields)),
             fields: OnceLock::from(fields),
             json: OnceLock::new(),
         }
@@ -269,6 +303,7 @@ impl Event {
             phase: self.phase,
             id: self.id.clone(),
             job_id: self.job_id,
+            routing: OnceLock::new(),
             fields: OnceLock::new(),
             json: OnceLock::from(Arc::from(json)),
         }
@@ -296,6 +331,12 @@ impl Event {
     /// The job this event belongs to; events of one job are handled in order.
     pub fn job_id(&self) -> Option<Uuid> {
         self.job_id
+    }
+
+    /// The fields filters select on.
+    pub fn routing(&self) -> &Routing {
+        self.routing
+            .get_or_init(|| Routing::from_fields(self.fields()))
     }
 
     /// A field's value if it is a string.
