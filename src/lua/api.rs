@@ -14,7 +14,7 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use tracing::{debug, error, info, trace, warn};
 
-use super::convert::{json_text, to_lua};
+use super::convert::{json_text, json_to_lua};
 use super::sandbox::time_left;
 use crate::config::Config;
 use crate::config::values::Seconds;
@@ -142,9 +142,8 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
     json.set(
         "decode",
         lua.create_function(|lua, text: mlua::LuaString| {
-            let value: serde_json::Value = serde_json::from_slice(&text.as_bytes())
-                .map_err(|err| mlua::Error::runtime(format!("json.decode: {err}")))?;
-            to_lua(lua, &value)
+            json_to_lua(lua, &text.as_bytes())?
+                .map_err(|err| mlua::Error::runtime(format!("json.decode: {err}")))
         })?,
     )?;
     json.set("null", lua.null())?;

@@ -4,13 +4,16 @@
 //!
 //! Every event crosses twice per Lua handler, so both directions work on
 //! Lua's stack directly (mlua's `exec_raw`) instead of through a handle per
-//! value: in profiles of the Lua load run the round trip went from about
-//! 17 to 7 µs per event (what is left is mostly Lua interning strings). A
-//! table read back is serialised as it is walked (`Slot`): a returned event
-//! goes straight into JSON text, which is what the spool, a file and an HTTP
-//! body use (about 4 µs less per event than building a map and writing it
-//! out); `from_lua` builds a value the same way. The
-//! unsafe code is kept to this file, and follows two rules: the stack is
+//! value. An event goes in from its JSON text: read into a flat list of
+//! tokens (strings borrowed from the text), then pushed; it never becomes a
+//! map of values on the way. A table read back is serialised as it is
+//! walked (`Slot`): a returned event goes straight into JSON text, which is
+//! what the spool, a file and an HTTP body use; `from_lua` builds a value
+//! the same way. In profiles of the Lua load run the round trip went from
+//! about 17 µs per event (through maps of values) to under 7, most of it
+//! Lua interning strings. The unsafe code is kept to this file, and follows
+//! three rules: nothing with a destructor lives in a frame a Lua error can
+//! unwind through (it is a `longjmp`), the stack is
 //! grown (`lua_checkstack`) before each level pushes onto it, and reading
 //! a table never calls anything that can raise a Lua error (strings are read
 //! only when they are strings, so `lua_tolstring` never converts a key that
@@ -23,7 +26,7 @@ use std::ffi::{CStr, c_int, c_void};
 use mlua::{Lua, LuaSerdeExt, Value, ffi};
 use serde::Serialize;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq, Serializer};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 /// Deepest nesting converted either way.
 const MAX_DEPTH: usize = 64;
@@ -31,20 +34,31 @@ const MAX_DEPTH: usize = 64;
 /// Stack slots one level of nesting uses at most: a table, a key, a value.
 const SLOTS_PER_LEVEL: c_int = 3;
 
-/// A JSON value as a Lua value.
-pub fn to_lua(lua: &Lua, value: &Json) -> mlua::Result<Value> {
-    push_with(lua, |state| unsafe { push_json(state, value, 0) })
+/// JSON text as a Lua value (`Ok(Err(..))`: the text is not JSON).
+pub fn json_to_lua(lua: &Lua, text: &[u8]) -> mlua::Result<Result<Value, serde_json::Error>> {
+    match tokenize(text) {
+        Ok(tokens) => push_tokens(lua, &tokens).map(Ok),
+        Err(err) => Ok(Err(err)),
+    }
 }
 
-/// An object (an event's fields) as a Lua table.
-pub fn object_to_lua(lua: &Lua, fields: &Map<String, Json>) -> mlua::Result<mlua::Table> {
-    match push_with(lua, |state| unsafe { push_object(state, fields, 0) })? {
-        Value::Table(table) => Ok(table),
-        other => Err(mlua::Error::runtime(format!(
-            "an object became a {}",
+/// An event's JSON (an object) as a Lua table.
+pub fn event_to_lua(lua: &Lua, json: &[u8]) -> mlua::Result<mlua::Table> {
+    let tokens = tokenize(json)
+        .map_err(|err| mlua::Error::runtime(format!("the event is not JSON: {err}")))?;
+    match (tokens.first(), push_tokens(lua, &tokens)?) {
+        (Some(Token::Object(_)), Value::Table(table)) => Ok(table),
+        (_, other) => Err(mlua::Error::runtime(format!(
+            "the event is a {}, not an object",
             other.type_name()
         ))),
     }
+}
+
+fn push_tokens(lua: &Lua, tokens: &[Token]) -> mlua::Result<Value> {
+    push_with(lua, |state| unsafe {
+        push_token(state, &mut tokens.iter(), 0)
+    })
 }
 
 /// A Lua value as JSON: `json.null` and `nil` become null, a table with a
@@ -165,55 +179,153 @@ fn push_with(
 /// Where `push_with` keeps the array metatable on the stack.
 const ARRAY_METATABLE: c_int = 1;
 
-/// Pushes `value`.
+/// Pushes the value `tokens` starts with.
 ///
 /// # Safety
 /// `state` is a running protected call set up by `push_with`.
-unsafe fn push_json(state: *mut ffi::lua_State, value: &Json, depth: usize) -> Result<(), String> {
+unsafe fn push_token(
+    state: *mut ffi::lua_State,
+    tokens: &mut std::slice::Iter<Token>,
+    depth: usize,
+) -> Result<(), String> {
+    let Some(token) = tokens.next() else {
+        return Err("JSON ended early".to_owned());
+    };
     unsafe {
-        match value {
-            Json::Null => ffi::lua_pushlightuserdata(state, std::ptr::null_mut()),
-            Json::Bool(flag) => ffi::lua_pushboolean(state, c_int::from(*flag)),
-            Json::Number(number) => match number.as_i64() {
-                Some(integer) => ffi::lua_pushinteger(state, integer),
-                None => ffi::lua_pushnumber(state, number.as_f64().unwrap_or(f64::NAN)),
-            },
-            Json::String(text) => push_str(state, text),
-            Json::Array(items) => {
+        match token {
+            Token::Null => ffi::lua_pushlightuserdata(state, std::ptr::null_mut()),
+            Token::Bool(flag) => ffi::lua_pushboolean(state, c_int::from(*flag)),
+            Token::Integer(integer) => ffi::lua_pushinteger(state, *integer),
+            Token::Float(float) => ffi::lua_pushnumber(state, *float),
+            Token::Text(text) => push_str(state, text),
+            Token::Array(items) => {
                 enter(state, depth)?;
-                ffi::lua_createtable(state, c_int::try_from(items.len()).unwrap_or(0), 0);
-                for (index, item) in items.iter().enumerate() {
-                    push_json(state, item, depth + 1)?;
-                    ffi::lua_rawseti(state, -2, index as ffi::lua_Integer + 1);
+                ffi::lua_createtable(state, c_int::try_from(*items).unwrap_or(0), 0);
+                for index in 1..=*items {
+                    let index = ffi::lua_Integer::try_from(index).unwrap_or(ffi::lua_Integer::MAX);
+                    push_token(state, tokens, depth + 1)?;
+                    ffi::lua_rawseti(state, -2, index);
                 }
                 ffi::lua_pushvalue(state, ARRAY_METATABLE);
                 ffi::lua_setmetatable(state, -2);
             }
-            Json::Object(fields) => push_object(state, fields, depth)?,
+            Token::Object(fields) => {
+                enter(state, depth)?;
+                ffi::lua_createtable(state, 0, c_int::try_from(*fields).unwrap_or(0));
+                for _ in 0..*fields {
+                    push_token(state, tokens, depth + 1)?;
+                    push_token(state, tokens, depth + 1)?;
+                    ffi::lua_rawset(state, -3);
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// Pushes a table with `fields`.
-///
-/// # Safety
-/// As `push_json`.
-unsafe fn push_object(
-    state: *mut ffi::lua_State,
-    fields: &Map<String, Json>,
-    depth: usize,
-) -> Result<(), String> {
-    unsafe {
-        enter(state, depth)?;
-        ffi::lua_createtable(state, 0, c_int::try_from(fields.len()).unwrap_or(0));
-        for (key, value) in fields {
-            push_str(state, key);
-            push_json(state, value, depth + 1)?;
-            ffi::lua_rawset(state, -3);
-        }
+/// JSON text read into a flat list, before anything is pushed: a Lua error
+/// (the memory limit) can then unwind the pushing without skipping any
+/// destructor, and strings without escapes stay borrowed from the text.
+/// A container's token gives the number of values (for an object, key and
+/// value pairs) that follow it.
+enum Token<'a> {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    Text(Cow<'a, str>),
+    Array(usize),
+    Object(usize),
+}
+
+fn tokenize(text: &[u8]) -> serde_json::Result<Vec<Token<'_>>> {
+    let mut tokens = Vec::with_capacity(32);
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    serde::de::DeserializeSeed::deserialize(Tokens(&mut tokens), &mut deserializer)?;
+    deserializer.end()?;
+    Ok(tokens)
+}
+
+/// Reads one value into the list.
+struct Tokens<'t, 'a>(&'t mut Vec<Token<'a>>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Tokens<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
-    Ok(())
+}
+
+impl<'de> serde::de::Visitor<'de> for Tokens<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.push(Token::Null);
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, flag: bool) -> Result<(), E> {
+        self.0.push(Token::Bool(flag));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, integer: i64) -> Result<(), E> {
+        self.0.push(Token::Integer(integer));
+        Ok(())
+    }
+
+    /// Beyond Lua's integers a number becomes a float, as in `from_lua`'s
+    /// other direction.
+    fn visit_u64<E>(self, integer: u64) -> Result<(), E> {
+        self.0.push(match i64::try_from(integer) {
+            Ok(integer) => Token::Integer(integer),
+            Err(_) => Token::Float(integer as f64),
+        });
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, float: f64) -> Result<(), E> {
+        self.0.push(Token::Float(float));
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<(), E> {
+        self.0.push(Token::Text(Cow::Borrowed(text)));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<(), E> {
+        self.0.push(Token::Text(Cow::Owned(text.to_owned())));
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let at = self.0.len();
+        self.0.push(Token::Array(0));
+        let mut items = 0;
+        while seq.next_element_seed(Tokens(&mut *self.0))?.is_some() {
+            items += 1;
+        }
+        self.0[at] = Token::Array(items);
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let at = self.0.len();
+        self.0.push(Token::Object(0));
+        let mut fields = 0;
+        while map.next_key_seed(Tokens(&mut *self.0))?.is_some() {
+            map.next_value_seed(Tokens(&mut *self.0))?;
+            fields += 1;
+        }
+        self.0[at] = Token::Object(fields);
+        Ok(())
+    }
 }
 
 unsafe fn push_str(state: *mut ffi::lua_State, text: &str) {
@@ -440,7 +552,8 @@ mod tests {
             "EmptyObject": {},
             "Text": "é ✓"
         });
-        let lua_value = to_lua(&lua, &original).unwrap();
+        let text = serde_json::to_vec(&original).unwrap();
+        let lua_value = json_to_lua(&lua, &text).unwrap().unwrap();
         lua.globals().set("event", lua_value.clone()).unwrap();
         lua.globals().set("null", lua.null()).unwrap();
         let checks: bool = lua
@@ -453,11 +566,22 @@ mod tests {
             .unwrap();
         assert!(checks);
         assert_eq!(from_lua(&lua, lua_value).unwrap(), original);
-        let Json::Object(fields) = &original else {
-            unreachable!()
-        };
-        let table = object_to_lua(&lua, fields).unwrap();
+        let table = event_to_lua(&lua, &text).unwrap();
         assert_eq!(from_lua(&lua, Value::Table(table)).unwrap(), original);
+        // Escaped strings, a key given twice (the last counts), integers
+        // beyond Lua's.
+        let value = json_to_lua(
+            &lua,
+            br#"{"a\u0041":"\u00e9\n","d":1,"d":2,"big":18446744073709551615}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            from_lua(&lua, value).unwrap(),
+            serde_json::json!({"aA": "é\n", "d": 2, "big": 18446744073709551615.0})
+        );
+        assert!(json_to_lua(&lua, b"{} x").unwrap().is_err());
+        assert!(event_to_lua(&lua, b"[1]").is_err());
     }
 
     #[test]
@@ -564,12 +688,9 @@ mod tests {
             let refusal = refusal(&lua, chunk);
             assert!(refusal.contains(reason), "{chunk}: {refusal}");
         }
-        let mut deep_json = serde_json::json!(1);
-        for _ in 0..100 {
-            deep_json = serde_json::json!([deep_json]);
-        }
+        let deep_json = format!("{}1{}", "[".repeat(100), "]".repeat(100));
         assert!(
-            to_lua(&lua, &deep_json)
+            json_to_lua(&lua, deep_json.as_bytes())
                 .unwrap_err()
                 .to_string()
                 .contains("nested deeper")
@@ -585,11 +706,11 @@ mod tests {
     #[test]
     fn a_memory_limit_stops_a_large_conversion_cleanly() {
         let lua = Lua::new();
-        let big = Json::Array(vec![Json::String("x".repeat(1024)); 4096]);
+        let big = serde_json::to_vec(&vec![format!("{:04096}", 0); 4096]).unwrap();
         lua.set_memory_limit(lua.used_memory() + 64 * 1024).unwrap();
-        let err = to_lua(&lua, &big).unwrap_err();
+        let err = json_to_lua(&lua, &big).unwrap_err();
         assert!(matches!(err, mlua::Error::MemoryError(_)), "{err}");
         lua.set_memory_limit(0).unwrap();
-        assert!(to_lua(&lua, &big).is_ok());
+        assert!(json_to_lua(&lua, &big).unwrap().is_ok());
     }
 }

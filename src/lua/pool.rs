@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tracing::error;
 
 use super::api::{self, CurrentEvent, ScriptEnv};
-use super::convert::{event_json, object_to_lua};
+use super::convert::{event_json, event_to_lua};
 use super::sandbox;
 use super::{Limits, Scripting, describe};
 use crate::event::Event;
@@ -196,7 +196,7 @@ impl ScriptState {
     async fn run(&mut self, event: &Event) -> (Result<Option<Event>, HandlerError>, bool) {
         self.lua.set_app_data(CurrentEvent(event.id().to_owned()));
         sandbox::start_deadline(&self.lua);
-        let called = match object_to_lua(&self.lua, event.fields()) {
+        let called = match event_to_lua(&self.lua, event.json()) {
             Ok(table) => match self.lua.set_memory_limit(self.memory_limit) {
                 Ok(_) => self.handle.call_async::<MultiValue>(table).await,
                 Err(err) => Err(err),
