@@ -241,6 +241,44 @@ fn a_pending_retry_survives_a_restart_and_fires_when_due() {
 }
 
 #[test]
+fn a_transform_before_a_file_handler_waiting_to_retry_is_not_run_again() {
+    // `tag` changes the event; its success is sent to the spool only with
+    // what comes after it, here the retry of `file`. Stopped while the
+    // retry waits, the daemon must resume with the changed event and
+    // without running `tag` again.
+    let config = "[hooks]\nOnFinish = [\"tag\", \"file\"]\n\
+                  [handlers.tag]\nlibrary = \"LuaHandler\"\nlua_script = \"tag.lua\"\n\
+                  [handlers.file]\nlibrary = \"TextFileHandler\"\n\
+                  file_path = \"blocked/events.log\"\nretry_interval = \"1s\"\n";
+    let mut daemon = Daemon::start_with(
+        config,
+        &[(
+            "scripts/tag.lua",
+            "function handle(e) log.info('tagging ' .. e.Id) e.Tagged = true return e end",
+        )],
+    );
+    std::fs::write(daemon.path("blocked"), "a file where a folder should be").unwrap();
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"tagged-once"}"#])[0]));
+    eventually("the file handler to fail", || {
+        daemon.log().contains("attempt failed")
+    });
+    assert!(daemon.stop().success());
+    std::fs::remove_file(daemon.path("blocked")).unwrap();
+    daemon.restart();
+    let delivered = wait_for_lines(&daemon.path("blocked/events.log"), 1);
+    let event: Value = serde_json::from_str(&delivered[0]).unwrap();
+    assert_eq!(
+        event["Tagged"], true,
+        "the event lost what tag did: {event}"
+    );
+    assert_eq!(
+        daemon.log().matches("tagging tagged-once").count(),
+        1,
+        "tag ran again"
+    );
+}
+
+#[test]
 fn an_id_seen_before_is_acked_as_a_duplicate_and_not_handled_again() {
     let daemon = Daemon::start(
         "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n",

@@ -247,11 +247,22 @@ impl Pipeline {
             }
             // The event as the last handler that changed it left it.
             let mut changed: Option<Arc<Event>> = None;
+            // Stages done whose success is not yet sent to the spool (see
+            // `Stage::writes_locally`).
+            let mut unsent: Vec<Record> = Vec::new();
+            let send = |unsent: &mut Vec<Record>| {
+                for record in unsent.drain(..) {
+                    spool.record(record);
+                }
+            };
             for (index, stage) in chain.iter().enumerate() {
                 if work.only.as_ref().is_some_and(|only| *only != stage.name)
                     || work.done.contains(&stage.name)
                 {
                     continue;
+                }
+                if !stage.writes_locally() {
+                    send(&mut unsent);
                 }
                 let (prior, first_attempt) = match &work.resume {
                     Some(resume) if resume.stage == stage.name => {
@@ -271,7 +282,7 @@ impl Pipeline {
                         }
                         // Made here, not on the spool's thread: the next
                         // handlers (a file line, an HTTP body) share it.
-                        spool.record(Record::StageDone {
+                        unsent.push(Record::StageDone {
                             seq,
                             stage: stage.name.clone(),
                             changed: replaced.as_ref().map(|event| event.json().clone()),
@@ -279,6 +290,7 @@ impl Pipeline {
                     }
                     Attempt::Delivered(_) => {}
                     Attempt::Failed { attempts, error } => {
+                        send(&mut unsent);
                         spool.record(Record::Dead {
                             seq,
                             event_id: current.id().to_owned(),
@@ -290,6 +302,7 @@ impl Pipeline {
                         });
                     }
                     Attempt::Retry { attempts, wait } => {
+                        send(&mut unsent);
                         spool.record(Record::Retry {
                             seq,
                             stage: stage.name.clone(),
@@ -299,9 +312,13 @@ impl Pipeline {
                         });
                         return RunEnd::Suspended;
                     }
-                    Attempt::Abandoned => return RunEnd::Abandoned,
+                    Attempt::Abandoned => {
+                        send(&mut unsent);
+                        return RunEnd::Abandoned;
+                    }
                 }
             }
+            // `Finished` stands for every stage: what was not sent is moot.
             spool.record(Record::Finished { seq: work.seq });
             RunEnd::Finished
         }
@@ -358,6 +375,17 @@ impl Stage {
             timeout: common.timeout.0,
             handler,
         }
+    }
+
+    /// Whether the handler only writes local files. The success of the
+    /// stages before it is sent to the spool only after it (with the
+    /// run's end, if nothing that waits on another process follows), so a
+    /// Lua transform followed by file handlers costs the spool no progress
+    /// rows and no copy of the changed event; a stage that can wait (HTTP,
+    /// a script) is preceded by the records, so a crash while it waits
+    /// does not run finished handlers again. Delivery stays at least once.
+    fn writes_locally(&self) -> bool {
+        matches!(self.handler, Handler::TextFile(_))
     }
 
     /// One attempt, after `prior` failed ones.
