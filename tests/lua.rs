@@ -135,6 +135,40 @@ fn http_request_does_not_follow_a_redirect_and_shows_where_it_points() {
 }
 
 #[test]
+fn a_response_larger_than_the_memory_limit_is_refused_before_it_is_read() {
+    let server = HttpServer::start();
+    let big = "x".repeat(2 << 20);
+    server.script([
+        Reply::status(200).with_body(&big),
+        Reply::status(200).with_body("small"),
+    ]);
+    let script = format!(
+        r#"
+        function handle(event)
+          local ok, err = pcall(http.request, {{ url = "{0}" }})
+          event.Error = tostring(err)
+          local _, body = http.request{{ url = "{0}" }}
+          event.Body = body
+          return event
+        end
+    "#,
+        server.url("/big")
+    );
+    let daemon = Daemon::start_with(
+        &lua_then_file("memory_limit = \"1 MiB\""),
+        &[("scripts/script.lua", &script)],
+    );
+    daemon.send(&[r#"{"Id":"big"}"#]);
+    let event = &records(&daemon, 1)[0];
+    let error = event["Error"].as_str().unwrap();
+    assert!(
+        error.contains("response body is larger than the script's memory_limit"),
+        "{error}"
+    );
+    assert_eq!(event["Body"], "small", "the next request works");
+}
+
+#[test]
 fn a_failed_http_request_names_its_url_without_the_password() {
     let script = r#"
         function handle(event)

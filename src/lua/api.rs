@@ -85,6 +85,10 @@ pub struct ScriptEnv {
     pub api: Option<Arc<ApiClient>>,
     /// Client for `http.request`.
     pub http: reqwest::Client,
+    /// Longest response body read for the script (its `memory_limit`: a
+    /// larger one could not become a Lua string anyway, and is refused
+    /// before it is all in the daemon's memory).
+    pub max_body: u64,
 }
 
 /// The id of the event being handled, for log lines.
@@ -174,7 +178,7 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
     )?;
 
     let http = lua.create_table()?;
-    let client = env.http.clone();
+    let (client, max_body) = (env.http.clone(), env.max_body);
     http.set(
         "request",
         lua.create_async_function(move |lua, spec: Table| {
@@ -190,14 +194,13 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
                 let prepared = Prepared::new(&spec, &HeaderMap::new())?;
                 let timeout = call_timeout(&lua, spec.timeout, Duration::from_secs(30));
                 let response = tokio::time::timeout(timeout, async {
-                    read(prepared.request(&client, &url).send().await?).await
+                    match prepared.request(&client, &url).send().await {
+                        Ok(response) => read(response, max_body, describe).await,
+                        Err(err) => Err(describe(err)),
+                    }
                 })
                 .await;
-                let result = match response {
-                    Ok(Ok(answer)) => Ok(answer),
-                    Ok(Err(err)) => Err(describe(err)),
-                    Err(_) => Err(timed_out(timeout)),
-                };
+                let result = response.unwrap_or_else(|_| Err(timed_out(timeout)));
                 answer(&lua, "http.request", &url, result)
             }
         })?,
@@ -211,7 +214,7 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
 /// `client:get(path)`, `client:post(path, body)`, `client:request{…}`.
 fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
     let client = lua.create_table()?;
-    let api = env.api.clone();
+    let (api, max_body) = (env.api.clone(), env.max_body);
     let request = lua.create_async_function(move |lua, (_, spec): (Value, Table)| {
         let api = api.clone();
         async move {
@@ -242,16 +245,16 @@ fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
                             None => request,
                         }
                     })
-                    .await?;
-                read(response).await.map_err(NtlmError::Http)
+                    .await;
+                let describe = |err| api.endpoint.describe(err);
+                match response {
+                    Ok(response) => read(response, max_body, describe).await,
+                    Err(NtlmError::Http(err)) => Err(describe(err)),
+                    Err(NtlmError::Protocol(message)) => Err(message),
+                }
             })
             .await;
-            let result = match response {
-                Ok(Ok(answer)) => Ok(answer),
-                Ok(Err(NtlmError::Http(err))) => Err(api.endpoint.describe(err)),
-                Ok(Err(NtlmError::Protocol(message))) => Err(message),
-                Err(_) => Err(timed_out(timeout)),
-            };
+            let result = response.unwrap_or_else(|_| Err(timed_out(timeout)));
             answer(&lua, "client", &url, result)
         }
     })?;
@@ -332,7 +335,25 @@ struct Answer {
     headers: Vec<(String, String)>,
 }
 
-async fn read(response: reqwest::Response) -> Result<Answer, reqwest::Error> {
+/// The response, its body read up to `max_body` bytes; errors are
+/// described with `describe`.
+async fn read(
+    mut response: reqwest::Response,
+    max_body: u64,
+    describe: impl Fn(reqwest::Error) -> String,
+) -> Result<Answer, String> {
+    let too_large = || {
+        format!(
+            "the response body is larger than the script's memory_limit ({})",
+            bytesize::ByteSize(max_body)
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > max_body)
+    {
+        return Err(too_large());
+    }
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -344,7 +365,13 @@ async fn read(response: reqwest::Response) -> Result<Answer, reqwest::Error> {
             )
         })
         .collect();
-    let body = response.bytes().await?.to_vec();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(&describe)? {
+        if (body.len() + chunk.len()) as u64 > max_body {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
     Ok(Answer {
         status,
         body,

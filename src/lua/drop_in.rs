@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::convert::from_lua;
 use super::sandbox;
-use super::{Limits, Scripting, script_diagnostic};
+use super::{Limits, Scripting, default_memory_limit, script_diagnostic};
 use crate::config::values::{Bytes, List};
 use crate::config::{COMMON_KEYS, CommonSettings, Config, Diagnostic, Position, closest};
 use crate::event::Phase;
@@ -112,7 +112,7 @@ fn read(path: &Path, config: &Config, scripting: &Scripting) -> Result<Option<Dr
         .unwrap_or_default();
     let lua = sandbox::new_state(&config.daemon.scripts_dir, READ_TIMEOUT)
         .map_err(|err| script_diagnostic(path, &err))?;
-    super::api::install(&lua, &scripting.env(&name, &[]))
+    super::api::install(&lua, &scripting.env(&name, &[], default_memory_limit().0))
         .map_err(|err| script_diagnostic(path, &err))?;
     let returned: Value = sandbox::load_file(&lua, path)
         .and_then(|chunk| sandbox::with_deadline(&lua, || chunk.call(())))

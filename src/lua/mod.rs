@@ -62,12 +62,13 @@ impl Scripting {
         self.scripts_dir.join(script)
     }
 
-    fn env(&self, handler: &str, allow_env: &[String]) -> api::ScriptEnv {
+    fn env(&self, handler: &str, allow_env: &[String], memory_limit: u64) -> api::ScriptEnv {
         api::ScriptEnv {
             handler: handler.to_owned(),
             allow_env: allow_env.to_vec(),
             api: self.api.clone(),
             http: self.http.clone(),
+            max_body: memory_limit,
         }
     }
 }

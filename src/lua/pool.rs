@@ -42,7 +42,7 @@ impl ScriptSpec {
         scripting: &Scripting,
     ) -> ScriptSpec {
         ScriptSpec {
-            env: scripting.env(name, &limits.allow_env),
+            env: scripting.env(name, &limits.allow_env, limits.memory_limit),
             path,
             scripts_dir: scripting.scripts_dir.clone(),
             entry,
