@@ -5,8 +5,8 @@
 //! itself with what validation adds written in: `Phase` and `ReceivedAt`
 //! (and `Id` and `EventType` when absent) at the end, and a .NET
 //! `RequestTimestamp` rewritten in place as RFC 3339. Parsing the line into
-//! fields and writing them out again cost about 4 µs an event; this takes
-//! well under one.
+//! fields and writing them out again took about 4.4 µs for a usual
+//! Keyfactor event (measured in a loop); this takes about 1.6.
 //!
 //! Whatever this pass is not sure of — an escaped key, a key given twice, a
 //! known field that needs more than the above (a `JobResult` in another
