@@ -142,6 +142,7 @@ impl Spool {
             level: Level::Normal,
             with_progress: HashSet::new(),
             waiting_for_room: VecDeque::new(),
+            backlog: VecDeque::new(),
         };
         thread.resume(recovered);
         let thread = std::thread::Builder::new()
@@ -185,6 +186,9 @@ struct SpoolThread {
     due: BinaryHeap<Reverse<(i64, i64)>>,
     /// Events handed to the lanes whose chain has not finished or paused.
     in_lanes: usize,
+    /// Events left from the last run not yet loaded: they are read into the
+    /// lanes as room frees up, so a large backlog is never all in memory.
+    backlog: VecDeque<i64>,
     used_bytes: u64,
     level: Level,
     /// Events with progress rows written, to clear when they finish.
@@ -242,6 +246,7 @@ impl SpoolThread {
                 batch.push(message);
             }
             let stop = self.commit(&mut batch);
+            self.load_backlog();
             self.fire_due_retries();
             if housekeeping.elapsed() >= HOUSEKEEPING {
                 housekeeping = Instant::now();
@@ -276,9 +281,11 @@ impl SpoolThread {
         until_housekeeping.min(until_due).min(until_refused)
     }
 
-    /// How many more events the lanes take now.
+    /// How many more new events the lanes take now: none while events left
+    /// from the last run wait to be loaded (they go first, which keeps each
+    /// job's events in order).
     fn room(&self) -> usize {
-        if self.used_bytes >= self.limits.max_bytes {
+        if self.used_bytes >= self.limits.max_bytes || !self.backlog.is_empty() {
             0
         } else {
             self.limits.in_memory.saturating_sub(self.in_lanes)
@@ -521,19 +528,34 @@ impl SpoolThread {
 
     /// Events found in the spool at start: resumed, or scheduled when their
     /// retry is due.
-    fn resume(&mut self, recovered: Vec<store::Stored>) {
-        if recovered.is_empty() {
+    fn resume(&mut self, unfinished: store::Unfinished) {
+        let count = unfinished.to_run.len() + unfinished.waiting.len();
+        if count == 0 {
             return;
         }
-        info!(
-            events = recovered.len(),
-            "resuming events left in the spool"
-        );
-        for stored in recovered {
-            if let Some(waiting) = &stored.retry {
-                self.due.push(Reverse((waiting.due, stored.seq)));
-            } else if let Some(work) = work_from(stored) {
-                self.dispatch(work);
+        info!(events = count, "resuming events left in the spool");
+        for (due, seq) in unfinished.waiting {
+            self.due.push(Reverse((due, seq)));
+        }
+        self.backlog = unfinished.to_run.into();
+        self.load_backlog();
+    }
+
+    /// Hands events left from the last run to the lanes while they have
+    /// room (`queue_capacity`).
+    fn load_backlog(&mut self) {
+        while self.lanes.is_some() && self.in_lanes < self.limits.in_memory {
+            let Some(seq) = self.backlog.pop_front() else {
+                return;
+            };
+            match self.store.load(seq) {
+                Ok(Some(stored)) => {
+                    if let Some(work) = work_from(stored) {
+                        self.dispatch(work);
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => error!(seq, "cannot read an event left in the spool: {err}"),
             }
         }
     }
@@ -709,4 +731,66 @@ fn apply(
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::queue::Queue;
+
+    fn limits(in_memory: usize) -> Limits {
+        Limits {
+            fsync: Fsync::Never,
+            in_memory,
+            max_bytes: 1 << 30,
+            dedupe_window: Duration::from_secs(3600),
+            filling: 0.8,
+            emptying: 0.2,
+        }
+    }
+
+    async fn submit(spool: &Spool, id: &str) -> Result<Accepted, Rejection> {
+        let line = format!(r#"{{"Id":"{id}","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}}"#);
+        let event = Event::from_line(line.as_bytes(), jiff::Timestamp::now()).unwrap();
+        Queue::new(spool.sender()).submit(event).outcome().await
+    }
+
+    #[tokio::test]
+    async fn events_left_from_the_last_run_are_loaded_as_the_lanes_have_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Store::open(dir.path(), Fsync::Never).unwrap();
+        // Twenty events of one job accepted, never handled.
+        let (lanes, unhandled) = Lanes::new(1);
+        let spool = Spool::start(open(), limits(100), lanes).unwrap();
+        for i in 0..20 {
+            assert!(submit(&spool, &format!("old{i}")).await.is_ok());
+        }
+        spool.stop();
+        drop(unhandled);
+
+        let (lanes, mut receivers) = Lanes::new(1);
+        let spool = Arc::new(Spool::start(open(), limits(5), lanes).unwrap());
+        let lane = &mut receivers[0];
+        let recorder = spool.recorder();
+        let mut newer = None;
+        for i in 0..20 {
+            let work = lane.recv().await.unwrap();
+            assert_eq!(work.event.id(), format!("old{i}"));
+            assert!(
+                lane.len() < 5,
+                "{} in the lane besides this one",
+                lane.len()
+            );
+            if i == 0 {
+                // A new event of the same job waits for the old ones.
+                let spool = spool.clone();
+                newer = Some(tokio::spawn(async move { submit(&spool, "new").await }));
+            }
+            recorder.record(Record::Finished { seq: work.seq });
+        }
+        assert_eq!(lane.recv().await.unwrap().event.id(), "new");
+        assert!(newer.unwrap().await.unwrap().is_ok());
+    }
 }

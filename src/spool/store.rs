@@ -97,6 +97,14 @@ pub struct Waiting {
     pub due: i64,
 }
 
+/// The events a start finds not finished.
+pub struct Unfinished {
+    /// Seqs to hand to the lanes, oldest first.
+    pub to_run: Vec<i64>,
+    /// Events waiting for a retry: (due, seq).
+    pub waiting: Vec<(i64, i64)>,
+}
+
 /// One dead letter, as `jobhook deadletter list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetter {
@@ -191,18 +199,26 @@ impl Store {
             .map(|count| count.max(0) as u64)
     }
 
-    /// Every event not finished, in acceptance order.
-    pub fn unfinished(&self) -> rusqlite::Result<Vec<Stored>> {
-        let seqs: Vec<i64> = self
+    /// Where the events not finished stand, without loading them: those
+    /// to run, in acceptance order, and those waiting for a retry.
+    pub fn unfinished(&self) -> rusqlite::Result<Unfinished> {
+        let waiting: Vec<(i64, i64)> = self
             .connection
-            .prepare("SELECT seq FROM events ORDER BY seq")?
+            .prepare(
+                "SELECT coalesce(p.due_at, 0), p.seq FROM progress p \
+                 JOIN events e ON e.seq = p.seq WHERE p.state = 'retry'",
+            )?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let to_run = self
+            .connection
+            .prepare(
+                "SELECT seq FROM events WHERE seq NOT IN \
+                 (SELECT seq FROM progress WHERE state = 'retry') ORDER BY seq",
+            )?
             .query_map([], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut stored = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            stored.extend(self.load(seq)?);
-        }
-        Ok(stored)
+        Ok(Unfinished { to_run, waiting })
     }
 
     /// The event `seq` as stored now (after any transforms).
