@@ -30,108 +30,49 @@ use super::{Event, JobResult, Phase, Routing, parse_timestamp};
 /// `None` leaves it to the general way.
 pub(super) fn event(line: &[u8], received_at: Timestamp) -> Option<Event> {
     let Entries(entries) = serde_json::from_slice(line).ok()?;
-    let known = Known::find(&entries)?;
-    let id = match known.id {
-        None => None,
-        Some(Raw::Text(id)) if !id.is_empty() => Some(*id),
-        Some(_) => return None,
-    };
-    let job_id = match known.job_id {
-        None | Some(Raw::Null) => None,
-        Some(Raw::Text(text)) => Some(Uuid::parse_str(text).ok()?),
-        Some(_) => return None,
-    };
-    for guid in [known.agent_id, known.job_type_id] {
-        match guid {
-            None | Some(Raw::Null) => {}
-            Some(Raw::Text(text)) if Uuid::parse_str(text).is_ok() => {}
-            Some(_) => return None,
-        }
-    }
-    for text in [known.username, known.client_machine, known.operation_type] {
-        if !matches!(
-            text,
-            None | Some(Raw::Null | Raw::Text(_) | Raw::EscapedText)
-        ) {
-            return None;
-        }
-    }
-    // Filters read the job type, so it is kept (and must be borrowed).
-    let job_type = match known.job_type {
-        None | Some(Raw::Null) => None,
-        Some(Raw::Text(name)) => Some(*name),
-        Some(_) => return None,
-    };
-    let job_result = match known.job_result {
-        None | Some(Raw::Null) => None,
-        Some(Raw::Text(name)) => Some(JobResult::parse(name).filter(|r| r.as_str() == *name)?),
-        Some(_) => return None,
-    };
-    let integer = matches!(
-        known.certificate_id,
-        None | Some(Raw::Null | Raw::Integer(_))
-    );
-    let count = matches!(
-        known.current_retry_count,
-        None | Some(Raw::Null | Raw::Integer(0..))
-    );
-    if !(integer && count) {
-        return None;
-    }
-    let phase = match known.phase {
-        None => match job_result {
-            Some(JobResult::Failure) => Phase::OnError,
-            _ => Phase::OnFinish,
-        },
-        Some(Raw::Text(name)) => Phase::parse(name)
-            .filter(|phase| phase.as_str() == *name && *phase != Phase::OnQueueEvent)?,
-        Some(_) => return None,
-    };
-    let event_type = match known.event_type {
-        None => None,
-        Some(Raw::Text(name)) => Some(*name),
-        Some(_) => return None,
-    };
-    if known.received_at.is_some() {
-        return None;
-    }
-    let timestamp = match known.request_timestamp {
-        None | Some(Raw::Null) => None,
-        Some(Raw::Text(text)) => {
-            let canonical = parse_timestamp(text)?.to_string();
-            (canonical != *text).then(|| (range_in(line, text), canonical))
-        }
-        Some(_) => return None,
-    };
-
-    let generated_id = id.is_none().then(|| Uuid::now_v7().to_string());
-    let id = id.or(generated_id.as_deref()).unwrap_or_default();
+    let checked = Known::find(&entries)?.check(line)?;
+    let generated_id = checked.id.is_none().then(|| Uuid::now_v7().to_string());
+    let id = checked.id.or(generated_id.as_deref()).unwrap_or_default();
     let mut added = Vec::with_capacity(4);
     if generated_id.is_some() {
         added.push(("Id", id));
     }
-    if event_type.is_none() {
+    if checked.event_type.is_none() {
         added.push(("EventType", "OrchestratorJob"));
     }
     let received_at = received_at.to_string();
-    added.extend([("Phase", phase.as_str()), ("ReceivedAt", &received_at)]);
-    let json = written(line, timestamp, entries.is_empty(), &added)?;
+    added.extend([
+        ("Phase", checked.phase.as_str()),
+        ("ReceivedAt", &received_at),
+    ]);
+    let json = written(line, checked.timestamp, entries.is_empty(), &added)?;
     Some(Event {
-        phase,
+        phase: checked.phase,
         id: id.into(),
-        job_id,
+        job_id: checked.job_id,
         routing: OnceLock::from(Routing {
-            job_type: job_type.map(Box::from),
-            job_type_id: match known.job_type_id {
-                Some(Raw::Text(id)) => Some(Box::from(*id)),
-                _ => None,
-            },
-            job_result,
-            event_type: Some(event_type.unwrap_or("OrchestratorJob").into()),
+            job_type: checked.job_type.map(Box::from),
+            job_type_id: checked.job_type_id.map(Box::from),
+            job_result: checked.job_result,
+            event_type: Some(checked.event_type.unwrap_or("OrchestratorJob").into()),
         }),
         fields: OnceLock::new(),
         json: OnceLock::from(Arc::from(json)),
     })
+}
+
+/// What the known fields of a usual event say.
+struct Checked<'a> {
+    id: Option<&'a str>,
+    job_id: Option<Uuid>,
+    job_type: Option<&'a str>,
+    job_type_id: Option<&'a str>,
+    job_result: Option<JobResult>,
+    event_type: Option<&'a str>,
+    phase: Phase,
+    /// Where `RequestTimestamp` is in the line and what it becomes, if it
+    /// is not RFC 3339 UTC already.
+    timestamp: Option<(Range<usize>, String)>,
 }
 
 /// The line, trimmed, with `replace` done and `added` (names and values
@@ -235,6 +176,84 @@ impl<'r, 'a> Known<'r, 'a> {
             *slot = Some(value);
         }
         Some(known)
+    }
+
+    /// The known fields, if each is valid as it stands or needs no more
+    /// than writing in (see the module doc).
+    fn check(&self, line: &[u8]) -> Option<Checked<'a>> {
+        let text = |raw: Option<&Raw<'a>>| match raw {
+            None | Some(Raw::Null) => Some(None),
+            Some(Raw::Text(text)) => Some(Some(*text)),
+            Some(_) => None,
+        };
+        let guid = |raw: Option<&Raw<'a>>| match text(raw)? {
+            Some(guid) => Uuid::parse_str(guid).ok().map(Some),
+            None => Some(None),
+        };
+        let id = match self.id {
+            None => None,
+            Some(Raw::Text(id)) if !id.is_empty() => Some(*id),
+            Some(_) => return None,
+        };
+        let job_id = guid(self.job_id)?;
+        guid(self.agent_id)?;
+        guid(self.job_type_id)?;
+        for escaped_or_not in [self.username, self.client_machine, self.operation_type] {
+            if !matches!(
+                escaped_or_not,
+                None | Some(Raw::Null | Raw::Text(_) | Raw::EscapedText)
+            ) {
+                return None;
+            }
+        }
+        let job_result = match text(self.job_result)? {
+            Some(name) => Some(JobResult::parse(name).filter(|r| r.as_str() == name)?),
+            None => None,
+        };
+        let integer = matches!(
+            self.certificate_id,
+            None | Some(Raw::Null | Raw::Integer(_))
+        );
+        let count = matches!(
+            self.current_retry_count,
+            None | Some(Raw::Null | Raw::Integer(0..))
+        );
+        let phase = match self.phase {
+            None => match job_result {
+                Some(JobResult::Failure) => Phase::OnError,
+                _ => Phase::OnFinish,
+            },
+            Some(Raw::Text(name)) => Phase::parse(name)
+                .filter(|phase| phase.as_str() == *name && *phase != Phase::OnQueueEvent)?,
+            Some(_) => return None,
+        };
+        // A null `EventType`, or a `ReceivedAt` at all, is replaced in place.
+        let event_type = match self.event_type {
+            None => None,
+            Some(Raw::Text(name)) => Some(*name),
+            Some(_) => return None,
+        };
+        if !(integer && count) || self.received_at.is_some() {
+            return None;
+        }
+        let timestamp = match text(self.request_timestamp)? {
+            Some(text) => {
+                let canonical = parse_timestamp(text)?.to_string();
+                (canonical != text).then(|| (range_in(line, text), canonical))
+            }
+            None => None,
+        };
+        Some(Checked {
+            id,
+            job_id,
+            // Filters read these, so they are kept (and must be borrowed).
+            job_type: text(self.job_type)?,
+            job_type_id: text(self.job_type_id)?,
+            job_result,
+            event_type,
+            phase,
+            timestamp,
+        })
     }
 }
 
