@@ -429,15 +429,21 @@ impl SpoolThread {
                 return;
             }
             self.due.pop();
-            match self.store.load(seq) {
-                Ok(Some(stored)) => {
-                    if let Some(work) = work_from(stored) {
-                        self.dispatch(work);
-                    }
+            self.load_and_dispatch(seq, "a due retry");
+        }
+    }
+
+    /// Reads event `seq` from the spool (as handlers left it) into its lane;
+    /// one that cannot be read stays in the spool and is logged as `what`.
+    fn load_and_dispatch(&mut self, seq: i64, what: &str) {
+        match self.store.load(seq) {
+            Ok(Some(stored)) => {
+                if let Some(work) = work_from(stored) {
+                    self.dispatch(work);
                 }
-                Ok(None) => {}
-                Err(err) => error!(seq, "cannot read a due retry from the spool: {err}"),
             }
+            Ok(None) => {}
+            Err(err) => error!(seq, "cannot read {what} from the spool: {err}"),
         }
     }
 
@@ -548,15 +554,7 @@ impl SpoolThread {
             let Some(seq) = self.backlog.pop_front() else {
                 return;
             };
-            match self.store.load(seq) {
-                Ok(Some(stored)) => {
-                    if let Some(work) = work_from(stored) {
-                        self.dispatch(work);
-                    }
-                }
-                Ok(None) => {}
-                Err(err) => error!(seq, "cannot read an event left in the spool: {err}"),
-            }
+            self.load_and_dispatch(seq, "an event left from the last run");
         }
     }
 }
