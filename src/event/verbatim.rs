@@ -336,6 +336,8 @@ impl<'de> Deserialize<'de> for Raw<'de> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Map, Value};
+
     use super::*;
     use crate::event::Fields;
 
@@ -399,6 +401,103 @@ mod tests {
         ] {
             same_as_general(line);
         }
+    }
+
+    /// Lines made of random known and unknown fields, valid and not, with
+    /// random spacing: taken verbatim or not, each gives what the general
+    /// way gives — the same fields in the same order, or the same error.
+    #[test]
+    fn random_lines_give_what_the_general_way_gives() {
+        let pieces = [
+            r#""Id":"a1""#,
+            r#""Id":null"#,
+            r#""Id":"""#,
+            r#""Id":"a\u0031""#,
+            r#""JobResult":"Success""#,
+            r#""JobResult":"failure""#,
+            r#""JobResult":"Failure""#,
+            r#""JobResult":3"#,
+            r#""Phase":"OnStart""#,
+            r#""Phase":"onstart""#,
+            r#""Phase":null"#,
+            r#""Phase":"OnQueueEvent""#,
+            r#""EventType":"X""#,
+            r#""EventType":null"#,
+            r#""EventType":"X\u0041""#,
+            r#""JobId":"3f1e5a2b-8c7d-4e6f-9a0b-00000000001f""#,
+            r#""JobId":"nope""#,
+            r#""JobId":"{3f1e5a2b-8c7d-4e6f-9a0b-00000000001f}""#,
+            r#""AgentId":"3F1E5A2B8C7D4E6F9A0B00000000001F""#,
+            r#""JobTypeId":7"#,
+            r#""JobType":"Inv""#,
+            r#""JobType":"In\tv""#,
+            r#""JobType":[1]"#,
+            r#""Username":"C\\u""#,
+            r#""Username":true"#,
+            r#""CertificateId":-5"#,
+            r#""CertificateId":5.0"#,
+            r#""CertificateId":18446744073709551615"#,
+            r#""CurrentRetryCount":0"#,
+            r#""CurrentRetryCount":-1"#,
+            r#""RequestTimestamp":"5/3/2023 11:18:48 PM""#,
+            r#""RequestTimestamp":"2023-05-03T23:18:48.000Z""#,
+            r#""RequestTimestamp":"2023-05-03T23:18:48+01:00""#,
+            r#""RequestTimestamp":"bad""#,
+            r#""ReceivedAt":"x""#,
+            r#""Custom":{"Id":1,"a":[1,{"b":null}]}"#,
+            r#""Custom":"x""#,
+            r#""n":1.50"#,
+            r#""s":"\ud83d\ude00""#,
+        ];
+        let mut random = fastrand::Rng::with_seed(7);
+        let mut verbatim = 0;
+        for _ in 0..20_000 {
+            let fields: Vec<String> = (0..random.usize(0..6))
+                .map(|_| {
+                    let piece = pieces[random.usize(0..pieces.len())];
+                    match random.u8(..) {
+                        0..40 => piece.replacen(':', " : ", 1),
+                        _ => piece.to_owned(),
+                    }
+                })
+                .collect();
+            let line = format!(
+                " {{{}}} \r",
+                fields.join(if random.bool() { "," } else { " , " })
+            );
+            let general = serde_json::from_str::<Map<String, Value>>(&line)
+                .map_err(|err| err.to_string())
+                .and_then(|map| Event::from_fields(map, at()).map_err(|err| err.to_string()));
+            match (Event::from_line(line.as_bytes(), at()), general) {
+                (Ok(event), Ok(expected)) => {
+                    // Taken verbatim: nothing parsed into fields yet.
+                    verbatim += usize::from(event.fields.get().is_none());
+                    let (mut got, mut wanted) = (event.fields().clone(), expected.fields().clone());
+                    let top: Map<String, Value> = serde_json::from_str(&line).unwrap();
+                    if !top.get("Id").is_some_and(Value::is_string) {
+                        // Generated: different each time.
+                        got.shift_remove("Id");
+                        wanted.shift_remove("Id");
+                    }
+                    assert_eq!(
+                        got.iter().collect::<Vec<_>>(),
+                        wanted.iter().collect::<Vec<_>>(),
+                        "{line}"
+                    );
+                    assert_eq!(event.phase(), expected.phase(), "{line}");
+                    assert_eq!(event.job_id(), expected.job_id(), "{line}");
+                    assert_eq!(event.routing(), expected.routing(), "{line}");
+                }
+                (Err(err), Err(expected)) => {
+                    assert!(
+                        err.to_string().ends_with(&expected),
+                        "{line}: {err} / {expected}"
+                    )
+                }
+                (got, expected) => panic!("{line}: {got:?} / {expected:?}"),
+            }
+        }
+        assert!(verbatim > 2_000, "only {verbatim} lines taken verbatim");
     }
 
     #[test]
