@@ -59,7 +59,8 @@ pub struct DaemonSettings {
     pub max_connections: usize,
     /// Events accepted but not yet handled. Beyond it a new event waits up to
     /// a second for room (unacked, which slows its client down), then is
-    /// rejected with `overloaded`. Default 10000.
+    /// rejected with `overloaded`. Events left in the spool by the last run
+    /// are read back this many at a time, before new ones. Default 10000.
     pub queue_capacity: usize,
     /// How long a stop (SIGTERM, SIGINT) waits for accepted events to finish
     /// their chains; what is left stays in the spool for the next start.

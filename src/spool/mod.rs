@@ -567,7 +567,7 @@ fn work_from(stored: store::Stored) -> Option<Work> {
             seq: stored.seq,
             event,
             done: stored.done,
-            resume: stored.retry.map(|waiting| waiting.resume),
+            resume: stored.resume,
             only: stored.only,
         }),
         Err(err) => {

@@ -83,18 +83,10 @@ pub struct Stored {
     pub body: Vec<u8>,
     /// Handlers that already succeeded for it.
     pub done: Vec<String>,
-    /// A retry waiting.
-    pub retry: Option<Waiting>,
+    /// Where a waiting retry picks up (its due time is read at start).
+    pub resume: Option<Resume>,
     /// Replays run only this handler.
     pub only: Option<String>,
-}
-
-/// A handler's retry waiting for its due time.
-#[derive(Debug)]
-pub struct Waiting {
-    pub resume: Resume,
-    /// Milliseconds since the epoch.
-    pub due: i64,
 }
 
 /// The events a start finds not finished.
@@ -235,31 +227,27 @@ impl Store {
             return Ok(None);
         };
         let mut statement = self.connection.prepare_cached(
-            "SELECT stage, state, attempts, first_attempt, due_at FROM progress WHERE seq = ?1",
+            "SELECT stage, state, attempts, first_attempt FROM progress WHERE seq = ?1",
         )?;
         let mut done = Vec::new();
-        let mut retry = None;
+        let mut resume = None;
         let rows = statement.query_map([seq], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, u32>(2)?,
                 row.get::<_, Option<i64>>(3)?,
-                row.get::<_, Option<i64>>(4)?,
             ))
         })?;
         for row in rows {
-            let (stage, state, attempts, first, due) = row?;
+            let (stage, state, attempts, first) = row?;
             match state.as_str() {
                 "done" => done.push(stage),
                 _ => {
-                    retry = Some(Waiting {
-                        resume: Resume {
-                            stage,
-                            attempts,
-                            first_attempt: first.unwrap_or(0),
-                        },
-                        due: due.unwrap_or(0),
+                    resume = Some(Resume {
+                        stage,
+                        attempts,
+                        first_attempt: first.unwrap_or(0),
                     })
                 }
             }
@@ -268,7 +256,7 @@ impl Store {
             seq,
             body,
             done,
-            retry,
+            resume,
             only,
         }))
     }
@@ -297,7 +285,7 @@ impl Store {
                 seq: transaction.last_insert_rowid(),
                 body,
                 done: Vec::new(),
-                retry: None,
+                resume: None,
                 only: Some(handler),
             });
             transaction.execute("DELETE FROM dead_letters WHERE id = ?1", [dead])?;
