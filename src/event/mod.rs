@@ -42,6 +42,14 @@ impl Phase {
         }
     }
 
+    /// The phase of an event that names none: `OnError` for a failed job.
+    fn of_result(result: Option<JobResult>) -> Phase {
+        match result {
+            Some(JobResult::Failure) => Phase::OnError,
+            _ => Phase::OnFinish,
+        }
+    }
+
     /// Parses a phase name, ignoring case (`onfinish`, `OnFinish`, `ONFINISH`).
     pub fn parse(name: &str) -> Option<Phase> {
         Phase::ALL
@@ -160,6 +168,9 @@ impl PartialEq for Event {
     }
 }
 
+/// `EventType` when the client gives none.
+const DEFAULT_EVENT_TYPE: &str = "OrchestratorJob";
+
 const DOTNET_TIMESTAMP: &str = "%m/%d/%Y %I:%M:%S %p";
 
 impl Event {
@@ -206,7 +217,7 @@ impl Event {
             check_string(&fields, name)?;
         }
         if present(&fields, "EventType").is_none() {
-            fields.insert("EventType".into(), Value::String("OrchestratorJob".into()));
+            fields.insert("EventType".into(), Value::String(DEFAULT_EVENT_TYPE.into()));
         }
         let result = canonical_job_result(&mut fields)?;
         match present(&fields, "CertificateId") {
@@ -227,10 +238,7 @@ impl Event {
         }
         normalise_request_timestamp(&mut fields)?;
         let phase = match present(&fields, "Phase") {
-            None => match result {
-                Some(JobResult::Failure) => Phase::OnError,
-                _ => Phase::OnFinish,
-            },
+            None => Phase::of_result(result),
             Some(Value::String(name)) => match Phase::parse(name) {
                 Some(Phase::OnQueueEvent) | None => {
                     return Err(EventError::Invalid(format!(
@@ -339,7 +347,9 @@ impl Event {
             .get_or_init(|| Routing::from_fields(self.fields()))
     }
 
-    /// A field's value if it is a string.
+    /// A field's value if it is a string (handlers read `routing` or
+    /// `field`; tests read this).
+    #[cfg(test)]
     pub fn str_field(&self, name: &str) -> Option<&str> {
         self.fields().get(name).and_then(Value::as_str)
     }

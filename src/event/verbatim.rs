@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess};
 use uuid::Uuid;
 
-use super::{Event, JobResult, Phase, Routing, parse_timestamp};
+use super::{DEFAULT_EVENT_TYPE, Event, JobResult, Phase, Routing, parse_timestamp};
 
 /// The event the line is, if it is a usual one (see the module doc);
 /// `None` leaves it to the general way.
@@ -33,19 +33,22 @@ pub(super) fn event(line: &[u8], received_at: Timestamp) -> Option<Event> {
     let checked = Known::find(&entries)?.check(line)?;
     let generated_id = checked.id.is_none().then(|| Uuid::now_v7().to_string());
     let id = checked.id.or(generated_id.as_deref()).unwrap_or_default();
-    let mut added = Vec::with_capacity(4);
-    if generated_id.is_some() {
-        added.push(("Id", id));
-    }
-    if checked.event_type.is_none() {
-        added.push(("EventType", "OrchestratorJob"));
-    }
     let received_at = received_at.to_string();
-    added.extend([
-        ("Phase", checked.phase.as_str()),
-        ("ReceivedAt", &received_at),
-    ]);
-    let json = written(line, checked.timestamp, entries.is_empty(), &added)?;
+    let added = [
+        generated_id.as_deref().map(|id| ("Id", id)),
+        checked
+            .event_type
+            .is_none()
+            .then_some(("EventType", DEFAULT_EVENT_TYPE)),
+        Some(("Phase", checked.phase.as_str())),
+        Some(("ReceivedAt", received_at.as_str())),
+    ];
+    let json = written(
+        line,
+        checked.timestamp,
+        entries.is_empty(),
+        added.into_iter().flatten(),
+    )?;
     Some(Event {
         phase: checked.phase,
         id: id.into(),
@@ -54,7 +57,7 @@ pub(super) fn event(line: &[u8], received_at: Timestamp) -> Option<Event> {
             job_type: checked.job_type.map(Box::from),
             job_type_id: checked.job_type_id.map(Box::from),
             job_result: checked.job_result,
-            event_type: Some(checked.event_type.unwrap_or("OrchestratorJob").into()),
+            event_type: Some(checked.event_type.unwrap_or(DEFAULT_EVENT_TYPE).into()),
         }),
         fields: OnceLock::new(),
         json: OnceLock::from(Arc::from(json)),
@@ -77,11 +80,11 @@ struct Checked<'a> {
 
 /// The line, trimmed, with `replace` done and `added` (names and values
 /// that need no escaping) written before its closing brace.
-fn written(
+fn written<'a>(
     line: &[u8],
     replace: Option<(Range<usize>, String)>,
     empty: bool,
-    added: &[(&str, &str)],
+    added: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Option<Vec<u8>> {
     let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
     let close = line.iter().rposition(|b| !b.is_ascii_whitespace())?;
@@ -94,7 +97,7 @@ fn written(
         }
         None => json.extend_from_slice(&line[start..close]),
     }
-    for (index, (name, value)) in added.iter().enumerate() {
+    for (index, (name, value)) in added.enumerate() {
         if index > 0 || !empty {
             json.push(b',');
         }
@@ -219,10 +222,7 @@ impl<'r, 'a> Known<'r, 'a> {
             None | Some(Raw::Null | Raw::Integer(0..))
         );
         let phase = match self.phase {
-            None => match job_result {
-                Some(JobResult::Failure) => Phase::OnError,
-                _ => Phase::OnFinish,
-            },
+            None => Phase::of_result(job_result),
             Some(Raw::Text(name)) => Phase::parse(name)
                 .filter(|phase| phase.as_str() == *name && *phase != Phase::OnQueueEvent)?,
             Some(_) => return None,
@@ -355,24 +355,28 @@ mod tests {
     /// the same fields in the same order (a generated Id aside).
     fn same_as_general(line: &str) -> Event {
         let event = event(line.as_bytes(), at()).expect("taken verbatim");
-        let expected = general(line);
-        let fields = event.fields();
+        assert_same(line, &event, &general(line));
+        event
+    }
+
+    /// Asserts that `event` is what the general way made of `line`: the
+    /// same fields in the same order (a generated `Id` where the general
+    /// way put its own), the same phase, lane and routing.
+    fn assert_same(line: &str, event: &Event, expected: &Event) {
         let mut wanted = expected.fields().clone();
-        if line.contains("\"Id\"") {
-            assert_eq!(event.id(), expected.id());
-        } else {
+        let top: Map<String, Value> = serde_json::from_str(line).unwrap();
+        if !top.get("Id").is_some_and(Value::is_string) {
+            // Generated, different each time: `insert` keeps the position.
             wanted.insert("Id".into(), event.id().into());
         }
         assert_eq!(
-            fields.keys().collect::<Vec<_>>(),
-            wanted.keys().collect::<Vec<_>>(),
+            event.fields().iter().collect::<Vec<_>>(),
+            wanted.iter().collect::<Vec<_>>(),
             "{line}"
         );
-        assert_eq!(fields, &wanted, "{line}");
-        assert_eq!(event.phase(), expected.phase());
-        assert_eq!(event.job_id(), expected.job_id());
-        assert_eq!(event.routing(), expected.routing());
-        event
+        assert_eq!(event.phase(), expected.phase(), "{line}");
+        assert_eq!(event.job_id(), expected.job_id(), "{line}");
+        assert_eq!(event.routing(), expected.routing(), "{line}");
     }
 
     #[test]
@@ -472,21 +476,7 @@ mod tests {
                 (Ok(event), Ok(expected)) => {
                     // Taken verbatim: nothing parsed into fields yet.
                     verbatim += usize::from(event.fields.get().is_none());
-                    let (mut got, mut wanted) = (event.fields().clone(), expected.fields().clone());
-                    let top: Map<String, Value> = serde_json::from_str(&line).unwrap();
-                    if !top.get("Id").is_some_and(Value::is_string) {
-                        // Generated: different each time.
-                        got.shift_remove("Id");
-                        wanted.shift_remove("Id");
-                    }
-                    assert_eq!(
-                        got.iter().collect::<Vec<_>>(),
-                        wanted.iter().collect::<Vec<_>>(),
-                        "{line}"
-                    );
-                    assert_eq!(event.phase(), expected.phase(), "{line}");
-                    assert_eq!(event.job_id(), expected.job_id(), "{line}");
-                    assert_eq!(event.routing(), expected.routing(), "{line}");
+                    assert_same(&line, &event, &expected);
                 }
                 (Err(err), Err(expected)) => {
                     assert!(
