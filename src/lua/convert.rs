@@ -46,10 +46,13 @@ pub fn json_to_lua(lua: &Lua, text: &[u8]) -> mlua::Result<Result<Value, serde_j
 pub fn event_to_lua(lua: &Lua, json: &[u8]) -> mlua::Result<mlua::Table> {
     let tokens = tokenize(json)
         .map_err(|err| mlua::Error::runtime(format!("the event is not JSON: {err}")))?;
-    match (tokens.first(), push_tokens(lua, &tokens)?) {
-        (Some(Token::Object(_)), Value::Table(table)) => Ok(table),
-        (_, other) => Err(mlua::Error::runtime(format!(
-            "the event is a {}, not an object",
+    if !matches!(tokens.first(), Some(Token::Object(_))) {
+        return Err(mlua::Error::runtime("the event is not a JSON object"));
+    }
+    match push_tokens(lua, &tokens)? {
+        Value::Table(table) => Ok(table),
+        other => Err(mlua::Error::runtime(format!(
+            "an object became a {}",
             other.type_name()
         ))),
     }
@@ -279,8 +282,7 @@ impl<'de> serde::de::Visitor<'de> for Tokens<'_, 'de> {
         Ok(())
     }
 
-    /// Beyond Lua's integers a number becomes a float, as in `from_lua`'s
-    /// other direction.
+    /// Beyond Lua's integers a number becomes a float.
     fn visit_u64<E>(self, integer: u64) -> Result<(), E> {
         self.0.push(match i64::try_from(integer) {
             Ok(integer) => Token::Integer(integer),
