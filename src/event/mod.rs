@@ -181,7 +181,7 @@ impl Event {
         }
         let parse_error = |err: serde_json::Error| EventError::Parse(err.to_string());
         if line.trim_ascii_start().first() == Some(&b'{') {
-            let Fields(fields) = serde_json::from_slice(line).map_err(parse_error)?;
+            let fields: Map<String, Value> = serde_json::from_slice(line).map_err(parse_error)?;
             return Event::from_fields(fields, received_at);
         }
         let other: Value = serde_json::from_slice(line).map_err(parse_error)?;
@@ -372,38 +372,6 @@ impl Event {
     /// and `Phase` identify the event and select its chain.
     pub fn fixed_fields(&self) -> [(&'static str, &str); 2] {
         [("Id", &self.id), ("Phase", self.phase.as_str())]
-    }
-}
-
-/// An event's top-level object, parsed into a map with room for the fields
-/// validation adds (growing a map rehashes it).
-struct Fields(Map<String, Value>);
-
-/// Fields a usual event has, plus those validation adds.
-const USUAL_FIELDS: usize = 16;
-
-impl<'de> serde::Deserialize<'de> for Fields {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Fields, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Fields;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Fields, A::Error> {
-                let mut fields = Map::with_capacity(USUAL_FIELDS);
-                while let Some((key, value)) = map.next_entry::<String, Value>()? {
-                    fields.insert(key, value);
-                }
-                Ok(Fields(fields))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
     }
 }
 

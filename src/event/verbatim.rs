@@ -339,7 +339,6 @@ mod tests {
     use serde_json::{Map, Value};
 
     use super::*;
-    use crate::event::Fields;
 
     fn at() -> Timestamp {
         "2026-01-02T03:04:05.5Z".parse().unwrap()
@@ -347,7 +346,7 @@ mod tests {
 
     /// The event the general way makes of `line`.
     fn general(line: &str) -> Event {
-        let Fields(fields) = serde_json::from_str(line).unwrap();
+        let fields: Map<String, Value> = serde_json::from_str(line).unwrap();
         Event::from_fields(fields, at()).unwrap()
     }
 
