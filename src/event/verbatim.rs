@@ -29,7 +29,8 @@ use super::{DEFAULT_EVENT_TYPE, Event, JobResult, Phase, Routing, parse_timestam
 /// The event the line is, if it is a usual one (see the module doc);
 /// `None` leaves it to the general way.
 pub(super) fn event(line: &[u8], received_at: Timestamp) -> Option<Event> {
-    let Entries(entries) = serde_json::from_slice(line).ok()?;
+    // Checked whole at once, not string by string as `from_slice` does.
+    let Entries(entries) = serde_json::from_str(std::str::from_utf8(line).ok()?).ok()?;
     let checked = Known::find(&entries)?.check(line)?;
     let generated_id = checked.id.is_none().then(|| Uuid::now_v7().to_string());
     let id = checked.id.or(generated_id.as_deref()).unwrap_or_default();

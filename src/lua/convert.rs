@@ -243,10 +243,22 @@ enum Token<'a> {
 
 fn tokenize(text: &[u8]) -> serde_json::Result<Vec<Token<'_>>> {
     let mut tokens = Vec::with_capacity(32);
-    let mut deserializer = serde_json::Deserializer::from_slice(text);
-    serde::de::DeserializeSeed::deserialize(Tokens(&mut tokens), &mut deserializer)?;
-    deserializer.end()?;
+    match std::str::from_utf8(text) {
+        // Checked whole at once, the strings are not checked one by one
+        // (a third of the reading); text that is not UTF-8 is read as bytes
+        // for serde_json's error naming where.
+        Ok(text) => read_tokens(serde_json::Deserializer::from_str(text), &mut tokens)?,
+        Err(_) => read_tokens(serde_json::Deserializer::from_slice(text), &mut tokens)?,
+    }
     Ok(tokens)
+}
+
+fn read_tokens<'a, R: serde_json::de::Read<'a>>(
+    mut deserializer: serde_json::Deserializer<R>,
+    tokens: &mut Vec<Token<'a>>,
+) -> serde_json::Result<()> {
+    serde::de::DeserializeSeed::deserialize(Tokens(tokens), &mut deserializer)?;
+    deserializer.end()
 }
 
 /// Reads one value into the list.
