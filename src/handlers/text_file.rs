@@ -54,17 +54,26 @@ const MAX_OPEN_FILES: usize = 64;
 
 #[derive(Debug)]
 pub struct TextFileHandler {
-    file_path: FilePath,
+    target: Target,
     line: Line,
-    files: Mutex<HashMap<PathBuf, OpenFile>>,
 }
 
+/// Where the lines go, and the files kept open for them.
 #[derive(Debug)]
-enum FilePath {
-    /// No placeholders: resolved once.
-    Fixed(PathBuf),
-    /// Rendered per event, then resolved against `dir`.
-    Templated { template: Template, dir: PathBuf },
+enum Target {
+    /// No placeholders: one file, its path resolved once (and no lookup
+    /// per event).
+    Fixed {
+        path: PathBuf,
+        file: Mutex<Option<OpenFile>>,
+    },
+    /// Rendered per event, then resolved against `dir`; the files written
+    /// last are kept open.
+    Templated {
+        template: Template,
+        dir: PathBuf,
+        files: Mutex<HashMap<PathBuf, OpenFile>>,
+    },
 }
 
 #[derive(Debug)]
@@ -92,34 +101,24 @@ impl TextFileHandler {
                 Line::Text(Template::parse(DEFAULT_TEXT_TEMPLATE).expect("default template parses"))
             }
         };
-        let file_path = if settings.file_path.is_constant() {
+        let target = if settings.file_path.is_constant() {
             let mut path = String::new();
             settings.file_path.render_constant(&mut path);
-            FilePath::Fixed(config_dir.join(path))
+            Target::Fixed {
+                path: config_dir.join(path),
+                file: Mutex::new(None),
+            }
         } else {
-            FilePath::Templated {
+            Target::Templated {
                 template: settings.file_path.clone(),
                 dir: config_dir.to_owned(),
+                files: Mutex::new(HashMap::new()),
             }
         };
-        Ok(TextFileHandler {
-            file_path,
-            line,
-            files: Mutex::new(HashMap::new()),
-        })
+        Ok(TextFileHandler { target, line })
     }
 
     pub fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let rendered;
-        let path = match &self.file_path {
-            FilePath::Fixed(path) => path,
-            FilePath::Templated { template, dir } => {
-                let mut path = String::new();
-                template.render(event, Escape::PathSegment, &mut path);
-                rendered = dir.join(path);
-                &rendered
-            }
-        };
         let mut line = Vec::with_capacity(512);
         match &self.line {
             Line::Json => line.extend_from_slice(event.json()),
@@ -130,48 +129,71 @@ impl TextFileHandler {
             }
         }
         line.push(b'\n');
-        self.append(path, &line).map_err(|err| {
+        let cannot_write = |path: &Path, err: std::io::Error| {
             HandlerError::retryable(format!("cannot write to {}: {err}", path.display()))
-        })
+        };
+        match &self.target {
+            Target::Fixed { path, file } => {
+                append(&mut lock(file), path, &line).map_err(|err| cannot_write(path, err))
+            }
+            Target::Templated {
+                template,
+                dir,
+                files,
+            } => {
+                let mut rendered = String::new();
+                template.render(event, Escape::PathSegment, &mut rendered);
+                let path = dir.join(rendered);
+                let mut files = lock(files);
+                let mut file = files.remove(&path);
+                let written =
+                    append(&mut file, &path, &line).map_err(|err| cannot_write(&path, err));
+                if let Some(file) = file {
+                    if files.len() >= MAX_OPEN_FILES {
+                        close_least_recently_used(&mut files);
+                    }
+                    files.insert(path, file);
+                }
+                written
+            }
+        }
     }
+}
 
-    fn append(&self, path: &Path, line: &[u8]) -> std::io::Result<()> {
-        let mut files = self
-            .files
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        if let Some(open) = files.get_mut(path)
-            && now.duration_since(open.checked_at) >= ROTATION_CHECK
-        {
-            open.checked_at = now;
-            if !still_at(&open.file, path) {
-                files.remove(path);
-            }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Appends `line` to `path` through the file kept open in `slot`, opening
+/// it when there is none or when it was rotated away. A failed write
+/// empties the slot: the next attempt reopens (the file may have been
+/// replaced).
+fn append(slot: &mut Option<OpenFile>, path: &Path, line: &[u8]) -> std::io::Result<()> {
+    let now = Instant::now();
+    if let Some(open) = slot
+        && now.duration_since(open.checked_at) >= ROTATION_CHECK
+    {
+        open.checked_at = now;
+        if !still_at(&open.file, path) {
+            *slot = None;
         }
-        if !files.contains_key(path) {
-            if files.len() >= MAX_OPEN_FILES {
-                close_least_recently_used(&mut files);
-            }
-            let file = open_append(path)?;
-            files.insert(
-                path.to_owned(),
-                OpenFile {
-                    file,
-                    checked_at: now,
-                    used_at: now,
-                },
-            );
-        }
-        let open = files.get_mut(path).expect("just inserted");
-        open.used_at = now;
-        let written = open.file.write_all(line);
-        if written.is_err() {
-            // Reopen on the next attempt: the file may have been replaced.
-            files.remove(path);
-        }
-        written
     }
+    let open = match slot {
+        Some(open) => open,
+        None => slot.insert(OpenFile {
+            file: open_append(path)?,
+            checked_at: now,
+            used_at: now,
+        }),
+    };
+    open.used_at = now;
+    let written = open.file.write_all(line);
+    if written.is_err() {
+        *slot = None;
+    }
+    written
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -311,9 +333,10 @@ mod tests {
         h.handle(&event(r#"{"Id":"before"}"#)).unwrap();
         std::fs::rename(dir.path().join("rot.log"), dir.path().join("rot.log.1")).unwrap();
         // Force the next write to check for rotation.
-        for open in h.files.lock().unwrap().values_mut() {
-            open.checked_at -= ROTATION_CHECK;
-        }
+        let Target::Fixed { file, .. } = &h.target else {
+            panic!("a constant path is fixed");
+        };
+        file.lock().unwrap().as_mut().unwrap().checked_at -= ROTATION_CHECK;
         h.handle(&event(r#"{"Id":"after"}"#)).unwrap();
         let rotated = std::fs::read_to_string(dir.path().join("rot.log.1")).unwrap();
         let fresh = std::fs::read_to_string(dir.path().join("rot.log")).unwrap();
@@ -338,7 +361,10 @@ mod tests {
         for i in 0..(MAX_OPEN_FILES + 10) {
             h.handle(&event(&format!(r#"{{"Id":"{i}"}}"#))).unwrap();
         }
-        assert_eq!(h.files.lock().unwrap().len(), MAX_OPEN_FILES);
+        let Target::Templated { files, .. } = &h.target else {
+            panic!("a path with a placeholder is templated");
+        };
+        assert_eq!(files.lock().unwrap().len(), MAX_OPEN_FILES);
         assert_eq!(
             std::fs::read_dir(dir.path().join("jobs")).unwrap().count(),
             MAX_OPEN_FILES + 10
