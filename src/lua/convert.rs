@@ -37,19 +37,56 @@ const SLOTS_PER_LEVEL: c_int = 3;
 /// JSON text as a Lua value (`Ok(Err(..))`: the text is not JSON).
 pub fn json_to_lua(lua: &Lua, text: &[u8]) -> mlua::Result<Result<Value, serde_json::Error>> {
     match tokenize(text) {
-        Ok(tokens) => push_tokens(lua, &tokens).map(Ok),
+        Ok(tokens) => push_tokens(lua, None, &tokens).map(Ok),
         Err(err) => Ok(Err(err)),
     }
 }
 
+/// The field names every event has or may have, kept in a table of each
+/// script's state: an event's keys are pushed from it instead of being
+/// hashed and looked up in Lua's string table each time (short strings
+/// are hashed byte by byte, the most of pushing an event).
+#[derive(Debug)]
+pub struct FieldNames(mlua::Table);
+
+const FIELD_NAMES: [&str; 15] = [
+    "Id",
+    "Phase",
+    "EventType",
+    "AgentId",
+    "Username",
+    "ClientMachine",
+    "JobResult",
+    "JobId",
+    "JobTypeId",
+    "JobType",
+    "OperationType",
+    "CertificateId",
+    "RequestTimestamp",
+    "CurrentRetryCount",
+    "ReceivedAt",
+];
+
+impl FieldNames {
+    pub fn new(lua: &Lua) -> mlua::Result<FieldNames> {
+        lua.create_sequence_from(FIELD_NAMES).map(FieldNames)
+    }
+}
+
+/// Where `name` is in `FIELD_NAMES` (from 1, as Lua counts).
+fn field_name_position(name: &str) -> Option<ffi::lua_Integer> {
+    let position = FIELD_NAMES.iter().position(|known| *known == name)?;
+    Some(position as ffi::lua_Integer + 1)
+}
+
 /// An event's JSON (an object) as a Lua table.
-pub fn event_to_lua(lua: &Lua, json: &[u8]) -> mlua::Result<mlua::Table> {
+pub fn event_to_lua(lua: &Lua, names: &FieldNames, json: &[u8]) -> mlua::Result<mlua::Table> {
     let tokens = tokenize(json)
         .map_err(|err| mlua::Error::runtime(format!("the event is not JSON: {err}")))?;
     if !matches!(tokens.first(), Some(Token::Object(_))) {
         return Err(mlua::Error::runtime("the event is not a JSON object"));
     }
-    match push_tokens(lua, &tokens)? {
+    match push_tokens(lua, Some(names), &tokens)? {
         Value::Table(table) => Ok(table),
         other => Err(mlua::Error::runtime(format!(
             "an object became a {}",
@@ -58,8 +95,9 @@ pub fn event_to_lua(lua: &Lua, json: &[u8]) -> mlua::Result<mlua::Table> {
     }
 }
 
-fn push_tokens(lua: &Lua, tokens: &[Token]) -> mlua::Result<Value> {
-    push_with(lua, |state| unsafe {
+fn push_tokens(lua: &Lua, names: Option<&FieldNames>, tokens: &[Token]) -> mlua::Result<Value> {
+    let names = names.map(|names| &names.0);
+    push_with(lua, names, |state| unsafe {
         push_token(state, &mut tokens.iter(), 0)
     })
 }
@@ -156,22 +194,25 @@ fn read<T>(
 /// returns that value.
 fn push_with(
     lua: &Lua,
+    names: Option<&mlua::Table>,
     push: impl FnOnce(*mut ffi::lua_State) -> Result<(), String>,
 ) -> mlua::Result<Value> {
     let mut pushed = Ok(());
     let array_metatable = lua.array_metatable();
     // SAFETY: the closure runs as a protected Lua call with the array
-    // metatable at stack index 1 (`ARRAY_METATABLE`). A Lua error raised by
-    // an allocation (a script's memory limit) unwinds to that protected
-    // call; the pushing functions own nothing that would leak then.
+    // metatable at stack index 1 (`ARRAY_METATABLE`) and the field names
+    // (or nil) at 2 (`FIELD_NAMES_TABLE`). A Lua error raised by an
+    // allocation (a script's memory limit) unwinds to that protected call;
+    // the pushing functions own nothing that would leak then.
     let value = unsafe {
-        lua.exec_raw::<Value>(array_metatable, |state| {
+        lua.exec_raw::<Value>((array_metatable, names), |state| {
             pushed = push(state);
             if pushed.is_err() {
                 ffi::lua_settop(state, 0);
                 ffi::lua_pushnil(state);
             } else {
-                ffi::lua_remove(state, ARRAY_METATABLE);
+                ffi::lua_replace(state, ARRAY_METATABLE);
+                ffi::lua_settop(state, 1);
             }
         })?
     };
@@ -181,6 +222,8 @@ fn push_with(
 
 /// Where `push_with` keeps the array metatable on the stack.
 const ARRAY_METATABLE: c_int = 1;
+/// Where `push_with` keeps the `FieldNames` table (or nil) on the stack.
+const FIELD_NAMES_TABLE: c_int = 2;
 
 /// Pushes the value `tokens` starts with.
 ///
@@ -216,11 +259,34 @@ unsafe fn push_token(
                 enter(state, depth)?;
                 ffi::lua_createtable(state, 0, c_int::try_from(*fields).unwrap_or(0));
                 for _ in 0..*fields {
-                    push_token(state, tokens, depth + 1)?;
+                    push_key(state, tokens)?;
                     push_token(state, tokens, depth + 1)?;
                     ffi::lua_rawset(state, -3);
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Pushes the key `tokens` goes on with: a known field name from the
+/// `FieldNames` table when there is one.
+///
+/// # Safety
+/// As `push_token`.
+unsafe fn push_key(
+    state: *mut ffi::lua_State,
+    tokens: &mut std::slice::Iter<Token>,
+) -> Result<(), String> {
+    let Some(Token::Text(name)) = tokens.next() else {
+        return Err("a JSON object key is not a string".to_owned());
+    };
+    unsafe {
+        match field_name_position(name) {
+            Some(position) if ffi::lua_type(state, FIELD_NAMES_TABLE) == ffi::LUA_TTABLE => {
+                ffi::lua_rawgeti(state, FIELD_NAMES_TABLE, position);
+            }
+            _ => push_str(state, name),
         }
     }
     Ok(())
@@ -580,7 +646,7 @@ mod tests {
             .unwrap();
         assert!(checks);
         assert_eq!(from_lua(&lua, lua_value).unwrap(), original);
-        let table = event_to_lua(&lua, &text).unwrap();
+        let table = event_to_lua(&lua, &FieldNames::new(&lua).unwrap(), &text).unwrap();
         assert_eq!(from_lua(&lua, Value::Table(table)).unwrap(), original);
         // Escaped strings, a key given twice (the last counts), integers
         // beyond Lua's.
@@ -595,7 +661,30 @@ mod tests {
             serde_json::json!({"aA": "é\n", "d": 2, "big": 18446744073709551615.0})
         );
         assert!(json_to_lua(&lua, b"{} x").unwrap().is_err());
-        assert!(event_to_lua(&lua, b"[1]").is_err());
+        assert!(event_to_lua(&lua, &FieldNames::new(&lua).unwrap(), b"[1]").is_err());
+    }
+
+    #[test]
+    fn known_field_names_are_keys_like_any_other() {
+        let lua = Lua::new();
+        let names = FieldNames::new(&lua).unwrap();
+        // Known at the top, nested, and spelled with an escape.
+        let text = br#"{"JobId":"a","Inner":{"JobId":"b"},"J\u006fbType":"c","Other":"d"}"#;
+        let table = event_to_lua(&lua, &names, text).unwrap();
+        lua.globals().set("event", table.clone()).unwrap();
+        let checks: bool = lua
+            .load(
+                "local count = 0 for _ in pairs(event) do count = count + 1 end \
+                 return count == 4 and rawget(event, 'JobId') == 'a' and event.Inner.JobId == 'b' \
+                 and event['Job' .. 'Type'] == 'c' and event.Other == 'd'",
+            )
+            .eval()
+            .unwrap();
+        assert!(checks);
+        assert_eq!(
+            from_lua(&lua, Value::Table(table)).unwrap(),
+            serde_json::json!({"JobId": "a", "Inner": {"JobId": "b"}, "JobType": "c", "Other": "d"})
+        );
     }
 
     #[test]

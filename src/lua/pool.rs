@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tracing::error;
 
 use super::api::{self, CurrentEvent, ScriptEnv};
-use super::convert::{event_json, event_to_lua};
+use super::convert::{FieldNames, event_json, event_to_lua};
 use super::sandbox;
 use super::{Limits, Scripting, describe};
 use crate::event::Event;
@@ -142,6 +142,7 @@ impl Drop for Borrowed<'_> {
 struct ScriptState {
     lua: Lua,
     handle: Function,
+    names: FieldNames,
     /// Set only while the script runs: with a limit set, mlua guards each of
     /// its own operations, which made converting an event 3× slower.
     memory_limit: usize,
@@ -186,6 +187,7 @@ impl ScriptState {
             )));
         }
         Ok(ScriptState {
+            names: FieldNames::new(&lua)?,
             lua,
             handle,
             memory_limit: limit,
@@ -196,7 +198,7 @@ impl ScriptState {
     async fn run(&mut self, event: &Event) -> (Result<Option<Event>, HandlerError>, bool) {
         self.lua.set_app_data(CurrentEvent(event.id().to_owned()));
         sandbox::start_deadline(&self.lua);
-        let called = match event_to_lua(&self.lua, event.json()) {
+        let called = match event_to_lua(&self.lua, &self.names, event.json()) {
             Ok(table) => match self.lua.set_memory_limit(self.memory_limit) {
                 Ok(_) => self.handle.call_async::<MultiValue>(table).await,
                 Err(err) => Err(err),
