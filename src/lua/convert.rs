@@ -156,7 +156,7 @@ fn write_json(
 ) -> mlua::Result<Vec<u8>> {
     let array_marker = lua.array_metatable().to_pointer();
     let mut text = Vec::with_capacity(512);
-    let mut written = Err(String::new());
+    let mut written = Err("the value was not read".to_owned());
     // SAFETY: `exec_raw` locks the state and runs the closure as a protected
     // Lua call with the value at stack index 1. Reading raises no Lua error
     // (see the module's rules), grows the stack before using it, and leaves
