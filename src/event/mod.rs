@@ -168,6 +168,26 @@ impl PartialEq for Event {
     }
 }
 
+/// The fields SPEC §3 names, and those validation adds (`Phase`,
+/// `ReceivedAt`): every event has some of them.
+pub const FIELD_NAMES: [&str; 15] = [
+    "Id",
+    "Phase",
+    "EventType",
+    "AgentId",
+    "Username",
+    "ClientMachine",
+    "JobResult",
+    "JobId",
+    "JobTypeId",
+    "JobType",
+    "OperationType",
+    "CertificateId",
+    "RequestTimestamp",
+    "CurrentRetryCount",
+    "ReceivedAt",
+];
+
 /// `EventType` when the client gives none.
 const DEFAULT_EVENT_TYPE: &str = "OrchestratorJob";
 

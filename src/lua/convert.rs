@@ -17,10 +17,9 @@
 //! The unsafe code is kept to this file, and follows three rules: nothing
 //! with a destructor lives in a frame a Lua error can unwind through (it is
 //! a `longjmp`), the stack is grown (`lua_checkstack`) before each level
-//! pushes onto it, and reading
-//! a table never calls anything that can raise a Lua error (strings are read
-//! only when they are strings, so `lua_tolstring` never converts a key that
-//! `lua_next` is walking).
+//! pushes onto it, and reading a table never calls anything that can raise
+//! a Lua error (strings are read only when they are strings, so
+//! `lua_tolstring` never converts a key that `lua_next` is walking).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -29,6 +28,8 @@ use std::ffi::{CStr, c_int, c_void};
 use mlua::{Lua, LuaSerdeExt, Value, ffi};
 use serde::Serialize;
 use serde_json::Value as Json;
+
+use crate::event::FIELD_NAMES;
 
 /// Deepest nesting converted either way.
 const MAX_DEPTH: usize = 64;
@@ -44,30 +45,13 @@ pub fn json_to_lua(lua: &Lua, text: &[u8]) -> mlua::Result<Result<Value, serde_j
     }
 }
 
-/// The field names every event has or may have, kept in a table of each
-/// script's state: an event's keys are pushed from it instead of being
-/// hashed and looked up in Lua's string table each time (short strings
-/// are hashed byte by byte, the most of pushing an event).
+/// The field names every event has or may have (`event::FIELD_NAMES`),
+/// kept in a table of each script's state: an event's keys are pushed from
+/// it instead of being hashed and looked up in Lua's string table each
+/// time (short strings are hashed byte by byte, the most of pushing an
+/// event).
 #[derive(Debug)]
 pub struct FieldNames(mlua::Table);
-
-const FIELD_NAMES: [&str; 15] = [
-    "Id",
-    "Phase",
-    "EventType",
-    "AgentId",
-    "Username",
-    "ClientMachine",
-    "JobResult",
-    "JobId",
-    "JobTypeId",
-    "JobType",
-    "OperationType",
-    "CertificateId",
-    "RequestTimestamp",
-    "CurrentRetryCount",
-    "ReceivedAt",
-];
 
 impl FieldNames {
     pub fn new(lua: &Lua) -> mlua::Result<FieldNames> {
