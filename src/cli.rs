@@ -11,7 +11,7 @@ use tracing::warn;
 use crate::chain::Pipeline;
 use crate::config::{self, Config, Diagnostic};
 use crate::event::Phase;
-use crate::{client, daemon, deadletter, logging, spool};
+use crate::{client, daemon, deadletter, logging, reload, spool};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,6 +125,9 @@ fn run(file: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // A SIGHUP from here on asks for a reload (kept until the watcher
+    // runs); it never ends a daemon still starting.
+    let hangups = runtime.block_on(async { reload::hangups() });
     let Some((config, pipeline, warnings)) = load(file) else {
         return ExitCode::from(1);
     };
@@ -145,7 +148,7 @@ fn run(file: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let listener = match daemon::bind(&config) {
             Ok(listener) => listener,
             Err(err) => {
@@ -161,14 +164,18 @@ fn run(file: PathBuf) -> ExitCode {
                 shutdown.cancel();
             }
         });
-        match daemon::run(config, pipeline, store, listener, shutdown).await {
+        match daemon::run(config, pipeline, store, listener, hangups, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 tracing::error!("{err}");
                 ExitCode::from(1)
             }
         }
-    })
+    });
+    // What the stop left running on blocking threads (a file write stuck on
+    // a hung disk) is abandoned: its event is still in the spool.
+    runtime.shutdown_background();
+    code
 }
 
 fn check(file: PathBuf) -> ExitCode {

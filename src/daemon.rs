@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
@@ -29,12 +29,14 @@ pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
     Listener::bind(endpoint, config.daemon.socket_mode.0)
 }
 
-/// Runs until `shutdown` fires, then stops in order.
+/// Runs until `shutdown` fires, then stops in order. `hangups` are SIGHUPs
+/// ([`reload::hangups`]), listened for since before the socket was bound.
 pub async fn run(
     config: Config,
     pipeline: Pipeline,
     store: Store,
     listener: Listener,
+    hangups: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let config = Arc::new(config);
@@ -66,7 +68,12 @@ pub async fn run(
         ));
     }
     tracker.close();
-    let reloads = tokio::spawn(reload::watch(config.clone(), pipelines, shutdown.clone()));
+    let reloads = tokio::spawn(reload::watch(
+        config.clone(),
+        pipelines,
+        hangups,
+        shutdown.clone(),
+    ));
     info!(workers, config = %config.file.display(), "jobhook started");
 
     let limits = Limits {

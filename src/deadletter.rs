@@ -35,7 +35,7 @@ pub enum Action {
     },
     /// Delete dead letters whose last attempt is older than D (default: all).
     Purge {
-        #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "D", value_parser = crate::config::values::parse_duration)]
         older_than: Option<Duration>,
     },
 }
@@ -58,9 +58,9 @@ pub fn run(config: &Config, action: Action) -> ExitCode {
             })
         }
         Action::Purge { older_than } => {
-            let before = jiff::Timestamp::now().as_millisecond()
-                - older_than.map_or(0, |age| age.as_millis() as i64);
-            store::purge_dead_letters(&store, before + 1)
+            let before = crate::spool::now_ms()
+                .saturating_sub(older_than.map_or(0, crate::spool::millis));
+            store::purge_dead_letters(&store, before.saturating_add(1))
                 .map(|purged| println!("{purged} dead letter(s) purged"))
         }
     };

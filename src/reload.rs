@@ -9,7 +9,7 @@
 //! swap as Kubernetes ConfigMaps do); a batch of events only causes a reload
 //! when the config's bytes or the scripts' files actually changed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,27 +20,50 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::chain::{Pipeline, Previous};
+use crate::config::read::{MAX_FILE_BYTES, read_regular};
 use crate::config::{self, Config};
 use crate::lua::Fingerprint;
 
 /// How long the watcher waits for a burst of file events to end.
 const DEBOUNCE: Duration = Duration::from_millis(150);
+/// A config is applied only once two reads this far apart agree, so that a
+/// file caught while an editor or a script is still writing it is not.
+const SETTLE: Duration = Duration::from_millis(100);
+/// Reads before giving up on a file that keeps changing; the next change
+/// event tries again.
+const SETTLE_READS: usize = 20;
 
 /// What the last reload looked at: a batch of events that leaves both equal
 /// is not a change.
-#[derive(PartialEq)]
+#[derive(Clone, PartialEq)]
 struct Snapshot {
     config: Option<Vec<u8>>,
     scripts: Fingerprint,
 }
 
 impl Snapshot {
-    /// What the files hold now.
-    fn take(config: &Config) -> Snapshot {
+    /// What the files hold now. Only a regular file is read (a FIFO or a
+    /// device in its place reads as nothing, and fails to load).
+    fn take(file: &Path, scripts_dir: &Path) -> Snapshot {
         Snapshot {
-            config: std::fs::read(&config.file).ok(),
-            scripts: Fingerprint::of(&config.daemon.scripts_dir),
+            config: read_regular(file, MAX_FILE_BYTES).ok(),
+            scripts: Fingerprint::of(scripts_dir),
         }
+    }
+
+    /// What the files hold once they stop changing, or `None` if they are
+    /// still changing after [`SETTLE_READS`] reads.
+    fn settled(file: &Path, scripts_dir: &Path) -> Option<Snapshot> {
+        let mut last = Snapshot::take(file, scripts_dir);
+        for _ in 0..SETTLE_READS {
+            std::thread::sleep(SETTLE);
+            let now = Snapshot::take(file, scripts_dir);
+            if now == last {
+                return Some(now);
+            }
+            last = now;
+        }
+        None
     }
 
     /// What the running pipeline was built from.
@@ -76,6 +99,7 @@ struct Reloader {
 pub async fn watch(
     config: Arc<Config>,
     pipelines: watch::Sender<Arc<Pipeline>>,
+    mut hangups: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) {
     let (changes, mut changed) = mpsc::unbounded_channel::<Instant>();
@@ -116,11 +140,13 @@ pub async fn watch(
     };
     // A change made between loading the config and watching it.
     reloader
-        .reload(Trigger::Change {
-            seen: Instant::now(),
-        })
+        .reload(
+            Trigger::Change {
+                seen: Instant::now(),
+            },
+            &shutdown,
+        )
         .await;
-    let mut hangups = hangups();
     loop {
         let trigger = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -130,7 +156,7 @@ pub async fn watch(
                 Trigger::Signal
             }
         };
-        if reloader.reload(trigger).await
+        if reloader.reload(trigger, &shutdown).await
             && let Some(debouncer) = &mut debouncer
         {
             watch_folders(debouncer, &reloader.running);
@@ -150,9 +176,26 @@ fn watch_folders(debouncer: &mut Debouncer<RecommendedWatcher, RecommendedCache>
 }
 
 impl Reloader {
-    /// Returns whether a new pipeline was swapped in.
-    async fn reload(&mut self, trigger: Trigger) -> bool {
-        let snapshot = Snapshot::take(&self.running);
+    /// Returns whether a new pipeline was swapped in. Files are read and the
+    /// pipeline built on a thread of their own, which a stop does not wait
+    /// for: a disk that hangs can delay a reload, never a shutdown.
+    async fn reload(&mut self, trigger: Trigger, shutdown: &CancellationToken) -> bool {
+        let (file, scripts_dir) = (
+            self.running.file.clone(),
+            self.running.daemon.scripts_dir.clone(),
+        );
+        let settled = off_runtime(shutdown, move || Snapshot::settled(&file, &scripts_dir));
+        let snapshot = match settled.await {
+            Some(Some(snapshot)) => snapshot,
+            Some(None) => {
+                warn!(
+                    "the config is still changing after {}; it is reloaded once it settles",
+                    humantime::format_duration(SETTLE * SETTLE_READS as u32)
+                );
+                return false;
+            }
+            None => return false, // stopping
+        };
         if trigger != Trigger::Signal && snapshot == self.snapshot {
             return false; // an editor's temporary file, a log written beside the config
         }
@@ -162,14 +205,22 @@ impl Reloader {
         let running = self.running.clone();
         let previous_pipeline = self.pipelines.borrow().clone();
         let reuse = matches!(trigger, Trigger::Change { .. });
-        let built =
-            tokio::task::spawn_blocking(move || build(file, &running, &previous_pipeline, reuse))
-                .await
-                .unwrap_or_else(|err| {
-                    Err(vec![format!("building the new config panicked: {err}")])
-                });
+        let Some(built) = off_runtime(shutdown, move || {
+            build(file, &running, &previous_pipeline, reuse)
+        })
+        .await
+        else {
+            return false; // stopping
+        };
         match built {
             Ok((config, pipeline, warnings)) => {
+                if let Some(reason) = accident(&self.running, &config) {
+                    self.failed(&[format!(
+                        "{}: {reason}; not applied (restart jobhook to apply it on purpose)",
+                        config.file.display()
+                    )]);
+                    return false;
+                }
                 for warning in warnings {
                     warn!("{warning}");
                 }
@@ -198,19 +249,63 @@ impl Reloader {
                 true
             }
             Err(problems) => {
-                self.failures += 1;
-                for problem in &problems {
-                    error!("{problem}");
-                }
-                error!(
-                    errors = problems.len(),
-                    config_reload_failures_total = self.failures,
-                    "config reload failed; still running the previous config"
-                );
+                self.failed(&problems);
                 false
             }
         }
     }
+
+    fn failed(&mut self, problems: &[String]) {
+        self.failures += 1;
+        for problem in problems {
+            error!("{problem}");
+        }
+        error!(
+            errors = problems.len(),
+            config_reload_failures_total = self.failures,
+            "config reload failed; still running the previous config"
+        );
+    }
+}
+
+/// Runs `work` on a thread of its own; `None` if `shutdown` fires first (the
+/// thread is left to finish by itself, and nothing waits for it).
+async fn off_runtime<T: Send + 'static>(
+    shutdown: &CancellationToken,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("jobhook-reload".to_owned())
+        .spawn(move || {
+            let _ = done.send(work());
+        });
+    if let Err(err) = spawned {
+        error!("cannot start a thread to reload the config: {err}");
+        return None;
+    }
+    tokio::select! {
+        () = shutdown.cancelled() => None,
+        result = result => result.ok(),
+    }
+}
+
+/// Why `new` looks like an accident rather than an edit, if it does: a
+/// config that lost every hook, or whose `[daemon]` settings all fell back to
+/// their defaults, is what a truncated or half-written file parses as.
+fn accident(running: &Config, new: &Config) -> Option<&'static str> {
+    let has_hooks = |config: &Config| config.hooks.chains().any(|(_, names)| !names.is_empty());
+    if has_hooks(running) && !has_hooks(new) {
+        return Some(
+            "the new config has no hooks at all, so every event would be handled by nobody",
+        );
+    }
+    if !running.daemon_is_default() && new.daemon_is_default() {
+        return Some(
+            "every [daemon] setting of the new config is back at its default, as in a truncated file",
+        );
+    }
+    None
 }
 
 /// Loads and builds the config at `file`, reusing `previous`'s handlers when
@@ -299,22 +394,29 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
-/// SIGHUP, as a stream of `()` (never on Windows).
-fn hangups() -> mpsc::Receiver<()> {
+/// SIGHUP, as a stream of `()` (never on Windows). Called first thing at
+/// start: from then on a SIGHUP is a reload request (one is kept until the
+/// watcher runs), never the signal's default of ending the process.
+pub fn hangups() -> mpsc::Receiver<()> {
     let (send, receive) = mpsc::channel(1);
     #[cfg(unix)]
-    tokio::spawn(async move {
+    {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            error!("cannot listen for SIGHUP");
-            return;
-        };
-        while hangup.recv().await.is_some() {
-            if send.send(()).await.is_err() {
-                return;
+        // Installed now, not in the task: the task may first run later.
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                tokio::spawn(async move {
+                    while hangup.recv().await.is_some() {
+                        // Full: a reload is already asked for, which is enough.
+                        if let Err(mpsc::error::TrySendError::Closed(())) = send.try_send(()) {
+                            return;
+                        }
+                    }
+                });
             }
+            Err(err) => error!("cannot listen for SIGHUP: {err}"),
         }
-    });
+    }
     #[cfg(not(unix))]
     drop(send);
     receive

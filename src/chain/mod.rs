@@ -8,6 +8,7 @@
 mod filter;
 mod retry;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::handlers::lua::LuaHandler;
 use crate::handlers::{BuildError, Handler, HandlerError, Retry};
 use crate::lua::{self, Scripting};
 use crate::queue::Work;
-use crate::spool::{Record, Recorder, now_ms};
+use crate::spool::{Record, Recorder, millis, now_ms};
 
 /// One handler with the settings the chain applies around it.
 #[derive(Debug)]
@@ -116,11 +117,13 @@ impl Pipeline {
                 .error(message),
             ]
         })?;
+        let reuse = previous.map(Reuse::new);
         let mut stages: Vec<Arc<Stage>> = Vec::new();
         let mut problems = Vec::new();
         for section in &config.handlers {
-            if let Some(stage) =
-                previous.and_then(|previous| previous.reusable(section, config, &scripts))
+            if let Some(stage) = reuse
+                .as_ref()
+                .and_then(|reuse| reuse.reusable(section, config, &scripts))
             {
                 stages.push(stage);
                 continue;
@@ -169,12 +172,16 @@ impl Pipeline {
             return Err(problems);
         }
         // Config validation guarantees every hook entry names a defined handler.
+        let by_name: HashMap<&str, &Arc<Stage>> = stages
+            .iter()
+            .map(|stage| (stage.name.as_str(), stage))
+            .collect();
         let chain = |phase: Phase| {
             config
                 .hooks
                 .chain(phase)
                 .iter()
-                .filter_map(|name| stages.iter().find(|stage| stage.name == *name.get_ref()))
+                .filter_map(|name| by_name.get(name.get_ref().as_str()).copied())
                 .cloned()
                 .chain(
                     joined
@@ -308,7 +315,7 @@ impl Pipeline {
                             stage: stage.name.clone(),
                             attempts,
                             first_attempt,
-                            due: now_ms() + wait.as_millis() as i64,
+                            due: now_ms().saturating_add(millis(wait)),
                         });
                         return RunEnd::Suspended;
                     }
@@ -327,7 +334,34 @@ impl Pipeline {
     }
 }
 
-impl Previous<'_> {
+/// [`Previous`] with its sections and stages found by name (a rebuild looks
+/// up every handler, so a scan per handler would make reloads quadratic).
+struct Reuse<'a> {
+    config: &'a Config,
+    pipeline: &'a Pipeline,
+    sections: HashMap<&'a str, &'a HandlerSection>,
+    stages: HashMap<&'a str, &'a Arc<Stage>>,
+}
+
+impl<'a> Reuse<'a> {
+    fn new(previous: Previous<'a>) -> Reuse<'a> {
+        let Previous { config, pipeline } = previous;
+        Reuse {
+            config,
+            pipeline,
+            sections: config
+                .handlers
+                .iter()
+                .map(|section| (section.name.as_str(), section))
+                .collect(),
+            stages: Phase::ALL
+                .into_iter()
+                .flat_map(|phase| pipeline.chain(phase))
+                .map(|stage| (stage.name.as_str(), stage))
+                .collect(),
+        }
+    }
+
     /// The running stage for `section`, if it can serve the new config as it is.
     fn reusable(
         &self,
@@ -335,7 +369,7 @@ impl Previous<'_> {
         config: &Config,
         scripts: &lua::Fingerprint,
     ) -> Option<Arc<Stage>> {
-        let old = self.config.handler(&section.name)?;
+        let old = self.sections.get(section.name.as_str())?;
         let same = old.common == section.common
             && old.library == section.library
             && self.config.dir == config.dir
@@ -358,11 +392,9 @@ impl Previous<'_> {
         if !same {
             return None;
         }
-        Phase::ALL
-            .into_iter()
-            .flat_map(|phase| self.pipeline.chain(phase))
-            .find(|stage| stage.name == section.name)
-            .cloned()
+        self.stages
+            .get(section.name.as_str())
+            .map(|&stage| stage.clone())
     }
 }
 

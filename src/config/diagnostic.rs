@@ -72,11 +72,22 @@ impl fmt::Display for Diagnostic {
 pub struct Locator<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Byte offset of each line's start, so that placing a span is a binary
+    /// search, not a scan of the text before it (a config of thousands of
+    /// handlers places thousands of spans).
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Locator<'a> {
     pub fn new(file: &'a Path, text: &'a str) -> Self {
-        Locator { file, text }
+        let line_starts = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|newline| newline + 1))
+            .collect();
+        Locator {
+            file,
+            text,
+            line_starts,
+        }
     }
 
     pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> Diagnostic {
@@ -94,22 +105,21 @@ impl<'a> Locator<'a> {
 
     /// The position of a span's start (the file's start when there is no span).
     pub fn position(&self, span: Option<Range<usize>>) -> Position {
-        let (line, column) = span.map_or((1, 1), |span| line_column(self.text, span.start));
+        let (line, column) = span.map_or((1, 1), |span| self.line_column(span.start));
         Position {
             file: self.file.to_owned(),
             line,
             column,
         }
     }
-}
 
-/// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary(offset)];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+    /// 1-based line and column (in characters) of a byte offset.
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let offset = self.text.floor_char_boundary(offset.min(self.text.len()));
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        (line, self.text[line_start..offset].chars().count() + 1)
+    }
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" messages, the
@@ -148,11 +158,13 @@ mod tests {
     #[test]
     fn positions_are_one_based_and_count_characters() {
         let text = "a = 1\nbé = 2\n";
-        assert_eq!(line_column(text, 0), (1, 1));
-        assert_eq!(line_column(text, 6), (2, 1));
-        assert_eq!(line_column(text, text.find('=').unwrap()), (1, 3));
+        let locator = Locator::new(Path::new("x"), text);
+        assert_eq!(locator.line_column(0), (1, 1));
+        assert_eq!(locator.line_column(6), (2, 1));
+        assert_eq!(locator.line_column(text.find('=').unwrap()), (1, 3));
         let second_eq = text.rfind('=').unwrap();
-        assert_eq!(line_column(text, second_eq), (2, 4));
+        assert_eq!(locator.line_column(second_eq), (2, 4));
+        assert_eq!(locator.line_column(text.len()), (3, 1));
     }
 
     #[test]

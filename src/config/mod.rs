@@ -7,10 +7,11 @@
 mod diagnostic;
 mod handler;
 mod locate;
+pub mod read;
 mod sections;
 pub mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -62,9 +63,10 @@ impl Loaded {
     }
 }
 
-/// Reads and validates the config file at `file`.
+/// Reads and validates the config file at `file` (a regular file of at most
+/// [`read::MAX_FILE_BYTES`]).
 pub fn load(file: &Path) -> Loaded {
-    match std::fs::read_to_string(file) {
+    match read::read_regular_text(file, read::MAX_FILE_BYTES) {
         Ok(text) => parse(&text, file),
         Err(err) => {
             let nowhere = Position {
@@ -72,7 +74,9 @@ pub fn load(file: &Path) -> Loaded {
                 line: 0,
                 column: 0,
             };
-            Loaded::failed(vec![nowhere.error(format!("cannot read config: {err}"))])
+            Loaded::failed(vec![
+                nowhere.error(format!("cannot read config: {}", values::error_chain(&err))),
+            ])
         }
     }
 }
@@ -84,6 +88,14 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         Ok(root) => root,
         Err(err) => return Loaded::failed(vec![locator.toml_error(&err, &[])]),
     };
+    if root.get_ref().is_empty() {
+        // Nothing at all, or only comments: a truncated file or the wrong
+        // one, never a daemon anyone means to run.
+        return Loaded::failed(vec![locator.error(
+            None,
+            "the config is empty (no sections, no keys); a daemon needs at least [hooks] and a handler",
+        )]);
+    }
     let handler_table = root.get_mut().remove("handlers");
     let api_table = root.get_mut().remove("api");
     // Names of every section, including broken ones, so that a typo inside a
@@ -121,6 +133,12 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
                 "[hooks] queue_emptying_threshold ({emptying}) and queue_filling_threshold \
                  ({filling}) must satisfy 0 < emptying < filling <= 1"
             ),
+        ));
+    }
+    if top.daemon.max_event_bytes.0 > top.daemon.max_spool_bytes.0 {
+        diagnostics.push(locator.error(
+            None,
+            "[daemon] max_event_bytes is larger than max_spool_bytes: the largest event could never be spooled",
         ));
     }
     check_ssl_names(
@@ -163,24 +181,25 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
 }
 
 impl Config {
-    /// The handler section called `name`.
-    pub fn handler(&self, name: &str) -> Option<&HandlerSection> {
-        self.handlers.iter().find(|handler| handler.name == name)
+    /// Whether every `[daemon]` setting is at its default (as when the
+    /// section is missing).
+    pub fn daemon_is_default(&self) -> bool {
+        let mut default = DaemonSettings::default();
+        default.resolve_paths(&self.dir);
+        self.daemon == default
     }
 
     fn resolve_paths(&mut self) {
         let dir = &self.dir;
-        self.daemon.socket = dir.join(&self.daemon.socket);
-        self.daemon.scripts_dir = dir.join(&self.daemon.scripts_dir);
-        self.daemon.spool_dir = dir.join(&self.daemon.spool_dir);
+        self.daemon.resolve_paths(dir);
         if let Some(log_dir) = &mut self.log.dir {
             *log_dir = dir.join(&*log_dir);
         }
     }
 }
 
-/// Every hook entry must name a declared handler; a handler no hook names is
-/// probably a mistake, so it is reported as a warning.
+/// Every hook entry must name a declared handler, once per chain; a handler
+/// no hook names is probably a mistake, so it is reported as a warning.
 fn check_hooks(
     hooks: &Hooks,
     declared: &[String],
@@ -188,29 +207,35 @@ fn check_hooks(
     locator: &Locator<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let defined = || declared.iter().map(String::as_str);
+    let defined: HashSet<&str> = declared.iter().map(String::as_str).collect();
+    let mut used = HashSet::new();
     for (phase, names) in hooks.chains() {
+        let mut in_chain = HashSet::new();
         for name in names {
-            if defined().any(|defined| defined == name.get_ref()) {
+            let name_text = name.get_ref().as_str();
+            if !in_chain.insert(name_text) {
+                diagnostics.push(locator.error(
+                    Some(name.span()),
+                    format!("hook {phase} names handler `{name_text}` twice; a handler runs once per event"),
+                ));
                 continue;
             }
-            let mut message = format!(
-                "hook {phase} names handler `{}`, which is not defined",
-                name.get_ref()
-            );
-            if let Some(hint) = closest(name.get_ref(), defined()) {
+            used.insert(name_text);
+            if defined.contains(name_text) {
+                continue;
+            }
+            let mut message =
+                format!("hook {phase} names handler `{name_text}`, which is not defined");
+            if let Some(hint) = closest(name_text, declared.iter().map(String::as_str)) {
                 message.push_str(&format!("; did you mean `{hint}`?"));
             } else {
-                message.push_str(&format!("; add a [handlers.{}] section", name.get_ref()));
+                message.push_str(&format!("; add a [handlers.{name_text}] section"));
             }
             diagnostics.push(locator.error(Some(name.span()), message));
         }
     }
     for handler in handlers {
-        let used = hooks
-            .chains()
-            .any(|(_, names)| names.iter().any(|name| name.get_ref() == &handler.name));
-        if !used {
+        if !used.contains(handler.name.as_str()) {
             diagnostics.push(handler.position.warning(format!(
                 "handler `{}` is defined but no hook uses it",
                 handler.name

@@ -1,14 +1,14 @@
 //! The `[daemon]`, `[log]` and `[hooks]` sections.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeTable;
 
-use super::values::{Bytes, FileMode, Seconds};
+use super::values::{Bytes, FileMode, Seconds, count_between, size_between};
 use crate::event::Phase;
 use crate::http::SslSettings;
 use crate::spool::Fsync;
@@ -50,17 +50,25 @@ pub struct DaemonSettings {
     /// directory unless absolute. Default `"scripts"`.
     pub scripts_dir: PathBuf,
     /// Events handled at the same time (events of one JobId are always handled
-    /// one after another). 0 means the number of CPUs. Default 0.
+    /// one after another). 0 means the number of CPUs; at most 1024.
+    /// Default 0.
+    #[serde(deserialize_with = "count_between::<_, 0, 1024>")]
     pub workers: usize,
     /// Longest event line accepted; longer lines are rejected with `too_large`.
+    /// From 64 bytes to 256 MiB, and no more than `max_spool_bytes`.
     /// Default `"1MiB"`.
+    #[serde(deserialize_with = "size_between::<_, 64, { 256 << 20 }>")]
     pub max_event_bytes: Bytes,
-    /// Clients connected at the same time; more wait until one leaves. Default 256.
+    /// Clients connected at the same time; more wait until one leaves.
+    /// From 1 to 65536. Default 256.
+    #[serde(deserialize_with = "count_between::<_, 1, 65536>")]
     pub max_connections: usize,
     /// Events accepted but not yet handled. Beyond it a new event waits up to
     /// a second for room (unacked, which slows its client down), then is
     /// rejected with `overloaded`. Events left in the spool by the last run
-    /// are read back this many at a time, before new ones. Default 10000.
+    /// are read back this many at a time, before new ones. From 1 to
+    /// 10,000,000. Default 10000.
+    #[serde(deserialize_with = "count_between::<_, 1, 10_000_000>")]
     pub queue_capacity: usize,
     /// How long a stop (SIGTERM, SIGINT) waits for accepted events to finish
     /// their chains; what is left stays in the spool for the next start.
@@ -74,7 +82,8 @@ pub struct DaemonSettings {
     /// `never` (survives a killed process, not a power loss). Default `batch`.
     pub fsync: Fsync,
     /// Size of the spool above which new events are answered `overloaded`.
-    /// Default `"1GiB"`.
+    /// At least 64 KiB. Default `"1GiB"`.
+    #[serde(deserialize_with = "size_between::<_, { 64 << 10 }, { u64::MAX }>")]
     pub max_spool_bytes: Bytes,
     /// An `Id` accepted again within this long is acked as a duplicate and
     /// not handled again. Default `"24h"`.
@@ -102,6 +111,13 @@ impl Default for DaemonSettings {
 }
 
 impl DaemonSettings {
+    /// Makes the paths absolute, relative to `dir` (the config's folder).
+    pub(super) fn resolve_paths(&mut self, dir: &Path) {
+        self.socket = dir.join(&self.socket);
+        self.scripts_dir = dir.join(&self.scripts_dir);
+        self.spool_dir = dir.join(&self.spool_dir);
+    }
+
     /// `workers`, with 0 replaced by the number of CPUs.
     pub fn worker_count(&self) -> usize {
         match self.workers {

@@ -54,7 +54,11 @@ fn a_valid_config_resolves_paths_and_aliases() {
     );
     assert_eq!(config.daemon.worker_count(), 2);
     assert_eq!(config.handlers.len(), 2);
-    let failures = config.handler("failures").unwrap();
+    let failures = config
+        .handlers
+        .iter()
+        .find(|handler| handler.name == "failures")
+        .unwrap();
     assert_eq!(failures.common.retries, 5);
     assert_eq!(
         failures.common.retry_interval.0,
@@ -76,11 +80,64 @@ fn a_valid_config_resolves_paths_and_aliases() {
 }
 
 #[test]
-fn an_empty_file_is_valid_with_defaults() {
-    let config = parse_str("").config.unwrap();
+fn an_empty_file_is_an_error_and_a_minimal_one_has_defaults() {
+    for empty in ["", "\n  \n", "# only a comment\n"] {
+        let found = problems(empty);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("error: the config is empty"), "{found:?}");
+    }
+    let config = parse_str("[hooks]\n").config.unwrap();
     assert_eq!(config.daemon.socket, Path::new("/run/jobhook/jobhook.sock"));
     assert_eq!(config.daemon.max_event_bytes.0, 1 << 20);
     assert!(config.handlers.is_empty());
+    assert!(config.daemon_is_default());
+}
+
+#[test]
+fn limits_run_cannot_use_are_errors_at_their_line() {
+    for (setting, expected) in [
+        (
+            "workers = 100000000",
+            ":2:11: error: 100000000 is out of range: expected 0 to 1024",
+        ),
+        (
+            "queue_capacity = 0",
+            ":2:18: error: 0 is out of range: expected 1 to 10000000",
+        ),
+        (
+            "max_connections = 0",
+            ":2:19: error: 0 is out of range: expected 1 to 65536",
+        ),
+        (
+            "max_event_bytes = \"0\"",
+            ":2:19: error: 0 B is out of range",
+        ),
+        (
+            "dedupe_window = \"1000000000y\"",
+            ":2:17: error: duration \"1000000000y\" is out of range",
+        ),
+        (
+            "max_event_bytes = \"200KiB\"\nmax_spool_bytes = \"100KiB\"",
+            "error: [daemon] max_event_bytes is larger than max_spool_bytes",
+        ),
+    ] {
+        let found = problems(&format!("[daemon]\n{setting}\n[hooks]\n"));
+        assert!(
+            found.iter().any(|problem| problem.contains(expected)),
+            "{setting}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn a_hook_naming_a_handler_twice_is_an_error_at_the_second() {
+    let text = "[hooks]\nOnFinish = [\"a\", \"a\"]\n[handlers.a]\nlibrary = \"TextFileHandler\"\nfile_path = \"a.log\"\n";
+    let found = problems(text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains(":2:18: error: hook OnFinish names handler `a` twice"),
+        "{found:?}"
+    );
 }
 
 #[test]

@@ -9,9 +9,16 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::read::{MAX_FILE_BYTES, read_regular_text};
+
 use crate::event::JobResult;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
+
+/// The longest duration a config (or a command line) may give: a century
+/// (`"100y"`, years of 365.25 days). Longer ones are mistakes, and adding
+/// them to a clock overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000);
 
 /// A duration written `"5s"`, `"250ms"`, `"1h 30m"`, or as whole seconds (`5`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,16 +35,30 @@ impl<'de> Deserialize<'de> for Seconds {
         match Raw::deserialize(deserializer).map_err(|_| {
             de::Error::custom("expected a duration such as \"5s\", \"2m\" or a number of seconds")
         })? {
-            Raw::Whole(seconds) => Ok(Seconds(Duration::from_secs(seconds))),
-            Raw::Text(text) => humantime::parse_duration(text.trim())
-                .map(Seconds)
-                .map_err(|err| {
-                    de::Error::custom(format!(
-                        "invalid duration {text:?} ({err}); write e.g. \"500ms\", \"5s\", \"2m\""
-                    ))
-                }),
+            Raw::Whole(seconds) => within_range(Duration::from_secs(seconds), &seconds.to_string()),
+            Raw::Text(text) => parse_duration(&text),
         }
+        .map(Seconds)
+        .map_err(de::Error::custom)
     }
+}
+
+/// Parses a duration as written in the config or on the command line
+/// (`"500ms"`, `"5s"`, `"2m"`, `"1h 30m"`), at most [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|err| {
+        format!("invalid duration {text:?} ({err}); write e.g. \"500ms\", \"5s\", \"2m\"")
+    })?;
+    within_range(duration, &format!("{text:?}"))
+}
+
+fn within_range(duration: Duration, written: &str) -> Result<Duration, String> {
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "duration {written} is out of range: at most 100 years"
+        ));
+    }
+    Ok(duration)
 }
 
 /// A size written `"1MiB"`, `"64 KiB"`, `"1GB"`, or as a number of bytes.
@@ -67,6 +88,36 @@ impl<'de> Deserialize<'de> for Bytes {
                 }),
         }
     }
+}
+
+/// Deserialises a count and checks it lies in `MIN..=MAX`, so that a value
+/// `run` cannot use fails `check` with its position.
+pub fn count_between<'de, D: Deserializer<'de>, const MIN: usize, const MAX: usize>(
+    deserializer: D,
+) -> Result<usize, D::Error> {
+    let count = usize::deserialize(deserializer)?;
+    if !(MIN..=MAX).contains(&count) {
+        return Err(de::Error::custom(format!(
+            "{count} is out of range: expected {MIN} to {MAX}"
+        )));
+    }
+    Ok(count)
+}
+
+/// Deserialises a [`Bytes`] size and checks it lies in `MIN..=MAX` bytes.
+pub fn size_between<'de, D: Deserializer<'de>, const MIN: u64, const MAX: u64>(
+    deserializer: D,
+) -> Result<Bytes, D::Error> {
+    let size = Bytes::deserialize(deserializer)?;
+    if !(MIN..=MAX).contains(&size.0) {
+        return Err(de::Error::custom(format!(
+            "{} is out of range: expected {} to {}",
+            bytesize::ByteSize(size.0),
+            bytesize::ByteSize(MIN),
+            bytesize::ByteSize(MAX)
+        )));
+    }
+    Ok(size)
 }
 
 /// A Unix file mode, written as a string of octal digits (`"0660"`) or a TOML
@@ -127,21 +178,45 @@ impl fmt::Debug for SecretSource {
 }
 
 impl SecretSource {
-    /// Reads the secret. Errors name where it was looked for, never its value.
+    /// Reads the secret. Errors name where it was looked for, never its
+    /// value; an empty secret is an error (a variable set to nothing, a file
+    /// truncated by mistake).
     pub fn resolve(&self, config_dir: &Path) -> Result<SecretString, String> {
-        match self {
-            SecretSource::Literal(value) => Ok(value.clone().into()),
-            SecretSource::Env { env } => std::env::var(env)
-                .map(Into::into)
-                .map_err(|_| format!("environment variable {env} is not set")),
+        let value = match self {
+            SecretSource::Literal(value) => return Ok(value.clone().into()),
+            SecretSource::Env { env } => {
+                let value = std::env::var(env)
+                    .map_err(|_| format!("environment variable {env} is not set"))?;
+                if value.is_empty() {
+                    return Err(format!("environment variable {env} is empty"));
+                }
+                value
+            }
             SecretSource::File { file } => {
                 let path = config_dir.join(file);
-                std::fs::read_to_string(&path)
-                    .map(|text| text.trim_end_matches(['\r', '\n']).to_owned().into())
-                    .map_err(|err| format!("cannot read secret file {}: {err}", path.display()))
+                let text = read_regular_text(&path, MAX_FILE_BYTES)
+                    .map_err(|err| format!("secret file: {}", error_chain(&err)))?;
+                let value = text.trim_end_matches(['\r', '\n']).to_owned();
+                if value.is_empty() {
+                    return Err(format!("secret file {} is empty", path.display()));
+                }
+                value
             }
-        }
+        };
+        Ok(value.into())
     }
+}
+
+/// An error and each of its causes, `: `-separated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A list written as a TOML array or as one comma-separated string
@@ -226,6 +301,21 @@ mod tests {
                 .contains("invalid duration \"soon\"")
         );
         assert!(parse::<Seconds>("-1").is_err());
+        for huge in [
+            "\"1000000000y\"",
+            "\"500000000000y\"",
+            "18446744073709551615",
+        ] {
+            let err = parse::<Seconds>(huge).unwrap_err();
+            assert!(
+                err.contains("out of range: at most 100 years"),
+                "{huge}: {err}"
+            );
+        }
+        assert_eq!(
+            parse::<Seconds>("\"100y\"").unwrap().0,
+            Duration::from_secs(3_155_760_000)
+        );
     }
 
     #[test]
@@ -278,5 +368,13 @@ mod tests {
             "environment variable JOBHOOK_TEST_UNSET_VARIABLE is not set"
         );
         assert!(parse::<SecretSource>("{ vault = \"x\" }").is_err());
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let empty = parse::<SecretSource>("{ file = \"empty\" }").unwrap();
+        assert!(
+            empty
+                .resolve(dir.path())
+                .unwrap_err()
+                .ends_with("empty is empty")
+        );
     }
 }

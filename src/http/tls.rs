@@ -8,6 +8,9 @@ use reqwest::tls::{Certificate, Identity, Version};
 use serde::Deserialize;
 use tracing::warn;
 
+use crate::config::read::{MAX_FILE_BYTES, read_regular};
+use crate::config::values::error_chain;
+
 /// One `[ssl.NAME]` section, named by a handler's `ssl_config`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,8 +53,8 @@ impl SslSettings {
     ) -> Result<ClientBuilder, String> {
         let read = |what: &str, path: &Path| {
             let path = config_dir.join(path);
-            std::fs::read(&path)
-                .map_err(|err| format!("[ssl.{name}] {what} {}: {err}", path.display()))
+            read_regular(&path, MAX_FILE_BYTES)
+                .map_err(|err| format!("[ssl.{name}] {what}: {}", error_chain(&err)))
         };
         if let Some(ca_file) = &self.ca_file {
             let pem = read("ca_file", ca_file)?;

@@ -17,7 +17,7 @@ use tracing::{debug, error, info, trace, warn};
 use super::convert::{json_text, json_to_lua};
 use super::sandbox::time_left;
 use crate::config::Config;
-use crate::config::values::Seconds;
+use crate::config::values::{MAX_DURATION, Seconds};
 use crate::http::endpoint::{ConnectionSettings, Endpoint, describe};
 use crate::http::ntlm::NtlmError;
 use crate::http::{header_map, redact};
@@ -290,9 +290,12 @@ fn emit(lua: &Lua, level: &str, handler: &str, message: &str) {
 
 /// The request's own timeout, no longer than what is left of the script's.
 fn call_timeout(lua: &Lua, asked: Option<f64>, default: Duration) -> Duration {
+    // A script may ask for any number: NaN, negative or beyond what a
+    // Duration holds means the default.
     let asked = asked
-        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-        .map_or(default, Duration::from_secs_f64);
+        .filter(|seconds| *seconds > 0.0)
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .map_or(default, |asked| asked.min(MAX_DURATION));
     time_left(lua).map_or(asked, |left| asked.min(left))
 }
 

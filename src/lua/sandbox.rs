@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use mlua::chunk::ChunkMode;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
+use crate::config::read::{MAX_FILE_BYTES, read_regular};
+use crate::config::values::{MAX_DURATION, error_chain};
+
 /// Instructions between two checks of the deadline.
 const INSTRUCTIONS_PER_CHECK: u32 = 1000;
 /// Longest a script runs before it yields to the other tasks of the runtime
@@ -102,7 +105,8 @@ pub fn with_deadline<T>(lua: &Lua, call: impl FnOnce() -> T) -> T {
 pub fn start_deadline(lua: &Lua) {
     if let Some(mut deadline) = lua.app_data_mut::<Deadline>() {
         let now = Instant::now();
-        deadline.at = Some(now + deadline.timeout);
+        // A century at most (as config validation allows) cannot overflow.
+        deadline.at = Some(now + deadline.timeout.min(MAX_DURATION));
         deadline.fired = false;
         deadline.slice_start = now;
     }
@@ -126,8 +130,8 @@ pub fn time_left(lua: &Lua) -> Option<Duration> {
 
 /// Loads a script file's source as a text chunk named by its path.
 pub fn load_file(lua: &Lua, path: &Path) -> mlua::Result<Function> {
-    let source = std::fs::read(path)
-        .map_err(|err| mlua::Error::runtime(format!("cannot read {}: {err}", path.display())))?;
+    let source = read_regular(path, MAX_FILE_BYTES)
+        .map_err(|err| mlua::Error::runtime(error_chain(&err)))?;
     lua.load(source)
         .set_name(format!("@{}", path.display()))
         .set_mode(ChunkMode::Text)

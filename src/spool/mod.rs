@@ -209,6 +209,12 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// A duration in whole milliseconds, saturating (times in the spool are
+/// milliseconds since the epoch, added to and subtracted from with these).
+pub fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl SpoolThread {
     fn run(mut self, receiver: &mpsc::Receiver<Message>) {
         let mut housekeeping = Instant::now();
@@ -463,7 +469,7 @@ impl SpoolThread {
                 Err(err) => error!("cannot read dead letters to replay: {err}"),
             }
         }
-        let forget_before = now_ms() - self.limits.dedupe_window.as_millis() as i64;
+        let forget_before = now_ms().saturating_sub(millis(self.limits.dedupe_window));
         if let Err(err) = self.store.transaction().and_then(|transaction| {
             transaction.execute("DELETE FROM seen WHERE accepted_at < ?1", [forget_before])?;
             transaction.commit()
