@@ -223,15 +223,7 @@ fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
             })?;
             let spec: RequestSpec = lua.from_value(Value::Table(spec))?;
             let path = spec.path.as_deref().unwrap_or_default();
-            if path.contains("://") {
-                return Err(mlua::Error::runtime(
-                    "client: give a path under [api] base_url; use http.request for other URLs",
-                ));
-            }
-            let url = api
-                .base_url
-                .join(path.trim_start_matches('/'))
-                .map_err(|err| mlua::Error::runtime(format!("client: path {path:?}: {err}")))?;
+            let url = under_base(&api.base_url, path).map_err(mlua::Error::runtime)?;
             let prepared = Prepared::new(&spec, &api.headers)?;
             let timeout = call_timeout(&lua, spec.timeout, api.timeout);
             let response = tokio::time::timeout(timeout, async {
@@ -297,6 +289,27 @@ fn call_timeout(lua: &Lua, asked: Option<f64>, default: Duration) -> Duration {
         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
         .map_or(default, |asked| asked.min(MAX_DURATION));
     time_left(lua).map_or(asked, |left| asked.min(left))
+}
+
+/// `base` joined with a script's `path`, refused unless it stays under
+/// `base` (same scheme, host and port, path below base's): `[api]`'s
+/// credentials go with every client request. URL joining reads
+/// `\\host/x`, `//host/x`, `https:host/x` or `../..` as leaving the base.
+fn under_base(base: &Url, path: &str) -> Result<Url, String> {
+    let url = base
+        .join(path.trim_start_matches('/'))
+        .map_err(|err| format!("client: path {path:?}: {err}"))?;
+    let same_origin = url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port_or_known_default() == base.port_or_known_default();
+    if same_origin && url.path().starts_with(base.path()) {
+        Ok(url)
+    } else {
+        Err(format!(
+            "client: path {path:?} leads outside [api] base_url; give a path under it \
+             (use http.request for other URLs)"
+        ))
+    }
 }
 
 /// A request checked once, so that building it again (for each NTLM leg)

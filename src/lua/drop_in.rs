@@ -110,6 +110,8 @@ fn read(path: &Path, config: &Config, scripting: &Scripting) -> Result<Option<Dr
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
+    sandbox::check_inside(&config.daemon.scripts_dir, path)
+        .map_err(|message| at_start(path).error(message))?;
     let lua = sandbox::new_state(&config.daemon.scripts_dir, READ_TIMEOUT)
         .map_err(|err| script_diagnostic(path, &err))?;
     super::api::install(&lua, &scripting.env(&name, &[], default_memory_limit().0))

@@ -157,6 +157,7 @@ fn require_function(lua: &Lua, scripts_dir: PathBuf) -> mlua::Result<Function> {
                 path.display()
             )));
         }
+        check_inside(&scripts_dir, &path).map_err(mlua::Error::runtime)?;
         let module = match load_file(lua, &path)?.call::<Value>(name.as_str())? {
             Value::Nil => Value::Boolean(true),
             module => module,
@@ -164,6 +165,25 @@ fn require_function(lua: &Lua, scripts_dir: PathBuf) -> mlua::Result<Function> {
         loaded.set(name.as_str(), &module)?;
         Ok(module)
     })
+}
+
+/// Refuses a script that is, once every symlink is resolved, outside
+/// `scripts_dir`: a link there must not load (and quote, in a syntax error)
+/// a file from elsewhere, such as a token.
+pub fn check_inside(scripts_dir: &Path, path: &Path) -> Result<(), String> {
+    let resolved = |path: &Path| {
+        std::fs::canonicalize(path)
+            .map_err(|err| format!("cannot resolve {}: {err}", path.display()))
+    };
+    if resolved(path)?.starts_with(resolved(scripts_dir)?) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} leads outside scripts_dir ({}); scripts and modules are loaded from there only",
+            path.display(),
+            scripts_dir.display()
+        ))
+    }
 }
 
 /// `scripts_dir/a/b.lua` for `a.b`, refusing anything that could leave the folder.
