@@ -372,3 +372,66 @@ fn check_stays_linear_in_the_number_of_handlers() {
         started.elapsed()
     );
 }
+
+/// Issue 16, item 7: `systemctl reload` right after a start killed the
+/// daemon (SIGHUP's default action) while it was still building its config.
+#[test]
+fn a_sighup_during_start_up_is_a_reload_request_not_death() {
+    let (dir, config) = config_dir(SINK);
+    // A drop-in whose top-level chunk takes a second keeps start-up busy.
+    write_files(
+        dir.path(),
+        &[(
+            "scripts/slow.lua",
+            "local t = os.clock() while os.clock() - t < 1 do end\n\
+             return { on = { 'OnFinish' }, handle = function() end }",
+        )],
+    );
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "-c", config.to_str().unwrap()])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let socket = dir.path().join("run/jobhook.sock");
+    eventually("the daemon listens", || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the daemon died:\n{}",
+            std::fs::read_to_string(dir.path().join("daemon.log")).unwrap()
+        );
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    eventually("the SIGHUP is served as a reload", || {
+        std::fs::read_to_string(dir.path().join("daemon.log"))
+            .unwrap()
+            .contains("SIGHUP received")
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Issue 16, item 13: the warning was logged only after a SIGHUP (the
+/// pipeline was built before logging existed) and `check` did not show it.
+#[test]
+fn accept_invalid_certs_is_warned_about_by_check_and_at_start() {
+    let text = "[hooks]\nOnFinish = [\"api\"]\n[handlers.api]\nlibrary = \"HttpHandler\"\n\
+                url = \"https://127.0.0.1:9/\"\nssl_config = \"lab\"\n\
+                [ssl.lab]\naccept_invalid_certs = true\n";
+    let (_dir, config) = config_dir(text);
+    let output = jobhook(&["check", "-c", config.to_str().unwrap()], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(":9:1: warning: [ssl.lab] accept_invalid_certs = true: server certificates are NOT verified"),
+        "{stdout}"
+    );
+    let daemon = Daemon::start(text);
+    daemon.log_line("[ssl.lab] accept_invalid_certs = true");
+}

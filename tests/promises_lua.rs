@@ -62,11 +62,18 @@ fn the_api_client_never_takes_its_credentials_to_another_host() {
         }
     }
     assert_eq!(event["inside"], 200);
-    assert!(elsewhere.requests().is_empty(), "the other host was reached");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the other host was reached"
+    );
     let requests = api.requests();
     assert_eq!(requests.len(), 3);
     for request in &requests {
-        assert!(request.target.starts_with("/KeyfactorAPI/"), "{}", request.target);
+        assert!(
+            request.target.starts_with("/KeyfactorAPI/"),
+            "{}",
+            request.target
+        );
     }
 }
 

@@ -148,6 +148,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         &locator,
         &mut diagnostics,
     );
+    warn_unverified(&top.ssl, text, &locator, &mut diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Loaded::failed(diagnostics);
     }
@@ -273,6 +274,30 @@ fn check_ssl_names(
                 message.push_str(&format!("; did you mean `{hint}`?"));
             }
             diagnostics.push(locator.error(Some(name.span()), message));
+        }
+    }
+}
+
+/// `accept_invalid_certs = true` turns TLS into encryption without
+/// authentication: said at every load, so `check` and the log at start show it.
+fn warn_unverified(
+    ssl: &BTreeMap<String, SslSettings>,
+    text: &str,
+    locator: &Locator<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for (name, settings) in ssl {
+        if settings.accept_invalid_certs {
+            // The section's header, when it is written as one.
+            let header = text.find(&format!("[ssl.{name}]"));
+            diagnostics.push(
+                locator
+                    .position(header.map(|start| start..start))
+                    .warning(format!(
+                        "[ssl.{name}] accept_invalid_certs = true: server certificates are NOT \
+                     verified; anyone on the path can read and change these requests"
+                    )),
+            );
         }
     }
 }

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use reqwest::ClientBuilder;
 use reqwest::tls::{Certificate, Identity, Version};
 use serde::Deserialize;
-use tracing::warn;
 
 use crate::config::read::{MAX_FILE_BYTES, read_regular};
 use crate::config::values::error_chain;
@@ -98,10 +97,7 @@ impl SslSettings {
             TlsVersion::Tls13 => Version::TLS_1_3,
         });
         if self.accept_invalid_certs {
-            warn!(
-                ssl = name,
-                "accept_invalid_certs = true: server certificates are NOT verified; anyone on the path can read and change these requests"
-            );
+            // Config validation warns about it, in `check` and in the log.
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         Ok(builder)
