@@ -112,15 +112,22 @@ fn a_config_replaced_by_a_fifo_wedges_nothing_and_the_daemon_still_stops() {
 #[test]
 fn a_stop_does_not_wait_for_a_reload_in_progress() {
     let mut daemon = Daemon::start(SINK);
-    // A drop-in whose top-level chunk takes 20 s keeps the reload building.
+    // A handler whose script's top-level chunk takes 20 s (its timeout
+    // allows 30) keeps the reload building.
     write_files(
         daemon.dir.path(),
         &[(
             "scripts/slow.lua",
             "local t = os.clock() while os.clock() - t < 20 do end\n\
-             return { on = { 'OnFinish' }, handle = function() end }",
+             function handle() end",
         )],
     );
+    let slow =
+        "[handlers.slow]\nlibrary = \"LuaHandler\"\nlua_script = \"slow.lua\"\ntimeout = \"30s\"\n";
+    let text = std::fs::read_to_string(&daemon.config)
+        .unwrap()
+        .replace("OnStart = [\"sink\"]", "OnStart = [\"sink\", \"slow\"]");
+    std::fs::write(&daemon.config, format!("{text}{slow}")).unwrap();
     std::thread::sleep(Duration::from_millis(1500)); // the reload is under way
     let asked = Instant::now();
     assert!(daemon.stop().success(), "{}", daemon.log());
@@ -128,6 +135,11 @@ fn a_stop_does_not_wait_for_a_reload_in_progress() {
         asked.elapsed() < Duration::from_secs(8),
         "the stop waited {:?} for the reload:\n{}",
         asked.elapsed(),
+        daemon.log()
+    );
+    assert!(
+        !daemon.log().contains("config reloaded"),
+        "{}",
         daemon.log()
     );
 }

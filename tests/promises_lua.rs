@@ -132,3 +132,108 @@ fn require_of_a_link_out_of_scripts_dir_is_refused_without_showing_the_file() {
     );
     assert!(!line.contains("TOKEN") && !daemon.log().contains("TOKEN"));
 }
+
+/// Issue 15, item 4: the daemon's 2 ms time-slice yields were taken by the
+/// script's own `coroutine.resume`: a generator stopped after a few items.
+#[test]
+fn a_scripts_own_coroutines_see_only_their_own_yields() {
+    let script = r#"
+        local function work() local x = 0 for i = 1, 2000 do x = x + i end return x end
+        function handle(event)
+          local wrapped = 0
+          for _ in coroutine.wrap(function()
+            for i = 1, 5000 do work() coroutine.yield(i) end
+          end) do wrapped = wrapped + 1 end
+          local co = coroutine.create(function()
+            for i = 1, 5000 do work() coroutine.yield(i) end
+            return "done"
+          end)
+          local resumed, last = 0, nil
+          while true do
+            local ok, value = coroutine.resume(co)
+            assert(ok, value)
+            if coroutine.status(co) == "dead" then last = value break end
+            resumed = resumed + 1
+          end
+          event.wrapped, event.resumed, event.last = wrapped, resumed, last
+          return event
+        end
+    "#;
+    let daemon = Daemon::start_with(CHAIN, &[("scripts/script.lua", script)]);
+    daemon.send(&[r#"{"Id":"gen"}"#]);
+    let line = &wait_for_lines(&daemon.path("out/events.log"), 1)[0];
+    let event: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(event["wrapped"], 5000, "{event}");
+    assert_eq!(event["resumed"], 5000, "{event}");
+    assert_eq!(event["last"], "done", "{event}");
+}
+
+/// Issue 15, item 3: a top-level chunk ran without `memory_limit` (three
+/// 1 GiB strings passed `check`).
+#[test]
+fn a_top_level_chunk_runs_under_memory_limit() {
+    let bomb = "local a = string.rep('x', 2^30)\nfunction handle() end";
+    for (text, files) in [
+        (
+            format!("{CHAIN}memory_limit = \"32MiB\"\n"),
+            vec![("scripts/script.lua", bomb)],
+        ),
+        (
+            "[hooks]\nOnFinish = []\n".to_owned(),
+            vec![(
+                "scripts/bomb.lua",
+                "local a = string.rep('x', 2^30)\nreturn { on = { 'OnFinish' }, handle = function() end }",
+            )],
+        ),
+    ] {
+        let (dir, config) = config_dir(&text);
+        write_files(dir.path(), &files);
+        let output = jobhook(&["check", "-c", config.to_str().unwrap()], None);
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{printed}");
+        assert!(printed.contains("memory"), "{printed}");
+    }
+}
+
+/// Issue 15, item 1: a failure reason's `__tostring` ran after the deadline
+/// was cleared (spinning forever), and a `__gc` finalizer runs with hooks
+/// off, where no deadline can reach it.
+#[test]
+fn a_reasons_tostring_is_bounded_and_finalizers_are_refused() {
+    let script = r#"
+        function handle(event)
+          if event.Id == "gc" then
+            local ok, err = pcall(setmetatable, {}, { __gc = function() while true do end end })
+            event.gc_refused = not ok and tostring(err)
+            return event
+          end
+          if event.Id == "tostring" then
+            return false, setmetatable({}, { __tostring = function() while true do end end })
+          end
+          return event
+        end
+    "#;
+    let chain = CHAIN.replace("retries = 0\n", "retries = 0\ntimeout = \"1s\"\n");
+    let mut daemon = Daemon::start_with(&chain, &[("scripts/script.lua", script)]);
+    daemon.send(&[r#"{"Id":"tostring"}"#, r#"{"Id":"gc"}"#]);
+    let line = &wait_for_lines(&daemon.path("out/events.log"), 2)
+        .into_iter()
+        .find(|line| line.contains("\"gc\""))
+        .unwrap();
+    let event: Value = serde_json::from_str(line).unwrap();
+    assert!(
+        event["gc_refused"]
+            .as_str()
+            .unwrap()
+            .contains("__gc metamethods are not available to scripts"),
+        "{event}"
+    );
+    daemon.log_line("timed out after 1s");
+    // Still acking, reloading and stopping.
+    let started = std::time::Instant::now();
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"after"}"#])[0]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    daemon.signal("HUP");
+    eventually("a reload", || daemon.log().contains("config reloaded"));
+    assert!(daemon.stop().success());
+}

@@ -208,7 +208,8 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
     globals.set("http", http)?;
 
     globals.set("client", api_table(lua, env)?)?;
-    Ok(())
+    // Last: mlua loads the coroutine library with the first async function.
+    super::guards::install(lua)
 }
 
 /// `client:get(path)`, `client:post(path, body)`, `client:request{…}`.

@@ -47,6 +47,9 @@ const OPTION_KEYS: &[&str] = &["on", "memory_limit", "allow_env", "handle"];
 
 /// How long a drop-in's chunk may run when it is read.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Memory a drop-in's chunk may use when it is read (before its own
+/// `memory_limit` is known; its states then run under that).
+const READ_MEMORY_LIMIT: usize = 256 << 20;
 
 /// Every drop-in of `config.daemon.scripts_dir`, skipping the scripts in
 /// `claimed` (named by sections). Scripts that are neither drop-ins nor
@@ -117,7 +120,7 @@ fn read(path: &Path, config: &Config, scripting: &Scripting) -> Result<Option<Dr
     super::api::install(&lua, &scripting.env(&name, &[], default_memory_limit().0))
         .map_err(|err| script_diagnostic(path, &err))?;
     let returned: Value = sandbox::load_file(&lua, path)
-        .and_then(|chunk| sandbox::with_deadline(&lua, || chunk.call(())))
+        .and_then(|chunk| sandbox::with_limits(&lua, READ_MEMORY_LIMIT, || chunk.call(())))
         .map_err(|err| script_diagnostic(path, &err))?;
     let Value::Table(table) = returned else {
         return Ok(None);

@@ -11,6 +11,7 @@
 mod api;
 mod convert;
 pub mod drop_in;
+mod guards;
 pub mod pool;
 mod sandbox;
 

@@ -88,8 +88,7 @@ impl ScriptPool {
         let state = self.free.lock().ok().and_then(|mut free| free.pop());
         let state = match state {
             Some(state) => state,
-            None => ScriptState::new(&self.spec)
-                .map_err(|err| HandlerError::retryable(describe(&err)))?,
+            None => self.fresh_state().await?,
         };
         let mut borrowed = Borrowed {
             pool: self,
@@ -101,20 +100,31 @@ impl ScriptPool {
         result
     }
 
+    /// A new state, its chunk run on a blocking thread: a slow chunk must
+    /// not hold a runtime thread (it is bounded by the deadline and memory
+    /// limit, but a deadline is seconds).
+    async fn fresh_state(&self) -> Result<ScriptState, HandlerError> {
+        let spec = self.spec.clone();
+        let built = tokio::task::spawn_blocking(move || ScriptState::new(&spec)).await;
+        match built {
+            Ok(Ok(state)) => Ok(state),
+            Ok(Err(err)) => {
+                error!(script = %self.spec.path.display(), "cannot renew a Lua state: {}", describe(&err));
+                Err(HandlerError::retryable(describe(&err)))
+            }
+            Err(err) => Err(HandlerError::retryable(format!(
+                "building a Lua state failed: {err}"
+            ))),
+        }
+    }
+
     fn give_back(&self, state: ScriptState, spoiled: bool) {
         // A state stopped mid-call (deadline, memory, a cancelled attempt)
-        // may hold half-updated globals: it is replaced by a fresh one.
-        let state = if spoiled {
-            match ScriptState::new(&self.spec) {
-                Ok(fresh) => fresh,
-                Err(err) => {
-                    error!(script = %self.spec.path.display(), "cannot renew a Lua state: {}", describe(&err));
-                    return;
-                }
-            }
-        } else {
-            state
-        };
+        // may hold half-updated globals: it is dropped, and the next call
+        // builds a fresh one.
+        if spoiled {
+            return;
+        }
         if let Ok(mut free) = self.free.lock() {
             free.push(state);
         }
@@ -153,7 +163,9 @@ impl ScriptState {
         let lua = sandbox::new_state(&spec.scripts_dir, spec.limits.timeout)?;
         api::install(&lua, &spec.env)?;
         let chunk = sandbox::load_file(&lua, &spec.path)?;
-        let returned: Value = sandbox::with_deadline(&lua, || chunk.call(()))?;
+        let limit = usize::try_from(spec.limits.memory_limit).unwrap_or(usize::MAX);
+        // The chunk runs under the same limits as a call.
+        let returned: Value = sandbox::with_limits(&lua, limit, || chunk.call(()))?;
         let handle = match spec.entry {
             Entry::Global => {
                 let globals = lua.globals();
@@ -177,7 +189,6 @@ impl ScriptState {
                 }
             },
         };
-        let limit = usize::try_from(spec.limits.memory_limit).unwrap_or(usize::MAX);
         let in_use = lua.used_memory();
         if in_use >= limit {
             return Err(mlua::Error::runtime(format!(
@@ -205,22 +216,27 @@ impl ScriptState {
             },
             Err(err) => Err(err),
         };
-        let _ = self.lua.set_memory_limit(0);
-        let expired = sandbox::end_deadline(&self.lua);
         let values = match called {
             Ok(values) => values,
             Err(err) => {
+                let _ = self.lua.set_memory_limit(0);
+                let expired = sandbox::end_deadline(&self.lua);
                 let spoiled = expired || is_memory_error(&err);
                 return (Err(HandlerError::retryable(describe(&err))), spoiled);
             }
         };
+        // What handle returned is read under the call's limits too: a
+        // reason's `__tostring` or a table's `__index` is script code.
         let outcome = match values.front() {
             None | Some(Value::Nil) | Some(Value::Boolean(true)) => Ok(None),
             Some(Value::Table(table)) => self.replacement(event, table.clone()),
             Some(Value::Boolean(false)) => Err(HandlerError::retryable(match values.get(1) {
-                Some(reason) if !reason.is_nil() => reason
-                    .to_string()
-                    .unwrap_or_else(|_| "handle returned false".to_owned()),
+                Some(reason) if !reason.is_nil() => reason.to_string().unwrap_or_else(|err| {
+                    format!(
+                        "handle returned false; its reason cannot be turned into text: {}",
+                        describe(&err)
+                    )
+                }),
                 _ => "handle returned false".to_owned(),
             })),
             Some(other) => Err(HandlerError::retryable(format!(
@@ -228,7 +244,9 @@ impl ScriptState {
                 other.type_name()
             ))),
         };
-        (outcome, false)
+        let _ = self.lua.set_memory_limit(0);
+        let expired = sandbox::end_deadline(&self.lua);
+        (outcome, expired)
     }
 
     fn replacement(&self, event: &Event, table: Table) -> Result<Option<Event>, HandlerError> {

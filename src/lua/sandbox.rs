@@ -4,7 +4,8 @@
 //! Loaded: the base library without `dofile`, `loadfile` and binary chunks,
 //! `string` (without `dump`), `table`, `math`, `utf8`, and `os.time`,
 //! `os.date`, `os.clock`. `require` loads modules from `scripts_dir` only.
-//! No `io`, no `package`, no `debug`, no native modules.
+//! No `io`, no `package`, no `debug`, no native modules. `setmetatable` and
+//! the `coroutine` functions are guarded (see `guards`).
 
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,6 +30,9 @@ pub struct Deadline {
     pub fired: bool,
     /// When the call in progress last started or resumed running.
     pub slice_start: Instant,
+    /// How deep the call is in the script's own coroutines (see `guards`):
+    /// the time slice yields only at depth 0.
+    pub nested: u32,
 }
 
 /// A sandboxed state. `scripts_dir` is where `require` looks for modules.
@@ -64,6 +68,7 @@ pub fn new_state(scripts_dir: &Path, timeout: Duration) -> mlua::Result<Lua> {
         timeout,
         fired: false,
         slice_start: Instant::now(),
+        nested: 0,
     });
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(INSTRUCTIONS_PER_CHECK),
@@ -82,7 +87,7 @@ pub fn new_state(scripts_dir: &Path, timeout: Duration) -> mlua::Result<Lua> {
                 }
                 // Ignored by Lua where a yield is impossible (inside a
                 // metamethod or a synchronous call).
-                Some(_) if now - deadline.slice_start >= SLICE => {
+                Some(_) if deadline.nested == 0 && now - deadline.slice_start >= SLICE => {
                     deadline.slice_start = now;
                     Ok(VmState::Yield)
                 }
@@ -101,6 +106,19 @@ pub fn with_deadline<T>(lua: &Lua, call: impl FnOnce() -> T) -> T {
     result
 }
 
+/// Runs `call` with the deadline set and at most `memory_limit` bytes in use
+/// (what a script's top-level chunk runs under, as its calls do).
+pub fn with_limits<T>(
+    lua: &Lua,
+    memory_limit: usize,
+    call: impl FnOnce() -> mlua::Result<T>,
+) -> mlua::Result<T> {
+    lua.set_memory_limit(memory_limit)?;
+    let result = with_deadline(lua, call);
+    lua.set_memory_limit(0)?;
+    result
+}
+
 /// Sets the deadline `timeout` from now, for the call about to start.
 pub fn start_deadline(lua: &Lua) {
     if let Some(mut deadline) = lua.app_data_mut::<Deadline>() {
@@ -109,6 +127,7 @@ pub fn start_deadline(lua: &Lua) {
         deadline.at = Some(now + deadline.timeout.min(MAX_DURATION));
         deadline.fired = false;
         deadline.slice_start = now;
+        deadline.nested = 0;
     }
 }
 
