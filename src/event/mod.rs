@@ -5,6 +5,7 @@
 //! absent for every known field, because .NET serialisers write `null` for
 //! unset properties.
 
+mod id;
 mod verbatim;
 
 use std::fmt;
@@ -13,6 +14,8 @@ use std::sync::{Arc, OnceLock};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+pub use id::unprintable;
 
 /// When in a job's life an event was raised; selects the hook chain it runs through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -221,8 +224,8 @@ impl Event {
                 let id = Uuid::now_v7().to_string();
                 fields.insert("Id".into(), Value::String(id));
             }
-            Some(Value::String(id)) if !id.is_empty() => {}
-            Some(other) => return Err(expected("Id", "a non-empty string", other)),
+            Some(Value::String(id)) => id::check(id)?,
+            Some(other) => return Err(expected("Id", "a string", other)),
         }
         for name in ["AgentId", "JobId", "JobTypeId"] {
             check_guid(&fields, name)?;

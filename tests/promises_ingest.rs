@@ -1,0 +1,54 @@
+//! Issue 14, "nothing acked is lost, nothing hangs", on the ingest side:
+//! whole lines in text files on a full disk, the socket path, idle
+//! clients, what an `Id` may be, validation messages, control characters
+//! in text lines. Each through the real binary.
+
+#![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
+
+mod util;
+
+use util::*;
+
+const AUDIT: &str = r#"
+[hooks]
+OnFinish = ["audit"]
+
+[handlers.audit]
+library = "TextFileHandler"
+file_path = "out/audit.log"
+"#;
+
+#[test]
+fn an_id_with_control_characters_or_absurd_length_is_refused_naming_id() {
+    let daemon = Daemon::start(AUDIT);
+    let long = format!(r#"{{"Id":"{}"}}"#, "i".repeat(257));
+    let refused = [
+        r#"{"Id":"a\u0007b"}"#,
+        r#"{"Id":"a\nb"}"#,
+        "{\"Id\":\"a\u{7f}b\"}",
+        "{\"Id\":\"a\u{85}b\"}",
+        "{\"Id\":\"a\u{2028}b\"}",
+        r#"{"Id":" padded "}"#,
+        r#"{"Id":""}"#,
+        &long,
+    ];
+    let replies = daemon.send(&refused);
+    for (line, reply) in refused.iter().zip(&replies) {
+        assert_eq!(code(reply), "invalid_event", "{line}: {reply}");
+        let error = reply["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("field `Id`: expected 1 to 256 bytes"),
+            "{error}"
+        );
+    }
+    let fine = format!(r#"{{"Id":"{}"}}"#, "é".repeat(128));
+    let replies = daemon.send(&[&fine, r#"{"Id":"tenant 7/job/Ünï"}"#]);
+    assert!(replies.iter().all(reply_ok), "{replies:?}");
+
+    // `jobhook send` goes the same way.
+    let config = daemon.config.to_str().unwrap();
+    let output = jobhook(&["send", "-c", config], Some(r#"{"Id":"esc\u001b[2J"}"#));
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("field `Id`"), "{stdout}");
+}
