@@ -52,3 +52,41 @@ fn an_id_with_control_characters_or_absurd_length_is_refused_naming_id() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("field `Id`"), "{stdout}");
 }
+
+#[test]
+fn validation_messages_say_what_is_wrong_and_cr_does_not_count() {
+    let daemon = Daemon::start(&format!("[daemon]\nmax_event_bytes = 100\n{AUDIT}"));
+    let replies = daemon.send(&[
+        r#"{"CurrentRetryCount":-1}"#,
+        r#"{"CertificateId":-9223372036854775809}"#,
+        r#"{"CurrentRetryCount":18446744073709551616}"#,
+        r#"{"CertificateId":1.0}"#,
+    ]);
+    let errors: Vec<&str> = replies
+        .iter()
+        .map(|reply| reply["error"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "field `CurrentRetryCount`: expected an integer of 0 or more, got -1",
+            "field `CertificateId`: expected an integer or null, got an integer out of range",
+            "field `CurrentRetryCount`: expected an integer of 0 or more, got an integer out of range",
+            "field `CertificateId`: expected an integer or null, got a number with a fraction",
+        ]
+    );
+
+    // Exactly max_event_bytes, then CRLF: the `\r` is not part of the line.
+    let bare = r#"{"Id":"crlf","Pad":""}"#;
+    let exactly = bare.replace(
+        r#""Pad":"""#,
+        &format!(r#""Pad":"{}""#, "p".repeat(100 - bare.len())),
+    );
+    assert_eq!(exactly.len(), 100);
+    let over = exactly.replacen("crlf", "crlf+", 1);
+    let mut client = daemon.connect();
+    client.write_raw(format!("{exactly}\r\n{over}\r\n").as_bytes());
+    let replies = client.read_replies(2);
+    assert_eq!(replies[0]["id"], "crlf", "{replies:?}");
+    assert_eq!(code(&replies[1]), "too_large", "{replies:?}");
+}

@@ -41,18 +41,21 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             let available = self.reader.fill_buf().await?;
             if available.is_empty() {
                 // End of stream: a last line without a newline still counts.
-                if std::mem::take(&mut self.skipping) {
-                    return Ok(Some(Frame::TooLarge));
-                }
-                return Ok(self.keep_line().then_some(Frame::Line(&self.line)));
+                return Ok(match self.end_line() {
+                    Ended::Blank => None,
+                    Ended::TooLarge => Some(Frame::TooLarge),
+                    Ended::Line => Some(Frame::Line(&self.line)),
+                });
             }
             let (chunk, complete) = match memchr::memchr(b'\n', available) {
                 Some(end) => (&available[..end], Some(end + 1)),
                 None => (available, None),
             };
             let consumed = complete.unwrap_or(available.len());
+            // One byte past the limit may be the `\r` of a CRLF line end,
+            // which does not count; `end_line` decides.
             if !self.skipping {
-                if self.line.len() + chunk.len() > self.max {
+                if self.line.len() + chunk.len() > self.max + 1 {
                     self.skipping = true;
                     self.line.clear();
                 } else {
@@ -63,26 +66,37 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             if complete.is_none() {
                 continue;
             }
-            if std::mem::take(&mut self.skipping) {
-                return Ok(Some(Frame::TooLarge));
-            }
-            if self.keep_line() {
-                return Ok(Some(Frame::Line(&self.line)));
+            match self.end_line() {
+                Ended::Blank => {}
+                Ended::TooLarge => return Ok(Some(Frame::TooLarge)),
+                Ended::Line => return Ok(Some(Frame::Line(&self.line))),
             }
         }
     }
 
-    /// Strips a trailing `\r`; false (and the line cleared) if it is blank.
-    fn keep_line(&mut self) -> bool {
+    /// Ends the line received so far, a trailing `\r` stripped; `line`
+    /// keeps it only if it is to be returned.
+    fn end_line(&mut self) -> Ended {
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        if self.line.iter().all(u8::is_ascii_whitespace) {
-            self.line.clear();
-            return false;
-        }
-        true
+        let ended = if std::mem::take(&mut self.skipping) || self.line.len() > self.max {
+            Ended::TooLarge
+        } else if self.line.iter().all(u8::is_ascii_whitespace) {
+            Ended::Blank
+        } else {
+            return Ended::Line;
+        };
+        self.line.clear();
+        ended
     }
+}
+
+/// How a line ended.
+enum Ended {
+    Line,
+    TooLarge,
+    Blank,
 }
 
 #[cfg(test)]
@@ -125,7 +139,11 @@ mod tests {
             let got = frames(b"0123456789abc", 10, buffer).await;
             assert_eq!(got, [None]);
         }
-        let exactly = frames(b"0123456789\n", 10, 4).await;
-        assert_eq!(exactly, [Some(b"0123456789".to_vec())]);
+        for buffer in [1, 4, 64] {
+            let exactly = frames(b"0123456789\n0123456789\r\n0123456789\r", 10, buffer).await;
+            assert_eq!(exactly, vec![Some(b"0123456789".to_vec()); 3]);
+            let over = frames(b"0123456789x\r\n0123456789\r\r\n", 10, buffer).await;
+            assert_eq!(over, [None, None]);
+        }
     }
 }
