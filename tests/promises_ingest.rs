@@ -90,3 +90,30 @@ fn validation_messages_say_what_is_wrong_and_cr_does_not_count() {
     assert_eq!(replies[0]["id"], "crlf", "{replies:?}");
     assert_eq!(code(&replies[1]), "too_large", "{replies:?}");
 }
+
+#[test]
+fn control_characters_in_text_lines_are_escaped() {
+    let daemon = Daemon::start(
+        r#"
+[hooks]
+OnFinish = ["text"]
+
+[handlers.text]
+library = "TextFileHandler"
+file_path = "out/text.log"
+format = "text"
+template = "{Id} {Note}"
+"#,
+    );
+    let replies = daemon.send(&[
+        "{\"Id\":\"t1\",\"Note\":\"red\\u001b[31m nul\\u0000 tab\\t del\u{7f} nel\u{85} ls\u{2028} ps\u{2029} cr\\r lf\\n end\"}",
+    ]);
+    assert!(reply_ok(&replies[0]), "{replies:?}");
+    let text = wait_for_lines(&daemon.path("out/text.log"), 1);
+    assert_eq!(
+        text,
+        [
+            r"t1 red\u{1b}[31m nul\u{0} tab\t del\u{7f} nel\u{85} ls\u{2028} ps\u{2029} cr\r lf\n end"
+        ]
+    );
+}
