@@ -7,6 +7,9 @@
 
 mod util;
 
+use std::process::Command;
+
+use serde_json::Value;
 use util::*;
 
 const AUDIT: &str = r#"
@@ -17,6 +20,75 @@ OnFinish = ["audit"]
 library = "TextFileHandler"
 file_path = "out/audit.log"
 "#;
+
+/// Ignores SIGXFSZ and limits the size of files the daemon writes to
+/// `bytes`, so that a write crossing it fails partway with EFBIG, as on a
+/// full disk. `None` (with the reason printed) where `prlimit` is missing.
+fn file_size_limit(bytes: u64) -> Option<Vec<String>> {
+    let found = Command::new("prlimit").arg("--version").output();
+    if !found.is_ok_and(|output| output.status.success()) {
+        eprintln!("skipped: `prlimit` (util-linux) is not installed");
+        return None;
+    }
+    Some(vec![
+        "sh".into(),
+        "-c".into(),
+        // An ignored signal stays ignored across exec.
+        "trap '' XFSZ; exec \"$@\"".into(),
+        "sh".into(),
+        "prlimit".into(),
+        format!("--fsize={bytes}"),
+    ])
+}
+
+#[test]
+fn a_write_that_fails_partway_leaves_only_whole_lines() {
+    // The log already holds 16,000 whole lines of 1,000 bytes; the daemon
+    // may write 1,000 bytes more (its spool stays far below the limit).
+    const OLD_LINES: usize = 16_000;
+    let limit = (OLD_LINES as u64 + 1) * 1000;
+    let Some(wrapper) = file_size_limit(limit) else {
+        return;
+    };
+    let mut old = String::with_capacity(OLD_LINES * 1000);
+    for i in 0..OLD_LINES {
+        let line = format!(r#"{{"Id":"old-{i:05}","Pad":""}}"#);
+        let pad = "x".repeat(999 - line.len());
+        old.push_str(&line.replace(r#""Pad":"""#, &format!(r#""Pad":"{pad}""#)));
+        old.push('\n');
+    }
+    assert_eq!(old.len(), OLD_LINES * 1000);
+    let config = format!("[daemon]\nworkers = 1\n{AUDIT}retries = 0\n");
+    let daemon = Daemon::start_under(
+        &wrapper.iter().map(String::as_str).collect::<Vec<_>>(),
+        &config,
+        &[("out/audit.log", &old)],
+    );
+    // 3,000 bytes cross the limit mid-line; the write fails partway. Then a
+    // short event fits in what is left (one worker: in this order).
+    let big = format!(r#"{{"Id":"big","Pad":"{}"}}"#, "y".repeat(3000));
+    let replies = daemon.send(&[&big, r#"{"Id":"small"}"#]);
+    assert!(replies.iter().all(reply_ok), "{replies:?}");
+    let path = daemon.path("out/audit.log");
+    eventually("the short event in the file", || {
+        lines(&path)
+            .last()
+            .is_some_and(|line| line.contains(r#""Id":"small""#))
+    });
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.ends_with('\n'));
+    let ids: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("a torn line ({err}): {:.80}…", line));
+            event["Id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), OLD_LINES + 1);
+    assert!(!ids.contains(&"big".to_owned()));
+    assert!(daemon.log().contains("File too large"), "{}", daemon.log());
+}
 
 #[test]
 fn an_id_with_control_characters_or_absurd_length_is_refused_naming_id() {
