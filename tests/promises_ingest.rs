@@ -7,7 +7,10 @@
 
 mod util;
 
-use std::process::Command;
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::*;
@@ -20,6 +23,86 @@ OnFinish = ["audit"]
 library = "TextFileHandler"
 file_path = "out/audit.log"
 "#;
+
+/// Runs `jobhook run` on `config` (a file in `dir`) and returns its output
+/// once it exits; a daemon that keeps running is killed and fails the test.
+fn run_expecting_exit(dir: &Path, config: &str) -> Output {
+    let path = dir.join("handlers.toml");
+    if !path.exists() {
+        std::fs::write(&path, config).unwrap();
+    }
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(dir.join("handlers.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            panic!("the daemon started instead of refusing:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_socket_path_naming_anything_but_a_socket_is_refused_and_left_alone() {
+    // The typo: the socket path names the config itself.
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[daemon]\nsocket = \"handlers.toml\"\n{AUDIT}");
+    std::fs::write(dir.path().join("handlers.toml"), &config).unwrap();
+    let output = run_expecting_exit(dir.path(), &config);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("handlers.toml is a regular file, not a socket"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("handlers.toml")).unwrap(),
+        config
+    );
+
+    // A directory, and a symbolic link (to a file, and dangling): the link
+    // is not followed, and neither it nor its target is removed.
+    for (name, what) in [
+        ("dir", "a directory"),
+        ("link", "a symbolic link"),
+        ("dangling", "a symbolic link"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("dir")).unwrap();
+        std::fs::write(dir.path().join("target"), "keep").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("target"), dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling"))
+            .unwrap();
+        let config = format!("[daemon]\nsocket = \"{name}\"\n{AUDIT}");
+        let output = run_expecting_exit(dir.path(), &config);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{name} is {what}, not a socket")),
+            "{stderr}"
+        );
+        assert!(std::fs::symlink_metadata(dir.path().join(name)).is_ok());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("target")).unwrap(),
+            "keep"
+        );
+    }
+}
 
 /// Ignores SIGXFSZ and limits the size of files the daemon writes to
 /// `bytes`, so that a write crossing it fails partway with EFBIG, as on a

@@ -20,6 +20,8 @@ pub use windows::Listener;
 pub enum BindError {
     #[error("{path}: another jobhook is already listening there")]
     InUse { path: String },
+    #[error("{path} is {kind}, not a socket; refusing to replace it (check `[daemon] socket`)")]
+    NotASocket { path: String, kind: &'static str },
     #[error("cannot listen on {path}: {source}")]
     Io {
         path: String,

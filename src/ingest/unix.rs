@@ -1,6 +1,6 @@
 //! The Unix stream socket.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,16 +13,20 @@ use tracing::{info, warn};
 use super::{BindError, Limits, connection};
 use crate::queue::Queue;
 
-/// A bound socket. The socket file is removed when this is dropped.
+/// A bound socket. The socket file is removed when this is dropped, if it
+/// is still the one this bound.
 pub struct Listener {
     listener: UnixListener,
     path: PathBuf,
+    /// Device and inode of the socket file.
+    file: (u64, u64),
 }
 
 impl Listener {
     /// Binds `path` with permissions `mode`, creating its directory. A socket
     /// file left by a daemon that died is replaced; one that a running daemon
-    /// answers on is not.
+    /// answers on is not, and neither is anything but a socket (a mistyped
+    /// `socket = "handlers.toml"` must not delete the config).
     pub fn bind(path: &Path, mode: u32) -> Result<Listener, BindError> {
         let io_error = |source| BindError::Io {
             path: path.display().to_string(),
@@ -31,18 +35,13 @@ impl Listener {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io_error)?;
         }
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(BindError::InUse {
-                    path: path.display().to_string(),
-                });
-            }
-            std::fs::remove_file(path).map_err(io_error)?;
-        }
+        remove_stale_socket(path)?;
         let listener = UnixListener::bind(path).map_err(io_error)?;
+        let file = std::fs::symlink_metadata(path).map_err(io_error)?;
         let listener = Listener {
             listener,
             path: path.to_owned(),
+            file: (file.dev(), file.ino()),
         };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_error)?;
         Ok(listener)
@@ -83,8 +82,54 @@ impl Listener {
     }
 }
 
+/// Removes what is at `path` if it is a socket nobody listens on. Anything
+/// else there is refused: a live socket, and any other kind of file (a
+/// symbolic link is not followed).
+fn remove_stale_socket(path: &Path) -> Result<(), BindError> {
+    let io_error = |source| BindError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let kind = match std::fs::symlink_metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(io_error(err)),
+        Ok(meta) => meta.file_type(),
+    };
+    if !kind.is_socket() {
+        let kind = if kind.is_file() {
+            "a regular file"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_symlink() {
+            "a symbolic link"
+        } else {
+            "a special file"
+        };
+        return Err(BindError::NotASocket {
+            path: path.display().to_string(),
+            kind,
+        });
+    }
+    // Only a refused connection shows that nobody listens; any other
+    // failure (no permission, say) shows nothing, so the file stays.
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(BindError::InUse {
+            path: path.display().to_string(),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(io_error)
+        }
+        Err(err) => Err(io_error(err)),
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Whatever replaced the socket file meanwhile is not ours to delete.
+        let ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|meta| (meta.dev(), meta.ino()) == self.file);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
