@@ -174,6 +174,71 @@ fn a_write_that_fails_partway_leaves_only_whole_lines() {
 }
 
 #[test]
+fn a_new_client_gets_the_slot_of_an_idle_one_when_all_are_taken() {
+    let daemon = Daemon::start(&format!("[daemon]\nmax_connections = 2\n{AUDIT}"));
+    let mut first = daemon.connect();
+    first.write_lines(&[r#"{"Id":"first"}"#]);
+    assert!(reply_ok(&first.read_reply()));
+    // The first is idle from its reply on; the second from when it connects.
+    std::thread::sleep(Duration::from_millis(200));
+    let _second = daemon.connect();
+    std::thread::sleep(Duration::from_millis(100));
+
+    let started = Instant::now();
+    let replies = daemon.send(&[r#"{"Id":"third"}"#]);
+    assert_eq!(replies[0]["id"], "third");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The first was idle longest: its slot went to the third, and it was
+    // closed (after its reply, which it had read).
+    first
+        .stream()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(first.stream().read_to_end(&mut rest).unwrap(), 0);
+}
+
+#[test]
+fn an_idle_client_is_closed_after_idle_timeout_and_a_stalled_one_after_stall_timeout() {
+    let daemon = Daemon::start(&format!(
+        "[daemon]\nidle_timeout = \"3s\"\nstall_timeout = \"1s\"\n{AUDIT}"
+    ));
+    let closed_within = |client: &Client, limit: Duration| {
+        let started = Instant::now();
+        client
+            .stream()
+            .set_read_timeout(Some(limit + Duration::from_millis(1500)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = client.stream().read_to_end(&mut rest);
+        assert!(matches!(read, Ok(0)), "{read:?} {rest:?}");
+        let elapsed = started.elapsed();
+        assert!(elapsed >= limit - Duration::from_millis(300), "{elapsed:?}");
+    };
+    // Idle after its reply: closed idle_timeout after it.
+    let mut idle = daemon.connect();
+    idle.write_lines(&[r#"{"Id":"idle"}"#]);
+    assert!(reply_ok(&idle.read_reply()));
+    closed_within(&idle, Duration::from_secs(3));
+
+    // Half a line, then nothing: closed after the stall timeout, without
+    // an answer for the half line (it was not accepted).
+    let mut stalled = daemon.connect();
+    stalled.write_raw(br#"{"Id":"half"#);
+    closed_within(&stalled, Duration::from_secs(1));
+    assert_eq!(lines(&daemon.path("out/audit.log")).len(), 1);
+
+    // A client that sends a line now and then stays connected, pauses
+    // between lines longer than stall_timeout included.
+    let mut busy = daemon.connect();
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(1500));
+        busy.write_lines(&[&format!(r#"{{"Id":"busy-{i}"}}"#)]);
+        assert!(reply_ok(&busy.read_reply()));
+    }
+}
+
+#[test]
 fn an_id_with_control_characters_or_absurd_length_is_refused_naming_id() {
     let daemon = Daemon::start(AUDIT);
     let long = format!(r#"{{"Id":"{}"}}"#, "i".repeat(257));

@@ -55,8 +55,18 @@ pub struct DaemonSettings {
     /// Longest event line accepted; longer lines are rejected with `too_large`.
     /// Default `"1MiB"`.
     pub max_event_bytes: Bytes,
-    /// Clients connected at the same time; more wait until one leaves. Default 256.
+    /// Clients connected at the same time. When all are connected, a new
+    /// client takes the place of the one idle longest (no line half sent, no
+    /// reply owed), which is disconnected; if none is idle, it waits until
+    /// one leaves. Default 256.
     pub max_connections: usize,
+    /// A client that sends no line for this long, with no reply owed to it,
+    /// is disconnected. Default `"5m"`.
+    pub idle_timeout: Seconds,
+    /// A client that takes this long to finish a line it began, or to read
+    /// a reply, is disconnected (the unfinished line is not accepted).
+    /// Default `"30s"`.
+    pub stall_timeout: Seconds,
     /// Events accepted but not yet handled. Beyond it a new event waits up to
     /// a second for room (unacked, which slows its client down), then is
     /// rejected with `overloaded`. Events left in the spool by the last run
@@ -91,6 +101,8 @@ impl Default for DaemonSettings {
             workers: 0,
             max_event_bytes: Bytes(1 << 20),
             max_connections: 256,
+            idle_timeout: Seconds(Duration::from_secs(5 * 60)),
+            stall_timeout: Seconds(Duration::from_secs(30)),
             queue_capacity: 10_000,
             shutdown_timeout: Seconds(Duration::from_secs(30)),
             spool_dir: PathBuf::from("var/spool"),

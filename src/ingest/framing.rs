@@ -4,7 +4,11 @@
 //! tokio#3976; here an over-long line is reported and skipped up to the next
 //! newline, and the connection goes on.)
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::time::Instant;
 
 /// One frame read from a client.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,23 +24,42 @@ pub struct LineReader<R> {
     line: Vec<u8>,
     max: usize,
     skipping: bool,
+    /// `line` holds the frame returned last, to be cleared before reading on.
+    returned: bool,
+    /// When the line now being received began; `None` between lines.
+    started: Option<Instant>,
+    /// Set while a line is partly received, for others to see.
+    receiving: Arc<AtomicBool>,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
-    pub fn new(reader: R, max: usize) -> Self {
+    /// Reads lines of at most `max` bytes; `receiving` is set while a line
+    /// is partly received.
+    pub fn new(reader: R, max: usize, receiving: Arc<AtomicBool>) -> Self {
         LineReader {
             reader,
             line: Vec::new(),
             max,
             skipping: false,
+            returned: false,
+            started: None,
+            receiving,
         }
     }
 
+    /// When the line now being received began arriving, if one has.
+    pub fn line_started(&self) -> Option<Instant> {
+        self.started
+    }
+
     /// The next frame, or `None` at the end of the stream. Blank lines are
-    /// skipped. Cancel-safe: state lives in `self` and input is consumed only
-    /// once it has been copied or skipped.
+    /// skipped. Cancel-safe: state lives in `self` (a line half received
+    /// when the future is dropped is continued by the next call) and input
+    /// is consumed only once it has been copied or skipped.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame<'_>>> {
-        self.line.clear();
+        if std::mem::take(&mut self.returned) {
+            self.line.clear();
+        }
         loop {
             let available = self.reader.fill_buf().await?;
             if available.is_empty() {
@@ -52,6 +75,10 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 None => (available, None),
             };
             let consumed = complete.unwrap_or(available.len());
+            if !chunk.is_empty() && self.started.is_none() {
+                self.started = Some(Instant::now());
+                self.receiving.store(true, Ordering::Relaxed);
+            }
             // One byte past the limit may be the `\r` of a CRLF line end,
             // which does not count; `end_line` decides.
             if !self.skipping {
@@ -77,6 +104,8 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// Ends the line received so far, a trailing `\r` stripped; `line`
     /// keeps it only if it is to be returned.
     fn end_line(&mut self) -> Ended {
+        self.started = None;
+        self.receiving.store(false, Ordering::Relaxed);
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
@@ -85,6 +114,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         } else if self.line.iter().all(u8::is_ascii_whitespace) {
             Ended::Blank
         } else {
+            self.returned = true;
             return Ended::Line;
         };
         self.line.clear();
@@ -105,7 +135,7 @@ mod tests {
 
     async fn frames(input: &[u8], max: usize, buffer: usize) -> Vec<Option<Vec<u8>>> {
         let reader = tokio::io::BufReader::with_capacity(buffer, input);
-        let mut lines = LineReader::new(reader, max);
+        let mut lines = LineReader::new(reader, max, Arc::default());
         let mut out = Vec::new();
         while let Some(frame) = lines.next().await.unwrap() {
             out.push(match frame {
@@ -114,6 +144,22 @@ mod tests {
             });
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_off_by_a_dropped_call_is_continued() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(64);
+        let receiving = Arc::new(AtomicBool::new(false));
+        let mut lines = LineReader::new(tokio::io::BufReader::new(server), 100, receiving.clone());
+        client.write_all(b"{\"a\"").await.unwrap();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), lines.next()).await;
+        assert!(waited.is_err());
+        assert!(lines.line_started().is_some() && receiving.load(Ordering::Relaxed));
+        client.write_all(b":1}\n").await.unwrap();
+        let frame = lines.next().await.unwrap().unwrap();
+        assert_eq!(frame, Frame::Line(b"{\"a\":1}"));
+        assert!(lines.line_started().is_none() && !receiving.load(Ordering::Relaxed));
     }
 
     #[tokio::test]

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::slots::Slots;
 use super::{BindError, Limits, connection};
 use crate::queue::Queue;
 
@@ -51,14 +51,9 @@ impl Listener {
     /// to finish answering what they sent.
     pub async fn serve(self, queue: Arc<Queue>, limits: Limits, shutdown: CancellationToken) {
         info!(socket = %self.path.display(), "listening");
-        let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let slots = Slots::new(limits.max_connections);
         let connections = TaskTracker::new();
         loop {
-            // Take a permit before accepting: at the limit, clients wait in the backlog.
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-            };
             let stream = tokio::select! {
                 () = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
@@ -69,12 +64,18 @@ impl Listener {
                     }
                 },
             };
+            // With no slot to be had, this client waits, and later ones in
+            // the backlog.
+            let slot = tokio::select! {
+                () = shutdown.cancelled() => break,
+                slot = slots.take() => slot,
+            };
             let (read, write) = stream.into_split();
             let queue = queue.clone();
             let shutdown = shutdown.clone();
             connections.spawn(async move {
-                connection::serve(read, write, queue, limits.max_event_bytes, shutdown).await;
-                drop(permit);
+                connection::serve(read, write, queue, limits, slot.activity(), shutdown).await;
+                drop(slot);
             });
         }
         connections.close();
