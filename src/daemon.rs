@@ -79,6 +79,8 @@ pub async fn run(
     let limits = Limits {
         max_connections: daemon.max_connections,
         max_event_bytes: daemon.max_event_bytes.0.try_into().unwrap_or(usize::MAX),
+        idle_timeout: daemon.idle_timeout.0,
+        stall_timeout: daemon.stall_timeout.0,
     };
     listener.serve(Arc::new(queue), limits, shutdown).await;
     let _ = reloads.await;

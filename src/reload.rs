@@ -362,6 +362,14 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
             daemon.max_connections != next.max_connections,
         ),
         (
+            "[daemon] idle_timeout",
+            daemon.idle_timeout != next.idle_timeout,
+        ),
+        (
+            "[daemon] stall_timeout",
+            daemon.stall_timeout != next.stall_timeout,
+        ),
+        (
             "[daemon] queue_capacity",
             daemon.queue_capacity != next.queue_capacity,
         ),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeTable;
 
-use super::values::{Bytes, FileMode, Seconds, count_between, size_between};
+use super::values::{Bytes, FileMode, Seconds, count_between, positive_duration, size_between};
 use crate::event::Phase;
 use crate::http::SslSettings;
 use crate::spool::Fsync;
@@ -59,10 +59,21 @@ pub struct DaemonSettings {
     /// Default `"1MiB"`.
     #[serde(deserialize_with = "size_between::<_, 64, { 256 << 20 }>")]
     pub max_event_bytes: Bytes,
-    /// Clients connected at the same time; more wait until one leaves.
-    /// From 1 to 65536. Default 256.
+    /// Clients connected at the same time, from 1 to 65536. When all are
+    /// connected, a new client takes the place of the one idle longest (no
+    /// line half sent, no reply owed), which is disconnected; if none is
+    /// idle, it waits until one leaves. Default 256.
     #[serde(deserialize_with = "count_between::<_, 1, 65536>")]
     pub max_connections: usize,
+    /// A client that sends no line for this long, with no reply owed to it,
+    /// is disconnected. More than 0. Default `"5m"`.
+    #[serde(deserialize_with = "positive_duration")]
+    pub idle_timeout: Seconds,
+    /// A client that takes this long to finish a line it began, or to read
+    /// a reply, is disconnected (the unfinished line is not accepted).
+    /// More than 0. Default `"30s"`.
+    #[serde(deserialize_with = "positive_duration")]
+    pub stall_timeout: Seconds,
     /// Events accepted but not yet handled. Beyond it a new event waits up to
     /// a second for room (unacked, which slows its client down), then is
     /// rejected with `overloaded`. Events left in the spool by the last run
@@ -100,6 +111,8 @@ impl Default for DaemonSettings {
             workers: 0,
             max_event_bytes: Bytes(1 << 20),
             max_connections: 256,
+            idle_timeout: Seconds(Duration::from_secs(5 * 60)),
+            stall_timeout: Seconds(Duration::from_secs(30)),
             queue_capacity: 10_000,
             shutdown_timeout: Seconds(Duration::from_secs(30)),
             spool_dir: PathBuf::from("var/spool"),

@@ -104,6 +104,16 @@ pub fn count_between<'de, D: Deserializer<'de>, const MIN: usize, const MAX: usi
     Ok(count)
 }
 
+/// Deserialises a [`Seconds`] that must be more than zero (a timeout of 0
+/// would fire at once, every time).
+pub fn positive_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seconds, D::Error> {
+    let duration = Seconds::deserialize(deserializer)?;
+    if duration.0.is_zero() {
+        return Err(de::Error::custom("must be more than 0"));
+    }
+    Ok(duration)
+}
+
 /// Deserialises a [`Bytes`] size and checks it lies in `MIN..=MAX` bytes.
 pub fn size_between<'de, D: Deserializer<'de>, const MIN: u64, const MAX: u64>(
     deserializer: D,

@@ -5,6 +5,7 @@
 //! absent for every known field, because .NET serialisers write `null` for
 //! unset properties.
 
+mod id;
 mod verbatim;
 
 use std::fmt;
@@ -13,6 +14,8 @@ use std::sync::{Arc, OnceLock};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+pub use id::unprintable;
 
 /// When in a job's life an event was raised; selects the hook chain it runs through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -221,8 +224,8 @@ impl Event {
                 let id = Uuid::now_v7().to_string();
                 fields.insert("Id".into(), Value::String(id));
             }
-            Some(Value::String(id)) if !id.is_empty() => {}
-            Some(other) => return Err(expected("Id", "a non-empty string", other)),
+            Some(Value::String(id)) => id::check(id)?,
+            Some(other) => return Err(expected("Id", "a string", other)),
         }
         for name in ["AgentId", "JobId", "JobTypeId"] {
             check_guid(&fields, name)?;
@@ -248,6 +251,11 @@ impl Event {
         match present(&fields, "CurrentRetryCount") {
             None => {}
             Some(Value::Number(n)) if n.is_u64() => {}
+            Some(Value::Number(n)) if n.is_i64() => {
+                return Err(EventError::Invalid(format!(
+                    "field `CurrentRetryCount`: expected an integer of 0 or more, got {n}"
+                )));
+            }
             Some(other) => {
                 return Err(expected(
                     "CurrentRetryCount",
@@ -482,12 +490,25 @@ fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
+        // Integers beyond i64 and u64 are read as floating point.
+        Value::Number(n) if n.as_f64().is_some_and(out_of_integer_range) => {
+            "an integer out of range"
+        }
         Value::Number(n) if n.is_f64() => "a number with a fraction",
         Value::Number(_) => "an integer",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Whether a number read as floating point is a whole number that no
+/// integer type holds: below `i64::MIN` or above `u64::MAX`. (`1.0` is a
+/// number with a fraction; `-9223372036854775809` is an integer out of range.)
+fn out_of_integer_range(number: f64) -> bool {
+    // -2^63 is i64::MIN, but an integer literal that fits was read as an
+    // i64: a float equal to it was rounded from one below.
+    number.fract() == 0.0 && !(-(2f64.powi(63)) < number && number < 2f64.powi(64))
 }
 
 /// Keeps echoed client input short in error messages.
@@ -594,7 +615,15 @@ mod tests {
                 .contains("`CertificateId`: expected an integer or null, got a string")
         );
         assert!(invalid(r#"{"CertificateId":1.5}"#).contains("`CertificateId`"));
-        assert!(invalid(r#"{"CurrentRetryCount":-1}"#).contains("`CurrentRetryCount`"));
+        assert_eq!(
+            invalid(r#"{"CurrentRetryCount":-1}"#),
+            "field `CurrentRetryCount`: expected an integer of 0 or more, got -1"
+        );
+        assert!(
+            invalid(r#"{"CertificateId":-9223372036854775809}"#)
+                .ends_with("got an integer out of range")
+        );
+        assert!(invalid(r#"{"CertificateId":1.0}"#).ends_with("got a number with a fraction"));
         assert!(invalid(r#"{"JobResult":"Maybe"}"#).contains("`JobResult`"));
         assert!(
             invalid(r#"{"Username":["x"]}"#)

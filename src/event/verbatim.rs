@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess};
 use uuid::Uuid;
 
-use super::{DEFAULT_EVENT_TYPE, Event, JobResult, Phase, Routing, parse_timestamp};
+use super::{DEFAULT_EVENT_TYPE, Event, JobResult, Phase, Routing, id, parse_timestamp};
 
 /// The event the line is, if it is a usual one (see the module doc);
 /// `None` leaves it to the general way.
@@ -204,7 +204,7 @@ impl<'r, 'a> Known<'r, 'a> {
         };
         let id = match self.id {
             None => None,
-            Some(Raw::Text(id)) if !id.is_empty() => Some(*id),
+            Some(Raw::Text(text)) if id::check(text).is_ok() => Some(*text),
             Some(_) => return None,
         };
         let job_id = guid(self.job_id)?;
@@ -425,6 +425,10 @@ mod tests {
             r#""Id":null"#,
             r#""Id":"""#,
             r#""Id":"a\u0031""#,
+            "\"Id\":\"a\u{7f}\"",
+            "\"Id\":\"a\u{2028}\"",
+            r#""Id":"a\u0007""#,
+            r#""Id":" a""#,
             r#""JobResult":"Success""#,
             r#""JobResult":"failure""#,
             r#""JobResult":"Failure""#,
@@ -449,8 +453,10 @@ mod tests {
             r#""CertificateId":-5"#,
             r#""CertificateId":5.0"#,
             r#""CertificateId":18446744073709551615"#,
+            r#""CertificateId":-9223372036854775809"#,
             r#""CurrentRetryCount":0"#,
             r#""CurrentRetryCount":-1"#,
+            r#""CurrentRetryCount":18446744073709551616"#,
             r#""RequestTimestamp":"5/3/2023 11:18:48 PM""#,
             r#""RequestTimestamp":"2023-05-03T23:18:48.000Z""#,
             r#""RequestTimestamp":"2023-05-03T23:18:48+01:00""#,

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::de::{self, Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::event::Event;
+use crate::event::{Event, unprintable};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
@@ -27,7 +27,10 @@ enum Part {
 /// How an inserted value is made safe for where it lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Escape {
-    /// Inside one line of text: newlines become `\n`, so one event stays one line.
+    /// Inside one line of text: `\n`, `\r` and `\t` are written so, and
+    /// every other control character (C0, DEL, C1) and the Unicode line and
+    /// paragraph separators as `\u{1b}` (hex), so one event stays one line
+    /// and a value cannot send escape sequences to a terminal.
     Line,
     /// Inside a file path: anything but letters, digits, `.`, `_` and `-` becomes
     /// `_`, so a field value can never climb out of the directory (`../`).
@@ -161,6 +164,10 @@ impl Escape {
                     match c {
                         '\n' => out.push_str("\\n"),
                         '\r' => out.push_str("\\r"),
+                        '\t' => out.push_str("\\t"),
+                        c if unprintable(c) => {
+                            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                        }
                         c => out.push(c),
                     }
                 }
@@ -216,6 +223,21 @@ mod tests {
             "WinCertInventory 7 [] {x}"
         );
         assert_eq!(render("{Note}", Escape::Line), "a\\nb");
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_line_as_they_are() {
+        let line =
+            "{\"V\":\"a\\u0000b\\u001b[31mc\\td\\u007f\\u0085\\u009b\\u2028\\u2029\\r\\né\"}";
+        let event = Event::from_line(line.as_bytes(), jiff::Timestamp::now()).unwrap();
+        let mut out = String::new();
+        Template::parse("{V}")
+            .unwrap()
+            .render(&event, Escape::Line, &mut out);
+        assert_eq!(
+            out,
+            r"a\u{0}b\u{1b}[31mc\td\u{7f}\u{85}\u{9b}\u{2028}\u{2029}\r\né"
+        );
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! Files are opened in append mode and kept open; each line goes out in one
 //! `write` call under a lock, so lines stay whole with many workers (and, on
-//! local file systems, with other processes appending too). A file that
+//! local file systems, with other processes appending too); a write that
+//! fails partway is cut off again ([`whole_line`]). A file that
 //! logrotate moved or deleted is noticed within a second and reopened.
+
+mod whole_line;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -189,7 +191,7 @@ fn append(slot: &mut Option<OpenFile>, path: &Path, line: &[u8]) -> std::io::Res
         }),
     };
     open.used_at = now;
-    let written = open.file.write_all(line);
+    let written = whole_line::append(&mut open.file, line);
     if written.is_err() {
         *slot = None;
     }

@@ -12,10 +12,13 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::Limits;
 use super::framing::{Frame, LineReader};
+use super::slots::Activity;
 use crate::event::Event;
 use crate::queue::{Accepted, Queue, Rejection, Ticket};
 
@@ -70,26 +73,38 @@ enum Pending {
     Queued(Ticket),
 }
 
-/// Serves one connection until the client closes it or `shutdown` fires.
+/// Serves one connection until the client closes it, it times out (idle,
+/// or stalled mid-line or on its replies), its slot is given to another
+/// client, or `shutdown` fires.
 pub async fn serve<R, W>(
     read: R,
     write: W,
     queue: Arc<Queue>,
-    max_event_bytes: usize,
+    limits: Limits,
+    activity: Arc<Activity>,
     shutdown: CancellationToken,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let (answers, pending) = mpsc::channel(PIPELINE_DEPTH);
-    let reader = read_lines(read, answers, queue, max_event_bytes, shutdown.clone());
-    let writer = write_replies(write, pending);
+    let reader = read_lines(read, answers, &queue, limits, &activity, &shutdown);
+    let writer = write_replies(write, pending, limits.stall_timeout, &activity);
+    let connection = async {
+        tokio::pin!(writer);
+        tokio::select! {
+            // The reader's end drops its sender: the writer writes what is
+            // owed, then ends. A writer that gives up ends the connection.
+            () = reader => writer.await,
+            () = &mut writer => {}
+        }
+    };
     let grace_over = async {
         shutdown.cancelled().await;
         tokio::time::sleep(REPLY_GRACE).await;
     };
     tokio::select! {
-        _ = async { tokio::join!(reader, writer) } => {}
+        () = connection => {}
         () = grace_over => debug!("dropping a connection whose client does not read its replies"),
     }
 }
@@ -97,50 +112,94 @@ pub async fn serve<R, W>(
 async fn read_lines<R: AsyncRead + Unpin>(
     read: R,
     answers: mpsc::Sender<Pending>,
-    queue: Arc<Queue>,
-    max_event_bytes: usize,
-    shutdown: CancellationToken,
+    queue: &Queue,
+    limits: Limits,
+    activity: &Activity,
+    shutdown: &CancellationToken,
 ) {
-    let mut lines = LineReader::new(BufReader::with_capacity(64 * 1024, read), max_event_bytes);
+    let mut lines = LineReader::new(
+        BufReader::with_capacity(64 * 1024, read),
+        limits.max_event_bytes,
+        activity.receiving(),
+    );
     loop {
+        // A line begun must end within the stall timeout; between lines,
+        // with nothing owed, the client may stay silent for the idle one.
+        let (deadline, why) = match lines.line_started() {
+            Some(started) => (started + limits.stall_timeout, "stalled mid-line"),
+            None => (activity.idle_deadline(limits.idle_timeout), "idle"),
+        };
+        let now = Instant::now();
+        if deadline <= now {
+            debug!("closing a connection: client {why}");
+            return;
+        }
+        // A line that begins while waiting has until its start plus the
+        // stall timeout: wake by then to look again.
+        let look_again = deadline.min(now + limits.stall_timeout);
         let frame = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            () = activity.closed() => break,
+            () = tokio::time::sleep_until(look_again) => continue,
             frame = lines.next() => frame,
         };
         let pending = match frame {
-            Ok(Some(Frame::Line(line))) => match Event::from_line(line, jiff::Timestamp::now()) {
-                Ok(event) => Pending::Queued(queue.submit(event)),
-                Err(err) => Pending::Ready(Reply::rejected(err.code(), err.to_string())),
-            },
-            Ok(Some(Frame::TooLarge)) => Pending::Ready(Reply::rejected(
-                "too_large",
-                format!("line is longer than max_event_bytes ({max_event_bytes} bytes)"),
-            )),
+            Ok(Some(frame)) => answer(frame, queue, limits.max_event_bytes),
             Ok(None) => return,
             Err(err) => {
                 debug!(error = %err, "client read failed");
                 return;
             }
         };
+        activity.line_read();
         if answers.send(pending).await.is_err() {
             return; // The writer stopped: the client is gone.
         }
     }
-    // Stopping: lines the client already sent get a definite answer rather than
-    // silence. Only input already at hand is read (a zero timeout).
-    while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::ZERO, lines.next()).await {
-        let reply = Reply::rejected(
-            Rejection::ShuttingDown.code(),
-            Rejection::ShuttingDown.message().to_owned(),
-        );
-        if answers.send(Pending::Ready(reply)).await.is_err() {
+    // Stopping, or the slot given to another client: lines the client
+    // already sent get a definite answer rather than silence (when stopping,
+    // a refusal). Only input already at hand is read (a zero timeout); a
+    // line half received gets no answer, so it was not accepted.
+    let stopping = shutdown.is_cancelled();
+    while let Ok(Ok(Some(frame))) = tokio::time::timeout(Duration::ZERO, lines.next()).await {
+        let pending = if stopping {
+            Pending::Ready(Reply::rejected(
+                Rejection::ShuttingDown.code(),
+                Rejection::ShuttingDown.message().to_owned(),
+            ))
+        } else {
+            answer(frame, queue, limits.max_event_bytes)
+        };
+        activity.line_read();
+        if answers.send(pending).await.is_err() {
             return;
         }
     }
 }
 
-async fn write_replies<W: AsyncWrite + Unpin>(write: W, mut pending: mpsc::Receiver<Pending>) {
+/// The answer to one frame: a rejection at once, or the queue's ticket.
+fn answer(frame: Frame<'_>, queue: &Queue, max_event_bytes: usize) -> Pending {
+    match frame {
+        Frame::Line(line) => match Event::from_line(line, jiff::Timestamp::now()) {
+            Ok(event) => Pending::Queued(queue.submit(event)),
+            Err(err) => Pending::Ready(Reply::rejected(err.code(), err.to_string())),
+        },
+        Frame::TooLarge => Pending::Ready(Reply::rejected(
+            "too_large",
+            format!("line is longer than max_event_bytes ({max_event_bytes} bytes)"),
+        )),
+    }
+}
+
+/// Writes the replies in order. A client that takes none of them for
+/// `stall_timeout` is given up on.
+async fn write_replies<W: AsyncWrite + Unpin>(
+    write: W,
+    mut pending: mpsc::Receiver<Pending>,
+    stall_timeout: Duration,
+    activity: &Activity,
+) {
     let mut out = BufWriter::new(write);
     let mut line = Vec::with_capacity(128);
     while let Some(next) = pending.recv().await {
@@ -151,16 +210,28 @@ async fn write_replies<W: AsyncWrite + Unpin>(write: W, mut pending: mpsc::Recei
         line.clear();
         serde_json::to_writer(&mut line, &reply).expect("serialise reply");
         line.push(b'\n');
-        if out.write_all(&line).await.is_err() {
-            return;
-        }
-        // Flush when caught up, so replies to a burst go out in few writes.
-        if pending.is_empty() && out.flush().await.is_err() {
-            return;
+        let written = async {
+            out.write_all(&line).await?;
+            // Flush when caught up, so replies to a burst go out in few writes.
+            if pending.is_empty() {
+                out.flush().await?;
+            }
+            std::io::Result::Ok(())
+        };
+        match tokio::time::timeout(stall_timeout, written).await {
+            Ok(Ok(())) => activity.reply_written(),
+            Ok(Err(_)) => return,
+            Err(_) => {
+                debug!("closing a connection: client stalled, not reading its replies");
+                return;
+            }
         }
     }
-    let _ = out.flush().await;
-    let _ = out.shutdown().await;
+    let _ = tokio::time::timeout(stall_timeout, async {
+        let _ = out.flush().await;
+        let _ = out.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -187,6 +258,70 @@ mod tests {
         (Queue::new(spool.sender()), spool, receivers, dir)
     }
 
+    fn limits(max_event_bytes: usize) -> Limits {
+        Limits {
+            max_connections: 1,
+            max_event_bytes,
+            idle_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Serves a connection whose client sends `input` and then nothing,
+    /// (on a paused clock); how long it lasted, and the replies.
+    async fn served_silence(input: &[u8], activity: Arc<Activity>) -> (Duration, String) {
+        let (queue, _spool, _lanes, _dir) = queue(1);
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        client_write.write_all(input).await.unwrap();
+        let (read, write) = tokio::io::split(server);
+        let started = Instant::now();
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(300),
+            stall_timeout: Duration::from_secs(30),
+            ..limits(1024)
+        };
+        serve(
+            read,
+            write,
+            Arc::new(queue),
+            limits,
+            activity,
+            CancellationToken::new(),
+        )
+        .await;
+        let lasted = started.elapsed();
+        let mut replies = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut client_read, &mut replies)
+            .await
+            .unwrap();
+        (lasted, replies)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_closed_when_idle_or_stalled_mid_line() {
+        let (lasted, replies) = served_silence(b"", Arc::default()).await;
+        assert_eq!((lasted.as_secs(), replies.as_str()), (300, ""));
+        let (lasted, replies) = served_silence(b"{\"Id\":\"ha", Arc::default()).await;
+        assert_eq!((lasted.as_secs(), replies.as_str()), (30, ""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_giving_up_its_slot_still_answers_whole_lines_at_hand() {
+        let slots = super::super::slots::Slots::new(1);
+        let slot = slots.take().await;
+        // Another client arrives: this connection, idle, is told to close.
+        assert!(
+            tokio::time::timeout(Duration::ZERO, slots.take())
+                .await
+                .is_err()
+        );
+        let input = b"{\"Id\":\"a\"}\n{\"Id\":\"hal";
+        let (lasted, replies) = served_silence(input, slot.activity()).await;
+        assert_eq!(lasted.as_secs(), 0);
+        assert_eq!(replies, "{\"ok\":true,\"id\":\"a\"}\n");
+    }
+
     #[tokio::test]
     async fn lines_already_sent_when_stopping_are_refused_not_dropped() {
         let (queue, _spool, _lanes, _dir) = queue(1);
@@ -199,7 +334,15 @@ mod tests {
         let shutdown = CancellationToken::new();
         shutdown.cancel();
         let (read, write) = tokio::io::split(server);
-        serve(read, write, Arc::new(queue), 1024, shutdown).await;
+        serve(
+            read,
+            write,
+            Arc::new(queue),
+            limits(1024),
+            Arc::default(),
+            shutdown,
+        )
+        .await;
         let mut replies = String::new();
         tokio::io::AsyncReadExt::read_to_string(&mut client_read, &mut replies)
             .await
@@ -223,7 +366,8 @@ mod tests {
             read,
             write,
             Arc::new(queue),
-            64,
+            limits(64),
+            Arc::default(),
             CancellationToken::new(),
         ));
         let mut input = Vec::new();

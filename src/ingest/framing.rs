@@ -4,7 +4,11 @@
 //! tokio#3976; here an over-long line is reported and skipped up to the next
 //! newline, and the connection goes on.)
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::time::Instant;
 
 /// One frame read from a client.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,39 +24,65 @@ pub struct LineReader<R> {
     line: Vec<u8>,
     max: usize,
     skipping: bool,
+    /// `line` holds the frame returned last, to be cleared before reading on.
+    returned: bool,
+    /// When the line now being received began; `None` between lines.
+    started: Option<Instant>,
+    /// Set while a line is partly received, for others to see.
+    receiving: Arc<AtomicBool>,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
-    pub fn new(reader: R, max: usize) -> Self {
+    /// Reads lines of at most `max` bytes; `receiving` is set while a line
+    /// is partly received.
+    pub fn new(reader: R, max: usize, receiving: Arc<AtomicBool>) -> Self {
         LineReader {
             reader,
             line: Vec::new(),
             max,
             skipping: false,
+            returned: false,
+            started: None,
+            receiving,
         }
     }
 
+    /// When the line now being received began arriving, if one has.
+    pub fn line_started(&self) -> Option<Instant> {
+        self.started
+    }
+
     /// The next frame, or `None` at the end of the stream. Blank lines are
-    /// skipped. Cancel-safe: state lives in `self` and input is consumed only
-    /// once it has been copied or skipped.
+    /// skipped. Cancel-safe: state lives in `self` (a line half received
+    /// when the future is dropped is continued by the next call) and input
+    /// is consumed only once it has been copied or skipped.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame<'_>>> {
-        self.line.clear();
+        if std::mem::take(&mut self.returned) {
+            self.line.clear();
+        }
         loop {
             let available = self.reader.fill_buf().await?;
             if available.is_empty() {
                 // End of stream: a last line without a newline still counts.
-                if std::mem::take(&mut self.skipping) {
-                    return Ok(Some(Frame::TooLarge));
-                }
-                return Ok(self.keep_line().then_some(Frame::Line(&self.line)));
+                return Ok(match self.end_line() {
+                    Ended::Blank => None,
+                    Ended::TooLarge => Some(Frame::TooLarge),
+                    Ended::Line => Some(Frame::Line(&self.line)),
+                });
             }
             let (chunk, complete) = match memchr::memchr(b'\n', available) {
                 Some(end) => (&available[..end], Some(end + 1)),
                 None => (available, None),
             };
             let consumed = complete.unwrap_or(available.len());
+            if !chunk.is_empty() && self.started.is_none() {
+                self.started = Some(Instant::now());
+                self.receiving.store(true, Ordering::Relaxed);
+            }
+            // One byte past the limit may be the `\r` of a CRLF line end,
+            // which does not count; `end_line` decides.
             if !self.skipping {
-                if self.line.len() + chunk.len() > self.max {
+                if self.line.len() + chunk.len() > self.max + 1 {
                     self.skipping = true;
                     self.line.clear();
                 } else {
@@ -63,26 +93,40 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             if complete.is_none() {
                 continue;
             }
-            if std::mem::take(&mut self.skipping) {
-                return Ok(Some(Frame::TooLarge));
-            }
-            if self.keep_line() {
-                return Ok(Some(Frame::Line(&self.line)));
+            match self.end_line() {
+                Ended::Blank => {}
+                Ended::TooLarge => return Ok(Some(Frame::TooLarge)),
+                Ended::Line => return Ok(Some(Frame::Line(&self.line))),
             }
         }
     }
 
-    /// Strips a trailing `\r`; false (and the line cleared) if it is blank.
-    fn keep_line(&mut self) -> bool {
+    /// Ends the line received so far, a trailing `\r` stripped; `line`
+    /// keeps it only if it is to be returned.
+    fn end_line(&mut self) -> Ended {
+        self.started = None;
+        self.receiving.store(false, Ordering::Relaxed);
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        if self.line.iter().all(u8::is_ascii_whitespace) {
-            self.line.clear();
-            return false;
-        }
-        true
+        let ended = if std::mem::take(&mut self.skipping) || self.line.len() > self.max {
+            Ended::TooLarge
+        } else if self.line.iter().all(u8::is_ascii_whitespace) {
+            Ended::Blank
+        } else {
+            self.returned = true;
+            return Ended::Line;
+        };
+        self.line.clear();
+        ended
     }
+}
+
+/// How a line ended.
+enum Ended {
+    Line,
+    TooLarge,
+    Blank,
 }
 
 #[cfg(test)]
@@ -91,7 +135,7 @@ mod tests {
 
     async fn frames(input: &[u8], max: usize, buffer: usize) -> Vec<Option<Vec<u8>>> {
         let reader = tokio::io::BufReader::with_capacity(buffer, input);
-        let mut lines = LineReader::new(reader, max);
+        let mut lines = LineReader::new(reader, max, Arc::default());
         let mut out = Vec::new();
         while let Some(frame) = lines.next().await.unwrap() {
             out.push(match frame {
@@ -100,6 +144,22 @@ mod tests {
             });
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_off_by_a_dropped_call_is_continued() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(64);
+        let receiving = Arc::new(AtomicBool::new(false));
+        let mut lines = LineReader::new(tokio::io::BufReader::new(server), 100, receiving.clone());
+        client.write_all(b"{\"a\"").await.unwrap();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), lines.next()).await;
+        assert!(waited.is_err());
+        assert!(lines.line_started().is_some() && receiving.load(Ordering::Relaxed));
+        client.write_all(b":1}\n").await.unwrap();
+        let frame = lines.next().await.unwrap().unwrap();
+        assert_eq!(frame, Frame::Line(b"{\"a\":1}"));
+        assert!(lines.line_started().is_none() && !receiving.load(Ordering::Relaxed));
     }
 
     #[tokio::test]
@@ -125,7 +185,11 @@ mod tests {
             let got = frames(b"0123456789abc", 10, buffer).await;
             assert_eq!(got, [None]);
         }
-        let exactly = frames(b"0123456789\n", 10, 4).await;
-        assert_eq!(exactly, [Some(b"0123456789".to_vec())]);
+        for buffer in [1, 4, 64] {
+            let exactly = frames(b"0123456789\n0123456789\r\n0123456789\r", 10, buffer).await;
+            assert_eq!(exactly, vec![Some(b"0123456789".to_vec()); 3]);
+            let over = frames(b"0123456789x\r\n0123456789\r\r\n", 10, buffer).await;
+            assert_eq!(over, [None, None]);
+        }
     }
 }

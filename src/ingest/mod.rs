@@ -1,14 +1,18 @@
 //! The ingest socket: clients connect, write NDJSON events, read one reply per line.
 //!
 //! Unix: a stream socket; Windows: a named pipe. Both serve connections with
-//! the same protocol code ([`connection::serve`]) and the same limits.
+//! the same protocol code ([`connection::serve`]) and the same limits, and
+//! share out connections the same way ([`slots`]).
 
 mod connection;
 mod framing;
+mod slots;
 #[cfg(unix)]
 mod unix;
 #[cfg(windows)]
 mod windows;
+
+use std::time::Duration;
 
 #[cfg(unix)]
 pub use unix::Listener;
@@ -20,6 +24,8 @@ pub use windows::Listener;
 pub enum BindError {
     #[error("{path}: another jobhook is already listening there")]
     InUse { path: String },
+    #[error("{path} is {kind}, not a socket; refusing to replace it (check `[daemon] socket`)")]
+    NotASocket { path: String, kind: &'static str },
     #[error("cannot listen on {path}: {source}")]
     Io {
         path: String,
@@ -33,4 +39,10 @@ pub enum BindError {
 pub struct Limits {
     pub max_connections: usize,
     pub max_event_bytes: usize,
+    /// A client silent this long between lines, with no reply owed, is
+    /// disconnected.
+    pub idle_timeout: Duration,
+    /// A client that takes this long to finish a line it began, or to read
+    /// a reply, is disconnected.
+    pub stall_timeout: Duration,
 }

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::slots::Slots;
 use super::{BindError, Limits, connection};
 use crate::queue::Queue;
 
@@ -42,13 +42,9 @@ impl Listener {
     /// Serves clients until `shutdown` fires, then waits for their connections.
     pub async fn serve(mut self, queue: Arc<Queue>, limits: Limits, shutdown: CancellationToken) {
         info!(pipe = %self.name, "listening");
-        let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let slots = Slots::new(limits.max_connections);
         let connections = TaskTracker::new();
         loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 connected = self.waiting.connect() => if let Err(err) = connected {
@@ -66,12 +62,18 @@ impl Listener {
                 }
             };
             let client = std::mem::replace(&mut self.waiting, next);
+            // With no slot to be had, this client waits, and later ones at
+            // the pipe.
+            let slot = tokio::select! {
+                () = shutdown.cancelled() => break,
+                slot = slots.take() => slot,
+            };
             let (read, write) = tokio::io::split(client);
             let queue = queue.clone();
             let shutdown = shutdown.clone();
             connections.spawn(async move {
-                connection::serve(read, write, queue, limits.max_event_bytes, shutdown).await;
-                drop(permit);
+                connection::serve(read, write, queue, limits, slot.activity(), shutdown).await;
+                drop(slot);
             });
         }
         connections.close();

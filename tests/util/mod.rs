@@ -26,6 +26,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub socket: PathBuf,
     child: Option<Child>,
+    /// A command the daemon is run under (`prlimit …`), if any.
+    wrapper: Vec<String>,
 }
 
 /// Writes `handlers.toml` into a fresh temp dir, with `[daemon] socket` set
@@ -59,6 +61,12 @@ impl Daemon {
     /// Starts on `config` with `files` (relative path, contents) written
     /// beside it first, e.g. scripts.
     pub fn start_with(config: &str, files: &[(&str, &str)]) -> Daemon {
+        Daemon::start_under(&[], config, files)
+    }
+
+    /// Starts like [`Daemon::start_with`], with the binary run by the
+    /// command `wrapper` (e.g. `["prlimit", "--fsize=1000"]`).
+    pub fn start_under(wrapper: &[&str], config: &str, files: &[(&str, &str)]) -> Daemon {
         let (dir, config) = config_dir(config);
         write_files(dir.path(), files);
         let socket = dir.path().join("run/jobhook.sock");
@@ -67,6 +75,7 @@ impl Daemon {
             config,
             socket,
             child: None,
+            wrapper: wrapper.iter().map(|arg| arg.to_string()).collect(),
         };
         daemon.spawn();
         daemon
@@ -92,7 +101,15 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
-        let child = Command::new(BIN)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(["run", "-c"])
             .arg(&self.config)
             .env("JOBHOOK_LOG", "info")
