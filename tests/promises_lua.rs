@@ -237,3 +237,90 @@ fn a_reasons_tostring_is_bounded_and_finalizers_are_refused() {
     eventually("a reload", || daemon.log().contains("config reloaded"));
     assert!(daemon.stop().success());
 }
+
+/// A script that, for the event `poison`, enters a C call that runs for
+/// hours (Lua's hook cannot interrupt it); other events pass through.
+const STUCK: &str = r#"
+function handle(event)
+  if event.Id == "poison" then
+    string.find(string.rep("a", 2e6), ".-.-.-.-.-.-.-.-.-b")
+  end
+  return event
+end
+"#;
+
+fn stuck_chain() -> String {
+    format!(
+        "[daemon]\nshutdown_timeout = \"2s\"\n{}",
+        CHAIN.replace("retries = 0\n", "retries = 0\ntimeout = \"1s\"\n")
+    )
+}
+
+/// Sends one event on a new connection and returns how long its ack took.
+fn ack_time(daemon: &Daemon, id: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let reply = &daemon.send(&[&format!(r#"{{"Id":"{id}"}}"#)])[0];
+    assert!(reply_ok(reply), "{reply}");
+    started.elapsed()
+}
+
+/// Issue 15, items 2 and 7, and its "Done when": a script stuck in a C call
+/// holds no runtime thread — acks, other events, a reload and a stop all go
+/// on while it runs.
+#[test]
+fn a_script_stuck_in_a_c_call_stalls_nothing() {
+    let mut daemon = Daemon::start_with(&stuck_chain(), &[("scripts/script.lua", STUCK)]);
+    daemon.send(&[r#"{"Id":"poison"}"#]);
+    for n in 0..20 {
+        let took = ack_time(&daemon, &format!("other-{n}"));
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "ack {n} took {took:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Every other event went through the script (the poison one too, once
+    // its attempt timed out: the chain goes on after a dead letter).
+    eventually("the other events through the script", || {
+        let records = lines(&daemon.path("out/events.log"));
+        (0..20).all(|n| {
+            records
+                .iter()
+                .any(|line| line.contains(&format!("\"other-{n}\"")))
+        })
+    });
+    daemon.log_line("a Lua call was given up before it answered");
+    daemon.signal("HUP");
+    eventually("a reload while the script is stuck", || {
+        daemon.log().contains("config reloaded")
+    });
+    let asked = std::time::Instant::now();
+    assert!(daemon.stop().success(), "{}", daemon.log());
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "the stop took {:?}",
+        asked.elapsed()
+    );
+}
+
+/// Issue 15's "Done when": after a crash with a poison event in hand, the
+/// restarted daemon resumes it, fails its attempt, dead-letters it, and
+/// serves everything else.
+#[test]
+fn a_resumed_poison_event_is_dead_lettered_not_a_hang() {
+    let mut daemon = Daemon::start_with(&stuck_chain(), &[("scripts/script.lua", STUCK)]);
+    daemon.send(&[r#"{"Id":"poison"}"#]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    daemon.kill();
+    daemon.restart();
+    assert!(ack_time(&daemon, "after-restart") < std::time::Duration::from_secs(1));
+    wait_for_lines(&daemon.path("out/events.log"), 1);
+    eventually("the poison event's dead letter", || {
+        let output = jobhook(
+            &["deadletter", "-c", daemon.config.to_str().unwrap(), "list"],
+            None,
+        );
+        String::from_utf8_lossy(&output.stdout).contains("event poison")
+    });
+    assert!(daemon.stop().success(), "{}", daemon.log());
+}

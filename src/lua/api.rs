@@ -1,8 +1,8 @@
 //! What a script can call besides the sandboxed standard library: `log`,
 //! `print`, `json`, `env`, `http.request` and `client` (the `[api]` section).
 //!
-//! HTTP calls are asynchronous: a script waiting for an answer is a suspended
-//! coroutine, not a blocked thread.
+//! HTTP calls run on the daemon's runtime; the script's own thread waits for
+//! the answer (see `pool`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -208,8 +208,7 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
     globals.set("http", http)?;
 
     globals.set("client", api_table(lua, env)?)?;
-    // Last: mlua loads the coroutine library with the first async function.
-    super::guards::install(lua)
+    Ok(())
 }
 
 /// `client:get(path)`, `client:post(path, body)`, `client:request{…}`.

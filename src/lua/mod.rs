@@ -3,10 +3,10 @@
 //!
 //! A script is compiled once per build and run by a small pool of states, so
 //! several events can run one script at once; events of one job still reach
-//! it in order (the chain awaits each call). A call runs as a coroutine on the
-//! daemon's runtime: it yields every couple of milliseconds and while it waits
-//! for HTTP, and ends with an error at its deadline, so a busy or stuck
-//! script never holds a runtime thread for long.
+//! it in order (the chain awaits each call). Each state lives on a thread of
+//! its own (`pool`), never on the daemon's runtime: a busy or stuck script
+//! can delay only its own calls, and a call past its deadline is abandoned
+//! with its state, without anything waiting for its thread.
 
 mod api;
 mod convert;
@@ -14,6 +14,7 @@ pub mod drop_in;
 mod guards;
 pub mod pool;
 mod sandbox;
+mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

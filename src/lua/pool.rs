@@ -1,15 +1,25 @@
-//! A script's states, lent to one call at a time.
+//! A script's states, each on a thread of its own, lent to one call at a
+//! time.
+//!
+//! Nothing a script does runs on the daemon's runtime threads: a state lives
+//! on its thread, a call is handed to it and its answer awaited. The HTTP a
+//! script asks for still runs on the runtime (the state's thread waits on
+//! it). A call that does not answer in time — a C function that runs on, a
+//! metamethod past its deadline — is abandoned: its thread is left to finish
+//! by itself and its state is never used again; the next call gets a fresh
+//! thread. Nothing ever waits for a script's thread: not a reload, not a stop.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 
-use mlua::{Function, Lua, MultiValue, Table, Value};
-use tokio::sync::Semaphore;
-use tracing::error;
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, oneshot};
+use tracing::{error, warn};
 
-use super::api::{self, CurrentEvent, ScriptEnv};
-use super::convert::{FieldNames, event_json, event_to_lua};
-use super::sandbox;
+use super::api::ScriptEnv;
+use super::state::ScriptState;
 use super::{Limits, Scripting, describe};
 use crate::event::Event;
 use crate::handlers::HandlerError;
@@ -30,7 +40,7 @@ pub struct ScriptSpec {
     pub scripts_dir: PathBuf,
     pub entry: Entry,
     pub limits: Limits,
-    env: ScriptEnv,
+    pub(super) env: ScriptEnv,
 }
 
 impl ScriptSpec {
@@ -51,26 +61,32 @@ impl ScriptSpec {
     }
 }
 
-/// The states running one script. A call borrows a free state; scripts run
-/// as coroutines on the daemon's runtime and yield every couple of
-/// milliseconds, and while they wait for HTTP, so they never hold a runtime
-/// thread for long.
+/// States abandoned mid-call since the daemon started (their threads were
+/// left to finish by themselves).
+static ABANDONED: AtomicU64 = AtomicU64::new(0);
+
+/// The states running one script.
 #[derive(Debug)]
 pub struct ScriptPool {
     spec: ScriptSpec,
-    free: Mutex<Vec<ScriptState>>,
+    free: Mutex<Vec<StateThread>>,
     /// One permit per state.
     permits: Semaphore,
 }
 
 impl ScriptPool {
-    /// Compiles the script and runs its chunk in every state, so that a
-    /// broken script is reported before anything starts.
+    /// Starts every state (compiling the script and running its chunk), so
+    /// that a broken script is reported before anything starts.
     pub fn start(spec: ScriptSpec, states: usize) -> mlua::Result<ScriptPool> {
         let states = states.max(1);
-        let free = (0..states)
-            .map(|_| ScriptState::new(&spec))
-            .collect::<mlua::Result<Vec<_>>>()?;
+        let starting: Vec<_> = (0..states)
+            .map(|_| StateThread::spawn(spec.clone()))
+            .collect::<Result<_, _>>()?;
+        let mut free = Vec::with_capacity(states);
+        for (thread, ready) in starting {
+            ready.blocking_recv().map_err(|_| thread_ended())??;
+            free.push(thread);
+        }
         Ok(ScriptPool {
             spec,
             free: Mutex::new(free),
@@ -85,187 +101,129 @@ impl ScriptPool {
             .acquire()
             .await
             .map_err(|_| HandlerError::retryable("the script's Lua states are closed"))?;
-        let state = self.free.lock().ok().and_then(|mut free| free.pop());
-        let state = match state {
-            Some(state) => state,
-            None => self.fresh_state().await?,
+        let thread = self.free.lock().ok().and_then(|mut free| free.pop());
+        let thread = match thread {
+            Some(thread) => thread,
+            None => self.fresh_thread().await?,
         };
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            event: event.clone(),
+            runtime: Handle::current(),
+            reply,
+        };
+        if thread.jobs.send(job).is_err() {
+            return Err(HandlerError::retryable(describe(&thread_ended())));
+        }
         let mut borrowed = Borrowed {
             pool: self,
-            state: Some(state),
-            spoiled: true,
+            thread: Some(thread),
+            answered: false,
         };
-        let (result, spoiled) = borrowed.state.as_mut().expect("state").run(event).await;
-        borrowed.spoiled = spoiled;
+        let (result, spoiled) = answer.await.unwrap_or_else(|_| {
+            (
+                Err(HandlerError::retryable(describe(&thread_ended()))),
+                true,
+            )
+        });
+        borrowed.answered = true;
+        if spoiled {
+            // Its thread ends after this answer, dropping the state there.
+            borrowed.thread = None;
+        }
         result
     }
 
-    /// A new state, its chunk run on a blocking thread: a slow chunk must
-    /// not hold a runtime thread (it is bounded by the deadline and memory
-    /// limit, but a deadline is seconds).
-    async fn fresh_state(&self) -> Result<ScriptState, HandlerError> {
-        let spec = self.spec.clone();
-        let built = tokio::task::spawn_blocking(move || ScriptState::new(&spec)).await;
-        match built {
-            Ok(Ok(state)) => Ok(state),
-            Ok(Err(err)) => {
-                error!(script = %self.spec.path.display(), "cannot renew a Lua state: {}", describe(&err));
-                Err(HandlerError::retryable(describe(&err)))
-            }
-            Err(err) => Err(HandlerError::retryable(format!(
-                "building a Lua state failed: {err}"
-            ))),
-        }
-    }
-
-    fn give_back(&self, state: ScriptState, spoiled: bool) {
-        // A state stopped mid-call (deadline, memory, a cancelled attempt)
-        // may hold half-updated globals: it is dropped, and the next call
-        // builds a fresh one.
-        if spoiled {
-            return;
-        }
-        if let Ok(mut free) = self.free.lock() {
-            free.push(state);
+    /// A state on a new thread, its chunk run there.
+    async fn fresh_thread(&self) -> Result<StateThread, HandlerError> {
+        let failed = |err: &mlua::Error| {
+            error!(script = %self.spec.path.display(), "cannot renew a Lua state: {}", describe(err));
+            HandlerError::retryable(describe(err))
+        };
+        let (thread, ready) = StateThread::spawn(self.spec.clone()).map_err(|err| failed(&err))?;
+        match ready.await {
+            Ok(Ok(())) => Ok(thread),
+            Ok(Err(err)) => Err(failed(&err)),
+            Err(_) => Err(failed(&thread_ended())),
         }
     }
 }
 
-/// A state out of the pool; goes back when dropped, also when the call is
-/// cancelled half-way (then `spoiled` is still true).
+/// A thread out of the pool. Put back when the call answered with a state
+/// fit for more; dropped (its thread left to end by itself) otherwise, also
+/// when the call is cancelled before its answer.
 struct Borrowed<'a> {
     pool: &'a ScriptPool,
-    state: Option<ScriptState>,
-    spoiled: bool,
+    thread: Option<StateThread>,
+    answered: bool,
 }
 
 impl Drop for Borrowed<'_> {
     fn drop(&mut self) {
-        if let Some(state) = self.state.take() {
-            self.pool.give_back(state, self.spoiled);
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if self.answered {
+            if let Ok(mut free) = self.pool.free.lock() {
+                free.push(thread);
+            }
+            return;
         }
+        let total = ABANDONED.fetch_add(1, Ordering::Relaxed) + 1;
+        warn!(
+            script = %self.pool.spec.path.display(),
+            lua_states_abandoned_total = total,
+            "a Lua call was given up before it answered; its state is never used again and its thread ends by itself"
+        );
     }
 }
 
-/// A state with the script loaded and its `handle` function found.
+/// One call handed to a state's thread.
+struct Job {
+    event: Event,
+    /// The daemon's runtime, which runs the HTTP a script asks for.
+    runtime: Handle,
+    /// The outcome, and whether the state must not be used again.
+    reply: oneshot::Sender<(Result<Option<Event>, HandlerError>, bool)>,
+}
+
+/// The sending end of a state's thread; dropping it ends the thread once
+/// its current call (if any) is over.
 #[derive(Debug)]
-struct ScriptState {
-    lua: Lua,
-    handle: Function,
-    names: FieldNames,
-    /// Set only while the script runs: with a limit set, mlua guards each of
-    /// its own operations, which made converting an event 3× slower.
-    memory_limit: usize,
+struct StateThread {
+    jobs: mpsc::Sender<Job>,
 }
 
-impl ScriptState {
-    fn new(spec: &ScriptSpec) -> mlua::Result<ScriptState> {
-        let lua = sandbox::new_state(&spec.scripts_dir, spec.limits.timeout)?;
-        api::install(&lua, &spec.env)?;
-        let chunk = sandbox::load_file(&lua, &spec.path)?;
-        let limit = usize::try_from(spec.limits.memory_limit).unwrap_or(usize::MAX);
-        // The chunk runs under the same limits as a call.
-        let returned: Value = sandbox::with_limits(&lua, limit, || chunk.call(()))?;
-        let handle = match spec.entry {
-            Entry::Global => {
-                let globals = lua.globals();
-                match globals.get::<Value>("handle")? {
-                    Value::Function(handle) => handle,
-                    _ => globals.get::<Option<Function>>("handler")?.ok_or_else(|| {
-                        mlua::Error::runtime(format!(
-                            "{}: the script defines no `function handle(event)`",
-                            spec.path.display()
-                        ))
-                    })?,
+impl StateThread {
+    /// Starts a thread that builds a state of `spec` and then runs the jobs
+    /// sent to it; the receiver says whether the state was built.
+    fn spawn(spec: ScriptSpec) -> mlua::Result<(StateThread, oneshot::Receiver<mlua::Result<()>>)> {
+        let (jobs, receive) = mpsc::channel::<Job>();
+        let (ready, built) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("jobhook-lua".to_owned())
+            .spawn(move || {
+                let mut state = match ScriptState::new(&spec) {
+                    Ok(state) => state,
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                while let Ok(job) = receive.recv() {
+                    let (result, spoiled) = job.runtime.block_on(state.run(&job.event));
+                    let _ = job.reply.send((result, spoiled));
+                    if spoiled {
+                        return;
+                    }
                 }
-            }
-            Entry::Returned => match returned {
-                Value::Table(table) => table.get::<Function>("handle")?,
-                _ => {
-                    return Err(mlua::Error::runtime(format!(
-                        "{}: the chunk returns no table with `handle`",
-                        spec.path.display()
-                    )));
-                }
-            },
-        };
-        let in_use = lua.used_memory();
-        if in_use >= limit {
-            return Err(mlua::Error::runtime(format!(
-                "memory_limit ({}) is below what the loaded script already uses ({})",
-                bytesize::ByteSize(limit as u64),
-                bytesize::ByteSize(in_use as u64)
-            )));
-        }
-        Ok(ScriptState {
-            names: FieldNames::new(&lua)?,
-            lua,
-            handle,
-            memory_limit: limit,
-        })
-    }
-
-    /// The outcome of one call, and whether the state must be rebuilt.
-    async fn run(&mut self, event: &Event) -> (Result<Option<Event>, HandlerError>, bool) {
-        self.lua.set_app_data(CurrentEvent(event.id().to_owned()));
-        sandbox::start_deadline(&self.lua);
-        let called = match event_to_lua(&self.lua, &self.names, event.json()) {
-            Ok(table) => match self.lua.set_memory_limit(self.memory_limit) {
-                Ok(_) => self.handle.call_async::<MultiValue>(table).await,
-                Err(err) => Err(err),
-            },
-            Err(err) => Err(err),
-        };
-        let values = match called {
-            Ok(values) => values,
-            Err(err) => {
-                let _ = self.lua.set_memory_limit(0);
-                let expired = sandbox::end_deadline(&self.lua);
-                let spoiled = expired || is_memory_error(&err);
-                return (Err(HandlerError::retryable(describe(&err))), spoiled);
-            }
-        };
-        // What handle returned is read under the call's limits too: a
-        // reason's `__tostring` or a table's `__index` is script code.
-        let outcome = match values.front() {
-            None | Some(Value::Nil) | Some(Value::Boolean(true)) => Ok(None),
-            Some(Value::Table(table)) => self.replacement(event, table.clone()),
-            Some(Value::Boolean(false)) => Err(HandlerError::retryable(match values.get(1) {
-                Some(reason) if !reason.is_nil() => reason.to_string().unwrap_or_else(|err| {
-                    format!(
-                        "handle returned false; its reason cannot be turned into text: {}",
-                        describe(&err)
-                    )
-                }),
-                _ => "handle returned false".to_owned(),
-            })),
-            Some(other) => Err(HandlerError::retryable(format!(
-                "handle returned a {}; expected nothing, true, a table, or false and a reason",
-                other.type_name()
-            ))),
-        };
-        let _ = self.lua.set_memory_limit(0);
-        let expired = sandbox::end_deadline(&self.lua);
-        (outcome, expired)
-    }
-
-    fn replacement(&self, event: &Event, table: Table) -> Result<Option<Event>, HandlerError> {
-        match event_json(&self.lua, table, &event.fixed_fields()) {
-            Ok(json) => Ok(Some(event.replaced_by_json(json))),
-            Err(err) => Err(HandlerError::retryable(format!(
-                "the returned event cannot be converted: {}",
-                describe(&err)
-            ))),
-        }
+            })
+            .map_err(|err| mlua::Error::runtime(format!("cannot start a Lua thread: {err}")))?;
+        Ok((StateThread { jobs }, built))
     }
 }
 
-fn is_memory_error(err: &mlua::Error) -> bool {
-    match err {
-        mlua::Error::MemoryError(_) => true,
-        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
-            is_memory_error(cause)
-        }
-        _ => false,
-    }
+fn thread_ended() -> mlua::Error {
+    mlua::Error::runtime("the Lua state's thread ended unexpectedly")
 }

@@ -4,8 +4,8 @@
 //! Loaded: the base library without `dofile`, `loadfile` and binary chunks,
 //! `string` (without `dump`), `table`, `math`, `utf8`, and `os.time`,
 //! `os.date`, `os.clock`. `require` loads modules from `scripts_dir` only.
-//! No `io`, no `package`, no `debug`, no native modules. `setmetatable` and
-//! the `coroutine` functions are guarded (see `guards`).
+//! No `io`, no `package`, no `debug`, no native modules. `setmetatable` is
+//! guarded (see `guards`).
 
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,14 +13,12 @@ use std::time::{Duration, Instant};
 use mlua::chunk::ChunkMode;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
+use super::guards;
 use crate::config::read::{MAX_FILE_BYTES, read_regular};
 use crate::config::values::{MAX_DURATION, error_chain};
 
 /// Instructions between two checks of the deadline.
 const INSTRUCTIONS_PER_CHECK: u32 = 1000;
-/// Longest a script runs before it yields to the other tasks of the runtime
-/// thread it is on (scripts run as coroutines on the daemon's runtime).
-const SLICE: Duration = Duration::from_millis(2);
 
 /// The deadline of the call in progress, kept in the state's app data.
 pub struct Deadline {
@@ -28,11 +26,6 @@ pub struct Deadline {
     pub timeout: Duration,
     /// Whether the call in progress (or the last one) ran past `at`.
     pub fired: bool,
-    /// When the call in progress last started or resumed running.
-    pub slice_start: Instant,
-    /// How deep the call is in the script's own coroutines (see `guards`):
-    /// the time slice yields only at depth 0.
-    pub nested: u32,
 }
 
 /// A sandboxed state. `scripts_dir` is where `require` looks for modules.
@@ -67,29 +60,21 @@ pub fn new_state(scripts_dir: &Path, timeout: Duration) -> mlua::Result<Lua> {
         at: None,
         timeout,
         fired: false,
-        slice_start: Instant::now(),
-        nested: 0,
     });
+    guards::install(&lua)?;
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(INSTRUCTIONS_PER_CHECK),
         |lua, _| {
             let Some(mut deadline) = lua.app_data_mut::<Deadline>() else {
                 return Ok(VmState::Continue);
             };
-            let now = Instant::now();
             match deadline.at {
-                Some(at) if now >= at => {
+                Some(at) if Instant::now() >= at => {
                     deadline.fired = true;
                     Err(mlua::Error::runtime(format!(
                         "timed out after {}",
                         humantime::format_duration(deadline.timeout)
                     )))
-                }
-                // Ignored by Lua where a yield is impossible (inside a
-                // metamethod or a synchronous call).
-                Some(_) if deadline.nested == 0 && now - deadline.slice_start >= SLICE => {
-                    deadline.slice_start = now;
-                    Ok(VmState::Yield)
                 }
                 _ => Ok(VmState::Continue),
             }
@@ -126,8 +111,6 @@ pub fn start_deadline(lua: &Lua) {
         // A century at most (as config validation allows) cannot overflow.
         deadline.at = Some(now + deadline.timeout.min(MAX_DURATION));
         deadline.fired = false;
-        deadline.slice_start = now;
-        deadline.nested = 0;
     }
 }
 
