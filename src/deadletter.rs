@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::spool::store::{self, DeadLetter, Store};
+use crate::spool::Store;
+use crate::spool::dead_letters::{self, DeadLetter};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -50,17 +51,17 @@ pub fn run(config: &Config, action: Action) -> ExitCode {
     };
     let done = match action {
         Action::List { json, handler } => {
-            store::list_dead_letters(&store, handler.as_deref()).map(|letters| print(&letters, json))
+            dead_letters::list_dead_letters(&store, handler.as_deref()).map(|letters| print(&letters, json))
         }
         Action::Replay { ids, handler, .. } => {
-            store::request_replay(&store, &ids, handler.as_deref()).map(|marked| {
+            dead_letters::request_replay(&store, &ids, handler.as_deref()).map(|marked| {
                 println!("{marked} dead letter(s) marked for replay; a running daemon replays them within a second, a stopped one at its next start");
             })
         }
         Action::Purge { older_than } => {
             let before = jiff::Timestamp::now().as_millisecond()
                 - older_than.map_or(0, |age| age.as_millis() as i64);
-            store::purge_dead_letters(&store, before + 1)
+            dead_letters::purge_dead_letters(&store, before + 1)
                 .map(|purged| println!("{purged} dead letter(s) purged"))
         }
     };

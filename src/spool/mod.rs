@@ -10,6 +10,7 @@
 //! resumed at start: handlers already done are skipped, a waiting retry fires
 //! at its due time, and an event a script changed resumes as changed.
 
+pub mod dead_letters;
 pub mod store;
 
 use std::cmp::Reverse;

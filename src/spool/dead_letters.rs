@@ -1,0 +1,111 @@
+//! Dead letters in the spool: what `jobhook deadletter` lists, marks for
+//! replay and purges (from its own process), and the replays the daemon
+//! takes up.
+
+use rusqlite::params;
+
+use super::store::{Store, Stored};
+
+/// One dead letter, as `jobhook deadletter list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub event_id: String,
+    pub handler: String,
+    pub error: String,
+    pub attempts: u32,
+    /// Milliseconds since the Unix epoch.
+    pub first_attempt: i64,
+    pub last_attempt: i64,
+    pub event: serde_json::Value,
+}
+
+impl Store {
+    /// Dead letters asked to be replayed: each becomes a new event that runs
+    /// only its handler, and the dead letter goes (one transaction).
+    pub fn take_replays(&mut self, now: i64) -> rusqlite::Result<Vec<Stored>> {
+        let transaction = self.connection.transaction()?;
+        let requested: Vec<(i64, String, Vec<u8>, String)> = {
+            let mut statement = transaction.prepare(
+                "SELECT id, event_id, event, handler FROM dead_letters WHERE replay = 1 ORDER BY id",
+            )?;
+            statement
+                .query_map([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut replays = Vec::new();
+        for (dead, event_id, body, handler) in requested {
+            transaction.execute(
+                "INSERT INTO events (id, body, only_stage, accepted_at) VALUES (?1, ?2, ?3, ?4)",
+                params![event_id, body, handler, now],
+            )?;
+            replays.push(Stored {
+                seq: transaction.last_insert_rowid(),
+                body,
+                done: Vec::new(),
+                resume: None,
+                only: Some(handler),
+            });
+            transaction.execute("DELETE FROM dead_letters WHERE id = ?1", [dead])?;
+        }
+        transaction.commit()?;
+        Ok(replays)
+    }
+}
+
+/// Dead letters, newest last; only `handler`'s when given.
+pub fn list_dead_letters(
+    store: &Store,
+    handler: Option<&str>,
+) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut statement = store.connection.prepare(
+        "SELECT id, event_id, handler, error, attempts, first_attempt, last_attempt, event
+         FROM dead_letters WHERE (?1 IS NULL OR handler = ?1) ORDER BY id",
+    )?;
+    let rows = statement.query_map([handler], |row| {
+        let body: Vec<u8> = row.get(7)?;
+        Ok(DeadLetter {
+            id: row.get(0)?,
+            event_id: row.get(1)?,
+            handler: row.get(2)?,
+            error: row.get(3)?,
+            attempts: row.get(4)?,
+            first_attempt: row.get(5)?,
+            last_attempt: row.get(6)?,
+            event: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Marks dead letters for replay (the daemon picks them up within a
+/// second; a stopped daemon at its next start). `ids` empty: all of them.
+pub fn request_replay(
+    store: &Store,
+    ids: &[i64],
+    handler: Option<&str>,
+) -> rusqlite::Result<usize> {
+    if ids.is_empty() {
+        return store.connection.execute(
+            "UPDATE dead_letters SET replay = 1 WHERE (?1 IS NULL OR handler = ?1)",
+            [handler],
+        );
+    }
+    let mut marked = 0;
+    for id in ids {
+        marked += store.connection.execute(
+            "UPDATE dead_letters SET replay = 1 WHERE id = ?1 AND (?2 IS NULL OR handler = ?2)",
+            params![id, handler],
+        )?;
+    }
+    Ok(marked)
+}
+
+/// Deletes dead letters whose last attempt is before `before` (ms).
+pub fn purge_dead_letters(store: &Store, before: i64) -> rusqlite::Result<usize> {
+    store
+        .connection
+        .execute("DELETE FROM dead_letters WHERE last_attempt < ?1", [before])
+}
