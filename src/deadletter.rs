@@ -42,10 +42,10 @@ pub enum Action {
 }
 
 pub fn run(config: &Config, action: Action) -> ExitCode {
-    let store = match Store::open(&config.daemon.spool_dir, config.daemon.fsync) {
+    let store = match Store::open_existing(&config.daemon.spool_dir, config.daemon.fsync) {
         Ok(store) => store,
         Err(err) => {
-            eprintln!("jobhook: {err}");
+            eprintln!("jobhook: {:#}", anyhow::Error::new(err));
             return ExitCode::from(1);
         }
     };

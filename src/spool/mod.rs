@@ -11,6 +11,7 @@
 //! at its due time, and an event a script changed resumes as changed.
 
 pub mod dead_letters;
+mod lock;
 pub mod store;
 
 use std::cmp::Reverse;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Deserialize;
 
+use super::lock::{LockError, SpoolLock};
 use crate::queue::Resume;
 
 /// What `fsync` asks of each commit.
@@ -100,29 +101,71 @@ pub struct Unfinished {
 pub struct Store {
     pub(super) connection: Connection,
     path: PathBuf,
+    /// The daemon's store holds the spool's lock: one daemon per spool.
+    _lock: Option<SpoolLock>,
+}
+
+/// Why the spool could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create spool_dir {dir}")]
+    Create {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no spool at {dir}: has the daemon run with this config?")]
+    Missing { dir: PathBuf },
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    #[error(
+        "the spool {path} is unreadable ({reason}). Accepted events may be in it, so jobhook \
+         will not start with an empty one by itself: inspect it with `sqlite3 {path} \
+         'PRAGMA integrity_check'`, or move it aside to start with an empty spool."
+    )]
+    Unreadable { path: PathBuf, reason: String },
 }
 
 impl Store {
-    /// Opens (creating if needed) the spool in `dir`. A file that is not a
-    /// healthy spool is an error naming it — never replaced by an empty one.
-    pub fn open(dir: &Path, fsync: Fsync) -> Result<Store, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|err| format!("cannot create spool_dir {}: {err}", dir.display()))?;
+    /// Opens (creating if needed) the spool in `dir` for the daemon, which
+    /// holds the spool's lock for as long as the store is open. A file that
+    /// is not a healthy spool is an error naming it — never replaced by an
+    /// empty one.
+    pub fn open(dir: &Path, fsync: Fsync) -> Result<Store, OpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::Create {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let lock = SpoolLock::acquire(dir)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        Store::connect(dir, fsync, flags, Some(lock))
+    }
+
+    /// Opens the spool a daemon made in `dir`, without its lock: for
+    /// `jobhook deadletter`, beside a running daemon (SQLite's own locking
+    /// orders their transactions) or a stopped one. It is never created.
+    pub fn open_existing(dir: &Path, fsync: Fsync) -> Result<Store, OpenError> {
+        if !dir.join(FILE_NAME).exists() {
+            return Err(OpenError::Missing {
+                dir: dir.to_owned(),
+            });
+        }
+        Store::connect(dir, fsync, OpenFlags::SQLITE_OPEN_READ_WRITE, None)
+    }
+
+    fn connect(
+        dir: &Path,
+        fsync: Fsync,
+        flags: OpenFlags,
+        lock: Option<SpoolLock>,
+    ) -> Result<Store, OpenError> {
         let path = dir.join(FILE_NAME);
-        let unreadable = |err: &dyn std::fmt::Display| {
-            format!(
-                "the spool {} is unreadable ({err}). Accepted events may be in it, so jobhook \
-                 will not start with an empty one by itself: inspect it with `sqlite3 {} \
-                 'PRAGMA integrity_check'`, or move it aside to start with an empty spool.",
-                path.display(),
-                path.display()
-            )
+        let unreadable = |reason: &dyn std::fmt::Display| OpenError::Unreadable {
+            path: path.clone(),
+            reason: reason.to_string(),
         };
-        let connection = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )
-        .map_err(|err| unreadable(&err))?;
+        let connection =
+            Connection::open_with_flags(&path, flags).map_err(|err| unreadable(&err))?;
         connection
             .busy_timeout(Duration::from_secs(5))
             .map_err(|err| unreadable(&err))?;
@@ -145,7 +188,11 @@ impl Store {
         connection
             .execute_batch(SCHEMA)
             .map_err(|err| unreadable(&err))?;
-        Ok(Store { connection, path })
+        Ok(Store {
+            connection,
+            path,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
