@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use util::http::{HttpServer, Reply};
 use util::*;
 
 const FILE_HANDLER: &str = "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\n\
@@ -92,4 +93,102 @@ fn deadletter_commands_on_a_missing_spool_are_refused_and_create_nothing() {
         );
         assert!(!dir.path().join("var").exists(), "{args:?} created it");
     }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// An HTTP handler `itsm` (with `extra` settings) whose first request is
+/// refused for good, so the first event becomes a dead letter.
+fn itsm_config(server: &HttpServer, hooks: &str, extra: &str) -> String {
+    format!(
+        "[hooks]\nOnFinish = [{hooks}]\n\
+         [handlers.itsm]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n{extra}",
+        server.url("/tickets")
+    )
+}
+
+fn log_count(daemon: &Daemon, needle: &str) -> usize {
+    daemon
+        .log()
+        .lines()
+        .filter(|line| line.contains(needle))
+        .count()
+}
+
+/// Replaces the config (on the same socket) and waits until the daemon
+/// runs on it.
+fn reload(daemon: &Daemon, config: &str) {
+    let before = log_count(daemon, "config reloaded");
+    let text = format!("[daemon]\nsocket = \"run/jobhook.sock\"\n{config}");
+    std::fs::write(&daemon.config, text).unwrap();
+    daemon.signal("HUP");
+    eventually("the reload", || {
+        log_count(daemon, "config reloaded") > before
+    });
+}
+
+fn dead_letters(config: &str) -> Vec<serde_json::Value> {
+    let listed = jobhook(&["deadletter", "list", "--json", "-c", config], None);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    serde_json::from_str::<serde_json::Value>(&stdout(&listed))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_replay_whose_handler_does_not_take_the_event_keeps_the_dead_letter_and_says_why() {
+    let server = HttpServer::start();
+    server.script([Reply::status(400)]);
+    let daemon = Daemon::start(&itsm_config(&server, "\"itsm\"", ""));
+    let config = daemon.config.to_str().unwrap().to_owned();
+    daemon.send(&[r#"{"Id":"refused","JobResult":"Success"}"#]);
+    eventually("the dead letter", || dead_letters(&config).len() == 1);
+
+    // The handler disabled, filtered out, then gone from the chain: each
+    // replay is refused by the running daemon, which keeps the letter.
+    let file = "[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n";
+    let cases = [
+        (
+            itsm_config(&server, "\"itsm\"", "enabled = false\n"),
+            "it is disabled (enabled = false)",
+        ),
+        (
+            itsm_config(&server, "\"itsm\"", "results = [\"Failure\"]\n"),
+            "its results do not include the event's JobResult",
+        ),
+        (
+            format!("{}{file}", itsm_config(&server, "\"file\"", "")),
+            "it is not in the OnFinish chain",
+        ),
+    ];
+    for (round, (changed, why)) in cases.iter().enumerate() {
+        reload(&daemon, changed);
+        let replay = jobhook(&["deadletter", "replay", "--all", "-c", &config], None);
+        assert!(
+            stdout(&replay).contains("1 dead letter(s) marked"),
+            "{}",
+            stdout(&replay)
+        );
+        let line = daemon.log_line(why);
+        assert!(
+            line.contains("itsm") && line.contains("dead letter is kept"),
+            "{line}"
+        );
+        assert_eq!(log_count(&daemon, "replay not run"), round + 1);
+        let letters = dead_letters(&config);
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert_eq!(letters[0]["event"]["Id"], "refused");
+    }
+    assert_eq!(server.requests().len(), 1);
+
+    // Back in the chain, the replay runs and the letter goes.
+    reload(&daemon, &itsm_config(&server, "\"itsm\"", ""));
+    let replay = jobhook(&["deadletter", "replay", "--all", "-c", &config], None);
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    assert_eq!(server.wait_for(2)[1].json()["Id"], "refused");
+    eventually("the dead letter to go", || dead_letters(&config).is_empty());
 }

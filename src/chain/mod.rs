@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
-pub use filter::Filter;
+pub use filter::{Filter, Mismatch};
 pub use retry::RetryPolicy;
 
 use crate::config::{
@@ -25,7 +25,7 @@ use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
 use crate::handlers::{BuildError, Handler, HandlerError, Retry};
 use crate::lua::{self, Scripting};
-use crate::queue::Work;
+use crate::queue::{Replay, Work};
 use crate::spool::{Record, Recorder, now_ms};
 
 /// One handler with the settings the chain applies around it.
@@ -41,7 +41,7 @@ pub struct Stage {
 /// What became of one attempt at one stage.
 #[derive(Debug)]
 enum Attempt {
-    Skipped,
+    Skipped(Mismatch),
     /// Succeeded; the event as the handler left it, if it changed it.
     Delivered(Option<Event>),
     /// Gave up: permanently failed, or no retries left.
@@ -229,22 +229,20 @@ impl Pipeline {
         );
         async {
             let chain = self.chain(event.phase());
-            if let Some(only) = &work.only
-                && !chain.iter().any(|stage| stage.name == *only)
+            if let Some(replay) = &work.replay
+                && !chain.iter().any(|stage| stage.name == replay.handler)
             {
-                error!(handler = %only, "cannot replay: the handler is no longer in this event's chain");
-                spool.record(Record::Dead {
-                    seq: work.seq,
-                    event_id: event.id().to_owned(),
-                    stage: only.clone(),
-                    event: event.json().clone(),
-                    error: "replay: the handler is no longer in the chain".to_owned(),
-                    attempts: 0,
-                    first_attempt: now_ms(),
-                });
-                spool.record(Record::Finished { seq: work.seq });
+                let phase = event.phase();
+                settle_replay(
+                    work,
+                    replay,
+                    Some(format!("it is not in the {phase} chain")),
+                    spool,
+                );
                 return RunEnd::Finished;
             }
+            // Why a replay's handler did not take the event.
+            let mut skipped = None;
             // The event as the last handler that changed it left it.
             let mut changed: Option<Arc<Event>> = None;
             // Stages done whose success is not yet sent to the spool (see
@@ -256,7 +254,10 @@ impl Pipeline {
                 }
             };
             for (index, stage) in chain.iter().enumerate() {
-                if work.only.as_ref().is_some_and(|only| *only != stage.name)
+                if work
+                    .replay
+                    .as_ref()
+                    .is_some_and(|replay| replay.handler != stage.name)
                     || work.done.contains(&stage.name)
                 {
                     continue;
@@ -273,7 +274,7 @@ impl Pipeline {
                 let seq = work.seq;
                 let current = changed.as_deref().unwrap_or(event);
                 match stage.attempt(current, prior, stop).await {
-                    Attempt::Skipped => {}
+                    Attempt::Skipped(mismatch) => skipped = Some(mismatch),
                     // The last stage's success is recorded by `Finished`.
                     Attempt::Delivered(replaced) if index + 1 < chain.len() => {
                         let replaced = replaced.map(Arc::new);
@@ -318,8 +319,11 @@ impl Pipeline {
                     }
                 }
             }
-            // `Finished` stands for every stage: what was not sent is moot.
-            spool.record(Record::Finished { seq: work.seq });
+            match &work.replay {
+                Some(replay) => settle_replay(work, replay, skipped.map(|m| m.to_string()), spool),
+                // `Finished` stands for every stage: what was not sent is moot.
+                None => spool.record(Record::Finished { seq: work.seq }),
+            }
             RunEnd::Finished
         }
         .instrument(span)
@@ -390,9 +394,9 @@ impl Stage {
 
     /// One attempt, after `prior` failed ones.
     async fn attempt(&self, event: &Event, prior: u32, stop: &CancellationToken) -> Attempt {
-        if !self.filter.matches(event) {
-            debug!(handler = %self.name, "skipped: filters do not match");
-            return Attempt::Skipped;
+        if let Some(mismatch) = self.filter.mismatch(event) {
+            debug!(handler = %self.name, "skipped: {mismatch}");
+            return Attempt::Skipped(mismatch);
         }
         let span = info_span!("handler", name = %self.name);
         async {
@@ -428,4 +432,24 @@ impl Stage {
         .instrument(span)
         .await
     }
+}
+
+/// Ends a replay (`work`, of `replay`) in the spool: its dead letter goes
+/// once the handler ran, and stays when it did not (`not_run` says why),
+/// which is logged for the person who asked for the replay.
+fn settle_replay(work: &Work, replay: &Replay, not_run: Option<String>, spool: &Recorder) {
+    if let Some(why) = &not_run {
+        warn!(
+            handler = %replay.handler,
+            dead_letter = replay.dead_letter,
+            "replay not run: {why}; the dead letter is kept"
+        );
+    }
+    if let Some(dead_letter) = replay.dead_letter {
+        spool.record(Record::Replayed {
+            dead_letter,
+            ran: not_run.is_none(),
+        });
+    }
+    spool.record(Record::Finished { seq: work.seq });
 }

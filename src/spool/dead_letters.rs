@@ -5,6 +5,7 @@
 use rusqlite::params;
 
 use super::store::{Store, Stored};
+use crate::queue::Replay;
 
 /// One dead letter, as `jobhook deadletter list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -22,7 +23,9 @@ pub struct DeadLetter {
 
 impl Store {
     /// Dead letters asked to be replayed: each becomes a new event that runs
-    /// only its handler, and the dead letter goes (one transaction).
+    /// only its handler, and is marked as replaying (one transaction). It
+    /// stays until the replay ends ([`settle_replay`]), so a replay whose
+    /// handler does not run loses nothing.
     pub fn take_replays(&mut self, now: i64) -> rusqlite::Result<Vec<Stored>> {
         let transaction = self.connection.transaction()?;
         let requested: Vec<(i64, String, Vec<u8>, String)> = {
@@ -38,21 +41,44 @@ impl Store {
         let mut replays = Vec::new();
         for (dead, event_id, body, handler) in requested {
             transaction.execute(
-                "INSERT INTO events (id, body, only_stage, accepted_at) VALUES (?1, ?2, ?3, ?4)",
-                params![event_id, body, handler, now],
+                "INSERT INTO events (id, body, only_stage, replay_of, accepted_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![event_id, body, handler, dead, now],
             )?;
             replays.push(Stored {
                 seq: transaction.last_insert_rowid(),
                 body,
                 done: Vec::new(),
                 resume: None,
-                only: Some(handler),
+                replay: Some(Replay {
+                    handler,
+                    dead_letter: Some(dead),
+                }),
             });
-            transaction.execute("DELETE FROM dead_letters WHERE id = ?1", [dead])?;
+            transaction.execute("UPDATE dead_letters SET replay = 2 WHERE id = ?1", [dead])?;
         }
         transaction.commit()?;
         Ok(replays)
     }
+}
+
+/// Ends the replay of `dead_letter`: once its handler ran, it goes (a
+/// failure has left a new one); when it did not run, it stays, no longer
+/// marked for replay.
+pub(super) fn settle_replay(
+    transaction: &rusqlite::Transaction<'_>,
+    dead_letter: i64,
+    ran: bool,
+) -> rusqlite::Result<()> {
+    let statement = if ran {
+        "DELETE FROM dead_letters WHERE id = ?1"
+    } else {
+        "UPDATE dead_letters SET replay = 0 WHERE id = ?1"
+    };
+    transaction
+        .prepare_cached(statement)?
+        .execute([dead_letter])?;
+    Ok(())
 }
 
 /// Dead letters, newest last; only `handler`'s when given.

@@ -80,6 +80,9 @@ pub enum Record {
         attempts: u32,
         first_attempt: i64,
     },
+    /// A replay's handler ran (`ran`), or was skipped: its dead letter goes,
+    /// or stays.
+    Replayed { dead_letter: i64, ran: bool },
     /// The chain is done with the event.
     Finished { seq: i64 },
 }
@@ -374,6 +377,7 @@ impl SpoolThread {
                                 cleared.push(*seq);
                                 self.with_progress.contains(seq) || progressed.contains(seq)
                             }
+                            Record::Replayed { .. } => false,
                         };
                         if apply(&transaction, record, now, progress_rows)? {
                             released += 1;
@@ -570,7 +574,7 @@ fn work_from(stored: store::Stored) -> Option<Work> {
             event,
             done: stored.done,
             resume: stored.resume,
-            only: stored.only,
+            replay: stored.replay,
         }),
         Err(err) => {
             error!(
@@ -719,6 +723,9 @@ fn apply(
                     "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
                 )?
                 .execute(params![seq, stage])?;
+        }
+        Record::Replayed { dead_letter, ran } => {
+            dead_letters::settle_replay(transaction, dead_letter, ran)?;
         }
         // The event's row goes with the batch's others (`delete_events`).
         Record::Finished { seq } => {

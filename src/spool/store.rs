@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Deserialize;
 
 use super::lock::{LockError, SpoolLock};
-use crate::queue::Resume;
+use crate::queue::{Replay, Resume};
 
 /// What `fsync` asks of each commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -46,7 +46,9 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL,
     body BLOB NOT NULL,
     only_stage TEXT,
-    accepted_at INTEGER NOT NULL
+    accepted_at INTEGER NOT NULL,
+    -- The dead letter a replay is of (it stays until the handler has run).
+    replay_of INTEGER
 );
 CREATE TABLE IF NOT EXISTS progress (
     seq INTEGER NOT NULL,
@@ -71,6 +73,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attempts INTEGER NOT NULL,
     first_attempt INTEGER NOT NULL,
     last_attempt INTEGER NOT NULL,
+    -- 0, 1 once asked to be replayed, 2 while its replay runs.
     replay INTEGER NOT NULL DEFAULT 0
 );
 -- Looked for every second: without it, every dead letter is read each time.
@@ -86,8 +89,7 @@ pub struct Stored {
     pub done: Vec<String>,
     /// Where a waiting retry picks up (its due time is read at start).
     pub resume: Option<Resume>,
-    /// Replays run only this handler.
-    pub only: Option<String>,
+    pub replay: Option<Replay>,
 }
 
 /// The events a start finds not finished.
@@ -188,6 +190,15 @@ impl Store {
         connection
             .execute_batch(SCHEMA)
             .map_err(|err| unreadable(&err))?;
+        // Spools made before replays kept their dead letter lack the column.
+        if connection
+            .prepare("SELECT replay_of FROM events LIMIT 0")
+            .is_err()
+        {
+            connection
+                .execute_batch("ALTER TABLE events ADD COLUMN replay_of INTEGER")
+                .map_err(|err| unreadable(&err))?;
+        }
         Ok(Store {
             connection,
             path,
@@ -251,12 +262,20 @@ impl Store {
         let found = self
             .connection
             .query_row(
-                "SELECT body, only_stage FROM events WHERE seq = ?1",
+                "SELECT body, only_stage, replay_of FROM events WHERE seq = ?1",
                 [seq],
-                |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Option<String>>(1)?)),
+                |row| {
+                    let handler: Option<String> = row.get(1)?;
+                    let dead_letter: Option<i64> = row.get(2)?;
+                    let replay = handler.map(|handler| Replay {
+                        handler,
+                        dead_letter,
+                    });
+                    Ok((row.get::<_, Vec<u8>>(0)?, replay))
+                },
             )
             .optional()?;
-        let Some((body, only)) = found else {
+        let Some((body, replay)) = found else {
             return Ok(None);
         };
         let mut statement = self.connection.prepare_cached(
@@ -290,7 +309,7 @@ impl Store {
             body,
             done,
             resume,
-            only,
+            replay,
         }))
     }
 }
