@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use crate::config::Config;
 use crate::spool::Store;
-use crate::spool::dead_letters::{self, DeadLetter};
+use crate::spool::dead_letters::{self, DeadLetter, Marked};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -42,36 +42,51 @@ pub enum Action {
 }
 
 pub fn run(config: &Config, action: Action) -> ExitCode {
-    let store = match Store::open_existing(&config.daemon.spool_dir, config.daemon.fsync) {
+    let mut store = match Store::open_existing(&config.daemon.spool_dir, config.daemon.fsync) {
         Ok(store) => store,
         Err(err) => {
             eprintln!("jobhook: {:#}", anyhow::Error::new(err));
             return ExitCode::from(1);
         }
     };
-    let done = match action {
+    let done: anyhow::Result<()> = match action {
         Action::List { json, handler } => {
-            dead_letters::list_dead_letters(&store, handler.as_deref()).map(|letters| print(&letters, json))
+            dead_letters::list_dead_letters(&store, handler.as_deref())
+                .map(|letters| print(&letters, json))
+                .map_err(Into::into)
         }
         Action::Replay { ids, handler, .. } => {
-            dead_letters::request_replay(&store, &ids, handler.as_deref()).map(|marked| {
-                println!("{marked} dead letter(s) marked for replay; a running daemon replays them within a second, a stopped one at its next start");
-            })
+            dead_letters::request_replay(&mut store, &ids, handler.as_deref())
+                .map(print_marked)
+                .map_err(Into::into)
         }
         Action::Purge { older_than } => {
             let before = jiff::Timestamp::now().as_millisecond()
                 - older_than.map_or(0, |age| age.as_millis() as i64);
             dead_letters::purge_dead_letters(&store, before + 1)
                 .map(|purged| println!("{purged} dead letter(s) purged"))
+                .map_err(Into::into)
         }
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("jobhook: spool {}: {err}", store.path().display());
+            eprintln!("jobhook: spool {}: {err:#}", store.path().display());
             ExitCode::from(1)
         }
     }
+}
+
+fn print_marked(Marked { marked, already }: Marked) {
+    let already = match already {
+        0 => String::new(),
+        n => format!(" ({n} already marked or being replayed)"),
+    };
+    println!(
+        "{marked} dead letter(s) marked for replay{already}; a running daemon replays them \
+         within a second, a stopped one at its next start. A replay whose handler is disabled, \
+         filtered out or gone keeps its dead letter, and the daemon's log says why."
+    );
 }
 
 fn print(letters: &[DeadLetter], json: bool) {

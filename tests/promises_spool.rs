@@ -192,3 +192,47 @@ fn a_replay_whose_handler_does_not_take_the_event_keeps_the_dead_letter_and_says
     assert_eq!(server.wait_for(2)[1].json()["Id"], "refused");
     eventually("the dead letter to go", || dead_letters(&config).is_empty());
 }
+
+#[test]
+fn replaying_unknown_ids_is_refused_naming_them_and_marks_nothing() {
+    let server = HttpServer::start();
+    server.script([Reply::status(400)]);
+    let daemon = Daemon::start(&itsm_config(&server, "\"itsm\"", ""));
+    let config = daemon.config.to_str().unwrap().to_owned();
+    daemon.send(&[r#"{"Id":"refused"}"#]);
+    eventually("the dead letter", || dead_letters(&config).len() == 1);
+    let id = dead_letters(&config)[0]["id"].to_string();
+
+    let replay = jobhook(
+        &["deadletter", "replay", &id, "999999", "-c", &config],
+        None,
+    );
+    assert_eq!(replay.status.code(), Some(1), "{}", stdout(&replay));
+    assert!(
+        stderr(&replay).contains("no dead letter 999999; nothing marked"),
+        "{}",
+        stderr(&replay)
+    );
+    let other = jobhook(
+        &[
+            "deadletter",
+            "replay",
+            &id,
+            "--handler",
+            "pager",
+            "-c",
+            &config,
+        ],
+        None,
+    );
+    assert_eq!(other.status.code(), Some(1));
+    assert!(
+        stderr(&other).contains(&format!("no dead letter {id} of handler `pager`")),
+        "{}",
+        stderr(&other)
+    );
+    // Nothing was marked: the server (which accepts now) hears nothing.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(dead_letters(&config).len(), 1);
+}

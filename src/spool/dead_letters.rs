@@ -2,7 +2,7 @@
 //! replay and purges (from its own process), and the replays the daemon
 //! takes up.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::store::{Store, Stored};
 use crate::queue::Replay;
@@ -106,27 +106,87 @@ pub fn list_dead_letters(
     rows.collect()
 }
 
+/// What [`request_replay`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marked {
+    /// Dead letters newly marked for replay.
+    pub marked: usize,
+    /// Dead letters already marked, or being replayed.
+    pub already: usize,
+}
+
+/// Why [`request_replay`] marked nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(
+        "no dead letter {}{}; nothing marked for replay",
+        list(.ids),
+        .handler.as_ref().map(|handler| format!(" of handler `{handler}`")).unwrap_or_default()
+    )]
+    Unknown {
+        ids: Vec<i64>,
+        handler: Option<String>,
+    },
+    #[error(transparent)]
+    Spool(#[from] rusqlite::Error),
+}
+
+fn list(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    ids.join(", ")
+}
+
 /// Marks dead letters for replay (the daemon picks them up within a
 /// second; a stopped daemon at its next start). `ids` empty: all of them.
+/// An id that names no dead letter (of `handler`, when given) marks
+/// nothing at all: the ids were mistyped, or listed from another spool.
 pub fn request_replay(
-    store: &Store,
+    store: &mut Store,
     ids: &[i64],
     handler: Option<&str>,
-) -> rusqlite::Result<usize> {
+) -> Result<Marked, ReplayError> {
+    let transaction = store.transaction()?;
+    let mut done = Marked {
+        marked: 0,
+        already: 0,
+    };
     if ids.is_empty() {
-        return store.connection.execute(
-            "UPDATE dead_letters SET replay = 1 WHERE (?1 IS NULL OR handler = ?1)",
+        done.already = transaction.query_row(
+            "SELECT COUNT(*) FROM dead_letters WHERE replay <> 0 AND (?1 IS NULL OR handler = ?1)",
             [handler],
-        );
-    }
-    let mut marked = 0;
-    for id in ids {
-        marked += store.connection.execute(
-            "UPDATE dead_letters SET replay = 1 WHERE id = ?1 AND (?2 IS NULL OR handler = ?2)",
-            params![id, handler],
+            |row| row.get::<_, i64>(0),
+        )? as usize;
+        done.marked = transaction.execute(
+            "UPDATE dead_letters SET replay = 1 WHERE replay = 0 AND (?1 IS NULL OR handler = ?1)",
+            [handler],
         )?;
     }
-    Ok(marked)
+    let mut unknown = Vec::new();
+    for &id in ids {
+        let marked = transaction
+            .query_row(
+                "SELECT replay FROM dead_letters WHERE id = ?1 AND (?2 IS NULL OR handler = ?2)",
+                params![id, handler],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()?;
+        match marked {
+            None => unknown.push(id),
+            Some(0) => {
+                transaction.execute("UPDATE dead_letters SET replay = 1 WHERE id = ?1", [id])?;
+                done.marked += 1;
+            }
+            Some(_) => done.already += 1,
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ReplayError::Unknown {
+            ids: unknown,
+            handler: handler.map(str::to_owned),
+        });
+    }
+    transaction.commit()?;
+    Ok(done)
 }
 
 /// Deletes dead letters whose last attempt is before `before` (ms).
