@@ -236,3 +236,59 @@ fn replaying_unknown_ids_is_refused_naming_them_and_marks_nothing() {
     assert_eq!(server.requests().len(), 1);
     assert_eq!(dead_letters(&config).len(), 1);
 }
+
+/// Sends `count` events whose `Id`s are `prefix` padded to 120 bytes, in
+/// batches, each batch handled before the next; every one must be acked.
+fn send_long_ids(daemon: &Daemon, prefix: &str, count: usize) {
+    let log = daemon.path("out/events.log");
+    let already = lines(&log).len();
+    for batch in 0..count.div_ceil(50) {
+        let events: Vec<String> = (batch * 50..count.min(batch * 50 + 50))
+            .map(|i| format!(r#"{{"Id":"{prefix}{i:0>110}"}}"#))
+            .collect();
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        for reply in daemon.send(&refs) {
+            assert!(reply_ok(&reply), "event {batch}: {reply}");
+        }
+        wait_for_lines(&log, already + batch * 50 + refs.len());
+    }
+}
+
+#[test]
+fn ids_kept_for_dedupe_do_not_fill_the_spool() {
+    // 600 ids of 120 bytes, kept for dedupe_window, take more than the
+    // 64 KiB max_spool_bytes; the events themselves are all handled.
+    let daemon = Daemon::start(&format!(
+        "[daemon]\nmax_spool_bytes = \"64KiB\"\nmax_event_bytes = \"16KiB\"\n{FILE_HANDLER}"
+    ));
+    send_long_ids(&daemon, "id", 600);
+    // Past the next measure of the spool (once a second), with nothing
+    // pending, new events are still accepted.
+    std::thread::sleep(Duration::from_millis(2500));
+    let reply = daemon.send(&[r#"{"Id":"probe"}"#]);
+    assert!(reply_ok(&reply[0]), "{reply:?}");
+    assert!(!daemon.log().contains("QueueFull"), "{}", daemon.log());
+}
+
+#[test]
+fn ids_beyond_max_dedupe_bytes_are_forgotten_oldest_first() {
+    let daemon = Daemon::start(&format!(
+        "[daemon]\nmax_dedupe_bytes = \"4KiB\"\n{FILE_HANDLER}"
+    ));
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"first"}"#])[0]));
+    send_long_ids(&daemon, "id", 100);
+    daemon.log_line("the oldest are forgotten early");
+    // The oldest id is forgotten: its resend is handled again; the newest
+    // is still a duplicate.
+    let first = daemon.send(&[r#"{"Id":"first"}"#]);
+    assert!(
+        reply_ok(&first[0]) && first[0].get("duplicate").is_none(),
+        "{first:?}"
+    );
+    let newest = format!("id{:0>110}", 99);
+    let last = daemon.send(&[&format!(r#"{{"Id":"{newest}"}}"#)]);
+    assert_eq!(last[0]["duplicate"], true, "{last:?}");
+    let log = wait_for_lines(&daemon.path("out/events.log"), 102);
+    let firsts = log.iter().filter(|line| line.contains(r#""Id":"first""#));
+    assert_eq!(firsts.count(), 2);
+}

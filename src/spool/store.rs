@@ -214,16 +214,26 @@ impl Store {
         self.connection.transaction()
     }
 
-    /// Bytes the spool's live pages take (free pages are reused, so the file
-    /// itself does not shrink).
-    pub fn used_bytes(&self) -> u64 {
-        let pragma = |name: &str| -> i64 {
-            self.connection
-                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
-                .unwrap_or(0)
-        };
-        let pages = pragma("page_count") - pragma("freelist_count");
-        (pages.max(0) as u64) * pragma("page_size").max(0) as u64
+    /// Bytes of the events accepted and not finished (their bodies): what
+    /// `max_spool_bytes` bounds. Read at start; the spool thread keeps the
+    /// count from there.
+    pub fn pending_bytes(&self) -> rusqlite::Result<u64> {
+        self.connection
+            .query_row(
+                "SELECT COALESCE(SUM(length(body)), 0) FROM events",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|bytes| bytes.max(0) as u64)
+    }
+
+    /// Bytes of the ids remembered for dedupe.
+    pub fn seen_bytes(&self) -> rusqlite::Result<u64> {
+        self.connection
+            .query_row("SELECT COALESCE(SUM(length(id)), 0) FROM seen", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|bytes| bytes.max(0) as u64)
     }
 
     /// Events accepted and not finished.
