@@ -107,9 +107,8 @@ pub struct Work {
 pub struct Replay {
     pub handler: String,
     /// The dead letter, kept until its handler has run: one whose handler
-    /// is disabled, filtered out or gone stays. `None` for a replay taken up
-    /// by a jobhook that deleted the dead letter at once.
-    pub dead_letter: Option<i64>,
+    /// is disabled, filtered out or gone stays.
+    pub dead_letter: i64,
 }
 
 impl Work {

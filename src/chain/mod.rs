@@ -445,11 +445,9 @@ fn settle_replay(work: &Work, replay: &Replay, not_run: Option<String>, spool: &
             "replay not run: {why}; the dead letter is kept"
         );
     }
-    if let Some(dead_letter) = replay.dead_letter {
-        spool.record(Record::Replayed {
-            dead_letter,
-            ran: not_run.is_none(),
-        });
-    }
+    spool.record(Record::Replayed {
+        dead_letter: replay.dead_letter,
+        ran: not_run.is_none(),
+    });
     spool.record(Record::Finished { seq: work.seq });
 }

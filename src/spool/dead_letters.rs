@@ -52,7 +52,7 @@ impl Store {
                 resume: None,
                 replay: Some(Replay {
                     handler,
-                    dead_letter: Some(dead),
+                    dead_letter: dead,
                 }),
             });
             transaction.execute("UPDATE dead_letters SET replay = 2 WHERE id = ?1", [dead])?;

@@ -80,6 +80,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_to_replay ON dead_letters (id) WHERE replay = 1;
 ";
 
+/// For spools made before replays kept their dead letter: the column, and
+/// each replay then under way (its dead letter already deleted) made a dead
+/// letter again, marked for replay.
+const ADD_REPLAY_OF: &str = "
+BEGIN;
+ALTER TABLE events ADD COLUMN replay_of INTEGER;
+INSERT INTO dead_letters
+    (event_id, handler, event, error, attempts, first_attempt, last_attempt, replay)
+    SELECT id, only_stage, body, 'replay interrupted by an upgrade of jobhook', 0,
+        accepted_at, accepted_at, 1
+    FROM events WHERE only_stage IS NOT NULL;
+DELETE FROM progress WHERE seq IN (SELECT seq FROM events WHERE only_stage IS NOT NULL);
+DELETE FROM events WHERE only_stage IS NOT NULL;
+COMMIT;
+";
+
 /// An event that was accepted and not finished, as the spool holds it.
 #[derive(Debug)]
 pub struct Stored {
@@ -190,13 +206,12 @@ impl Store {
         connection
             .execute_batch(SCHEMA)
             .map_err(|err| unreadable(&err))?;
-        // Spools made before replays kept their dead letter lack the column.
         if connection
             .prepare("SELECT replay_of FROM events LIMIT 0")
             .is_err()
         {
             connection
-                .execute_batch("ALTER TABLE events ADD COLUMN replay_of INTEGER")
+                .execute_batch(ADD_REPLAY_OF)
                 .map_err(|err| unreadable(&err))?;
         }
         Ok(Store {
@@ -275,12 +290,13 @@ impl Store {
                 "SELECT body, only_stage, replay_of FROM events WHERE seq = ?1",
                 [seq],
                 |row| {
-                    let handler: Option<String> = row.get(1)?;
-                    let dead_letter: Option<i64> = row.get(2)?;
-                    let replay = handler.map(|handler| Replay {
-                        handler,
-                        dead_letter,
-                    });
+                    let replay = match (row.get(1)?, row.get(2)?) {
+                        (Some(handler), Some(dead_letter)) => Some(Replay {
+                            handler,
+                            dead_letter,
+                        }),
+                        _ => None,
+                    };
                     Ok((row.get::<_, Vec<u8>>(0)?, replay))
                 },
             )
