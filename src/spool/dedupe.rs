@@ -44,7 +44,9 @@ impl Dedupe {
             let transaction = store.transaction()?;
             let mut bytes = 0;
             for length in transaction
-                .prepare_cached("DELETE FROM seen WHERE accepted_at < ?1 RETURNING length(id)")?
+                .prepare_cached(
+                    "DELETE FROM seen WHERE accepted_at < ?1 RETURNING octet_length(id)",
+                )?
                 .query_map([before], |row| row.get::<_, i64>(0))?
             {
                 bytes += length?.max(0) as u64;
@@ -58,7 +60,7 @@ impl Dedupe {
             let mut freed = 0;
             if excess > 0 {
                 let mut statement = transaction
-                    .prepare_cached("SELECT id, length(id) FROM seen ORDER BY accepted_at")?;
+                    .prepare_cached("SELECT id, octet_length(id) FROM seen ORDER BY accepted_at")?;
                 let mut rows = statement.query([])?;
                 while freed < excess
                     && let Some(row) = rows.next()?

@@ -245,9 +245,11 @@ impl Store {
     /// Bytes of the ids remembered for dedupe.
     pub fn seen_bytes(&self) -> rusqlite::Result<u64> {
         self.connection
-            .query_row("SELECT COALESCE(SUM(length(id)), 0) FROM seen", [], |row| {
-                row.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT COALESCE(SUM(octet_length(id)), 0) FROM seen",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
             .map(|bytes| bytes.max(0) as u64)
     }
 
