@@ -1,7 +1,9 @@
 //! `jobhook deadletter`: list, replay and purge failed deliveries, straight
 //! on the spool's database — while the daemon runs (SQLite lets both use it;
 //! the daemon picks up replays within a second) or while it is stopped (they
-//! run at its next start).
+//! run at its next start). It does not take the spool's lock, which is the
+//! daemon's (each command is one transaction of its own), and never creates
+//! a spool.
 
 use std::process::ExitCode;
 use std::time::Duration;

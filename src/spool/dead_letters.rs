@@ -24,7 +24,7 @@ pub struct DeadLetter {
 impl Store {
     /// Dead letters asked to be replayed: each becomes a new event that runs
     /// only its handler, and is marked as replaying (one transaction). It
-    /// stays until the replay ends ([`settle_replay`]), so a replay whose
+    /// stays until the replay ends (`settle_replay`), so a replay whose
     /// handler does not run loses nothing.
     pub fn take_replays(&mut self, now: i64) -> rusqlite::Result<Vec<Stored>> {
         let transaction = self.connection.transaction()?;

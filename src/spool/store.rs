@@ -1,9 +1,10 @@
 //! The spool's SQLite database (WAL): accepted events, each handler's
 //! progress on them, the ids seen recently, and dead letters.
 //!
-//! Only the spool thread writes during normal work; `jobhook deadletter`
-//! opens the same file from another process (SQLite's locking makes that
-//! safe) to list, replay and purge.
+//! Only the spool thread writes events and ids, and only one daemon opens a
+//! spool (`spool/lock.rs`); `jobhook deadletter` opens the same file from
+//! another process (SQLite's locking makes that safe) to list, mark for
+//! replay and purge dead letters.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
