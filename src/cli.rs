@@ -138,21 +138,19 @@ fn run(file: PathBuf) -> ExitCode {
     for warning in &warnings {
         warn!("{warning}");
     }
+    let store = match spool::Store::open(&config.daemon.spool_dir, config.daemon.fsync) {
+        Ok(store) => store,
+        Err(err) => {
+            tracing::error!("{:#}", anyhow::Error::new(err));
+            return ExitCode::from(1);
+        }
+    };
     runtime.block_on(async {
         let listener = match daemon::bind(&config) {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::error!("{err}");
                 return ExitCode::from(2);
-            }
-        };
-        // After the socket: a second daemon on the same config is told the
-        // socket is taken (exit 2), one on another socket that the spool is.
-        let store = match spool::Store::open(&config.daemon.spool_dir, config.daemon.fsync) {
-            Ok(store) => store,
-            Err(err) => {
-                tracing::error!("{:#}", anyhow::Error::new(err));
-                return ExitCode::from(1);
             }
         };
         let shutdown = CancellationToken::new();
