@@ -83,7 +83,7 @@ pub struct DaemonSettings {
     pub dedupe_window: Seconds,
     /// Bytes of `Id`s kept for dedupe at most. Beyond it the oldest are
     /// forgotten before `dedupe_window` ends (with a warning), so a resend
-    /// of one of them is handled again. On disk they take about three times
+    /// of one of them is handled again. On disk they take two to four times
     /// this. Default `"64MiB"`.
     pub max_dedupe_bytes: Bytes,
 }
