@@ -42,6 +42,7 @@ async fn run(fsync: Fsync) -> f64 {
         in_memory: 100_000,
         max_bytes: 1 << 30,
         dedupe_window: Duration::from_secs(3600),
+        max_dedupe_bytes: 64 << 20,
         filling: 0.8,
         emptying: 0.2,
     };

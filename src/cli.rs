@@ -144,7 +144,7 @@ fn run(file: PathBuf) -> ExitCode {
     let store = match spool::Store::open(&config.daemon.spool_dir, config.daemon.fsync) {
         Ok(store) => store,
         Err(err) => {
-            tracing::error!("{err}");
+            tracing::error!("{:#}", anyhow::Error::new(err));
             return ExitCode::from(1);
         }
     };

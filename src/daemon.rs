@@ -50,6 +50,7 @@ pub async fn run(
             in_memory: daemon.queue_capacity,
             max_bytes: daemon.max_spool_bytes.0,
             dedupe_window: daemon.dedupe_window.0,
+            max_dedupe_bytes: daemon.max_dedupe_bytes.0,
             filling: config.hooks.queue_filling_threshold,
             emptying: config.hooks.queue_emptying_threshold,
         },

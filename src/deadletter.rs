@@ -1,7 +1,9 @@
 //! `jobhook deadletter`: list, replay and purge failed deliveries, straight
 //! on the spool's database — while the daemon runs (SQLite lets both use it;
 //! the daemon picks up replays within a second) or while it is stopped (they
-//! run at its next start).
+//! run at its next start). It does not take the spool's lock, which is the
+//! daemon's (each command is one transaction of its own), and never creates
+//! a spool.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,7 +11,8 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::spool::store::{self, DeadLetter, Store};
+use crate::spool::Store;
+use crate::spool::dead_letters::{self, DeadLetter, Marked};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -41,36 +44,51 @@ pub enum Action {
 }
 
 pub fn run(config: &Config, action: Action) -> ExitCode {
-    let store = match Store::open(&config.daemon.spool_dir, config.daemon.fsync) {
+    let mut store = match Store::open_existing(&config.daemon.spool_dir, config.daemon.fsync) {
         Ok(store) => store,
         Err(err) => {
-            eprintln!("jobhook: {err}");
+            eprintln!("jobhook: {:#}", anyhow::Error::new(err));
             return ExitCode::from(1);
         }
     };
-    let done = match action {
+    let done: anyhow::Result<()> = match action {
         Action::List { json, handler } => {
-            store::list_dead_letters(&store, handler.as_deref()).map(|letters| print(&letters, json))
+            dead_letters::list_dead_letters(&store, handler.as_deref())
+                .map(|letters| print(&letters, json))
+                .map_err(Into::into)
         }
         Action::Replay { ids, handler, .. } => {
-            store::request_replay(&store, &ids, handler.as_deref()).map(|marked| {
-                println!("{marked} dead letter(s) marked for replay; a running daemon replays them within a second, a stopped one at its next start");
-            })
+            dead_letters::request_replay(&mut store, &ids, handler.as_deref())
+                .map(print_marked)
+                .map_err(Into::into)
         }
         Action::Purge { older_than } => {
-            let before = crate::spool::now_ms()
-                .saturating_sub(older_than.map_or(0, crate::spool::millis));
-            store::purge_dead_letters(&store, before.saturating_add(1))
+            let before =
+                crate::spool::now_ms().saturating_sub(older_than.map_or(0, crate::spool::millis));
+            dead_letters::purge_dead_letters(&store, before.saturating_add(1))
                 .map(|purged| println!("{purged} dead letter(s) purged"))
+                .map_err(Into::into)
         }
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("jobhook: spool {}: {err}", store.path().display());
+            eprintln!("jobhook: spool {}: {err:#}", store.path().display());
             ExitCode::from(1)
         }
     }
+}
+
+fn print_marked(Marked { marked, already }: Marked) {
+    let already = match already {
+        0 => String::new(),
+        n => format!(" ({n} already marked or being replayed)"),
+    };
+    println!(
+        "{marked} dead letter(s) marked for replay{already}; a running daemon replays them \
+         within a second, a stopped one at its next start. A replay whose handler is disabled, \
+         filtered out or gone keeps its dead letter, and the daemon's log says why."
+    );
 }
 
 fn print(letters: &[DeadLetter], json: bool) {

@@ -99,8 +99,16 @@ pub struct Work {
     /// Handlers that already succeeded (or gave up) for it.
     pub done: Vec<String>,
     pub resume: Option<Resume>,
-    /// A replayed dead letter runs only this handler.
-    pub only: Option<String>,
+    pub replay: Option<Replay>,
+}
+
+/// A dead letter being replayed: the event runs only its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub handler: String,
+    /// The dead letter, kept until its handler has run: one whose handler
+    /// is disabled, filtered out or gone stays.
+    pub dead_letter: i64,
 }
 
 impl Work {
@@ -111,7 +119,7 @@ impl Work {
             event,
             done: Vec::new(),
             resume: None,
-            only: None,
+            replay: None,
         }
     }
 }
@@ -158,7 +166,7 @@ mod tests {
             event: Event::from_line(json.as_bytes(), jiff::Timestamp::now()).unwrap(),
             done: Vec::new(),
             resume: None,
-            only: None,
+            replay: None,
         }
     }
 

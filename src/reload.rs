@@ -388,6 +388,10 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
             daemon.dedupe_window != next.dedupe_window,
         ),
         (
+            "[daemon] max_dedupe_bytes",
+            daemon.max_dedupe_bytes != next.max_dedupe_bytes,
+        ),
+        (
             "[hooks] queue_filling_threshold",
             hooks.queue_filling_threshold != next_hooks.queue_filling_threshold,
         ),

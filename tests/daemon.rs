@@ -389,7 +389,11 @@ fn a_client_that_never_reads_its_replies_does_not_block_shutdown() {
 #[test]
 fn a_second_daemon_on_the_same_socket_exits_2_and_a_stale_socket_is_replaced() {
     let daemon = Daemon::start(AUDIT);
-    let second = jobhook(&["run", "-c", daemon.config.to_str().unwrap()], None);
+    // The same socket, its own spool (a shared spool_dir is refused first).
+    let config = daemon.path("second.toml");
+    let socket = "[daemon]\nsocket = \"run/jobhook.sock\"\nspool_dir = \"var/second\"\n";
+    std::fs::write(&config, format!("{socket}{AUDIT}")).unwrap();
+    let second = jobhook(&["run", "-c", config.to_str().unwrap()], None);
     assert_eq!(second.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&second.stderr).contains("already listening"));
     // The first daemon still serves.

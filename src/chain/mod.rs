@@ -2,62 +2,34 @@
 //!
 //! A [`Pipeline`] is built complete from a valid config (every handler ready)
 //! before it is used, so a bad config never leaves half a pipeline running.
-//! Each handler's attempts, timeout and retries are run here, the same way for
-//! every library; the handler's error says whether a retry may help.
+//! Each handler's attempts, timeout and retries are run the same way for
+//! every library ([`Stage`]); the handler's error says whether a retry may
+//! help.
 
 mod filter;
 mod retry;
+mod stage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{Instrument, info_span, warn};
 
-pub use filter::Filter;
+pub use filter::{Filter, Mismatch};
 pub use retry::RetryPolicy;
+pub use stage::Stage;
 
-use crate::config::{
-    CommonSettings, Config, Diagnostic, HandlerSection, LibrarySettings, Position,
-};
+use stage::Attempt;
+
+use crate::config::{Config, Diagnostic, HandlerSection, LibrarySettings, Position};
 use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
-use crate::handlers::{BuildError, Handler, HandlerError, Retry};
+use crate::handlers::{BuildError, Handler};
 use crate::lua::{self, Scripting};
-use crate::queue::Work;
+use crate::queue::{Replay, Work};
 use crate::spool::{Record, Recorder, millis, now_ms};
-
-/// One handler with the settings the chain applies around it.
-#[derive(Debug)]
-pub struct Stage {
-    pub name: String,
-    filter: Filter,
-    retry: RetryPolicy,
-    timeout: Duration,
-    handler: Handler,
-}
-
-/// What became of one attempt at one stage.
-#[derive(Debug)]
-enum Attempt {
-    Skipped,
-    /// Succeeded; the event as the handler left it, if it changed it.
-    Delivered(Option<Event>),
-    /// Gave up: permanently failed, or no retries left.
-    Failed {
-        attempts: u32,
-        error: HandlerError,
-    },
-    /// Failed; try again after `wait`.
-    Retry {
-        attempts: u32,
-        wait: Duration,
-    },
-    /// The daemon stopped before the attempt finished.
-    Abandoned,
-}
 
 /// Where an event's chain got to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,22 +208,20 @@ impl Pipeline {
         );
         async {
             let chain = self.chain(event.phase());
-            if let Some(only) = &work.only
-                && !chain.iter().any(|stage| stage.name == *only)
+            if let Some(replay) = &work.replay
+                && !chain.iter().any(|stage| stage.name == replay.handler)
             {
-                error!(handler = %only, "cannot replay: the handler is no longer in this event's chain");
-                spool.record(Record::Dead {
-                    seq: work.seq,
-                    event_id: event.id().to_owned(),
-                    stage: only.clone(),
-                    event: event.json().clone(),
-                    error: "replay: the handler is no longer in the chain".to_owned(),
-                    attempts: 0,
-                    first_attempt: now_ms(),
-                });
-                spool.record(Record::Finished { seq: work.seq });
+                let phase = event.phase();
+                settle_replay(
+                    work,
+                    replay,
+                    Some(format!("it is not in the {phase} chain")),
+                    spool,
+                );
                 return RunEnd::Finished;
             }
+            // Why a replay's handler did not take the event.
+            let mut skipped = None;
             // The event as the last handler that changed it left it.
             let mut changed: Option<Arc<Event>> = None;
             // Stages done whose success is not yet sent to the spool (see
@@ -263,7 +233,10 @@ impl Pipeline {
                 }
             };
             for (index, stage) in chain.iter().enumerate() {
-                if work.only.as_ref().is_some_and(|only| *only != stage.name)
+                if work
+                    .replay
+                    .as_ref()
+                    .is_some_and(|replay| replay.handler != stage.name)
                     || work.done.contains(&stage.name)
                 {
                     continue;
@@ -280,7 +253,7 @@ impl Pipeline {
                 let seq = work.seq;
                 let current = changed.as_deref().unwrap_or(event);
                 match stage.attempt(current, prior, stop).await {
-                    Attempt::Skipped => {}
+                    Attempt::Skipped(mismatch) => skipped = Some(mismatch),
                     // The last stage's success is recorded by `Finished`.
                     Attempt::Delivered(replaced) if index + 1 < chain.len() => {
                         let replaced = replaced.map(Arc::new);
@@ -325,8 +298,11 @@ impl Pipeline {
                     }
                 }
             }
-            // `Finished` stands for every stage: what was not sent is moot.
-            spool.record(Record::Finished { seq: work.seq });
+            match &work.replay {
+                Some(replay) => settle_replay(work, replay, skipped.map(|m| m.to_string()), spool),
+                // `Finished` stands for every stage: what was not sent is moot.
+                None => spool.record(Record::Finished { seq: work.seq }),
+            }
             RunEnd::Finished
         }
         .instrument(span)
@@ -398,66 +374,20 @@ impl<'a> Reuse<'a> {
     }
 }
 
-impl Stage {
-    fn new(name: &str, common: &CommonSettings, handler: Handler) -> Stage {
-        Stage {
-            name: name.to_owned(),
-            filter: Filter::from_settings(common),
-            retry: RetryPolicy::from_settings(common),
-            timeout: common.timeout.0,
-            handler,
-        }
+/// Ends a replay (`work`, of `replay`) in the spool: its dead letter goes
+/// once the handler ran, and stays when it did not (`not_run` says why),
+/// which is logged for the person who asked for the replay.
+fn settle_replay(work: &Work, replay: &Replay, not_run: Option<String>, spool: &Recorder) {
+    if let Some(why) = &not_run {
+        warn!(
+            handler = %replay.handler,
+            dead_letter = replay.dead_letter,
+            "replay not run: {why}; the dead letter is kept"
+        );
     }
-
-    /// Whether the handler only writes local files. The success of the
-    /// stages before it is sent to the spool only after it (with the
-    /// run's end, if nothing that waits on another process follows), so a
-    /// Lua transform followed by file handlers costs the spool no progress
-    /// rows and no copy of the changed event; a stage that can wait (HTTP,
-    /// a script) is preceded by the records, so a crash while it waits
-    /// does not run finished handlers again. Delivery stays at least once.
-    fn writes_locally(&self) -> bool {
-        matches!(self.handler, Handler::TextFile(_))
-    }
-
-    /// One attempt, after `prior` failed ones.
-    async fn attempt(&self, event: &Event, prior: u32, stop: &CancellationToken) -> Attempt {
-        if !self.filter.matches(event) {
-            debug!(handler = %self.name, "skipped: filters do not match");
-            return Attempt::Skipped;
-        }
-        let span = info_span!("handler", name = %self.name);
-        async {
-            let attempts = prior + 1;
-            let attempt = tokio::time::timeout(self.timeout, self.handler.handle(event));
-            let result = tokio::select! {
-                result = attempt => result,
-                () = stop.cancelled() => return Attempt::Abandoned,
-            };
-            let error = match result {
-                Ok(Ok(replaced)) => {
-                    debug!(attempts, "delivered");
-                    return Attempt::Delivered(replaced);
-                }
-                Ok(Err(error)) => error,
-                Err(_) => HandlerError::retryable(format!(
-                    "timed out after {}",
-                    humantime::format_duration(self.timeout)
-                )),
-            };
-            let Retry::Later { after } = error.retry else {
-                error!(attempts, error = %error, "failed permanently; not retried");
-                return Attempt::Failed { attempts, error };
-            };
-            if attempts > self.retry.retries {
-                error!(attempts, error = %error, "failed; no retries left");
-                return Attempt::Failed { attempts, error };
-            }
-            let wait = self.retry.delay(attempts, after);
-            warn!(attempts, error = %error, retry_in = %humantime::format_duration(wait), "attempt failed");
-            Attempt::Retry { attempts, wait }
-        }
-        .instrument(span)
-        .await
-    }
+    spool.record(Record::Replayed {
+        dead_letter: replay.dead_letter,
+        ran: not_run.is_none(),
+    });
+    spool.record(Record::Finished { seq: work.seq });
 }

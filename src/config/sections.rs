@@ -92,13 +92,20 @@ pub struct DaemonSettings {
     /// `batch` (events arriving together, synced before their acks) or
     /// `never` (survives a killed process, not a power loss). Default `batch`.
     pub fsync: Fsync,
-    /// Size of the spool above which new events are answered `overloaded`.
+    /// Bytes of pending events (accepted, not yet through their chain)
+    /// above which new events are answered `overloaded`. Dead letters and
+    /// the ids kept for dedupe are not pending events and do not count.
     /// At least 64 KiB. Default `"1GiB"`.
     #[serde(deserialize_with = "size_between::<_, { 64 << 10 }, { u64::MAX }>")]
     pub max_spool_bytes: Bytes,
     /// An `Id` accepted again within this long is acked as a duplicate and
     /// not handled again. Default `"24h"`.
     pub dedupe_window: Seconds,
+    /// Bytes of `Id`s kept for dedupe at most. Beyond it the oldest are
+    /// forgotten before `dedupe_window` ends (with a warning), so a resend
+    /// of one of them is handled again. On disk they take two to four times
+    /// this. Default `"64MiB"`.
+    pub max_dedupe_bytes: Bytes,
 }
 
 impl Default for DaemonSettings {
@@ -119,6 +126,7 @@ impl Default for DaemonSettings {
             fsync: Fsync::Batch,
             max_spool_bytes: Bytes(1 << 30),
             dedupe_window: Seconds(Duration::from_secs(24 * 3600)),
+            max_dedupe_bytes: Bytes(64 << 20),
         }
     }
 }

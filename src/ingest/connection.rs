@@ -251,6 +251,7 @@ mod tests {
             in_memory: 1000,
             max_bytes: 1 << 30,
             dedupe_window: std::time::Duration::from_secs(60),
+            max_dedupe_bytes: 64 << 20,
             filling: 0.8,
             emptying: 0.2,
         };

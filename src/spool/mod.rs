@@ -10,6 +10,10 @@
 //! resumed at start: handlers already done are skipped, a waiting retry fires
 //! at its due time, and an event a script changed resumes as changed.
 
+mod batch;
+pub mod dead_letters;
+mod dedupe;
+mod lock;
 pub mod store;
 
 use std::cmp::Reverse;
@@ -24,12 +28,14 @@ use tracing::{error, info, warn};
 
 use crate::event::Event;
 use crate::queue::{Accepted, Lanes, Rejection, Work};
+use batch::{Admission, Reply, apply, delete_events};
+use dedupe::Dedupe;
 pub use store::{Fsync, Store};
 
 /// Most events committed in one transaction.
 const MAX_BATCH: usize = 1024;
-/// How often dead letters marked for replay are looked for, the ids seen
-/// long ago forgotten and the spool's size measured.
+/// How often dead letters marked for replay are looked for and the ids seen
+/// long ago forgotten.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How long a new event waits for room in the lanes before it is refused as
 /// `overloaded`. While it waits its client gets no ack, which slows a
@@ -78,6 +84,9 @@ pub enum Record {
         attempts: u32,
         first_attempt: i64,
     },
+    /// A replay's handler ran (`ran`), or was skipped: its dead letter goes,
+    /// or stays.
+    Replayed { dead_letter: i64, ran: bool },
     /// The chain is done with the event.
     Finished { seq: i64 },
 }
@@ -89,10 +98,13 @@ pub struct Limits {
     /// Events in the workers' lanes at most; more wait for room, and are
     /// `overloaded` after `ADMISSION_WAIT`.
     pub in_memory: usize,
-    /// Size of the spool's live pages at most; more are `overloaded`.
+    /// Bytes of pending events at most; more are `overloaded`.
     pub max_bytes: u64,
     /// An `Id` accepted within this long is a duplicate.
     pub dedupe_window: Duration,
+    /// Bytes of ids remembered for dedupe at most; beyond, the oldest are
+    /// forgotten early.
+    pub max_dedupe_bytes: u64,
     /// Fractions of `max_bytes` at which `QueueFilling` and `QueueEmptying`
     /// are raised.
     pub filling: f64,
@@ -128,9 +140,11 @@ pub struct Spool {
 impl Spool {
     /// Resumes what the store holds and starts the thread.
     pub fn start(store: Store, limits: Limits, lanes: Lanes) -> Result<Spool, String> {
-        let recovered = store
-            .unfinished()
-            .map_err(|err| format!("cannot read the spool {}: {err}", store.path().display()))?;
+        let unreadable = |err| format!("cannot read the spool {}: {err}", store.path().display());
+        let recovered = store.unfinished().map_err(unreadable)?;
+        let pending_bytes = store.pending_bytes().map_err(unreadable)?;
+        let dedupe = Dedupe::new(&store, limits.dedupe_window, limits.max_dedupe_bytes)
+            .map_err(unreadable)?;
         let (sender, receiver) = mpsc::channel();
         let mut thread = SpoolThread {
             store,
@@ -138,7 +152,8 @@ impl Spool {
             lanes: Some(lanes),
             due: BinaryHeap::new(),
             in_lanes: 0,
-            used_bytes: 0,
+            pending_bytes,
+            dedupe,
             level: Level::Normal,
             with_progress: HashSet::new(),
             waiting_for_room: VecDeque::new(),
@@ -189,7 +204,10 @@ struct SpoolThread {
     /// Events left from the last run not yet loaded: they are read into the
     /// lanes as room frees up, so a large backlog is never all in memory.
     backlog: VecDeque<i64>,
-    used_bytes: u64,
+    /// Bytes of the pending events' bodies, kept as they are stored and
+    /// deleted: what `max_bytes` bounds.
+    pending_bytes: u64,
+    dedupe: Dedupe,
     level: Level,
     /// Events with progress rows written, to clear when they finish.
     with_progress: HashSet<i64>,
@@ -218,7 +236,6 @@ pub fn millis(duration: std::time::Duration) -> i64 {
 impl SpoolThread {
     fn run(mut self, receiver: &mpsc::Receiver<Message>) {
         let mut housekeeping = Instant::now();
-        self.used_bytes = self.store.used_bytes();
         // With `fsync = "always"` a second new event waits for the next commit.
         let mut held: Option<Message> = None;
         // Reused from batch to batch.
@@ -291,7 +308,7 @@ impl SpoolThread {
     /// from the last run wait to be loaded (they go first, which keeps each
     /// job's events in order).
     fn room(&self) -> usize {
-        if self.used_bytes >= self.limits.max_bytes || !self.backlog.is_empty() {
+        if self.pending_bytes >= self.limits.max_bytes || !self.backlog.is_empty() {
             0
         } else {
             self.limits.in_memory.saturating_sub(self.in_lanes)
@@ -326,7 +343,9 @@ impl SpoolThread {
                 _ => None,
             })
             .collect();
-        let outcome = (|| -> rusqlite::Result<()> {
+        // Bytes of event bodies stored (+) and deleted (-) by the batch.
+        let mut grown: i64 = 0;
+        let outcome = (|| -> rusqlite::Result<u64> {
             let transaction = self.store.transaction()?;
             let mut admission = Admission::prepare(&transaction, now, &mut answers, &mut dispatch)?;
             // Events that waited for room go first, as far as it goes. With
@@ -350,7 +369,7 @@ impl SpoolThread {
                     Message::Submit { event, reply } => {
                         if closed || close {
                             admission.refuse(reply, Rejection::ShuttingDown);
-                        } else if self.used_bytes >= self.limits.max_bytes {
+                        } else if self.pending_bytes >= self.limits.max_bytes {
                             admission.refuse(reply, Rejection::Overloaded);
                         } else if full(admission.taken()) || !self.waiting_for_room.is_empty() {
                             self.waiting_for_room.push_back(WaitingForRoom {
@@ -378,8 +397,9 @@ impl SpoolThread {
                                 cleared.push(*seq);
                                 self.with_progress.contains(seq) || progressed.contains(seq)
                             }
+                            Record::Replayed { .. } => false,
                         };
-                        if apply(&transaction, record, now, progress_rows)? {
+                        if apply(&transaction, record, now, progress_rows, &mut grown)? {
                             released += 1;
                         }
                     }
@@ -387,23 +407,31 @@ impl SpoolThread {
                     Message::Stop => stop = true,
                 }
             }
+            grown += admission.stored_bytes as i64;
+            let remembered = admission.remembered_bytes;
             drop(admission);
-            delete_events(&transaction, &mut cleared)?;
-            transaction.commit()
+            grown -= delete_events(&transaction, &mut cleared)?;
+            transaction.commit()?;
+            Ok(remembered)
         })();
         self.in_lanes = self.in_lanes.saturating_sub(released);
         if close {
             self.lanes = None;
         }
-        if let Err(err) = outcome {
-            // Nothing of the batch is durable: refuse its events so clients
-            // send them again, and keep the records' events for next start.
-            error!(spool = %self.store.path().display(), "spool commit failed: {err}");
-            for (reply, _) in answers {
-                let _ = reply.send(Err(Rejection::Overloaded));
+        let remembered = match outcome {
+            Ok(remembered) => remembered,
+            Err(err) => {
+                // Nothing of the batch is durable: refuse its events so clients
+                // send them again, and keep the records' events for next start.
+                error!(spool = %self.store.path().display(), "spool commit failed: {err}");
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(Rejection::Overloaded));
+                }
+                return stop;
             }
-            return stop;
-        }
+        };
+        self.pending_bytes = self.pending_bytes.saturating_add_signed(grown);
+        self.dedupe.remembered(remembered);
         self.with_progress.extend(progressed);
         for seq in cleared {
             self.with_progress.remove(&seq);
@@ -461,6 +489,7 @@ impl SpoolThread {
                         info!(count = replays.len(), "replaying dead letters");
                     }
                     for stored in replays {
+                        self.pending_bytes += stored.body.len() as u64;
                         if let Some(work) = work_from(stored) {
                             self.dispatch(work);
                         }
@@ -469,24 +498,17 @@ impl SpoolThread {
                 Err(err) => error!("cannot read dead letters to replay: {err}"),
             }
         }
-        let forget_before = now_ms().saturating_sub(millis(self.limits.dedupe_window));
-        if let Err(err) = self.store.transaction().and_then(|transaction| {
-            transaction.execute("DELETE FROM seen WHERE accepted_at < ?1", [forget_before])?;
-            transaction.commit()
-        }) {
-            warn!("cannot forget old event ids: {err}");
-        }
-        self.used_bytes = self.store.used_bytes();
+        self.dedupe.forget(&mut self.store, now_ms());
         self.watch_level();
     }
 
     /// Raises a queue event when the spool crosses a threshold.
     fn watch_level(&mut self) {
         let max = self.limits.max_bytes.max(1);
-        let fraction = self.used_bytes as f64 / max as f64;
+        let fraction = self.pending_bytes as f64 / max as f64;
         let pending = || self.store.pending().unwrap_or(u64::MAX);
         let next = match self.level {
-            level if self.used_bytes >= max && level != Level::Full => {
+            level if self.pending_bytes >= max && level != Level::Full => {
                 Some((Level::Full, "QueueFull"))
             }
             Level::Normal | Level::Emptying if fraction >= self.limits.filling => {
@@ -508,7 +530,7 @@ impl SpoolThread {
             Level::Filling | Level::Full => {
                 warn!(
                     state,
-                    spool_bytes = self.used_bytes,
+                    spool_bytes = self.pending_bytes,
                     pending,
                     "spool at {percent:.0}% of max_spool_bytes"
                 )
@@ -516,13 +538,13 @@ impl SpoolThread {
             Level::Emptying | Level::Normal => {
                 info!(
                     state,
-                    spool_bytes = self.used_bytes,
+                    spool_bytes = self.pending_bytes,
                     pending,
                     "spool at {percent:.0}% of max_spool_bytes"
                 )
             }
         }
-        let event = Event::queue_event(state, self.used_bytes, max, pending);
+        let event = Event::queue_event(state, self.pending_bytes, max, pending);
         let body = event.json();
         let stored = self.store.transaction().and_then(|transaction| {
             transaction
@@ -533,7 +555,10 @@ impl SpoolThread {
             Ok(seq)
         });
         match stored {
-            Ok(seq) => self.dispatch(Work::new(seq, event)),
+            Ok(seq) => {
+                self.pending_bytes += body.len() as u64;
+                self.dispatch(Work::new(seq, event));
+            }
             Err(err) => error!("cannot store the {state} queue event: {err}"),
         }
     }
@@ -574,7 +599,7 @@ fn work_from(stored: store::Stored) -> Option<Work> {
             event,
             done: stored.done,
             resume: stored.resume,
-            only: stored.only,
+            replay: stored.replay,
         }),
         Err(err) => {
             error!(
@@ -584,157 +609,6 @@ fn work_from(stored: store::Stored) -> Option<Work> {
             None
         }
     }
-}
-
-/// How a new event's client is answered.
-type Reply = oneshot::Sender<Result<Accepted, Rejection>>;
-
-/// The batch's new events: each is stored (the statements prepared once per
-/// batch), or refused, and its answer and its work lined up for after the
-/// commit.
-struct Admission<'t, 'a> {
-    transaction: &'t rusqlite::Transaction<'t>,
-    remember_id: rusqlite::CachedStatement<'t>,
-    insert: rusqlite::CachedStatement<'t>,
-    now: i64,
-    answers: &'a mut Vec<(Reply, Result<Accepted, Rejection>)>,
-    dispatch: &'a mut Vec<Work>,
-}
-
-impl<'t, 'a> Admission<'t, 'a> {
-    fn prepare(
-        transaction: &'t rusqlite::Transaction<'t>,
-        now: i64,
-        answers: &'a mut Vec<(Reply, Result<Accepted, Rejection>)>,
-        dispatch: &'a mut Vec<Work>,
-    ) -> rusqlite::Result<Admission<'t, 'a>> {
-        Ok(Admission {
-            transaction,
-            remember_id: transaction
-                .prepare_cached("INSERT OR IGNORE INTO seen (id, accepted_at) VALUES (?1, ?2)")?,
-            insert: transaction
-                .prepare_cached("INSERT INTO events (id, body, accepted_at) VALUES (?1, ?2, ?3)")?,
-            now,
-            answers,
-            dispatch,
-        })
-    }
-
-    /// Stores the event, unless its `Id` was seen within the dedupe window
-    /// (then it is answered as a duplicate and not handled again).
-    fn take(&mut self, event: Event, reply: Reply) -> rusqlite::Result<()> {
-        let id = event.id();
-        let fresh = self.remember_id.execute(params![id, self.now])? == 1;
-        if fresh {
-            self.insert
-                .execute(params![id, &event.json()[..], self.now])?;
-        }
-        let accepted = Accepted {
-            id: id.to_owned(),
-            duplicate: !fresh,
-        };
-        if fresh {
-            let seq = self.transaction.last_insert_rowid();
-            self.dispatch.push(Work::new(seq, event));
-        }
-        self.answers.push((reply, Ok(accepted)));
-        Ok(())
-    }
-
-    fn refuse(&mut self, reply: Reply, rejection: Rejection) {
-        self.answers.push((reply, Err(rejection)));
-    }
-
-    /// New events stored in this batch so far.
-    fn taken(&self) -> usize {
-        self.dispatch.len()
-    }
-}
-
-/// Deletes the events finished in a batch, one statement per run of
-/// consecutive seqs (events finish in nearly the order they came).
-fn delete_events(
-    transaction: &rusqlite::Transaction<'_>,
-    seqs: &mut [i64],
-) -> rusqlite::Result<()> {
-    seqs.sort_unstable();
-    let mut delete =
-        transaction.prepare_cached("DELETE FROM events WHERE seq BETWEEN ?1 AND ?2")?;
-    for run in seqs.chunk_by(|a, b| b - a == 1) {
-        delete.execute([run[0], run[run.len() - 1]])?;
-    }
-    Ok(())
-}
-
-/// Records progress; returns whether the event left the workers' lanes
-/// (finished, or waiting for a retry). A finished
-/// event's progress rows are cleared when `progress_rows` says it has some.
-fn apply(
-    transaction: &rusqlite::Transaction<'_>,
-    record: Record,
-    now: i64,
-    progress_rows: bool,
-) -> rusqlite::Result<bool> {
-    match record {
-        Record::StageDone {
-            seq,
-            stage,
-            changed,
-        } => {
-            transaction
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
-                )?
-                .execute(params![seq, stage])?;
-            if let Some(body) = changed {
-                transaction
-                    .prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?
-                    .execute(params![seq, &body[..]])?;
-            }
-        }
-        Record::Retry {
-            seq,
-            stage,
-            attempts,
-            first_attempt,
-            due,
-        } => {
-            transaction.prepare_cached("INSERT OR REPLACE INTO progress (seq, stage, state, attempts, first_attempt, due_at)
-                     VALUES (?1, ?2, 'retry', ?3, ?4, ?5)")?.execute(
-                    params![seq, stage, attempts, first_attempt, due],
-                )?;
-            return Ok(true);
-        }
-        Record::Dead {
-            seq,
-            event_id,
-            stage,
-            event,
-            error,
-            attempts,
-            first_attempt,
-        } => {
-            transaction.prepare_cached("INSERT INTO dead_letters (event_id, handler, event, error, attempts, first_attempt, last_attempt)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
-                    params![event_id, stage, &event[..], error, attempts, first_attempt, now],
-                )?;
-            transaction
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
-                )?
-                .execute(params![seq, stage])?;
-        }
-        // The event's row goes with the batch's others (`delete_events`).
-        Record::Finished { seq } => {
-            if progress_rows {
-                transaction
-                    .prepare_cached("DELETE FROM progress WHERE seq = ?1")?
-                    .execute([seq])?;
-            }
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 #[cfg(test)]
@@ -750,6 +624,7 @@ mod tests {
             in_memory,
             max_bytes: 1 << 30,
             dedupe_window: Duration::from_secs(3600),
+            max_dedupe_bytes: 1 << 20,
             filling: 0.8,
             emptying: 0.2,
         }

@@ -1,17 +1,19 @@
 //! The spool's SQLite database (WAL): accepted events, each handler's
 //! progress on them, the ids seen recently, and dead letters.
 //!
-//! Only the spool thread writes during normal work; `jobhook deadletter`
-//! opens the same file from another process (SQLite's locking makes that
-//! safe) to list, replay and purge.
+//! Only the spool thread writes events and ids, and only one daemon opens a
+//! spool (`spool/lock.rs`); `jobhook deadletter` opens the same file from
+//! another process (SQLite's locking makes that safe) to list, mark for
+//! replay and purge dead letters.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Deserialize;
 
-use crate::queue::Resume;
+use super::lock::{LockError, SpoolLock};
+use crate::queue::{Replay, Resume};
 
 /// What `fsync` asks of each commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -45,7 +47,9 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL,
     body BLOB NOT NULL,
     only_stage TEXT,
-    accepted_at INTEGER NOT NULL
+    accepted_at INTEGER NOT NULL,
+    -- The dead letter a replay is of (it stays until the handler has run).
+    replay_of INTEGER
 );
 CREATE TABLE IF NOT EXISTS progress (
     seq INTEGER NOT NULL,
@@ -70,10 +74,27 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attempts INTEGER NOT NULL,
     first_attempt INTEGER NOT NULL,
     last_attempt INTEGER NOT NULL,
+    -- 0, 1 once asked to be replayed, 2 while its replay runs.
     replay INTEGER NOT NULL DEFAULT 0
 );
 -- Looked for every second: without it, every dead letter is read each time.
 CREATE INDEX IF NOT EXISTS dead_letters_to_replay ON dead_letters (id) WHERE replay = 1;
+";
+
+/// For spools made before replays kept their dead letter: the column, and
+/// each replay then under way (its dead letter already deleted) made a dead
+/// letter again, marked for replay.
+const ADD_REPLAY_OF: &str = "
+BEGIN;
+ALTER TABLE events ADD COLUMN replay_of INTEGER;
+INSERT INTO dead_letters
+    (event_id, handler, event, error, attempts, first_attempt, last_attempt, replay)
+    SELECT id, only_stage, body, 'replay interrupted by an upgrade of jobhook', 0,
+        accepted_at, accepted_at, 1
+    FROM events WHERE only_stage IS NOT NULL;
+DELETE FROM progress WHERE seq IN (SELECT seq FROM events WHERE only_stage IS NOT NULL);
+DELETE FROM events WHERE only_stage IS NOT NULL;
+COMMIT;
 ";
 
 /// An event that was accepted and not finished, as the spool holds it.
@@ -85,8 +106,7 @@ pub struct Stored {
     pub done: Vec<String>,
     /// Where a waiting retry picks up (its due time is read at start).
     pub resume: Option<Resume>,
-    /// Replays run only this handler.
-    pub only: Option<String>,
+    pub replay: Option<Replay>,
 }
 
 /// The events a start finds not finished.
@@ -97,46 +117,74 @@ pub struct Unfinished {
     pub waiting: Vec<(i64, i64)>,
 }
 
-/// One dead letter, as `jobhook deadletter list` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub event_id: String,
-    pub handler: String,
-    pub error: String,
-    pub attempts: u32,
-    /// Milliseconds since the Unix epoch.
-    pub first_attempt: i64,
-    pub last_attempt: i64,
-    pub event: serde_json::Value,
+pub struct Store {
+    pub(super) connection: Connection,
+    path: PathBuf,
+    /// The daemon's store holds the spool's lock: one daemon per spool.
+    _lock: Option<SpoolLock>,
 }
 
-pub struct Store {
-    connection: Connection,
-    path: PathBuf,
+/// Why the spool could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create spool_dir {dir}")]
+    Create {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no spool at {dir}: has the daemon run with this config?")]
+    Missing { dir: PathBuf },
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    #[error(
+        "the spool {path} is unreadable ({reason}). Accepted events may be in it, so jobhook \
+         will not start with an empty one by itself: inspect it with `sqlite3 {path} \
+         'PRAGMA integrity_check'`, or move it aside to start with an empty spool."
+    )]
+    Unreadable { path: PathBuf, reason: String },
 }
 
 impl Store {
-    /// Opens (creating if needed) the spool in `dir`. A file that is not a
-    /// healthy spool is an error naming it — never replaced by an empty one.
-    pub fn open(dir: &Path, fsync: Fsync) -> Result<Store, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|err| format!("cannot create spool_dir {}: {err}", dir.display()))?;
+    /// Opens (creating if needed) the spool in `dir` for the daemon, which
+    /// holds the spool's lock for as long as the store is open. A file that
+    /// is not a healthy spool is an error naming it — never replaced by an
+    /// empty one.
+    pub fn open(dir: &Path, fsync: Fsync) -> Result<Store, OpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::Create {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let lock = SpoolLock::acquire(dir)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        Store::connect(dir, fsync, flags, Some(lock))
+    }
+
+    /// Opens the spool a daemon made in `dir`, without its lock: for
+    /// `jobhook deadletter`, beside a running daemon (SQLite's own locking
+    /// orders their transactions) or a stopped one. It is never created.
+    pub fn open_existing(dir: &Path, fsync: Fsync) -> Result<Store, OpenError> {
+        if !dir.join(FILE_NAME).exists() {
+            return Err(OpenError::Missing {
+                dir: dir.to_owned(),
+            });
+        }
+        Store::connect(dir, fsync, OpenFlags::SQLITE_OPEN_READ_WRITE, None)
+    }
+
+    fn connect(
+        dir: &Path,
+        fsync: Fsync,
+        flags: OpenFlags,
+        lock: Option<SpoolLock>,
+    ) -> Result<Store, OpenError> {
         let path = dir.join(FILE_NAME);
-        let unreadable = |err: &dyn std::fmt::Display| {
-            format!(
-                "the spool {} is unreadable ({err}). Accepted events may be in it, so jobhook \
-                 will not start with an empty one by itself: inspect it with `sqlite3 {} \
-                 'PRAGMA integrity_check'`, or move it aside to start with an empty spool.",
-                path.display(),
-                path.display()
-            )
+        let unreadable = |reason: &dyn std::fmt::Display| OpenError::Unreadable {
+            path: path.clone(),
+            reason: reason.to_string(),
         };
-        let connection = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )
-        .map_err(|err| unreadable(&err))?;
+        let connection =
+            Connection::open_with_flags(&path, flags).map_err(|err| unreadable(&err))?;
         connection
             .busy_timeout(Duration::from_secs(5))
             .map_err(|err| unreadable(&err))?;
@@ -159,7 +207,19 @@ impl Store {
         connection
             .execute_batch(SCHEMA)
             .map_err(|err| unreadable(&err))?;
-        Ok(Store { connection, path })
+        if connection
+            .prepare("SELECT replay_of FROM events LIMIT 0")
+            .is_err()
+        {
+            connection
+                .execute_batch(ADD_REPLAY_OF)
+                .map_err(|err| unreadable(&err))?;
+        }
+        Ok(Store {
+            connection,
+            path,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -170,16 +230,28 @@ impl Store {
         self.connection.transaction()
     }
 
-    /// Bytes the spool's live pages take (free pages are reused, so the file
-    /// itself does not shrink).
-    pub fn used_bytes(&self) -> u64 {
-        let pragma = |name: &str| -> i64 {
-            self.connection
-                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
-                .unwrap_or(0)
-        };
-        let pages = pragma("page_count") - pragma("freelist_count");
-        (pages.max(0) as u64) * pragma("page_size").max(0) as u64
+    /// Bytes of the events accepted and not finished (their bodies): what
+    /// `max_spool_bytes` bounds. Read at start; the spool thread keeps the
+    /// count from there.
+    pub fn pending_bytes(&self) -> rusqlite::Result<u64> {
+        self.connection
+            .query_row(
+                "SELECT COALESCE(SUM(length(body)), 0) FROM events",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|bytes| bytes.max(0) as u64)
+    }
+
+    /// Bytes of the ids remembered for dedupe.
+    pub fn seen_bytes(&self) -> rusqlite::Result<u64> {
+        self.connection
+            .query_row(
+                "SELECT COALESCE(SUM(octet_length(id)), 0) FROM seen",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|bytes| bytes.max(0) as u64)
     }
 
     /// Events accepted and not finished.
@@ -218,12 +290,21 @@ impl Store {
         let found = self
             .connection
             .query_row(
-                "SELECT body, only_stage FROM events WHERE seq = ?1",
+                "SELECT body, only_stage, replay_of FROM events WHERE seq = ?1",
                 [seq],
-                |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Option<String>>(1)?)),
+                |row| {
+                    let replay = match (row.get(1)?, row.get(2)?) {
+                        (Some(handler), Some(dead_letter)) => Some(Replay {
+                            handler,
+                            dead_letter,
+                        }),
+                        _ => None,
+                    };
+                    Ok((row.get::<_, Vec<u8>>(0)?, replay))
+                },
             )
             .optional()?;
-        let Some((body, only)) = found else {
+        let Some((body, replay)) = found else {
             return Ok(None);
         };
         let mut statement = self.connection.prepare_cached(
@@ -257,95 +338,7 @@ impl Store {
             body,
             done,
             resume,
-            only,
+            replay,
         }))
     }
-
-    /// Dead letters asked to be replayed: each becomes a new event that runs
-    /// only its handler, and the dead letter goes (one transaction).
-    pub fn take_replays(&mut self, now: i64) -> rusqlite::Result<Vec<Stored>> {
-        let transaction = self.connection.transaction()?;
-        let requested: Vec<(i64, String, Vec<u8>, String)> = {
-            let mut statement = transaction.prepare(
-                "SELECT id, event_id, event, handler FROM dead_letters WHERE replay = 1 ORDER BY id",
-            )?;
-            statement
-                .query_map([], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        let mut replays = Vec::new();
-        for (dead, event_id, body, handler) in requested {
-            transaction.execute(
-                "INSERT INTO events (id, body, only_stage, accepted_at) VALUES (?1, ?2, ?3, ?4)",
-                params![event_id, body, handler, now],
-            )?;
-            replays.push(Stored {
-                seq: transaction.last_insert_rowid(),
-                body,
-                done: Vec::new(),
-                resume: None,
-                only: Some(handler),
-            });
-            transaction.execute("DELETE FROM dead_letters WHERE id = ?1", [dead])?;
-        }
-        transaction.commit()?;
-        Ok(replays)
-    }
-}
-
-/// Dead letters, newest last; only `handler`'s when given.
-pub fn list_dead_letters(
-    store: &Store,
-    handler: Option<&str>,
-) -> rusqlite::Result<Vec<DeadLetter>> {
-    let mut statement = store.connection.prepare(
-        "SELECT id, event_id, handler, error, attempts, first_attempt, last_attempt, event
-         FROM dead_letters WHERE (?1 IS NULL OR handler = ?1) ORDER BY id",
-    )?;
-    let rows = statement.query_map([handler], |row| {
-        let body: Vec<u8> = row.get(7)?;
-        Ok(DeadLetter {
-            id: row.get(0)?,
-            event_id: row.get(1)?,
-            handler: row.get(2)?,
-            error: row.get(3)?,
-            attempts: row.get(4)?,
-            first_attempt: row.get(5)?,
-            last_attempt: row.get(6)?,
-            event: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        })
-    })?;
-    rows.collect()
-}
-
-/// Marks dead letters for replay (the daemon picks them up within a
-/// second; a stopped daemon at its next start). `ids` empty: all of them.
-pub fn request_replay(
-    store: &Store,
-    ids: &[i64],
-    handler: Option<&str>,
-) -> rusqlite::Result<usize> {
-    if ids.is_empty() {
-        return store.connection.execute(
-            "UPDATE dead_letters SET replay = 1 WHERE (?1 IS NULL OR handler = ?1)",
-            [handler],
-        );
-    }
-    let mut marked = 0;
-    for id in ids {
-        marked += store.connection.execute(
-            "UPDATE dead_letters SET replay = 1 WHERE id = ?1 AND (?2 IS NULL OR handler = ?2)",
-            params![id, handler],
-        )?;
-    }
-    Ok(marked)
-}
-
-/// Deletes dead letters whose last attempt is before `before` (ms).
-pub fn purge_dead_letters(store: &Store, before: i64) -> rusqlite::Result<usize> {
-    store
-        .connection
-        .execute("DELETE FROM dead_letters WHERE last_attempt < ?1", [before])
 }
