@@ -7,7 +7,6 @@
 
 mod util;
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -22,18 +21,6 @@ const SINK: &str = "[daemon]\nqueue_capacity = 1000\n\
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo").arg(path).status().unwrap();
     assert!(status.success(), "mkfifo {}", path.display());
-}
-
-/// How many times each `Id` is in the sink's file.
-fn ids_in(path: &Path) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for line in lines(path) {
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        *seen
-            .entry(event["Id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    seen
 }
 
 /// Sends events with the given ids and asserts they reach the sink.

@@ -6,7 +6,6 @@
 
 mod util;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,18 +42,6 @@ fn with_socket(text: &str) -> String {
     format!("[daemon]\nsocket = \"run/jobhook.sock\"\n{text}")
 }
 
-/// The ids in a JSON-lines file, with how often each appears.
-fn ids(path: &Path) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for line in lines(path) {
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        *seen
-            .entry(event["Id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    seen
-}
-
 /// Sends numbered events until `done` holds (the new config is serving),
 /// returning the ids sent.
 fn send_until(daemon: &Daemon, label: &str, mut done: impl FnMut() -> bool) -> Vec<String> {
@@ -79,10 +66,10 @@ fn send_until(daemon: &Daemon, label: &str, mut done: impl FnMut() -> bool) -> V
 fn exactly_once(daemon: &Daemon, file: &str, sent: &[String]) {
     let path = daemon.path(file);
     eventually(&format!("every event in {file}"), || {
-        let seen = ids(&path);
+        let seen = ids_in(&path);
         sent.iter().all(|id| seen.contains_key(id))
     });
-    let seen = ids(&path);
+    let seen = ids_in(&path);
     for id in sent {
         assert_eq!(seen[id], 1, "{id} handled {} times by {file}", seen[id]);
     }
@@ -289,7 +276,7 @@ fn soak_two_hundred_rewrites_under_load() {
         .flat_map(|c| c.join().unwrap())
         .collect();
     exactly_once(&daemon, "out/a.log", &sent);
-    let b = ids(&daemon.path("out/b.log"));
+    let b = ids_in(&daemon.path("out/b.log"));
     assert!(
         b.values().all(|&count| count == 1),
         "b handled an event twice"

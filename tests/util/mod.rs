@@ -290,6 +290,18 @@ pub fn lines(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The ids in a JSON-lines file, with how often each appears.
+pub fn ids_in(path: &Path) -> std::collections::HashMap<String, usize> {
+    let mut seen = std::collections::HashMap::new();
+    for line in lines(path) {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        *seen
+            .entry(event["Id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    seen
+}
+
 /// Waits until a file has at least `count` lines, and returns them.
 pub fn wait_for_lines(path: &Path, count: usize) -> Vec<String> {
     eventually(&format!("{count} lines in {}", path.display()), || {

@@ -9,7 +9,7 @@
 //! swap as Kubernetes ConfigMaps do); a batch of events only causes a reload
 //! when the config's bytes or the scripts' files actually changed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,62 +19,17 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+mod changes;
+mod snapshot;
+
+use changes::{accident, restart_needed};
+use snapshot::{SETTLE, SETTLE_READS, Snapshot};
+
 use crate::chain::{Pipeline, Previous};
-use crate::config::read::{MAX_FILE_BYTES, read_regular};
 use crate::config::{self, Config};
-use crate::lua::Fingerprint;
 
 /// How long the watcher waits for a burst of file events to end.
 const DEBOUNCE: Duration = Duration::from_millis(150);
-/// A config is applied only once two reads this far apart agree, so that a
-/// file caught while an editor or a script is still writing it is not.
-const SETTLE: Duration = Duration::from_millis(100);
-/// Reads before giving up on a file that keeps changing; the next change
-/// event tries again.
-const SETTLE_READS: usize = 20;
-
-/// What the last reload looked at: a batch of events that leaves both equal
-/// is not a change.
-#[derive(Clone, PartialEq)]
-struct Snapshot {
-    config: Option<Vec<u8>>,
-    scripts: Fingerprint,
-}
-
-impl Snapshot {
-    /// What the files hold now. Only a regular file is read (a FIFO or a
-    /// device in its place reads as nothing, and fails to load).
-    fn take(file: &Path, scripts_dir: &Path) -> Snapshot {
-        Snapshot {
-            config: read_regular(file, MAX_FILE_BYTES).ok(),
-            scripts: Fingerprint::of(scripts_dir),
-        }
-    }
-
-    /// What the files hold once they stop changing, or `None` if they are
-    /// still changing after [`SETTLE_READS`] reads.
-    fn settled(file: &Path, scripts_dir: &Path) -> Option<Snapshot> {
-        let mut last = Snapshot::take(file, scripts_dir);
-        for _ in 0..SETTLE_READS {
-            std::thread::sleep(SETTLE);
-            let now = Snapshot::take(file, scripts_dir);
-            if now == last {
-                return Some(now);
-            }
-            last = now;
-        }
-        None
-    }
-
-    /// What the running pipeline was built from.
-    fn running(config: &Config, pipeline: &Pipeline) -> Snapshot {
-        Snapshot {
-            config: Some(config.text.clone().into_bytes()),
-            scripts: pipeline.scripts().clone(),
-        }
-    }
-}
-
 /// Why a reload runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
@@ -290,24 +245,6 @@ async fn off_runtime<T: Send + 'static>(
     }
 }
 
-/// Why `new` looks like an accident rather than an edit, if it does: a
-/// config that lost every hook, or whose `[daemon]` settings all fell back to
-/// their defaults, is what a truncated or half-written file parses as.
-fn accident(running: &Config, new: &Config) -> Option<&'static str> {
-    let has_hooks = |config: &Config| config.hooks.chains().any(|(_, names)| !names.is_empty());
-    if has_hooks(running) && !has_hooks(new) {
-        return Some(
-            "the new config has no hooks at all, so every event would be handled by nobody",
-        );
-    }
-    if !running.daemon_is_default() && new.daemon_is_default() {
-        return Some(
-            "every [daemon] setting of the new config is back at its default, as in a truncated file",
-        );
-    }
-    None
-}
-
 /// Loads and builds the config at `file`, reusing `previous`'s handlers when
 /// `reuse` is set. Problems come back as printed diagnostics.
 fn build(
@@ -337,73 +274,6 @@ fn build(
             Err(messages)
         }
     }
-}
-
-/// Settings read once at start, whose new value needs a restart: every
-/// `[daemon]` key but `scripts_dir`, the spool's `[hooks]` thresholds, and
-/// `[log]`.
-fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
-    let (daemon, next) = (&running.daemon, &new.daemon);
-    let (hooks, next_hooks) = (&running.hooks, &new.hooks);
-    [
-        ("[daemon] socket", daemon.socket != next.socket),
-        (
-            "[daemon] socket_mode",
-            daemon.socket_mode != next.socket_mode,
-        ),
-        ("[daemon] pipe", daemon.pipe != next.pipe),
-        ("[daemon] workers", daemon.workers != next.workers),
-        (
-            "[daemon] max_event_bytes",
-            daemon.max_event_bytes != next.max_event_bytes,
-        ),
-        (
-            "[daemon] max_connections",
-            daemon.max_connections != next.max_connections,
-        ),
-        (
-            "[daemon] idle_timeout",
-            daemon.idle_timeout != next.idle_timeout,
-        ),
-        (
-            "[daemon] stall_timeout",
-            daemon.stall_timeout != next.stall_timeout,
-        ),
-        (
-            "[daemon] queue_capacity",
-            daemon.queue_capacity != next.queue_capacity,
-        ),
-        (
-            "[daemon] shutdown_timeout",
-            daemon.shutdown_timeout != next.shutdown_timeout,
-        ),
-        ("[daemon] spool_dir", daemon.spool_dir != next.spool_dir),
-        ("[daemon] fsync", daemon.fsync != next.fsync),
-        (
-            "[daemon] max_spool_bytes",
-            daemon.max_spool_bytes != next.max_spool_bytes,
-        ),
-        (
-            "[daemon] dedupe_window",
-            daemon.dedupe_window != next.dedupe_window,
-        ),
-        (
-            "[daemon] max_dedupe_bytes",
-            daemon.max_dedupe_bytes != next.max_dedupe_bytes,
-        ),
-        (
-            "[hooks] queue_filling_threshold",
-            hooks.queue_filling_threshold != next_hooks.queue_filling_threshold,
-        ),
-        (
-            "[hooks] queue_emptying_threshold",
-            hooks.queue_emptying_threshold != next_hooks.queue_emptying_threshold,
-        ),
-        ("[log]", running.log != new.log),
-    ]
-    .into_iter()
-    .filter_map(|(key, changed)| changed.then_some(key))
-    .collect()
 }
 
 /// SIGHUP, as a stream of `()` (never on Windows). Called first thing at
