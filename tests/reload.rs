@@ -6,7 +6,6 @@
 
 mod util;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use util::*;
