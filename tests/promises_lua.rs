@@ -324,3 +324,50 @@ fn a_resumed_poison_event_is_dead_lettered_not_a_hang() {
     });
     assert!(daemon.stop().success(), "{}", daemon.log());
 }
+
+/// Issue 15's "Done when": acks to other clients stay within a second while
+/// the script is stuck in each way a script can be — a loop in `handle`, a
+/// looping `__tostring` of its failure reason, a C call, and (item 7) a
+/// state rebuilt after a memory error whose chunk takes a second of CPU.
+#[test]
+fn acks_continue_while_a_script_is_stuck_in_any_way() {
+    let script = r#"
+        local t = os.clock() while os.clock() - t < 1 do end -- a slow chunk
+        function handle(event)
+          if event.Id == "loop" then while true do end end
+          if event.Id == "tostring" then
+            return false, setmetatable({}, { __tostring = function() while true do end end })
+          end
+          if event.Id == "c-call" then
+            string.find(string.rep("a", 2e6), ".-.-.-.-.-.-.-.-.-b")
+          end
+          if event.Id == "memory" then local t = {} for i = 1, 1e8 do t[i] = i end end
+          return event
+        end
+    "#;
+    let chain = CHAIN.replace(
+        "retries = 0\n",
+        "retries = 0\ntimeout = \"5s\"\nmemory_limit = \"16MiB\"\n",
+    );
+    let daemon = Daemon::start_with(&chain, &[("scripts/script.lua", script)]);
+    for stuck in ["loop", "tostring", "c-call", "memory"] {
+        daemon.send(&[&format!(r#"{{"Id":"{stuck}"}}"#)]);
+        for n in 0..10 {
+            let took = ack_time(&daemon, &format!("{stuck}-other-{n}"));
+            assert!(
+                took < std::time::Duration::from_secs(1),
+                "{stuck}: ack {n} took {took:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    // Each stuck event failed its attempt and went on down the chain.
+    eventually("every stuck event through its chain", || {
+        let records = lines(&daemon.path("out/events.log"));
+        ["loop", "tostring", "c-call", "memory"].iter().all(|id| {
+            records
+                .iter()
+                .any(|line| line.contains(&format!("\"Id\":\"{id}\"")))
+        })
+    });
+}
