@@ -75,22 +75,16 @@ pub struct ScriptPool {
 }
 
 impl ScriptPool {
-    /// Starts every state (compiling the script and running its chunk), so
-    /// that a broken script is reported before anything starts.
+    /// Starts one state (compiling the script and running its chunk), so
+    /// that a broken script is reported before anything starts; more, up to
+    /// `states`, are started as calls overlap.
     pub fn start(spec: ScriptSpec, states: usize) -> mlua::Result<ScriptPool> {
-        let states = states.max(1);
-        let starting: Vec<_> = (0..states)
-            .map(|_| StateThread::spawn(spec.clone()))
-            .collect::<Result<_, _>>()?;
-        let mut free = Vec::with_capacity(states);
-        for (thread, ready) in starting {
-            ready.blocking_recv().map_err(|_| thread_ended())??;
-            free.push(thread);
-        }
+        let (thread, ready) = StateThread::spawn(spec.clone())?;
+        ready.blocking_recv().map_err(|_| thread_ended())??;
         Ok(ScriptPool {
             spec,
-            free: Mutex::new(free),
-            permits: Semaphore::new(states),
+            free: Mutex::new(vec![thread]),
+            permits: Semaphore::new(states.max(1)),
         })
     }
 
