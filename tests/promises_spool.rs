@@ -292,3 +292,63 @@ fn ids_beyond_max_dedupe_bytes_are_forgotten_oldest_first() {
     let firsts = log.iter().filter(|line| line.contains(r#""Id":"first""#));
     assert_eq!(firsts.count(), 2);
 }
+
+/// Issue 16 item 2: a retry waiting for a handler that a reload, or a
+/// restart on another config, removes is kept as a dead letter with a
+/// warning naming the handler and the event; the rest of the chain runs.
+#[test]
+fn a_pending_retry_of_a_removed_handler_becomes_a_dead_letter_with_a_warning() {
+    let server = HttpServer::start();
+    server.script([Reply::status(503), Reply::status(503)]);
+    let file = "[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n";
+    let retrying = format!(
+        "{}{file}",
+        itsm_config(
+            &server,
+            "\"itsm\", \"file\"",
+            "retries = 3\nretry_interval = \"3s\"\n"
+        )
+    );
+    let without_itsm = format!("[hooks]\nOnFinish = [\"file\"]\n{file}");
+    let mut daemon = Daemon::start(&retrying);
+    let config = daemon.config.to_str().unwrap().to_owned();
+    let log = daemon.path("out/events.log");
+
+    // Removed by a reload while the retry waits.
+    daemon.send(&[r#"{"Id":"reloaded"}"#]);
+    server.wait_for(1);
+    daemon.log_line("attempt failed");
+    reload(&daemon, &without_itsm);
+    let line = daemon.log_line("handler removed");
+    assert!(line.contains("itsm") && line.contains("reloaded"), "{line}");
+    wait_for_lines(&log, 1);
+
+    // Removed by a restart on a config without it.
+    reload(&daemon, &retrying);
+    daemon.send(&[r#"{"Id":"restarted"}"#]);
+    server.wait_for(2);
+    eventually("the second failure", || {
+        log_count(&daemon, "attempt failed") == 2
+    });
+    assert!(daemon.stop().success());
+    let text = format!("[daemon]\nsocket = \"run/jobhook.sock\"\n{without_itsm}");
+    std::fs::write(&daemon.config, text).unwrap();
+    daemon.restart();
+    eventually("the second warning", || {
+        log_count(&daemon, "handler removed") == 2
+    });
+    wait_for_lines(&log, 2);
+
+    let letters = dead_letters(&config);
+    let ids: Vec<&str> = letters
+        .iter()
+        .map(|letter| letter["event"]["Id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["reloaded", "restarted"], "{letters:?}");
+    for letter in &letters {
+        assert_eq!(letter["handler"], "itsm");
+        let error = letter["error"].as_str().unwrap();
+        assert!(error.starts_with("handler removed"), "{error}");
+    }
+    assert_eq!(server.requests().len(), 2);
+}
