@@ -7,9 +7,8 @@
 
 mod util;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use util::http::{HttpServer, Reply};
 use util::*;
@@ -19,30 +18,6 @@ const FILE_HANDLER: &str = "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\n\
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// `jobhook run` on `config`, given a few seconds to exit by itself; a
-/// daemon still running then is killed and reported as `None`.
-fn run_expecting_exit(config: &Path) -> Option<Output> {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(config)
-        .env("JOBHOOK_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(child.wait_with_output().unwrap())
 }
 
 #[test]

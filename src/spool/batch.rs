@@ -106,7 +106,7 @@ pub(super) fn delete_events(
 /// An event a handler changed adds the change of its size to `grown`.
 pub(super) fn apply(
     transaction: &rusqlite::Transaction<'_>,
-    record: Record,
+    record: &Record,
     now: i64,
     progress_rows: bool,
     grown: &mut i64,
@@ -168,7 +168,7 @@ pub(super) fn apply(
                 .execute(params![seq, stage])?;
         }
         Record::Replayed { dead_letter, ran } => {
-            dead_letters::settle_replay(transaction, dead_letter, ran)?;
+            dead_letters::settle_replay(transaction, *dead_letter, *ran)?;
         }
         // The event's row goes with the batch's others (`delete_events`).
         Record::Finished { seq } => {

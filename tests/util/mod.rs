@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod disk;
 pub mod http;
 pub mod pki;
 pub mod python;
@@ -312,6 +313,30 @@ pub fn jobhook(args: &[&str], stdin: Option<&str>) -> Output {
     input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
     drop(input);
     child.wait_with_output().unwrap()
+}
+
+/// `jobhook run` on `config`, given a few seconds to exit by itself; a
+/// daemon still running then is killed and reported as `None`.
+pub fn run_expecting_exit(config: &Path) -> Option<Output> {
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(config)
+        .env("JOBHOOK_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
 }
 
 pub fn reply_ok(reply: &Value) -> bool {

@@ -1,0 +1,92 @@
+//! Issue 16, "delivery that survives failing disks", through the real
+//! binary on real file systems (a tmpfs, an ext4 image): a spool that cannot
+//! be written for a moment loses nothing and says why; a spool that cannot
+//! be written at all is refused at start, naming the cause. Mounting needs
+//! root: where it is refused, each test says so and skips.
+
+#![cfg(target_os = "linux")] // mount, chattr.
+
+mod util;
+
+use std::time::Duration;
+
+use util::disk::{Disk, Kind, chattr};
+use util::http::{HttpServer, Reply};
+use util::*;
+
+/// A daemon whose spool is on `disk`, with an HTTP handler `itsm` that
+/// gives up on a request after a second and retries a second later.
+fn start_on(disk: &Disk, server: &HttpServer) -> Daemon {
+    Daemon::start(&format!(
+        "[daemon]\nspool_dir = \"{}\"\n[hooks]\nOnFinish = [\"itsm\"]\n\
+         [handlers.itsm]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n\
+         timeout = \"1s\"\nretries = 3\nretry_interval = \"1s\"\n",
+        disk.path().join("spool").display(),
+        server.url("/tickets")
+    ))
+}
+
+/// Item 1: the retry an HTTP failure schedules while the spool's commits
+/// fail (`break_disk` .. `mend`) is written once they succeed again, and
+/// runs; the failure is logged with its cause, and new events are refused
+/// with it.
+fn a_retry_survives_failed_commits(
+    kind: Kind,
+    break_disk: impl FnOnce(&Disk) -> Box<dyn FnOnce()>,
+    cause: &str,
+) {
+    let Some(disk) = Disk::mount(kind, "8m") else {
+        return;
+    };
+    let server = HttpServer::start();
+    server.script([Reply::Hang]);
+    let daemon = start_on(&disk, &server);
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"kept"}"#])[0]));
+    server.wait_for(1);
+    let mend = break_disk(&disk);
+    // The attempt times out; its retry cannot be committed.
+    daemon.log_line("attempt failed");
+
+    let line = daemon.log_line("the spool cannot be written");
+    assert!(line.contains(cause), "{line}");
+    // Item 12: a new event is refused naming the cause, not "full".
+    let refused = &daemon.send(&[r#"{"Id":"refused"}"#])[0];
+    assert_eq!(code(refused), "overloaded", "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("the spool cannot be written: {cause}")),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    mend();
+    let requests = server.wait_for(2);
+    assert_eq!(requests[1].json()["Id"], "kept");
+    daemon.log_line("the spool can be written again");
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"after"}"#])[0]));
+    server.wait_for(3);
+}
+
+#[test]
+fn a_retry_scheduled_while_the_spool_is_full_runs_once_there_is_room() {
+    a_retry_survives_failed_commits(
+        Kind::Tmpfs,
+        |disk| {
+            let ballast = disk.fill();
+            Box::new(move || std::fs::remove_file(ballast).unwrap())
+        },
+        "database or disk is full",
+    );
+}
+
+#[test]
+fn a_retry_scheduled_while_the_wal_is_immutable_runs_once_it_is_not() {
+    a_retry_survives_failed_commits(
+        Kind::Ext4,
+        |disk| {
+            let wal = disk.path().join("spool/spool.db-wal");
+            chattr("+i", &wal);
+            Box::new(move || chattr("-i", &wal))
+        },
+        "disk I/O error",
+    );
+}
