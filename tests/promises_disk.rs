@@ -90,3 +90,44 @@ fn a_retry_scheduled_while_the_wal_is_immutable_runs_once_it_is_not() {
         "disk I/O error",
     );
 }
+
+/// Item 12: a spool that cannot be written — its file immutable, its file
+/// system read-only — stops the start with exit code 1 and the cause, not
+/// a daemon that refuses every event, nor the advice meant for a damaged
+/// file.
+#[test]
+fn an_unwritable_spool_stops_the_start_naming_the_cause() {
+    let Some(disk) = Disk::mount(Kind::Ext4, "8m") else {
+        return;
+    };
+    let server = HttpServer::start();
+    let mut daemon = start_on(&disk, &server);
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"one"}"#])[0]));
+    server.wait_for(1);
+    assert!(daemon.stop().success());
+
+    let spool = disk.path().join("spool/spool.db");
+    chattr("+i", &spool);
+    let immutable = run_expecting_exit(&daemon.config);
+    chattr("-i", &spool);
+    disk.remount("ro");
+    let read_only = run_expecting_exit(&daemon.config);
+    disk.remount("rw");
+    for (output, cause) in [
+        (immutable, "readonly database"),
+        (read_only, "Read-only file system"),
+    ] {
+        let output = output.expect("the daemon started on a spool it cannot write");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert!(
+            message.contains("cannot be written") && message.contains(cause),
+            "{message}"
+        );
+        assert!(!message.contains("move it aside"), "{message}");
+    }
+    // Writable again, it starts and works.
+    daemon.restart();
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"two"}"#])[0]));
+    server.wait_for(2);
+}

@@ -15,6 +15,8 @@ mod commit;
 pub mod dead_letters;
 mod dedupe;
 mod lock;
+mod open_error;
+mod run_marker;
 pub mod store;
 
 use std::cmp::Reverse;
@@ -283,6 +285,12 @@ impl SpoolThread {
             if stop {
                 for waiting in self.waiting_for_room.drain(..) {
                     let _ = waiting.reply.send(Err(Rejection::ShuttingDown));
+                }
+                if let Err(err) = self.store.end_run() {
+                    error!(
+                        spool = %self.store.path().display(),
+                        "cannot mark the run stopped: {err}; the next start takes it for a crash"
+                    );
                 }
                 return;
             }
