@@ -18,7 +18,7 @@ use util::*;
 /// gives up on a request after a second and retries a second later.
 fn start_on(disk: &Disk, server: &HttpServer) -> Daemon {
     Daemon::start(&format!(
-        "[daemon]\nspool_dir = \"{}\"\n[hooks]\nOnFinish = [\"itsm\"]\n\
+        "[daemon]\nspool_dir = \"{}\"\nmax_event_bytes = \"4MiB\"\n[hooks]\nOnFinish = [\"itsm\"]\n\
          [handlers.itsm]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n\
          timeout = \"1s\"\nretries = 3\nretry_interval = \"1s\"\n",
         disk.path().join("spool").display(),
@@ -49,14 +49,18 @@ fn a_retry_survives_failed_commits(
 
     let line = daemon.log_line("the spool cannot be written");
     assert!(line.contains(cause), "{line}");
-    // Item 12: a new event is refused naming the cause, not "full".
-    let refused = &daemon.send(&[r#"{"Id":"refused"}"#])[0];
-    assert_eq!(code(refused), "overloaded", "{refused}");
-    let error = refused["error"].as_str().unwrap();
-    assert!(
-        error.starts_with(&format!("the spool cannot be written: {cause}")),
-        "{error}"
-    );
+    // Item 12: new events are refused naming the cause, not "full": a
+    // small one (its commit fails), a large one (its statement fails, as it
+    // does not fit SQLite's cache).
+    let large = format!(r#"{{"Id":"large","Padding":"{}"}}"#, "x".repeat(3 << 20));
+    for refused in daemon.send(&[r#"{"Id":"small"}"#, &large]) {
+        assert_eq!(code(&refused), "overloaded", "{refused}");
+        let error = refused["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!("the spool cannot be written: {cause}")),
+            "{error}"
+        );
+    }
     std::thread::sleep(Duration::from_millis(1500));
     mend();
     let requests = server.wait_for(2);
