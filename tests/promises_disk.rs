@@ -1,8 +1,9 @@
 //! Issue 16, "delivery that survives failing disks", through the real
 //! binary on real file systems (a tmpfs, an ext4 image): a spool that cannot
 //! be written for a moment loses nothing and says why; a spool that cannot
-//! be written at all is refused at start, naming the cause. Mounting needs
-//! root: where it is refused, each test says so and skips.
+//! be written at all is refused at start, naming the cause. Mounting, and
+//! running the daemon as another user, need root: where they are refused,
+//! each test says so and skips.
 
 #![cfg(target_os = "linux")] // mount, chattr.
 
@@ -112,10 +113,10 @@ fn an_unwritable_spool_stops_the_start_naming_the_cause() {
 
     let spool = disk.path().join("spool/spool.db");
     chattr("+i", &spool);
-    let immutable = run_expecting_exit(&daemon.config);
+    let immutable = run_expecting_exit(&[], &daemon.config);
     chattr("-i", &spool);
     disk.remount("ro");
-    let read_only = run_expecting_exit(&daemon.config);
+    let read_only = run_expecting_exit(&[], &daemon.config);
     disk.remount("rw");
     for (output, cause) in [
         (immutable, "readonly database"),
@@ -134,4 +135,41 @@ fn an_unwritable_spool_stops_the_start_naming_the_cause() {
     daemon.restart();
     assert!(reply_ok(&daemon.send(&[r#"{"Id":"two"}"#])[0]));
     server.wait_for(2);
+}
+
+/// Item 12: a `spool.db` owned by another user (root's, the daemon run as
+/// `nobody`, everything else open to it) stops the start naming the cause.
+#[test]
+fn a_spool_owned_by_another_user_stops_the_start_naming_the_cause() {
+    let root = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        eprintln!("SKIPPED: running as another user needs root");
+        return;
+    }
+    let mut daemon = Daemon::start(
+        "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\n\
+         library = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n",
+    );
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"one"}"#])[0]));
+    wait_for_lines(&daemon.path("out/events.log"), 1);
+    assert!(daemon.stop().success());
+    for (path, mode) in [("", 0o755), ("run", 0o777), ("var", 0o755)] {
+        set_mode(&daemon.path(path), mode);
+    }
+    set_mode(&daemon.path("var/spool"), 0o777);
+    set_mode(&daemon.path("var/spool/lock"), 0o666);
+
+    let output = run_expecting_exit(&["runuser", "-u", "nobody", "--"], &daemon.config)
+        .expect("the daemon started on a spool it cannot write");
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("spool.db cannot be written") && message.contains("readonly database"),
+        "{message}"
+    );
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }

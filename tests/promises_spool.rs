@@ -30,7 +30,7 @@ fn a_second_daemon_on_the_same_spool_is_refused_naming_the_lock_and_its_holder()
         format!("[daemon]\nsocket = \"run/second.sock\"\n{FILE_HANDLER}"),
     )
     .unwrap();
-    let output = run_expecting_exit(&second).expect("the second daemon kept running");
+    let output = run_expecting_exit(&[], &second).expect("the second daemon kept running");
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let message = stderr(&output);
     let lock = daemon.path("var/spool/lock");
@@ -357,7 +357,7 @@ fn a_lost_write_ahead_log_after_a_crash_stops_the_start_naming_it() {
     for file in ["spool.db-wal", "spool.db-shm"] {
         std::fs::remove_file(daemon.path("var/spool").join(file)).unwrap();
     }
-    let output = run_expecting_exit(&daemon.config).expect("started without its log");
+    let output = run_expecting_exit(&[], &daemon.config).expect("started without its log");
     let message = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{message}");
     let wal = daemon.path("var/spool/spool.db-wal");

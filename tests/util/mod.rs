@@ -102,15 +102,7 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
-        let mut command = match self.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(BIN);
-                command
-            }
-            None => Command::new(BIN),
-        };
-        let child = command
+        let child = under(&self.wrapper)
             .args(["run", "-c"])
             .arg(&self.config)
             .env("JOBHOOK_LOG", "info")
@@ -315,10 +307,24 @@ pub fn jobhook(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// `jobhook run` on `config`, given a few seconds to exit by itself; a
-/// daemon still running then is killed and reported as `None`.
-pub fn run_expecting_exit(config: &Path) -> Option<Output> {
-    let mut child = Command::new(BIN)
+/// The binary, run by the command `wrapper` (e.g. `["prlimit", "--fsize=1000"]`)
+/// if not empty.
+fn under(wrapper: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+    match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(BIN);
+            command
+        }
+        None => Command::new(BIN),
+    }
+}
+
+/// `jobhook run` on `config` (run by `wrapper`, see [`Daemon::start_under`]),
+/// given a few seconds to exit by itself; a daemon still running then is
+/// killed and reported as `None`.
+pub fn run_expecting_exit(wrapper: &[&str], config: &Path) -> Option<Output> {
+    let mut child = under(wrapper)
         .args(["run", "-c"])
         .arg(config)
         .env("JOBHOOK_LOG", "info")
