@@ -80,7 +80,7 @@ pub(super) fn begin_run(
 impl Store {
     /// Marks the run stopped cleanly: nothing the log holds is needed any
     /// more once SQLite closes the spool (it copies the log in first).
-    pub fn end_run(&self) -> rusqlite::Result<()> {
+    pub(super) fn end_run(&self) -> rusqlite::Result<()> {
         self.connection
             .execute("UPDATE run SET stopped_at = ?1", [now_ms()])
             .map(drop)
