@@ -7,6 +7,7 @@
 //! jobs run concurrently.
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 
@@ -16,24 +17,29 @@ use crate::event::Event;
 use crate::spool::Message;
 
 /// Why an event was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     Overloaded,
+    /// The spool's commit failed: the cause, as the spool reported it.
+    Unwritable(Arc<str>),
     ShuttingDown,
 }
 
 impl Rejection {
-    pub fn code(self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
-            Rejection::Overloaded => "overloaded",
+            Rejection::Overloaded | Rejection::Unwritable(_) => "overloaded",
             Rejection::ShuttingDown => "shutting_down",
         }
     }
 
-    pub fn message(self) -> &'static str {
+    pub fn message(&self) -> String {
         match self {
-            Rejection::Overloaded => "the spool is full; retry later",
-            Rejection::ShuttingDown => "the daemon is shutting down; retry later",
+            Rejection::Overloaded => "the spool is full; retry later".to_owned(),
+            Rejection::Unwritable(cause) => {
+                format!("the spool cannot be written: {cause}; retry later")
+            }
+            Rejection::ShuttingDown => "the daemon is shutting down; retry later".to_owned(),
         }
     }
 }

@@ -7,9 +7,8 @@
 
 mod util;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use util::http::{HttpServer, Reply};
 use util::*;
@@ -19,30 +18,6 @@ const FILE_HANDLER: &str = "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\n\
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// `jobhook run` on `config`, given a few seconds to exit by itself; a
-/// daemon still running then is killed and reported as `None`.
-fn run_expecting_exit(config: &Path) -> Option<Output> {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(config)
-        .env("JOBHOOK_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(child.wait_with_output().unwrap())
 }
 
 #[test]
@@ -55,7 +30,7 @@ fn a_second_daemon_on_the_same_spool_is_refused_naming_the_lock_and_its_holder()
         format!("[daemon]\nsocket = \"run/second.sock\"\n{FILE_HANDLER}"),
     )
     .unwrap();
-    let output = run_expecting_exit(&second).expect("the second daemon kept running");
+    let output = run_expecting_exit(&[], &second).expect("the second daemon kept running");
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let message = stderr(&output);
     let lock = daemon.path("var/spool/lock");
@@ -291,4 +266,104 @@ fn ids_beyond_max_dedupe_bytes_are_forgotten_oldest_first() {
     let log = wait_for_lines(&daemon.path("out/events.log"), 102);
     let firsts = log.iter().filter(|line| line.contains(r#""Id":"first""#));
     assert_eq!(firsts.count(), 2);
+}
+
+/// Issue 16 item 2: a retry waiting for a handler that a reload, or a
+/// restart on another config, removes is kept as a dead letter with a
+/// warning naming the handler and the event; the rest of the chain runs.
+#[test]
+fn a_pending_retry_of_a_removed_handler_becomes_a_dead_letter_with_a_warning() {
+    let server = HttpServer::start();
+    server.script([Reply::status(503), Reply::status(503)]);
+    let file = "[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n";
+    let retrying = format!(
+        "{}{file}",
+        itsm_config(
+            &server,
+            "\"itsm\", \"file\"",
+            "retries = 3\nretry_interval = \"3s\"\n"
+        )
+    );
+    let without_itsm = format!("[hooks]\nOnFinish = [\"file\"]\n{file}");
+    let mut daemon = Daemon::start(&retrying);
+    let config = daemon.config.to_str().unwrap().to_owned();
+    let log = daemon.path("out/events.log");
+
+    // Removed by a reload while the retry waits.
+    daemon.send(&[r#"{"Id":"reloaded"}"#]);
+    server.wait_for(1);
+    daemon.log_line("attempt failed");
+    reload(&daemon, &without_itsm);
+    let line = daemon.log_line("handler removed");
+    assert!(line.contains("itsm") && line.contains("reloaded"), "{line}");
+    wait_for_lines(&log, 1);
+
+    // Removed by a restart on a config without it.
+    reload(&daemon, &retrying);
+    daemon.send(&[r#"{"Id":"restarted"}"#]);
+    server.wait_for(2);
+    eventually("the second failure", || {
+        log_count(&daemon, "attempt failed") == 2
+    });
+    assert!(daemon.stop().success());
+    let text = format!("[daemon]\nsocket = \"run/jobhook.sock\"\n{without_itsm}");
+    std::fs::write(&daemon.config, text).unwrap();
+    daemon.restart();
+    eventually("the second warning", || {
+        log_count(&daemon, "handler removed") == 2
+    });
+    wait_for_lines(&log, 2);
+
+    let letters = dead_letters(&config);
+    let ids: Vec<&str> = letters
+        .iter()
+        .map(|letter| letter["event"]["Id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["reloaded", "restarted"], "{letters:?}");
+    for letter in &letters {
+        assert_eq!(letter["handler"], "itsm");
+        let error = letter["error"].as_str().unwrap();
+        assert!(error.starts_with("handler removed"), "{error}");
+    }
+    assert_eq!(server.requests().len(), 2);
+}
+
+/// Issue 16 item 4: a write-ahead log lost after a crash is not taken for
+/// an empty spool: the start stops, naming the log and what to do. Listing
+/// dead letters after a crash (SQLite folds the log in when it closes the
+/// spool) is not taken for a loss.
+#[test]
+fn a_lost_write_ahead_log_after_a_crash_stops_the_start_naming_it() {
+    let server = HttpServer::start();
+    server.script([Reply::status(503)]);
+    let mut daemon = Daemon::start(&itsm_config(
+        &server,
+        "\"itsm\"",
+        "retries = 3\nretry_interval = \"1h\"\n",
+    ));
+    let config = daemon.config.to_str().unwrap().to_owned();
+    daemon.send(&[r#"{"Id":"waiting"}"#]);
+    server.wait_for(1);
+    daemon.log_line("attempt failed");
+    std::thread::sleep(Duration::from_millis(500));
+
+    daemon.kill();
+    assert!(dead_letters(&config).is_empty());
+    daemon.restart();
+    let line = daemon.log_line("resuming events left in the spool");
+    assert!(line.contains("events=1"), "{line}");
+
+    daemon.kill();
+    for file in ["spool.db-wal", "spool.db-shm"] {
+        std::fs::remove_file(daemon.path("var/spool").join(file)).unwrap();
+    }
+    let output = run_expecting_exit(&[], &daemon.config).expect("started without its log");
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    let wal = daemon.path("var/spool/spool.db-wal");
+    assert!(
+        message.contains(&format!("{} is missing", wal.display()))
+            && message.contains("did not stop cleanly"),
+        "{message}"
+    );
 }

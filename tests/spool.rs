@@ -370,7 +370,7 @@ fn stdout(output: &std::process::Output) -> String {
 fn a_full_spool_answers_overloaded_and_accepts_again_once_drained() {
     // Three events of ~100 KiB wait for their retry (the folder is blocked),
     // filling a 256 KiB spool; once delivered they are deleted.
-    let config = "[daemon]\nmax_spool_bytes = \"256KiB\"\nmax_event_bytes = \"200KiB\"\n\
+    let config = "[daemon]\nmax_spool_bytes = \"256KiB\"\nmax_event_bytes = \"128KiB\"\n\
                   [hooks]\nOnFinish = [\"file\"]\nOnQueueEvent = [\"queue\"]\n\
                   [handlers.file]\nlibrary = \"TextFileHandler\"\n\
                   file_path = \"blocked/events.log\"\nretry_interval = \"1s\"\nretries = 100\n\

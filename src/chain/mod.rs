@@ -7,6 +7,7 @@
 //! help.
 
 mod filter;
+mod leftover;
 mod retry;
 mod stage;
 
@@ -15,12 +16,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info_span};
 
 pub use filter::{Filter, Mismatch};
 pub use retry::RetryPolicy;
 pub use stage::Stage;
 
+use leftover::{bury_removed, settle_replay};
 use stage::Attempt;
 
 use crate::config::{Config, Diagnostic, HandlerSection, LibrarySettings, Position};
@@ -28,7 +30,7 @@ use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
 use crate::handlers::{BuildError, Handler};
 use crate::lua::{self, Scripting};
-use crate::queue::{Replay, Work};
+use crate::queue::Work;
 use crate::spool::{Record, Recorder, millis, now_ms};
 
 /// Where an event's chain got to.
@@ -220,6 +222,7 @@ impl Pipeline {
                 );
                 return RunEnd::Finished;
             }
+            bury_removed(work, chain, spool);
             // Why a replay's handler did not take the event.
             let mut skipped = None;
             // The event as the last handler that changed it left it.
@@ -372,22 +375,4 @@ impl<'a> Reuse<'a> {
             .get(section.name.as_str())
             .map(|&stage| stage.clone())
     }
-}
-
-/// Ends a replay (`work`, of `replay`) in the spool: its dead letter goes
-/// once the handler ran, and stays when it did not (`not_run` says why),
-/// which is logged for the person who asked for the replay.
-fn settle_replay(work: &Work, replay: &Replay, not_run: Option<String>, spool: &Recorder) {
-    if let Some(why) = &not_run {
-        warn!(
-            handler = %replay.handler,
-            dead_letter = replay.dead_letter,
-            "replay not run: {why}; the dead letter is kept"
-        );
-    }
-    spool.record(Record::Replayed {
-        dead_letter: replay.dead_letter,
-        ran: not_run.is_none(),
-    });
-    spool.record(Record::Finished { seq: work.seq });
 }

@@ -50,7 +50,23 @@ impl<'t, 'a> Admission<'t, 'a> {
 
     /// Stores the event, unless its `Id` was seen within the dedupe window
     /// (then it is answered as a duplicate and not handled again).
+    /// A statement that fails fails the commit; the event is still
+    /// answered, with the cause, as the rest of the batch will be.
     pub(super) fn take(&mut self, event: Event, reply: Reply) -> rusqlite::Result<()> {
+        match self.store(event) {
+            Ok(accepted) => {
+                self.answers.push((reply, Ok(accepted)));
+                Ok(())
+            }
+            Err(err) => {
+                let cause = Rejection::Unwritable(err.to_string().into());
+                self.answers.push((reply, Err(cause)));
+                Err(err)
+            }
+        }
+    }
+
+    fn store(&mut self, event: Event) -> rusqlite::Result<Accepted> {
         let id = event.id();
         let fresh = self.remember_id.execute(params![id, self.now])? == 1;
         if fresh {
@@ -67,8 +83,7 @@ impl<'t, 'a> Admission<'t, 'a> {
             let seq = self.transaction.last_insert_rowid();
             self.dispatch.push(Work::new(seq, event));
         }
-        self.answers.push((reply, Ok(accepted)));
-        Ok(())
+        Ok(accepted)
     }
 
     pub(super) fn refuse(&mut self, reply: Reply, rejection: Rejection) {
@@ -106,7 +121,7 @@ pub(super) fn delete_events(
 /// An event a handler changed adds the change of its size to `grown`.
 pub(super) fn apply(
     transaction: &rusqlite::Transaction<'_>,
-    record: Record,
+    record: &Record,
     now: i64,
     progress_rows: bool,
     grown: &mut i64,
@@ -168,7 +183,7 @@ pub(super) fn apply(
                 .execute(params![seq, stage])?;
         }
         Record::Replayed { dead_letter, ran } => {
-            dead_letters::settle_replay(transaction, dead_letter, ran)?;
+            dead_letters::settle_replay(transaction, *dead_letter, *ran)?;
         }
         // The event's row goes with the batch's others (`delete_events`).
         Record::Finished { seq } => {

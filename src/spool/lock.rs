@@ -27,7 +27,7 @@ pub enum LockError {
         /// The PID the holder wrote, or why it cannot be read.
         holder: String,
     },
-    #[error("cannot lock the spool with {lock}")]
+    #[error("the spool cannot be written: cannot lock it with {lock}")]
     Io {
         lock: PathBuf,
         #[source]

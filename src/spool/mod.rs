@@ -11,9 +11,12 @@
 //! at its due time, and an event a script changed resumes as changed.
 
 mod batch;
+mod commit;
 pub mod dead_letters;
 mod dedupe;
 mod lock;
+mod open_error;
+mod run_marker;
 pub mod store;
 
 use std::cmp::Reverse;
@@ -28,7 +31,8 @@ use tracing::{error, info, warn};
 
 use crate::event::Event;
 use crate::queue::{Accepted, Lanes, Rejection, Work};
-use batch::{Admission, Reply, apply, delete_events};
+use batch::Reply;
+use commit::{RETRY_FAILED_COMMIT, Unwritten};
 use dedupe::Dedupe;
 pub use store::{Fsync, Store};
 
@@ -158,6 +162,7 @@ impl Spool {
             with_progress: HashSet::new(),
             waiting_for_room: VecDeque::new(),
             backlog: VecDeque::new(),
+            unwritten: Unwritten::default(),
         };
         thread.resume(recovered);
         let thread = std::thread::Builder::new()
@@ -213,6 +218,8 @@ struct SpoolThread {
     with_progress: HashSet<i64>,
     /// New events waiting for room in the lanes, oldest first.
     waiting_for_room: VecDeque<WaitingForRoom>,
+    /// What failed commits left to write.
+    unwritten: Unwritten,
 }
 
 /// A new event that found the lanes full.
@@ -279,6 +286,12 @@ impl SpoolThread {
                 for waiting in self.waiting_for_room.drain(..) {
                     let _ = waiting.reply.send(Err(Rejection::ShuttingDown));
                 }
+                if let Err(err) = self.store.end_run() {
+                    error!(
+                        spool = %self.store.path().display(),
+                        "cannot mark the run stopped: {err}; the next start takes it for a crash"
+                    );
+                }
                 return;
             }
         }
@@ -301,7 +314,15 @@ impl SpoolThread {
                     ADMISSION_WAIT.saturating_sub(waiting.since.elapsed())
                 }
             });
-        until_housekeeping.min(until_due).min(until_refused)
+        let until_commit_retried = if self.unwritten.records.is_empty() {
+            Duration::MAX
+        } else {
+            RETRY_FAILED_COMMIT
+        };
+        until_housekeeping
+            .min(until_due)
+            .min(until_refused)
+            .min(until_commit_retried)
     }
 
     /// How many more new events the lanes take now: none while events left
@@ -313,137 +334,6 @@ impl SpoolThread {
         } else {
             self.limits.in_memory.saturating_sub(self.in_lanes)
         }
-    }
-
-    /// Commits a batch in one transaction (leaving `batch` empty), then
-    /// answers and dispatches. Returns whether the thread should stop.
-    fn commit(&mut self, batch: &mut Vec<Message>) -> bool {
-        if batch.is_empty() && self.waiting_for_room.is_empty() {
-            return false;
-        }
-        let mut stop = false;
-        let mut answers = Vec::with_capacity(batch.len());
-        let mut dispatch = Vec::with_capacity(batch.len());
-        let mut retries = Vec::new();
-        let now = now_ms();
-        let closed = self.lanes.is_none();
-        let room = self.room();
-        let mut released = 0;
-        let mut close = false;
-        // Events given progress rows, and events finished, in this batch;
-        // `with_progress` follows only once the commit succeeded.
-        let mut progressed = HashSet::new();
-        let mut cleared = Vec::with_capacity(batch.len());
-        // A handler's success need not be written when the event finishes in
-        // the same commit (most events, when handlers are quick).
-        let finished: HashSet<i64> = batch
-            .iter()
-            .filter_map(|message| match message {
-                Message::Record(Record::Finished { seq, .. }) => Some(*seq),
-                _ => None,
-            })
-            .collect();
-        // Bytes of event bodies stored (+) and deleted (-) by the batch.
-        let mut grown: i64 = 0;
-        let outcome = (|| -> rusqlite::Result<u64> {
-            let transaction = self.store.transaction()?;
-            let mut admission = Admission::prepare(&transaction, now, &mut answers, &mut dispatch)?;
-            // Events that waited for room go first, as far as it goes. With
-            // `fsync = "always"` a commit takes one event.
-            let one_event_each = self.limits.fsync == Fsync::Always;
-            let full = |taken: usize| taken >= room || (one_event_each && taken > 0);
-            while let Some(waiting) = self.waiting_for_room.pop_front() {
-                if closed {
-                    admission.refuse(waiting.reply, Rejection::ShuttingDown);
-                } else if waiting.since.elapsed() >= ADMISSION_WAIT {
-                    admission.refuse(waiting.reply, Rejection::Overloaded);
-                } else if !full(admission.taken()) {
-                    admission.take(waiting.event, waiting.reply)?;
-                } else {
-                    self.waiting_for_room.push_front(waiting);
-                    break;
-                }
-            }
-            for message in batch.drain(..) {
-                match message {
-                    Message::Submit { event, reply } => {
-                        if closed || close {
-                            admission.refuse(reply, Rejection::ShuttingDown);
-                        } else if self.pending_bytes >= self.limits.max_bytes {
-                            admission.refuse(reply, Rejection::Overloaded);
-                        } else if full(admission.taken()) || !self.waiting_for_room.is_empty() {
-                            self.waiting_for_room.push_back(WaitingForRoom {
-                                since: Instant::now(),
-                                event,
-                                reply,
-                            });
-                        } else {
-                            admission.take(event, reply)?;
-                        }
-                    }
-                    Message::Record(Record::StageDone { seq, .. }) if finished.contains(&seq) => {}
-                    Message::Record(record) => {
-                        let progress_rows = match &record {
-                            Record::Retry { seq, due, .. } => {
-                                retries.push((*due, *seq));
-                                progressed.insert(*seq);
-                                true
-                            }
-                            Record::StageDone { seq, .. } | Record::Dead { seq, .. } => {
-                                progressed.insert(*seq);
-                                true
-                            }
-                            Record::Finished { seq } => {
-                                cleared.push(*seq);
-                                self.with_progress.contains(seq) || progressed.contains(seq)
-                            }
-                            Record::Replayed { .. } => false,
-                        };
-                        if apply(&transaction, record, now, progress_rows, &mut grown)? {
-                            released += 1;
-                        }
-                    }
-                    Message::CloseLanes => close = true,
-                    Message::Stop => stop = true,
-                }
-            }
-            grown += admission.stored_bytes as i64;
-            let remembered = admission.remembered_bytes;
-            drop(admission);
-            grown -= delete_events(&transaction, &mut cleared)?;
-            transaction.commit()?;
-            Ok(remembered)
-        })();
-        self.in_lanes = self.in_lanes.saturating_sub(released);
-        if close {
-            self.lanes = None;
-        }
-        let remembered = match outcome {
-            Ok(remembered) => remembered,
-            Err(err) => {
-                // Nothing of the batch is durable: refuse its events so clients
-                // send them again, and keep the records' events for next start.
-                error!(spool = %self.store.path().display(), "spool commit failed: {err}");
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(Rejection::Overloaded));
-                }
-                return stop;
-            }
-        };
-        self.pending_bytes = self.pending_bytes.saturating_add_signed(grown);
-        self.dedupe.remembered(remembered);
-        self.with_progress.extend(progressed);
-        for seq in cleared {
-            self.with_progress.remove(&seq);
-        }
-        for (reply, answer) in answers {
-            let _ = reply.send(answer);
-        }
-        self.due.extend(retries.into_iter().map(Reverse));
-        for work in dispatch {
-            self.dispatch(work);
-        }
-        stop
     }
 
     /// Hands an event to its lane; while stopping, it stays in the spool

@@ -9,10 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, FileControl, OpenFlags, OptionalExtension};
 use serde::Deserialize;
 
-use super::lock::{LockError, SpoolLock};
+use super::lock::SpoolLock;
+pub use super::open_error::OpenError;
+use super::run_marker;
 use crate::queue::{Replay, Resume};
 
 /// What `fsync` asks of each commit.
@@ -79,6 +81,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 -- Looked for every second: without it, every dead letter is read each time.
 CREATE INDEX IF NOT EXISTS dead_letters_to_replay ON dead_letters (id) WHERE replay = 1;
+-- The daemon's current or last run (`spool/run_marker.rs`).
+CREATE TABLE IF NOT EXISTS run (
+    only INTEGER PRIMARY KEY CHECK (only = 1),
+    started_at INTEGER NOT NULL,
+    -- NULL while it runs, and after a run that did not stop cleanly.
+    stopped_at INTEGER
+);
 ";
 
 /// For spools made before replays kept their dead letter: the column, and
@@ -124,27 +133,6 @@ pub struct Store {
     _lock: Option<SpoolLock>,
 }
 
-/// Why the spool could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("cannot create spool_dir {dir}")]
-    Create {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("no spool at {dir}: has the daemon run with this config?")]
-    Missing { dir: PathBuf },
-    #[error(transparent)]
-    Locked(#[from] LockError),
-    #[error(
-        "the spool {path} is unreadable ({reason}). Accepted events may be in it, so jobhook \
-         will not start with an empty one by itself: inspect it with `sqlite3 {path} \
-         'PRAGMA integrity_check'`, or move it aside to start with an empty spool."
-    )]
-    Unreadable { path: PathBuf, reason: String },
-}
-
 impl Store {
     /// Opens (creating if needed) the spool in `dir` for the daemon, which
     /// holds the spool's lock for as long as the store is open. A file that
@@ -179,15 +167,13 @@ impl Store {
         lock: Option<SpoolLock>,
     ) -> Result<Store, OpenError> {
         let path = dir.join(FILE_NAME);
-        let unreadable = |reason: &dyn std::fmt::Display| OpenError::Unreadable {
-            path: path.clone(),
-            reason: reason.to_string(),
-        };
-        let connection =
-            Connection::open_with_flags(&path, flags).map_err(|err| unreadable(&err))?;
+        // Looked at before SQLite opens the spool, which makes a log.
+        let wal_found = run_marker::wal_of(&path).exists();
+        let sqlite = |err| OpenError::sqlite(&path, err);
+        let connection = Connection::open_with_flags(&path, flags).map_err(sqlite)?;
         connection
             .busy_timeout(Duration::from_secs(5))
-            .map_err(|err| unreadable(&err))?;
+            .map_err(sqlite)?;
         let synchronous = match fsync {
             Fsync::Always | Fsync::Batch => "FULL",
             Fsync::Never => "OFF",
@@ -197,23 +183,32 @@ impl Store {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
                  PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};"
             ))
-            .map_err(|err| unreadable(&err))?;
+            .map_err(sqlite)?;
         let check: String = connection
             .query_row("PRAGMA quick_check", [], |row| row.get(0))
-            .map_err(|err| unreadable(&err))?;
+            .map_err(sqlite)?;
         if check != "ok" {
-            return Err(unreadable(&format!("quick_check: {check}")));
+            return Err(OpenError::Unreadable {
+                path,
+                reason: format!("quick_check: {check}"),
+            });
         }
-        connection
-            .execute_batch(SCHEMA)
-            .map_err(|err| unreadable(&err))?;
+        connection.execute_batch(SCHEMA).map_err(sqlite)?;
         if connection
             .prepare("SELECT replay_of FROM events LIMIT 0")
             .is_err()
         {
+            connection.execute_batch(ADD_REPLAY_OF).map_err(sqlite)?;
+        }
+        if lock.is_some() {
+            run_marker::begin_run(&connection, &path, wal_found)?;
+        } else {
+            // Closing the spool last must not delete its log (see
+            // `run_marker`): a daemon that crashed would then seem to have
+            // lost it.
             connection
-                .execute_batch(ADD_REPLAY_OF)
-                .map_err(|err| unreadable(&err))?;
+                .file_control(Some(rusqlite::MAIN_DB), FileControl::PersistWal(&mut 1))
+                .map_err(sqlite)?;
         }
         Ok(Store {
             connection,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod disk;
 pub mod http;
 pub mod pki;
 pub mod python;
@@ -101,15 +102,7 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
-        let mut command = match self.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(BIN);
-                command
-            }
-            None => Command::new(BIN),
-        };
-        let child = command
+        let child = under(&self.wrapper)
             .args(["run", "-c"])
             .arg(&self.config)
             .env("JOBHOOK_LOG", "info")
@@ -324,6 +317,44 @@ pub fn jobhook(args: &[&str], stdin: Option<&str>) -> Output {
     input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
     drop(input);
     child.wait_with_output().unwrap()
+}
+
+/// The binary, run by the command `wrapper` (e.g. `["prlimit", "--fsize=1000"]`)
+/// if not empty.
+fn under(wrapper: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+    match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(BIN);
+            command
+        }
+        None => Command::new(BIN),
+    }
+}
+
+/// `jobhook run` on `config` (run by `wrapper`, see [`Daemon::start_under`]),
+/// given a few seconds to exit by itself; a daemon still running then is
+/// killed and reported as `None`.
+pub fn run_expecting_exit(wrapper: &[&str], config: &Path) -> Option<Output> {
+    let mut child = under(wrapper)
+        .args(["run", "-c"])
+        .arg(config)
+        .env("JOBHOOK_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
 }
 
 pub fn reply_ok(reply: &Value) -> bool {

@@ -1,0 +1,70 @@
+//! Work the spool kept for one handler — a dead letter's replay, a retry
+//! waiting — that the chain running now may no longer take: the handler was
+//! disabled, filtered out, or removed by a reload or a restart on another
+//! config. Nothing of it ends silently: it is logged naming the handler, and
+//! a dead letter keeps the event.
+
+use tracing::warn;
+
+use super::Stage;
+use crate::queue::{Replay, Resume, Work};
+use crate::spool::{Record, Recorder};
+
+/// Ends a replay (`work`, of `replay`) in the spool: its dead letter goes
+/// once the handler ran, and stays when it did not (`not_run` says why),
+/// which is logged for the person who asked for the replay.
+pub(super) fn settle_replay(
+    work: &Work,
+    replay: &Replay,
+    not_run: Option<String>,
+    spool: &Recorder,
+) {
+    if let Some(why) = &not_run {
+        warn!(
+            handler = %replay.handler,
+            dead_letter = replay.dead_letter,
+            "replay not run: {why}; the dead letter is kept"
+        );
+    }
+    spool.record(Record::Replayed {
+        dead_letter: replay.dead_letter,
+        ran: not_run.is_none(),
+    });
+    spool.record(Record::Finished { seq: work.seq });
+}
+
+/// A retry waiting for a handler that is no longer in `chain` (a reload or
+/// a restart removed it) becomes a dead letter, as a replay in that case
+/// keeps one; the rest of the chain goes on.
+pub(super) fn bury_removed(work: &Work, chain: &[std::sync::Arc<Stage>], spool: &Recorder) {
+    let Some(Resume {
+        stage,
+        attempts,
+        first_attempt,
+    }) = &work.resume
+    else {
+        return;
+    };
+    if chain.iter().any(|running| running.name == *stage) {
+        return;
+    }
+    let error = format!(
+        "handler removed: `{stage}` is no longer in the {} chain",
+        work.event.phase()
+    );
+    warn!(
+        handler = %stage,
+        attempts,
+        "{error}; its pending retry of event {} is kept as a dead letter",
+        work.event.id()
+    );
+    spool.record(Record::Dead {
+        seq: work.seq,
+        event_id: work.event.id().to_owned(),
+        stage: stage.clone(),
+        event: work.event.json().clone(),
+        error,
+        attempts: *attempts,
+        first_attempt: *first_attempt,
+    });
+}

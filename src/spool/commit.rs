@@ -1,0 +1,205 @@
+//! One group commit: the new events that arrived together and the workers'
+//! progress records, in one transaction; then the answers and the dispatch.
+//!
+//! A commit that fails (a full disk, a file made read-only or immutable)
+//! makes nothing of the batch durable. Its new events are refused with the
+//! cause (`overloaded`: "the spool cannot be written: …"), so clients send
+//! them again; its progress records — a handler done, a retry scheduled, a
+//! dead letter, an event finished — are kept, in order, and written with
+//! the next commit, tried again every [`RETRY_FAILED_COMMIT`] until one
+//! succeeds: a retry scheduled while the disk was full still runs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use super::batch::{Admission, apply, delete_events};
+use super::{ADMISSION_WAIT, Fsync, Message, Record, SpoolThread, WaitingForRoom, now_ms};
+use crate::queue::Rejection;
+
+/// How soon a failed commit is tried again when nothing else comes.
+pub(super) const RETRY_FAILED_COMMIT: Duration = Duration::from_millis(500);
+
+/// What failed commits left to write.
+#[derive(Default)]
+pub(super) struct Unwritten {
+    /// Their progress records, oldest first.
+    pub(super) records: Vec<Record>,
+    /// Why the last commit failed; `None` once one succeeded.
+    cause: Option<Arc<str>>,
+}
+
+impl SpoolThread {
+    /// Commits a batch in one transaction (leaving `batch` empty), with the
+    /// records failed commits left, then answers and dispatches. Returns
+    /// whether the thread should stop.
+    pub(super) fn commit(&mut self, batch: &mut Vec<Message>) -> bool {
+        if batch.is_empty() && self.waiting_for_room.is_empty() && self.unwritten.records.is_empty()
+        {
+            return false;
+        }
+        let mut stop = false;
+        let mut close = false;
+        let mut submits = Vec::with_capacity(batch.len());
+        let mut records = std::mem::take(&mut self.unwritten.records);
+        for message in batch.drain(..) {
+            match message {
+                Message::Submit { event, reply } => submits.push((event, reply)),
+                Message::Record(record) => records.push(record),
+                Message::CloseLanes => close = true,
+                Message::Stop => stop = true,
+            }
+        }
+        let mut answers = Vec::with_capacity(submits.len());
+        let mut dispatch = Vec::with_capacity(submits.len());
+        let mut retries = Vec::new();
+        let now = now_ms();
+        let closed = self.lanes.is_none() || close;
+        let room = self.room();
+        let mut released = 0;
+        // Events given progress rows, and events finished, in this batch;
+        // `with_progress` follows only once the commit succeeded.
+        let mut progressed = HashSet::new();
+        let mut cleared = Vec::with_capacity(records.len());
+        // A handler's success need not be written when the event finishes in
+        // the same commit (most events, when handlers are quick).
+        let finished: HashSet<i64> = records
+            .iter()
+            .filter_map(|record| match record {
+                Record::Finished { seq } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        // Bytes of event bodies stored (+) and deleted (-) by the batch.
+        let mut grown: i64 = 0;
+        // New events not yet looked at when a statement fails stay here.
+        let mut submits = submits.into_iter();
+        let outcome = (|| -> rusqlite::Result<u64> {
+            let transaction = self.store.transaction()?;
+            let mut admission = Admission::prepare(&transaction, now, &mut answers, &mut dispatch)?;
+            // Events that waited for room go first, as far as it goes. With
+            // `fsync = "always"` a commit takes one event.
+            let one_event_each = self.limits.fsync == Fsync::Always;
+            let full = |taken: usize| taken >= room || (one_event_each && taken > 0);
+            while let Some(waiting) = self.waiting_for_room.pop_front() {
+                if closed {
+                    admission.refuse(waiting.reply, Rejection::ShuttingDown);
+                } else if waiting.since.elapsed() >= ADMISSION_WAIT {
+                    admission.refuse(waiting.reply, Rejection::Overloaded);
+                } else if !full(admission.taken()) {
+                    admission.take(waiting.event, waiting.reply)?;
+                } else {
+                    self.waiting_for_room.push_front(waiting);
+                    break;
+                }
+            }
+            for (event, reply) in submits.by_ref() {
+                if closed {
+                    admission.refuse(reply, Rejection::ShuttingDown);
+                } else if self.pending_bytes >= self.limits.max_bytes {
+                    admission.refuse(reply, Rejection::Overloaded);
+                } else if full(admission.taken()) || !self.waiting_for_room.is_empty() {
+                    self.waiting_for_room.push_back(WaitingForRoom {
+                        since: Instant::now(),
+                        event,
+                        reply,
+                    });
+                } else {
+                    admission.take(event, reply)?;
+                }
+            }
+            for record in &records {
+                let progress_rows = match record {
+                    Record::StageDone { seq, .. } if finished.contains(seq) => continue,
+                    Record::Retry { seq, due, .. } => {
+                        retries.push((*due, *seq));
+                        progressed.insert(*seq);
+                        true
+                    }
+                    Record::StageDone { seq, .. } | Record::Dead { seq, .. } => {
+                        progressed.insert(*seq);
+                        true
+                    }
+                    Record::Finished { seq } => {
+                        cleared.push(*seq);
+                        self.with_progress.contains(seq) || progressed.contains(seq)
+                    }
+                    Record::Replayed { .. } => false,
+                };
+                if apply(&transaction, record, now, progress_rows, &mut grown)? {
+                    released += 1;
+                }
+            }
+            grown += admission.stored_bytes as i64;
+            let remembered = admission.remembered_bytes;
+            drop(admission);
+            grown -= delete_events(&transaction, &mut cleared)?;
+            transaction.commit()?;
+            Ok(remembered)
+        })();
+        if close {
+            self.lanes = None;
+        }
+        let remembered = match outcome {
+            Ok(remembered) => remembered,
+            Err(err) => {
+                let cause: Arc<str> = err.to_string().into();
+                let refused = Rejection::Unwritable(cause.clone());
+                let replies = answers.into_iter().map(|(reply, _)| reply);
+                for reply in replies.chain(submits.map(|(_, reply)| reply)) {
+                    let _ = reply.send(Err(refused.clone()));
+                }
+                self.keep_unwritten(records, cause, stop);
+                return stop;
+            }
+        };
+        if self.unwritten.cause.take().is_some() {
+            info!(spool = %self.store.path().display(), "the spool can be written again");
+        }
+        self.in_lanes = self.in_lanes.saturating_sub(released);
+        self.pending_bytes = self.pending_bytes.saturating_add_signed(grown);
+        self.dedupe.remembered(remembered);
+        self.with_progress.extend(progressed);
+        for seq in cleared {
+            self.with_progress.remove(&seq);
+        }
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
+        self.due.extend(retries.into_iter().map(std::cmp::Reverse));
+        for work in dispatch {
+            self.dispatch(work);
+        }
+        stop
+    }
+
+    /// Keeps the records of a failed commit for the next one, and says why
+    /// the spool cannot be written (once per cause). When stopping there is
+    /// no next one: their events are resumed at the next start, as after a
+    /// crash, and the log says so.
+    fn keep_unwritten(&mut self, records: Vec<Record>, cause: Arc<str>, stopping: bool) {
+        let spool = self.store.path().display();
+        if self.unwritten.cause.as_deref() != Some(&*cause) {
+            error!(
+                %spool,
+                records = records.len(),
+                "the spool cannot be written: {cause}; new events are refused and progress \
+                 records are kept to be written again"
+            );
+        }
+        if stopping && !records.is_empty() {
+            error!(
+                %spool,
+                records = records.len(),
+                "stopping with progress records that could not be written: their events \
+                 resume at the next start from the last progress written"
+            );
+        }
+        self.unwritten = Unwritten {
+            records,
+            cause: Some(cause),
+        };
+    }
+}
