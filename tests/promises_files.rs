@@ -1,13 +1,14 @@
 //! Issue 16, item 5, through the real binary: a file that does not answer
 //! (a FIFO nobody reads, an open that hangs) costs its own handler's
 //! attempts only. Other events are acked and handled, the attempt fails at
-//! its `timeout`, and SIGTERM still stops the daemon within
-//! `shutdown_timeout`, the events left in the spool.
+//! its `timeout`, SIGTERM still stops the daemon within `shutdown_timeout`,
+//! and a second SIGTERM stops it at once, the events left in the spool.
 
 #![cfg(unix)] // Drives the Unix socket, FIFOs and signals.
 
 mod util;
 
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -217,4 +218,56 @@ fn sigterm_exits_within_shutdown_timeout_with_an_open_hung_and_the_event_stays_s
     daemon.restart();
     let written = wait_for_lines(&daemon.path("out/hung.log"), 1);
     assert!(written[0].contains(r#""Id":"held""#), "{written:?}");
+}
+
+/// Waits for a connection from the daemon and keeps it open, unanswered.
+fn accept(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    eventually("a connection from the daemon", || {
+        accepted = listener.accept().ok().map(|(stream, _)| stream);
+        accepted.is_some()
+    });
+    accepted.unwrap()
+}
+
+#[test]
+fn a_second_sigterm_during_a_long_shutdown_exits_at_once_leaving_the_event_spooled() {
+    // A server that takes connections and never answers holds the event in
+    // its handler for the whole (long) shutdown_timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = format!(
+        r#"
+[daemon]
+shutdown_timeout = "60s"
+
+[hooks]
+OnFinish = ["silent"]
+
+[handlers.silent]
+library = "HttpHandler"
+url = "http://{}/"
+timeout = "60s"
+"#,
+        silent.local_addr().unwrap()
+    );
+    let mut daemon = Daemon::start(&config);
+    send_promptly(&daemon, "OnFinish", &["held".to_owned()]);
+    let _first = accept(&silent);
+    daemon.signal("TERM");
+    daemon.log_line("finishing accepted events");
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal("TERM");
+    let asked = Instant::now();
+    let status = daemon.wait();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{}", daemon.log());
+    daemon.log_line("second stop signal: exiting now; events stay in the spool");
+    // The event is still there: the next start delivers it again.
+    daemon.restart();
+    let _second = accept(&silent);
 }
