@@ -131,8 +131,8 @@ fn run(file: PathBuf) -> ExitCode {
     let Some((config, pipeline, warnings)) = load(file) else {
         return ExitCode::from(1);
     };
-    let _log_guard = match logging::init(&config.log) {
-        Ok(guard) => guard,
+    let _log_files = match logging::init(&config.log) {
+        Ok(files) => files,
         Err(err) => {
             eprintln!("jobhook: {err:#}");
             return ExitCode::from(1);

@@ -1,14 +1,16 @@
 //! Issue 16, item 5, through the real binary: a file that does not answer
-//! (a FIFO nobody reads, an open that hangs) costs its own handler's
-//! attempts only. Other events are acked and handled, the attempt fails at
-//! its `timeout`, SIGTERM still stops the daemon within `shutdown_timeout`,
-//! and a second SIGTERM stops it at once, the events left in the spool.
+//! (a FIFO nobody reads, an open that hangs, a log file that takes no more
+//! lines) costs only what writes to it. Other events are acked and handled,
+//! the attempt fails at its `timeout`, SIGTERM still stops the daemon within
+//! `shutdown_timeout`, and a second SIGTERM stops it at once, the events
+//! left in the spool.
 
 #![cfg(unix)] // Drives the Unix socket, FIFOs and signals.
 
 mod util;
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -270,4 +272,54 @@ timeout = "60s"
     // The event is still there: the next start delivers it again.
     daemon.restart();
     let _second = accept(&silent);
+}
+
+#[test]
+fn a_log_file_that_takes_no_more_lines_does_not_freeze_the_daemon() {
+    // The daemon's log file is a FIFO this test opens and never reads: the
+    // log writer blocks once the pipe is full, as on a stalled disk.
+    let logs = tempfile::tempdir().unwrap();
+    let log_file = logs.path().join("jobhook.log");
+    mkfifo(&log_file);
+    let _reader = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&log_file)
+        .unwrap();
+    let config = format!(
+        r#"
+[log]
+dir = "{}"
+rotation = "never"
+
+[hooks]
+OnStart = ["chatty"]
+OnFinish = ["audit"]
+
+[handlers.chatty]
+library = "LuaHandler"
+lua_script = "chatty.lua"
+timeout = "60s"
+
+[handlers.audit]
+library = "TextFileHandler"
+file_path = "out/audit.log"
+"#,
+        logs.path().display()
+    );
+    // More lines than the log writer's buffer (128,000) holds.
+    let chatty = "function handle(e) for i = 1, 140000 do log.info('line ' .. i) end end";
+    let mut daemon = Daemon::start_with(&config, &[("scripts/chatty.lua", chatty)]);
+    send_promptly(&daemon, "OnStart", &["chatty".to_owned()]);
+    daemon.log_line("line 140000");
+    send_promptly(&daemon, "OnFinish", &ids("after", 4));
+    wait_for_lines(&daemon.path("out/audit.log"), 4);
+    let asked = Instant::now();
+    assert!(daemon.stop().success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    daemon.log_line("log lines were not written to the log files: their disk did not keep up");
 }
