@@ -132,8 +132,8 @@ fn run(file: PathBuf) -> ExitCode {
     let Some((config, pipeline, warnings)) = load(file) else {
         return ExitCode::from(1);
     };
-    let _log_guard = match logging::init(&config.log) {
-        Ok(guard) => guard,
+    let _log_files = match logging::init(&config.log) {
+        Ok(files) => files,
         Err(err) => {
             eprintln!("jobhook: {err:#}");
             return ExitCode::from(1);
@@ -158,23 +158,27 @@ fn run(file: PathBuf) -> ExitCode {
             }
         };
         let shutdown = CancellationToken::new();
-        tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                daemon::stop_requested().await;
-                shutdown.cancel();
-            }
-        });
-        match daemon::run(config, pipeline, store, listener, hangups, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!("{err}");
+        let daemon = daemon::run(config, pipeline, store, listener, hangups, shutdown.clone());
+        tokio::select! {
+            result = daemon => match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err}");
+                    ExitCode::from(1)
+                }
+            },
+            // Whatever the daemon was doing is dropped unfinished: every
+            // acked event is in the spool already, and progress not yet
+            // recorded is redone (at least once) at the next start.
+            () = daemon::stop_requests(shutdown) => {
+                tracing::error!("second stop signal: exiting now; events stay in the spool");
                 ExitCode::from(1)
             }
         }
     });
-    // What the stop left running on blocking threads (a file write stuck on
-    // a hung disk) is abandoned: its event is still in the spool.
+    // Tasks a second stop signal left running are dropped, not waited for
+    // (their events are still in the spool); threads stuck in a file
+    // system end with the process.
     runtime.shutdown_background();
     code
 }

@@ -4,7 +4,8 @@
 //! lines clients already sent; let the workers finish the events in their
 //! lanes, up to `shutdown_timeout`; past it, log each event left by id. What
 //! is left (and every retry still waiting) stays in the spool and is resumed
-//! at the next start.
+//! at the next start. A second SIGTERM or SIGINT ends the wait at once
+//! ([`stop_requests`]).
 
 use std::sync::Arc;
 
@@ -106,20 +107,28 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves when the process is asked to stop (SIGTERM or SIGINT / Ctrl-C).
-pub async fn stop_requested() {
+/// Cancels `shutdown` at the first request to stop (SIGTERM or SIGINT /
+/// Ctrl-C) and resolves at the second: whoever runs the daemon then exits
+/// at once, without waiting for `shutdown_timeout`.
+pub async fn stop_requests(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
+        // One stream each, kept across both requests: none is missed.
         let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = terminate.recv() => info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        let mut interrupt = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+        for _ in 0..2 {
+            tokio::select! {
+                _ = terminate.recv() => info!("SIGTERM received"),
+                _ = interrupt.recv() => info!("SIGINT received"),
+            }
+            shutdown.cancel();
         }
     }
     #[cfg(not(unix))]
-    {
+    for _ in 0..2 {
         let _ = tokio::signal::ctrl_c().await;
         info!("Ctrl-C received");
+        shutdown.cancel();
     }
 }

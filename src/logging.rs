@@ -1,7 +1,8 @@
 //! The daemon's own log: stderr always, rolling files when `[log] dir` is set.
 
 use anyhow::Context as _;
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing::warn;
+use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation as AppenderRotation};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -12,9 +13,26 @@ use crate::config::{LogFormat, LogSettings, Rotation};
 /// The variable that overrides `[log] level` (tracing EnvFilter syntax).
 pub const LOG_ENV: &str = "JOBHOOK_LOG";
 
-/// Installs the global subscriber. Keep the returned guard alive for the
-/// life of the process: dropping it flushes and stops the file writer.
-pub fn init(settings: &LogSettings) -> anyhow::Result<Option<WorkerGuard>> {
+/// The thread writing `[log] dir`'s files. Keep it alive for the life of
+/// the process: dropping it flushes (for a second at most) and stops it.
+pub struct LogFiles {
+    dropped: ErrorCounter,
+    _guard: WorkerGuard,
+}
+
+impl Drop for LogFiles {
+    fn drop(&mut self) {
+        let dropped = self.dropped.dropped_lines();
+        if dropped > 0 {
+            warn!(
+                "{dropped} log lines were not written to the log files: their disk did not keep up"
+            );
+        }
+    }
+}
+
+/// Installs the global subscriber.
+pub fn init(settings: &LogSettings) -> anyhow::Result<Option<LogFiles>> {
     let directives = std::env::var(LOG_ENV).unwrap_or_else(|_| settings.level.clone());
     let filter = EnvFilter::try_new(&directives)
         .with_context(|| format!("invalid log level {directives:?}"))?;
@@ -33,12 +51,19 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<Option<WorkerGuard>> {
                 .filename_suffix("log")
                 .build(dir)
                 .with_context(|| format!("cannot write logs to {}", dir.display()))?;
-            // Not lossy: a busy moment must not drop log lines.
+            // Lossy: when the files' disk stalls, lines beyond the 128,000
+            // waiting are dropped (and counted) rather than every thread that
+            // logs blocking on it, which would freeze the daemon. Stderr
+            // still gets every line.
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(false)
+                .lossy(true)
                 .finish(appender);
+            let dropped = writer.error_counter();
             layers.push(layer(settings.format, writer, false));
-            Some(guard)
+            Some(LogFiles {
+                dropped,
+                _guard: guard,
+            })
         }
         None => None,
     };

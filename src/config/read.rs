@@ -84,7 +84,7 @@ fn open_without_blocking(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
-fn kind_of(file_type: &std::fs::FileType) -> &'static str {
+pub(crate) fn kind_of(file_type: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;

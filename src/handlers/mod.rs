@@ -104,7 +104,8 @@ impl Handler {
     ) -> Result<Handler, BuildError> {
         match &section.library {
             LibrarySettings::TextFile(settings) => {
-                text_file::TextFileHandler::new(settings, &config.dir).map(Handler::TextFile)
+                text_file::TextFileHandler::new(settings, &config.dir, section.common.timeout.0)
+                    .map(Handler::TextFile)
             }
             LibrarySettings::Http(settings) => {
                 http::HttpHandler::new(settings, config).map(|h| Handler::Http(Box::new(h)))
@@ -133,7 +134,7 @@ impl Handler {
     /// (timeout, select, span) — 2% of a Lua run's instructions.
     pub async fn handle(&self, event: &Event) -> Result<Option<Event>, HandlerError> {
         match self {
-            Handler::TextFile(handler) => handler.handle(event).map(|()| None),
+            Handler::TextFile(handler) => handler.handle(event).await.map(|()| None),
             Handler::Http(handler) => Box::pin(handler.handle(event)).await.map(|()| None),
             Handler::Lua(handler) => handler.handle(event).await,
         }
