@@ -277,6 +277,10 @@ impl Pipeline {
                     }
                     _ => (0, now_ms()),
                 };
+                if work.only.is_some() && work.resume.is_none() {
+                    // The first attempt of a replay: the operator asked for it.
+                    stage.handler.replayed();
+                }
                 let seq = work.seq;
                 let current = changed.as_deref().unwrap_or(event);
                 match stage.attempt(current, prior, stop).await {
@@ -429,21 +433,16 @@ impl Stage {
         let span = info_span!("handler", name = %self.name);
         async {
             let attempts = prior + 1;
-            let attempt = tokio::time::timeout(self.timeout, self.handler.handle(event));
             let result = tokio::select! {
-                result = attempt => result,
+                result = self.handler.handle(event, self.timeout) => result,
                 () = stop.cancelled() => return Attempt::Abandoned,
             };
             let error = match result {
-                Ok(Ok(replaced)) => {
+                Ok(replaced) => {
                     debug!(attempts, "delivered");
                     return Attempt::Delivered(replaced);
                 }
-                Ok(Err(error)) => error,
-                Err(_) => HandlerError::retryable(format!(
-                    "timed out after {}",
-                    humantime::format_duration(self.timeout)
-                )),
+                Err(error) => error,
             };
             let Retry::Later { after } = error.retry else {
                 error!(attempts, error = %error, "failed permanently; not retried");

@@ -2,8 +2,11 @@
 //! and authentication settings. Shared by the `HttpHandler` and by the API
 //! client handed to Lua scripts.
 
+pub mod body;
 pub mod endpoint;
+pub mod error;
 pub mod ntlm;
+pub mod ntlm_session;
 pub mod tls;
 
 use std::collections::BTreeMap;

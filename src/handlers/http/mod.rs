@@ -20,8 +20,9 @@ use super::{HandlerError, Retry};
 use crate::config::Config;
 use crate::config::values::SecretSource;
 use crate::event::Event;
+use crate::http::body::{DRAIN_LIMIT, drain};
 use crate::http::endpoint::{ConnectionSettings, Endpoint};
-use crate::http::ntlm::NtlmError;
+use crate::http::error::SendError;
 use crate::http::{header_map, redact};
 
 /// Settings of an `HttpHandler` section.
@@ -56,8 +57,6 @@ fn default_method() -> String {
 
 /// Bytes of a failed response's body quoted in the error.
 const BODY_SNIPPET: usize = 512;
-/// Bytes of a successful response's body read so the connection can be reused.
-const DRAIN_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct HttpHandler {
@@ -104,7 +103,10 @@ impl HttpHandler {
         })
     }
 
-    pub async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+    /// One attempt: `timeout` bounds the exchange up to the answer's status
+    /// and headers, which decide the outcome. The body is then drained within
+    /// bounds of its own (`crate::http::body`).
+    pub async fn handle(&self, event: &Event, timeout: Duration) -> Result<(), HandlerError> {
         let url = match &self.fixed_url {
             Some(url) => url.clone(),
             None => {
@@ -123,13 +125,14 @@ impl HttpHandler {
         let request =
             |authorization: Option<String>| self.request(&url, event.id(), &body, authorization);
         let started = Instant::now();
-        let sent = self.endpoint.send(request).await;
-        let mut response = sent.map_err(|err| self.send_failed(url.as_str(), err))?;
+        let sent = self.endpoint.deliver(request, timeout).await;
+        let mut answer = sent.map_err(|err| self.send_failed(url.as_str(), err))?;
+        let response = &mut answer.response;
         let status = response.status();
         let elapsed = started.elapsed().as_millis();
         if status.is_success() {
-            drain(&mut response, DRAIN_LIMIT).await;
-            debug!(%status, elapsed_ms = elapsed, "delivered");
+            let drained = drain(response, DRAIN_LIMIT).await;
+            debug!(%status, elapsed_ms = elapsed, body_complete = drained.complete, "delivered");
             return Ok(());
         }
         let after = retry_after(response.headers());
@@ -146,12 +149,12 @@ impl HttpHandler {
                 )
             })
             .unwrap_or_default();
-        let snippet = drain(&mut response, BODY_SNIPPET).await;
+        let snippet = drain(response, BODY_SNIPPET).await;
         let message = format!(
             "{} {} answered {status}{moved_to} after {elapsed} ms: {}",
             self.method,
             redact(url.as_str()),
-            String::from_utf8_lossy(&snippet).trim()
+            String::from_utf8_lossy(&snippet.bytes).trim()
         );
         let retry = if self.retries(status) {
             Retry::Later { after }
@@ -159,6 +162,11 @@ impl HttpHandler {
             Retry::Never
         };
         Err(HandlerError { message, retry })
+    }
+
+    /// See [`crate::handlers::Handler::replayed`].
+    pub fn replayed(&self) {
+        self.endpoint.rearm();
     }
 
     /// One request for the event; `authorization` is an NTLM leg's header.
@@ -186,15 +194,17 @@ impl HttpHandler {
         request.body(body.clone())
     }
 
-    fn send_failed(&self, url: &str, err: NtlmError) -> HandlerError {
-        match err {
-            NtlmError::Protocol(message) => HandlerError::permanent(message),
-            NtlmError::Http(err) => HandlerError::retryable(format!(
-                "{} {}: {}",
-                self.method,
-                redact(url),
-                self.endpoint.describe(err)
-            )),
+    fn send_failed(&self, url: &str, err: SendError) -> HandlerError {
+        let retryable = err.is_retryable();
+        let cause = match err {
+            SendError::Http(err) => self.endpoint.describe(err),
+            other => other.to_string(),
+        };
+        let message = format!("{} {}: {cause}", self.method, redact(url));
+        if retryable {
+            HandlerError::retryable(message)
+        } else {
+            HandlerError::permanent(message)
         }
     }
 
@@ -219,20 +229,6 @@ fn url_host(url: &Template) -> Result<String, String> {
         }
         _ => Err(format!("url: {sample:?} is not an http:// or https:// URL")),
     }
-}
-
-/// Reads up to `limit` bytes of the body (the rest is left unread).
-async fn drain(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())])
-            }
-            _ => break,
-        }
-    }
-    body
 }
 
 /// The wait a `Retry-After` header asks for: seconds, or an HTTP date.

@@ -1,0 +1,143 @@
+//! Issue 16: delivery that survives hostile endpoints. Each test drives the
+//! real daemon against a server that misbehaves in one way.
+
+#![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::http::{HttpServer, Reply};
+use util::*;
+
+fn http_config(url: &str, extra: &str) -> String {
+    format!(
+        "[hooks]\nOnFinish = [\"hook\"]\n\n[handlers.hook]\nlibrary = \"HttpHandler\"\nurl = \"{url}\"\n{extra}\n"
+    )
+}
+
+fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+#[test]
+fn a_refused_ntlm_password_is_one_logon_then_fails_at_once_until_a_replay() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = python::ntlm_server(scratch.path());
+    let daemon = Daemon::start(&http_config(
+        &format!("http://127.0.0.1:{}/events", server.peer.port),
+        "UseNTLMAuthentication = true\nNTLMUser = 'CORP\\svc-jobhook'\nNTLMPassword = \"Wr0ng-Horse\"\n\
+         retries = 3\nretry_interval = \"50ms\"",
+    ));
+    let config = daemon.config.to_str().unwrap().to_owned();
+    daemon.send(&[r#"{"Id":"a"}"#, r#"{"Id":"b"}"#, r#"{"Id":"c"}"#]);
+    eventually("three dead letters", || {
+        count(&daemon.log(), "failed permanently") == 3
+    });
+    let log = daemon.log();
+    assert_eq!(count(&log, "attempt failed"), 0, "retried:\n{log}");
+    assert_eq!(
+        count(&log, r"NTLM credentials for CORP\svc-jobhook were refused"),
+        3,
+        "{log}"
+    );
+    // One logon: the plain request, NEGOTIATE and AUTHENTICATE, nothing after.
+    let server_log = server.peer.log_text();
+    assert_eq!(count(&server_log, "ntlm refused"), 1, "{server_log}");
+    assert_eq!(count(&server_log, "\"POST "), 3, "{server_log}");
+
+    // A replay allows one more logon, not one per replayed event.
+    let replay = jobhook(&["deadletter", "replay", "--all", "-c", &config], None);
+    assert!(replay.status.success());
+    eventually("three more dead letters", || {
+        count(&daemon.log(), "failed permanently") == 6
+    });
+    let server_log = server.peer.log_text();
+    assert_eq!(count(&server_log, "ntlm refused"), 2, "{server_log}");
+    assert!(!daemon.log().contains("Wr0ng-Horse"));
+}
+
+const NTLM: &str = "UseNTLMAuthentication = true\nNTLMUser = 'CORP\\svc'\nNTLMPassword = \"pw\"";
+
+#[test]
+fn an_endless_401_body_is_cut_off_at_64_kib() {
+    let server = HttpServer::start();
+    server.script([Reply::Trickle {
+        code: 401,
+        headers: vec![("WWW-Authenticate".into(), "NTLM".into())],
+        length: 20 << 30,
+        step: 64 << 10,
+        every: Duration::ZERO,
+    }]);
+    let daemon = Daemon::start(&http_config(
+        &server.url("/events"),
+        &format!("{NTLM}\nretries = 0\ntimeout = \"5s\""),
+    ));
+    daemon.send(&[r#"{"Id":"flood"}"#]);
+    let line = daemon.log_line("no retries left");
+    assert!(line.contains("a body over 65536 bytes"), "{line}");
+    // What the kernel's buffers took, not gigabytes.
+    assert!(
+        server.trickled() < 16 << 20,
+        "read {} bytes",
+        server.trickled()
+    );
+}
+
+#[test]
+fn a_2xx_whose_body_trickles_is_delivered_once() {
+    let server = HttpServer::start();
+    server.script([Reply::Trickle {
+        code: 200,
+        headers: Vec::new(),
+        length: 1000,
+        step: 1,
+        every: Duration::from_millis(200),
+    }]);
+    let daemon = Daemon::start(&http_config(
+        &server.url("/events"),
+        "timeout = \"500ms\"\nretries = 2\nretry_interval = \"10ms\"",
+    ));
+    daemon.send(&[r#"{"Id":"slow-body"}"#]);
+    server.wait_for(1);
+    // Past the drain's own bound (2 s), and any retry.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = daemon.log();
+    assert_eq!(server.requests().len(), 1, "{log}");
+    assert!(
+        !log.contains("attempt failed") && !log.contains("failed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn waiting_for_the_ntlm_connection_is_not_the_attempts_time() {
+    let server = HttpServer::start();
+    // Each answer takes 400 ms of a 1 s timeout; six events in parallel
+    // queue for the one connection far longer than that.
+    server.script(
+        (0..6).map(|_| Reply::After(Duration::from_millis(400), Box::new(Reply::status(200)))),
+    );
+    let daemon = Daemon::start(&format!(
+        "[daemon]\nworkers = 6\n{}",
+        http_config(
+            &server.url("/events"),
+            &format!("{NTLM}\ntimeout = \"1s\"\nretries = 2\nretry_interval = \"10ms\""),
+        )
+    ));
+    let events: Vec<String> = (0..6)
+        .map(|i| format!(r#"{{"Id":"e{i}","JobId":"3f1e5a2b-8c7d-4e6f-9a0b-1c2d3e4f5a6{i}"}}"#))
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    assert!(daemon.send(&refs).iter().all(reply_ok));
+    server.wait_for(6);
+    assert!(
+        started.elapsed() >= Duration::from_millis(2000),
+        "not serialised"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let log = daemon.log();
+    assert_eq!(server.requests().len(), 6, "delivered twice:\n{log}");
+    assert!(!log.contains("timed out"), "{log}");
+}
