@@ -141,3 +141,23 @@ fn waiting_for_the_ntlm_connection_is_not_the_attempts_time() {
     assert_eq!(server.requests().len(), 6, "delivered twice:\n{log}");
     assert!(!log.contains("timed out"), "{log}");
 }
+
+#[test]
+fn url_placeholders_cannot_climb_the_path() {
+    let server = HttpServer::start();
+    let daemon = Daemon::start(&http_config(
+        &server.url("/api/tenants/{ClientMachine}/jobs/{JobType}/events"),
+        "retries = 3",
+    ));
+    daemon.send(&[r#"{"Id":"climb","ClientMachine":"..","JobType":".."}"#]);
+    let line = daemon.log_line("failed permanently");
+    assert!(line.contains("`.` or `..`"), "{line}");
+    daemon.send(&[r#"{"Id":"dots","ClientMachine":"...","JobType":"a.b/../c"}"#]);
+    let requests = server.wait_for(1);
+    assert_eq!(
+        requests[0].target,
+        "/api/tenants/%2E%2E%2E/jobs/a.b%2F..%2Fc/events"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.requests().len(), 1, "the climbing URL was sent");
+}

@@ -5,6 +5,7 @@
 //! status is a permanent failure. `retry_on` replaces the retried statuses.
 
 mod signing;
+mod target;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ use serde::Deserialize;
 use tracing::debug;
 
 use self::signing::Signer;
-use super::template::{Escape, Template};
+use self::target::Target;
+use super::template::Template;
 use super::{HandlerError, Retry};
 use crate::config::Config;
 use crate::config::values::SecretSource;
@@ -61,9 +63,7 @@ const BODY_SNIPPET: usize = 512;
 #[derive(Debug)]
 pub struct HttpHandler {
     endpoint: Endpoint,
-    url: Template,
-    /// The URL parsed once, when it has no placeholders.
-    fixed_url: Option<reqwest::Url>,
+    target: Target,
     method: Method,
     headers: HeaderMap,
     signer: Option<Signer>,
@@ -72,22 +72,16 @@ pub struct HttpHandler {
 
 impl HttpHandler {
     pub fn new(settings: &Settings, config: &Config) -> Result<Self, String> {
-        let host = url_host(&settings.url)?;
+        let target = Target::new(&settings.url)?;
         let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
-        let fixed_url = settings.url.is_constant().then(|| {
-            let mut url = String::new();
-            settings.url.render_constant(&mut url);
-            url
-        });
         let mut headers = header_map(&settings.headers)?;
         headers
             .entry(CONTENT_TYPE)
             .or_insert(HeaderValue::from_static("application/json"));
         Ok(HttpHandler {
-            endpoint: Endpoint::new(&settings.connection, &host, config)?,
-            url: settings.url.clone(),
-            fixed_url: fixed_url.and_then(|url| reqwest::Url::parse(&url).ok()),
+            endpoint: Endpoint::new(&settings.connection, &target.host, config)?,
+            target,
             method,
             headers,
             signer: match &settings.signing_secret {
@@ -107,19 +101,7 @@ impl HttpHandler {
     /// and headers, which decide the outcome. The body is then drained within
     /// bounds of its own (`crate::http::body`).
     pub async fn handle(&self, event: &Event, timeout: Duration) -> Result<(), HandlerError> {
-        let url = match &self.fixed_url {
-            Some(url) => url.clone(),
-            None => {
-                let mut text = String::new();
-                self.url.render(event, Escape::UrlComponent, &mut text);
-                reqwest::Url::parse(&text).map_err(|err| {
-                    HandlerError::permanent(format!(
-                        "url {:?} with the event's fields filled in is not a URL: {err}",
-                        redact(&text)
-                    ))
-                })?
-            }
-        };
+        let url = self.target.url(event)?;
         // Shared, not copied, by every leg of an NTLM handshake.
         let body = bytes::Bytes::from_owner(event.json().clone());
         let request =
@@ -217,17 +199,6 @@ impl HttpHandler {
                     || status == StatusCode::TOO_MANY_REQUESTS
             }
         }
-    }
-}
-
-/// The URL's host, after checking that the URL is http(s) and well formed.
-fn url_host(url: &Template) -> Result<String, String> {
-    let sample = url.with_stand_in("x");
-    match reqwest::Url::parse(&sample) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
-            Ok(parsed.host_str().unwrap_or_default().to_owned())
-        }
-        _ => Err(format!("url: {sample:?} is not an http:// or https:// URL")),
     }
 }
 
