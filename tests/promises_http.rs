@@ -161,3 +161,29 @@ fn url_placeholders_cannot_climb_the_path() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.requests().len(), 1, "the climbing URL was sent");
 }
+
+#[test]
+fn retry_after_in_asctime_form_is_honoured_and_zero_waits_the_interval() {
+    let server = HttpServer::start();
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let asctime = at
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%a %b %e %H:%M:%S %Y")
+        .to_string();
+    server.script([
+        Reply::status(503).with_header("Retry-After", &asctime),
+        Reply::status(503).with_header("Retry-After", "0"),
+    ]);
+    let daemon = Daemon::start(&http_config(
+        &server.url("/events"),
+        "retries = 2\nretry_interval = \"1s\"",
+    ));
+    daemon.send(&[r#"{"Id":"later"}"#]);
+    let requests = server.wait_for(3);
+    let gaps = [
+        requests[1].at - requests[0].at,
+        requests[2].at - requests[1].at,
+    ];
+    assert!(gaps[0] >= Duration::from_millis(1900), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(900), "{gaps:?}");
+}
