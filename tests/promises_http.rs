@@ -187,3 +187,23 @@ fn retry_after_in_asctime_form_is_honoured_and_zero_waits_the_interval() {
     assert!(gaps[0] >= Duration::from_millis(1900), "{gaps:?}");
     assert!(gaps[1] >= Duration::from_millis(900), "{gaps:?}");
 }
+
+#[test]
+fn a_proxy_407_to_connect_is_permanent_for_https_targets() {
+    let proxy = HttpServer::start();
+    proxy.script([Reply::status(407).with_header("Proxy-Authenticate", "Basic realm=\"corp\"")]);
+    let daemon = Daemon::start(&http_config(
+        "https://itsm.example.invalid/events",
+        &format!(
+            "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nProxyUsername = \"svc\"\nProxyPassword = \"wr0ng\"\nretries = 3",
+            proxy.addr.port()
+        ),
+    ));
+    daemon.send(&[r#"{"Id":"tunnel"}"#]);
+    let line = daemon.log_line("failed permanently");
+    assert!(line.contains("proxy authorization required"), "{line}");
+    std::thread::sleep(Duration::from_millis(300));
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].method, "CONNECT");
+}

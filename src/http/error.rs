@@ -44,10 +44,30 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// Whether another attempt may succeed.
+    /// Whether another attempt may succeed. A proxy that wants other
+    /// credentials (407) refuses the next attempt too, whether it answered
+    /// a request (an `http://` target: the handler sees the status) or a
+    /// CONNECT (an `https://` target: the error here).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, SendError::Protocol(_) | SendError::Refused { .. })
+        match self {
+            SendError::Http(err) => !proxy_refused(err),
+            SendError::Protocol(_) | SendError::Refused { .. } => false,
+            SendError::TimedOut { .. } | SendError::OversizedChallenge => true,
+        }
     }
+}
+
+/// Whether a CONNECT was answered 407. hyper-util's `TunnelError` is not
+/// exported, so its text is matched (`promises_http` checks it still is).
+fn proxy_refused(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.to_string() == "tunnel error: proxy authorization required" {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Runs `request` within `after`; running out is a [`SendError::TimedOut`]
