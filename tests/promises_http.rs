@@ -207,3 +207,28 @@ fn a_proxy_407_to_connect_is_permanent_for_https_targets() {
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "CONNECT");
 }
+
+#[test]
+fn a_token_in_the_query_string_reaches_neither_log_nor_dead_letter() {
+    let server = HttpServer::start();
+    server.script([Reply::status(400)]);
+    let daemon = Daemon::start(&http_config(
+        &server.url("/hook?token=s3cr3t-t0ken&tenant={ClientMachine}"),
+        "retries = 0",
+    ));
+    let config = daemon.config.to_str().unwrap().to_owned();
+    daemon.send(&[r#"{"Id":"leak","ClientMachine":"web01"}"#]);
+    let line = daemon.log_line("failed permanently");
+    assert!(
+        line.contains("/hook?token=REDACTED&tenant=REDACTED"),
+        "{line}"
+    );
+    assert_eq!(
+        server.requests()[0].target,
+        "/hook?token=s3cr3t-t0ken&tenant=web01"
+    );
+    let letters = jobhook(&["deadletter", "list", "--json", "-c", &config], None);
+    let letters = String::from_utf8_lossy(&letters.stdout).into_owned();
+    assert!(letters.contains("token=REDACTED"), "{letters}");
+    assert!(!letters.contains("s3cr3t") && !daemon.log().contains("s3cr3t"));
+}
