@@ -232,3 +232,22 @@ fn a_token_in_the_query_string_reaches_neither_log_nor_dead_letter() {
     assert!(letters.contains("token=REDACTED"), "{letters}");
     assert!(!letters.contains("s3cr3t") && !daemon.log().contains("s3cr3t"));
 }
+
+#[test]
+fn a_pinned_self_signed_ca_as_server_certificate_is_explained() {
+    let (pem, tls) = pki::self_signed_ca_server();
+    let server = HttpServer::start_tls(tls);
+    let daemon = Daemon::start_with(
+        &http_config(
+            &format!("https://{}/hook", server.addr),
+            "ssl_config = \"pinned\"\nretries = 0\n[ssl.pinned]\nca_file = \"server.pem\"",
+        ),
+        &[("server.pem", &pem)],
+    );
+    daemon.send(&[r#"{"Id":"pinned"}"#]);
+    let line = daemon.log_line("no retries left");
+    assert!(
+        line.contains("is a CA certificate") && line.contains("CA:FALSE"),
+        "{line}"
+    );
+}

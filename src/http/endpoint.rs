@@ -222,8 +222,17 @@ pub fn describe(err: reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
+    // webpki's name for it does not say what to do.
+    if text.contains("CaUsedAsEndEntity") {
+        text.push_str(CA_AS_SERVER);
+    }
     text
 }
+
+const CA_AS_SERVER: &str = " (the server's certificate is a CA certificate \
+    (basicConstraints CA:TRUE), which TLS never accepts as a server's own, even \
+    when ca_file pins it: make a CA, sign a server certificate with it that has \
+    basicConstraints CA:FALSE, and put the CA in ca_file)";
 
 fn auth(settings: &ConnectionSettings, secret: &SecretOf<'_>) -> Result<Auth, String> {
     Ok(
