@@ -251,3 +251,33 @@ fn a_pinned_self_signed_ca_as_server_certificate_is_explained() {
         "{line}"
     );
 }
+
+#[test]
+fn jobhook_send_passes_numbers_through_exactly() {
+    let server = HttpServer::start();
+    let daemon = Daemon::start(&http_config(&server.url("/hook"), ""));
+    let config = daemon.config.to_str().unwrap().to_owned();
+    let big = "123456789012345678901234567890";
+    let inputs = [
+        (format!(r#"{{"Id":"object","N":{big},"F":1.10}}"#), None),
+        (format!(r#"[{{"Id":"array","N":{big},"F":1.10}}]"#), None),
+        (
+            format!(
+                "{{\"Id\":\"ndjson\",\"N\":{big},\"F\":1.10}}\n{{\"Id\":\"more\",\"N\":{big},\"F\":1.10}}"
+            ),
+            Some("OnFinish"),
+        ),
+    ];
+    for (input, phase) in &inputs {
+        let mut args = vec!["send", "-c", &config];
+        if let Some(phase) = phase {
+            args.extend(["--phase", phase]);
+        }
+        let sent = jobhook(&args, Some(input));
+        assert!(sent.status.success(), "{sent:?}");
+    }
+    for request in server.wait_for(4) {
+        let body = String::from_utf8(request.body.clone()).unwrap();
+        assert!(body.contains(&format!("\"N\":{big},\"F\":1.10")), "{body}");
+    }
+}
