@@ -2,8 +2,10 @@
 //!
 //! A [`Pipeline`] is built complete from a valid config (every handler ready)
 //! before it is used, so a bad config never leaves half a pipeline running.
-//! Each handler's attempts, timeout and retries are run here, the same way for
-//! every library; the handler's error says whether a retry may help.
+//! Each handler's attempts and retries are run here, the same way for every
+//! library, with its `timeout` handed to `Handler::handle` (which knows what
+//! part of an attempt it bounds); the handler's error says whether a retry
+//! may help.
 
 mod filter;
 mod retry;
