@@ -5,8 +5,8 @@
 //! reserved character), so a value cannot add segments, a query or a
 //! fragment. It cannot remove segments either: a value of only dots is
 //! encoded (`..` → `%2E%2E`), but the URL standard still reads such a
-//! segment as `..` and climbs the path. So a rendered URL whose path has
-//! another shape than the template's is refused.
+//! segment as `..` and climbs the path. So a rendered URL with a dot
+//! segment is refused before it is parsed (and resolved).
 
 use reqwest::Url;
 
@@ -20,37 +20,27 @@ pub struct Target {
     template: Template,
     /// The URL parsed once, when it has no placeholders.
     fixed: Option<Url>,
-    /// The path's shape with every placeholder filled by a plain value.
-    shape: Shape,
     /// The URL's host (NTLM binds its credentials to the host's name).
     pub host: String,
 }
 
-/// How many segments a path has, and whether its last one is empty.
-#[derive(Debug, PartialEq, Eq)]
-struct Shape(usize, bool);
-
-impl Shape {
-    fn of(url: &Url) -> Shape {
-        Shape(
-            url.path_segments().map_or(0, Iterator::count),
-            url.path().ends_with('/'),
-        )
-    }
-}
-
 impl Target {
-    /// Checks that the URL is http(s) and well formed.
+    /// Checks that the URL is http(s), well formed and without dot segments.
     pub fn new(template: &Template) -> Result<Target, String> {
         let sample = template.with_stand_in("x");
         let parsed = match Url::parse(&sample) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
             _ => return Err(format!("url: {sample:?} is not an http:// or https:// URL")),
         };
+        if has_dot_segment(&sample) {
+            return Err(format!(
+                "url: {:?} has a `.` or `..` path segment; write the path it leads to",
+                redact(&sample)
+            ));
+        }
         Ok(Target {
             template: template.clone(),
             fixed: template.is_constant().then(|| parsed.clone()),
-            shape: Shape::of(&parsed),
             host: parsed.host_str().unwrap_or_default().to_owned(),
         })
     }
@@ -63,19 +53,61 @@ impl Target {
         }
         let mut text = String::new();
         self.template.render(event, Escape::UrlComponent, &mut text);
-        let url = Url::parse(&text).map_err(|err| {
-            HandlerError::permanent(format!(
-                "url {:?} with the event's fields filled in is not a URL: {err}",
-                redact(&text)
-            ))
-        })?;
-        if Shape::of(&url) != self.shape {
+        if has_dot_segment(&text) {
             return Err(HandlerError::permanent(format!(
                 "url {:?}: an event field's value is `.` or `..`, which a URL reads as a \
                  step in its path, not as a value; not sent",
                 redact(&text)
             )));
         }
-        Ok(url)
+        Url::parse(&text).map_err(|err| {
+            HandlerError::permanent(format!(
+                "url {:?} with the event's fields filled in is not a URL: {err}",
+                redact(&text)
+            ))
+        })
+    }
+}
+
+/// Whether the path of URL text has a segment the URL standard resolves:
+/// `.` or `..`, each dot written as it is or as `%2E` (any case).
+fn has_dot_segment(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let Some(start) = after_scheme.find('/') else {
+        return false;
+    };
+    let path = after_scheme[start..]
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default();
+    path.split('/').any(|segment| {
+        let dots = segment.to_ascii_lowercase().replace("%2e", ".");
+        dots == "." || dots == ".."
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling_and_only_in_the_path() {
+        for url in [
+            "http://h/a/../b",
+            "http://h/%2E%2e/b",
+            "http://h/a/.%2E",
+            "http://h/a/%2e?x",
+        ] {
+            assert!(has_dot_segment(url), "{url}");
+        }
+        for url in [
+            "http://h/a/.../b",
+            "http://h/a.b/",
+            "http://h/a/?x=..",
+            "http://h",
+            "http://h/a/#..",
+        ] {
+            assert!(!has_dot_segment(url), "{url}");
+        }
     }
 }
