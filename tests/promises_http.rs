@@ -5,7 +5,7 @@
 
 mod util;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::http::{HttpServer, Reply};
 use util::*;
