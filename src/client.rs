@@ -8,7 +8,10 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::config::DaemonSettings;
-use crate::event::Phase;
+
+mod lines;
+
+pub use lines::event_lines;
 
 /// Where the daemon listens, read from `[daemon]` only, so that a config with
 /// problems elsewhere does not stop an operator from sending events.
@@ -36,31 +39,6 @@ pub fn endpoint_from_config(file: &Path) -> anyhow::Result<PathBuf> {
     let socket = addresses.daemon.socket.unwrap_or(defaults.socket);
     let dir = file.parent().unwrap_or(Path::new("."));
     Ok(dir.join(socket))
-}
-
-/// Splits input into event lines: a JSON array (one line per element), one
-/// JSON object, or NDJSON (one line per non-blank line, passed as written when
-/// it is not JSON, so that the daemon's answer explains the problem).
-/// `phase` overrides each event's `Phase`.
-pub fn event_lines(input: &str, phase: Option<Phase>) -> Vec<String> {
-    let with_phase = |mut value: Value| {
-        if let (Some(phase), Value::Object(fields)) = (phase, &mut value) {
-            fields.insert("Phase".into(), Value::String(phase.as_str().into()));
-        }
-        value.to_string()
-    };
-    match serde_json::from_str::<Value>(input) {
-        Ok(Value::Array(items)) => items.into_iter().map(with_phase).collect(),
-        Ok(value) => vec![with_phase(value)],
-        Err(_) => input
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(|line| match serde_json::from_str::<Value>(line) {
-                Ok(value) => with_phase(value),
-                Err(_) => line.to_owned(),
-            })
-            .collect(),
-    }
 }
 
 /// The replies to one batch of lines.
@@ -136,28 +114,4 @@ pub async fn send(
     let pipe = tokio::net::windows::named_pipe::ClientOptions::new().open(endpoint)?;
     let (read, write) = tokio::io::split(pipe);
     Ok(exchange(read, write, lines).await)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_arrays_objects_and_ndjson() {
-        assert_eq!(
-            event_lines(r#"[{"a":1},{"b":2}]"#, None),
-            [r#"{"a":1}"#, r#"{"b":2}"#]
-        );
-        assert_eq!(event_lines("{\n \"a\": 1\n}\n", None), [r#"{"a":1}"#]);
-        assert_eq!(
-            event_lines("{\"a\":1}\n\n{\"b\":2}\nnot json\n", None),
-            [r#"{"a":1}"#, r#"{"b":2}"#, "not json"]
-        );
-    }
-
-    #[test]
-    fn phase_overrides_each_event() {
-        let lines = event_lines(r#"[{"Phase":"OnFinish"},{}]"#, Some(Phase::OnStart));
-        assert_eq!(lines, [r#"{"Phase":"OnStart"}"#, r#"{"Phase":"OnStart"}"#]);
-    }
 }

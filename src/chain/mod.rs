@@ -2,9 +2,10 @@
 //!
 //! A [`Pipeline`] is built complete from a valid config (every handler ready)
 //! before it is used, so a bad config never leaves half a pipeline running.
-//! Each handler's attempts, timeout and retries are run the same way for
-//! every library ([`Stage`]); the handler's error says whether a retry may
-//! help.
+//! Each handler's attempts and retries are run the same way for every
+//! library ([`Stage`]), with its `timeout` handed to `Handler::handle`
+//! (which knows what part of an attempt it bounds); the handler's error
+//! says whether a retry may help.
 
 mod filter;
 mod leftover;
@@ -253,6 +254,10 @@ impl Pipeline {
                     }
                     _ => (0, now_ms()),
                 };
+                if work.replay.is_some() && work.resume.is_none() {
+                    // The first attempt of a replay: the operator asked for it.
+                    stage.replayed();
+                }
                 let seq = work.seq;
                 let current = changed.as_deref().unwrap_or(event);
                 match stage.attempt(current, prior, stop).await {

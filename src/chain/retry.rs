@@ -24,9 +24,10 @@ impl RetryPolicy {
     }
 
     /// The wait after `failed` attempts (1 after the first failure). A wait the
-    /// server asked for (`Retry-After`) wins, capped at `max_retry_interval`.
+    /// server asked for (`Retry-After`) wins, capped at `max_retry_interval`;
+    /// asking for none (zero, a past date) is not a reason to retry at once.
     pub fn delay(&self, failed: u32, asked: Option<Duration>) -> Duration {
-        if let Some(asked) = asked {
+        if let Some(asked) = asked.filter(|asked| !asked.is_zero()) {
             return asked.min(self.max_interval);
         }
         match self.backoff {
@@ -86,5 +87,7 @@ mod tests {
             p.delay(1, Some(Duration::from_secs(70))),
             Duration::from_secs(10)
         );
+        assert_eq!(p.delay(1, Some(Duration::MAX)), Duration::from_secs(10));
+        assert_eq!(p.delay(1, Some(Duration::ZERO)), Duration::from_secs(2));
     }
 }

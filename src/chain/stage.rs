@@ -63,6 +63,11 @@ impl Stage {
         matches!(self.handler, Handler::TextFile(_))
     }
 
+    /// An operator replayed a dead letter of this stage's handler.
+    pub(super) fn replayed(&self) {
+        self.handler.replayed();
+    }
+
     /// One attempt, after `prior` failed ones.
     pub(super) async fn attempt(
         &self,
@@ -77,21 +82,16 @@ impl Stage {
         let span = info_span!("handler", name = %self.name);
         async {
             let attempts = prior + 1;
-            let attempt = tokio::time::timeout(self.timeout, self.handler.handle(event));
             let result = tokio::select! {
-                result = attempt => result,
+                result = self.handler.handle(event, self.timeout) => result,
                 () = stop.cancelled() => return Attempt::Abandoned,
             };
             let error = match result {
-                Ok(Ok(replaced)) => {
+                Ok(replaced) => {
                     debug!(attempts, "delivered");
                     return Attempt::Delivered(replaced);
                 }
-                Ok(Err(error)) => error,
-                Err(_) => HandlerError::retryable(format!(
-                    "timed out after {}",
-                    humantime::format_duration(self.timeout)
-                )),
+                Err(error) => error,
             };
             let Retry::Later { after } = error.retry else {
                 error!(attempts, error = %error, "failed permanently; not retried");

@@ -126,17 +126,47 @@ impl Handler {
         .map_err(BuildError::Settings)
     }
 
-    /// Runs one attempt for one event. A handler that changes the event
-    /// (Lua) returns the event the rest of the chain sees.
+    /// Runs one attempt for one event, bounded by `timeout`. A handler that
+    /// changes the event (Lua) returns the event the rest of the chain sees.
     ///
-    /// An HTTP request's future is boxed: it is 2.5 KB, and unboxed every
-    /// attempt of every handler was that size, copied as it was wrapped
-    /// (timeout, select, span) — 2% of a Lua run's instructions.
-    pub async fn handle(&self, event: &Event) -> Result<Option<Event>, HandlerError> {
-        match self {
-            Handler::TextFile(handler) => handler.handle(event).await.map(|()| None),
-            Handler::Http(handler) => Box::pin(handler.handle(event)).await.map(|()| None),
-            Handler::Lua(handler) => handler.handle(event).await,
+    /// The HTTP handler applies `timeout` itself, to the exchange only: time
+    /// spent waiting for an NTLM connection, or draining a body after the
+    /// status decided, is not the attempt's. Its future is boxed: it is
+    /// 2.5 KB, and unboxed every attempt of every handler was that size,
+    /// copied as it was wrapped (timeout, select, span) — 2% of a Lua run's
+    /// instructions.
+    pub async fn handle(
+        &self,
+        event: &Event,
+        timeout: Duration,
+    ) -> Result<Option<Event>, HandlerError> {
+        let bounded = match self {
+            Handler::Http(handler) => {
+                return Box::pin(handler.handle(event, timeout))
+                    .await
+                    .map(|()| None);
+            }
+            Handler::TextFile(handler) => {
+                tokio::time::timeout(timeout, async {
+                    handler.handle(event).await.map(|()| None)
+                })
+                .await
+            }
+            Handler::Lua(handler) => tokio::time::timeout(timeout, handler.handle(event)).await,
+        };
+        bounded.unwrap_or_else(|_| {
+            Err(HandlerError::retryable(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            )))
+        })
+    }
+
+    /// An operator replayed a dead letter of this handler: a logon the
+    /// server refused may be tried once more.
+    pub fn replayed(&self) {
+        if let Handler::Http(handler) = self {
+            handler.replayed();
         }
     }
 }

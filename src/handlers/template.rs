@@ -35,7 +35,8 @@ pub enum Escape {
     /// Inside a file path: anything but letters, digits, `.`, `_` and `-` becomes
     /// `_`, so a field value can never climb out of the directory (`../`).
     PathSegment,
-    /// Inside a URL: percent-encoded, so a value is one path segment or query value.
+    /// Inside a URL: percent-encoded, so a value is one path segment or
+    /// query value; a value of only dots has them encoded too (`%2E`).
     UrlComponent,
 }
 
@@ -173,7 +174,7 @@ impl Escape {
                 }
             }
             Escape::PathSegment => {
-                if value.is_empty() || value.chars().all(|c| c == '.') {
+                if value.is_empty() || only_dots(value) {
                     out.push('_');
                     return;
                 }
@@ -185,11 +186,19 @@ impl Escape {
                     }
                 }));
             }
+            Escape::UrlComponent if only_dots(value) => {
+                out.extend(value.chars().map(|_| "%2E"));
+            }
             Escape::UrlComponent => {
                 out.extend(percent_encoding::utf8_percent_encode(value, URL_COMPONENT));
             }
         }
     }
+}
+
+/// `.`, `..`, …: a path segment made of these means "here" or "up".
+fn only_dots(value: &str) -> bool {
+    !value.is_empty() && value.chars().all(|c| c == '.')
 }
 
 impl<'de> Deserialize<'de> for Template {
@@ -258,6 +267,15 @@ mod tests {
             render("https://h/jobs/{Evil}?t={JobType}", Escape::UrlComponent),
             "https://h/jobs/..%2F..%2Fetc%2Fpasswd?t=WinCertInventory"
         );
+        let line = br#"{"A":"..","B":"."}"#;
+        let event = Event::from_line(line, jiff::Timestamp::now()).unwrap();
+        let mut out = String::new();
+        Template::parse("https://h/{A}/{B}").unwrap().render(
+            &event,
+            Escape::UrlComponent,
+            &mut out,
+        );
+        assert_eq!(out, "https://h/%2E%2E/%2E");
         assert_eq!(
             Template::parse("https://{Host}/x/{date}")
                 .unwrap()

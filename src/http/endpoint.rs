@@ -2,12 +2,16 @@
 //! (shared by `HttpHandler` sections and the `[api]` section Lua scripts call)
 //! and the ready client built from them.
 
+use std::time::Duration;
+
 use reqwest::{Client, RequestBuilder, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::ntlm::{NtlmCredentials, NtlmError, NtlmSession};
+use super::error::{SendError, Waiting, within};
+use super::ntlm::{NtlmCredentials, NtlmError};
+use super::ntlm_session::{Answer, NtlmSession};
 use super::{Auth, ClientSpec, ProxySpec, build_client};
 use crate::config::Config;
 use crate::config::values::{List, SecretSource};
@@ -151,15 +155,44 @@ impl Endpoint {
     }
 
     /// Sends the request `build` makes (given an NTLM leg's `Authorization`
-    /// header, if any), authenticated as configured.
+    /// header, if any), authenticated as configured. `timeout` bounds the
+    /// exchange up to the answer's headers; with NTLM, waiting for the
+    /// connection has a bound of its own, equally long. The answer holds the
+    /// NTLM connection until it is dropped: read its body first.
+    pub async fn deliver(
+        &self,
+        build: impl Fn(Option<String>) -> RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Answer<'_>, SendError> {
+        let request = |authorization: Option<String>| self.auth.apply(build(authorization));
+        match &self.ntlm {
+            None => within(timeout, Waiting::Answer, async {
+                request(None).send().await.map_err(SendError::Http)
+            })
+            .await
+            .map(Answer::alone),
+            Some(session) => session.send(request, timeout).await,
+        }
+    }
+
+    /// [`Endpoint::deliver`] for a caller that bounds the whole call itself
+    /// (a Lua script's `client`).
     pub async fn send(
         &self,
         build: impl Fn(Option<String>) -> RequestBuilder,
     ) -> Result<Response, NtlmError> {
-        let request = |authorization: Option<String>| self.auth.apply(build(authorization));
-        match &self.ntlm {
-            None => request(None).send().await.map_err(NtlmError::Http),
-            Some(session) => session.send(request).await,
+        match self.deliver(build, Duration::MAX).await {
+            Ok(answer) => Ok(answer.response),
+            Err(SendError::Http(err)) => Err(NtlmError::Http(err)),
+            Err(other) => Err(NtlmError::Protocol(other.to_string())),
+        }
+    }
+
+    /// Allows NTLM one more logon after the server refused the credentials:
+    /// an operator replayed a dead letter.
+    pub fn rearm(&self) {
+        if let Some(session) = &self.ntlm {
+            session.rearm();
         }
     }
 
@@ -189,8 +222,17 @@ pub fn describe(err: reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
+    // webpki's name for it does not say what to do.
+    if text.contains("CaUsedAsEndEntity") {
+        text.push_str(CA_AS_SERVER);
+    }
     text
 }
+
+const CA_AS_SERVER: &str = " (the server's certificate is a CA certificate \
+    (basicConstraints CA:TRUE), which TLS never accepts as a server's own, even \
+    when ca_file pins it: make a CA, sign a server certificate with it that has \
+    basicConstraints CA:FALSE, and put the CA in ca_file)";
 
 fn auth(settings: &ConnectionSettings, secret: &SecretOf<'_>) -> Result<Auth, String> {
     Ok(

@@ -2,8 +2,11 @@
 //! and authentication settings. Shared by the `HttpHandler` and by the API
 //! client handed to Lua scripts.
 
+pub mod body;
 pub mod endpoint;
+pub mod error;
 pub mod ntlm;
+pub mod ntlm_session;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -107,15 +110,31 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Strin
     Ok(map)
 }
 
-/// The URL without a password in it, for messages.
+/// The URL for messages (logs, dead letters, errors): without a password,
+/// and with every query value replaced, since tokens often travel there
+/// (`?api_key=…`). Text that is not a URL loses everything after `?`.
 pub fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("REDACTED"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    const HIDDEN: &str = "REDACTED";
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return match url.split_once('?') {
+            Some((before, _)) => format!("{before}?{HIDDEN}"),
+            None => url.to_owned(),
+        };
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(HIDDEN));
     }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed
+            .query_pairs()
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        parsed
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(names.iter().map(|name| (name, HIDDEN)));
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -123,8 +142,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_in_urls_are_redacted() {
+    fn passwords_and_query_values_in_urls_are_redacted() {
         assert_eq!(redact("https://u:secret@h/x"), "https://u:REDACTED@h/x");
         assert_eq!(redact("https://h/x"), "https://h/x");
+        assert_eq!(
+            redact("https://h/x?token=s3cret&flag"),
+            "https://h/x?token=REDACTED&flag=REDACTED"
+        );
+        assert_eq!(redact("not a url?token=s3cret"), "not a url?REDACTED");
     }
 }

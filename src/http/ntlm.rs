@@ -1,17 +1,12 @@
 //! NTLMv2 client messages, made by Devolutions' `sspi` (which also does the
 //! MD4 / HMAC-MD5 work). This module only drives its three steps:
 //! NEGOTIATE → (server's CHALLENGE) → AUTHENTICATE.
-//!
-//! NTLM authenticates a connection, not a request: all three legs must travel
-//! on one kept-alive connection. [`NtlmSession`] gets that from a client with
-//! a single pooled HTTP/1 connection (see `ClientSpec::single_connection`) by
-//! sending one request at a time, and restarts the handshake when the server
-//! asks again.
+//! `super::ntlm_session` sends them on one connection.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::header::WWW_AUTHENTICATE;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use sspi::{
     AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation, Ntlm,
@@ -20,17 +15,15 @@ use sspi::{
 
 /// Who to authenticate as: `DOMAIN\user` or `user@domain`.
 pub struct NtlmCredentials {
+    /// As configured, for messages.
+    user: String,
     username: Username,
     password: SecretString,
 }
 
 impl std::fmt::Debug for NtlmCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "NtlmCredentials({}, [REDACTED])",
-            self.username.account_name()
-        )
+        write!(f, "NtlmCredentials({}, [REDACTED])", self.user)
     }
 }
 
@@ -39,7 +32,16 @@ impl NtlmCredentials {
         let username = Username::parse(user).map_err(|err| {
             format!("ntlm_user {user:?}: {err}; write DOMAIN\\user or user@domain")
         })?;
-        Ok(NtlmCredentials { username, password })
+        Ok(NtlmCredentials {
+            user: user.to_owned(),
+            username,
+            password,
+        })
+    }
+
+    /// The user as configured (`CORP\svc`).
+    pub fn user(&self) -> &str {
+        &self.user
     }
 }
 
@@ -115,94 +117,21 @@ impl Handshake {
     }
 }
 
-/// How often a handshake is started over when the server answers the last
-/// leg with a bare `NTLM` (it saw the legs on different connections).
-const RESTARTS: usize = 2;
-
-/// Why an NTLM-authenticated request failed.
+/// Why an NTLM-authenticated request failed, as the Lua API client sees it.
 #[derive(Debug)]
 pub enum NtlmError {
     /// The request itself failed (connection, timeout): may pass.
     Http(reqwest::Error),
-    /// The NTLM messages could not be made or read: will not pass.
+    /// The NTLM messages could not be made or read, or the server refused
+    /// the credentials: will not pass.
     Protocol(String),
 }
 
-/// Sends requests to one server, authenticating the connection with NTLM.
-pub struct NtlmSession {
-    credentials: NtlmCredentials,
-    host: String,
-    one_at_a_time: tokio::sync::Mutex<()>,
-}
-
-impl std::fmt::Debug for NtlmSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NtlmSession({:?}, {})", self.credentials, self.host)
-    }
-}
-
-impl NtlmSession {
-    pub fn new(credentials: NtlmCredentials, host: &str) -> Self {
-        NtlmSession {
-            credentials,
-            host: host.to_owned(),
-            one_at_a_time: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// Sends the request `build(authorization)` makes. When the server answers
-    /// 401 with `WWW-Authenticate: NTLM`, runs the handshake and returns the
-    /// answer to its last leg (a 401 then means the credentials were refused).
-    pub async fn send(
-        &self,
-        build: impl Fn(Option<String>) -> RequestBuilder,
-    ) -> Result<Response, NtlmError> {
-        let _alone = self.one_at_a_time.lock().await;
-        let mut response = build(None).send().await.map_err(NtlmError::Http)?;
-        for _ in 0..=RESTARTS {
-            if !asks_for_ntlm(&response) {
-                return Ok(response);
-            }
-            // Read the 401 to its end, or the connection is not reused.
-            let _ = response.bytes().await;
-            settle().await;
-            let (handshake, negotiate) =
-                Handshake::start(&self.credentials, &self.host).map_err(NtlmError::Protocol)?;
-            let challenged = build(Some(header(&negotiate)))
-                .send()
-                .await
-                .map_err(NtlmError::Http)?;
-            let challenge = match ntlm_header(&challenged) {
-                Some(token) if !token.is_empty() => token,
-                _ => return Ok(challenged),
-            };
-            let _ = challenged.bytes().await.map_err(NtlmError::Http)?;
-            settle().await;
-            let authenticate = handshake
-                .authenticate(&challenge)
-                .map_err(NtlmError::Protocol)?;
-            response = build(Some(header(&authenticate)))
-                .send()
-                .await
-                .map_err(NtlmError::Http)?;
-        }
-        Ok(response)
-    }
-}
-
-/// Lets the connection that carried the last answer go back to the pool
-/// before the next leg is sent. Otherwise the next request can find it not
-/// yet idle and open a new connection — which has no NTLM context, so the
-/// server answers a bare 401 (seen under load against pyspnego).
-async fn settle() {
-    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-}
-
-fn header(message: &[u8]) -> String {
+pub(super) fn header(message: &[u8]) -> String {
     format!("NTLM {}", BASE64.encode(message))
 }
 
-fn ntlm_header(response: &Response) -> Option<Vec<u8>> {
+pub(super) fn ntlm_header(response: &Response) -> Option<Vec<u8>> {
     if response.status() != StatusCode::UNAUTHORIZED {
         return None;
     }
@@ -215,7 +144,7 @@ fn ntlm_header(response: &Response) -> Option<Vec<u8>> {
 }
 
 /// A 401 that offers NTLM (a bare `NTLM`, no token: a new handshake).
-fn asks_for_ntlm(response: &Response) -> bool {
+pub(super) fn asks_for_ntlm(response: &Response) -> bool {
     ntlm_header(response).is_some_and(|token| token.is_empty())
 }
 

@@ -21,6 +21,17 @@ pub enum Reply {
     },
     /// Never answer (the connection stays open).
     Hang,
+    /// The reply, after a pause.
+    After(Duration, Box<Reply>),
+    /// Announces `length` body bytes, then sends them `step` at a time with
+    /// `every` between steps, for as long as the client reads.
+    Trickle {
+        code: u16,
+        headers: Vec<(String, String)>,
+        length: u64,
+        step: usize,
+        every: Duration,
+    },
 }
 
 impl Reply {
@@ -33,7 +44,7 @@ impl Reply {
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
-        if let Reply::Status { headers, .. } = &mut self {
+        if let Reply::Status { headers, .. } | Reply::Trickle { headers, .. } = &mut self {
             headers.push((name.to_owned(), value.to_owned()));
         }
         self
@@ -73,6 +84,8 @@ impl Request {
 struct State {
     requests: Vec<Request>,
     script: VecDeque<Reply>,
+    /// Body bytes of `Trickle` replies the clients took.
+    trickled: u64,
 }
 
 pub struct HttpServer {
@@ -135,6 +148,11 @@ impl HttpServer {
         self.state.lock().unwrap().script.extend(replies);
     }
 
+    /// Body bytes of `Trickle` replies the clients took so far.
+    pub fn trickled(&self) -> u64 {
+        self.state.lock().unwrap().trickled
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -194,29 +212,64 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state: Arc<Mut
                 .pop_front()
                 .unwrap_or_else(|| Reply::status(200))
         };
-        match reply {
-            Reply::Hang => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                return;
-            }
-            Reply::Status {
-                code,
-                headers,
-                body,
-            } => {
-                let mut head = format!(
-                    "HTTP/1.1 {code} Scripted\r\nContent-Length: {}\r\n",
-                    body.len()
-                );
-                for (name, value) in headers {
-                    head.push_str(&format!("{name}: {value}\r\n"));
-                }
-                head.push_str("\r\n");
-                head.push_str(&body);
-                if stream.get_mut().write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
+        if !answer(stream.get_mut(), reply, &state).await {
+            return;
         }
     }
+}
+
+/// Writes `reply`; false when the connection is done.
+async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply, state: &Mutex<State>) -> bool {
+    match reply {
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            false
+        }
+        Reply::After(pause, reply) => {
+            tokio::time::sleep(pause).await;
+            Box::pin(answer(stream, *reply, state)).await
+        }
+        Reply::Status {
+            code,
+            headers,
+            body,
+        } => {
+            let mut head = head(code, body.len() as u64, &headers);
+            head.push_str(&body);
+            stream.write_all(head.as_bytes()).await.is_ok()
+        }
+        Reply::Trickle {
+            code,
+            headers,
+            length,
+            step,
+            every,
+        } => {
+            let head = head(code, length, &headers);
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return false;
+            }
+            let chunk = vec![b'x'; step];
+            let mut sent = 0;
+            while sent < length {
+                let part = &chunk[..step.min((length - sent) as usize)];
+                if stream.write_all(part).await.is_err() || stream.flush().await.is_err() {
+                    return false;
+                }
+                sent += part.len() as u64;
+                state.lock().unwrap().trickled += part.len() as u64;
+                tokio::time::sleep(every).await;
+            }
+            true
+        }
+    }
+}
+
+fn head(code: u16, length: u64, headers: &[(String, String)]) -> String {
+    let mut head = format!("HTTP/1.1 {code} Scripted\r\nContent-Length: {length}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
 }

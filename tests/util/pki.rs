@@ -54,3 +54,21 @@ pub fn server_config(ca: &Authority) -> Arc<rustls::ServerConfig> {
         .unwrap();
     Arc::new(config)
 }
+
+/// Server TLS for 127.0.0.1 with a self-signed certificate that is its own
+/// CA (basicConstraints CA:TRUE), as `openssl req -x509` makes by default;
+/// returns its PEM with the config.
+pub fn self_signed_ca_server() -> (String, Arc<rustls::ServerConfig>) {
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    (cert.pem(), Arc::new(config))
+}

@@ -121,3 +121,33 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path) ->
     });
     peer
 }
+
+/// The NTLM server of `tests/data/ntlm_server.py` (pyspnego's acceptor),
+/// knowing `CORP\svc-jobhook` (also as `svc-jobhook@CORP`) with the
+/// password `Corr3ct-Horse`. Its log has a line `ntlm refused` for every
+/// refused logon and one per request it answered.
+pub struct NtlmServer {
+    pub peer: Peer,
+    /// One JSON line `{"user": …, "body": …}` per accepted request.
+    pub record: PathBuf,
+}
+
+pub fn ntlm_server(dir: &Path) -> NtlmServer {
+    let users = dir.join("ntlm-users");
+    // A UPN travels as the user name with an empty domain (MS-NLMP 3.1.5.1.2),
+    // so pyspnego's store lists it under no domain.
+    std::fs::write(
+        &users,
+        "CORP:svc-jobhook:Corr3ct-Horse\n:svc-jobhook@CORP:Corr3ct-Horse\n",
+    )
+    .unwrap();
+    let record = dir.join("accepted.jsonl");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ntlm_server.py");
+    let peer = start(
+        "ntlm-server",
+        &[script, "{port}", record.to_str().unwrap()],
+        &[("NTLM_USER_FILE", users.to_str().unwrap())],
+        dir,
+    );
+    NtlmServer { peer, record }
+}

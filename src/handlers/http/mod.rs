@@ -4,24 +4,29 @@
 //! pass and are retried (a `Retry-After` answer sets the wait); every other
 //! status is a permanent failure. `retry_on` replaces the retried statuses.
 
+mod retry_after;
 mod signing;
+mod target;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tracing::debug;
 
+use self::retry_after::retry_after;
 use self::signing::Signer;
-use super::template::{Escape, Template};
+use self::target::Target;
+use super::template::Template;
 use super::{HandlerError, Retry};
 use crate::config::Config;
 use crate::config::values::SecretSource;
 use crate::event::Event;
+use crate::http::body::{DRAIN_LIMIT, drain};
 use crate::http::endpoint::{ConnectionSettings, Endpoint};
-use crate::http::ntlm::NtlmError;
+use crate::http::error::SendError;
 use crate::http::{header_map, redact};
 
 /// Settings of an `HttpHandler` section.
@@ -56,15 +61,11 @@ fn default_method() -> String {
 
 /// Bytes of a failed response's body quoted in the error.
 const BODY_SNIPPET: usize = 512;
-/// Bytes of a successful response's body read so the connection can be reused.
-const DRAIN_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct HttpHandler {
     endpoint: Endpoint,
-    url: Template,
-    /// The URL parsed once, when it has no placeholders.
-    fixed_url: Option<reqwest::Url>,
+    target: Target,
     method: Method,
     headers: HeaderMap,
     signer: Option<Signer>,
@@ -73,22 +74,16 @@ pub struct HttpHandler {
 
 impl HttpHandler {
     pub fn new(settings: &Settings, config: &Config) -> Result<Self, String> {
-        let host = url_host(&settings.url)?;
+        let target = Target::new(&settings.url)?;
         let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
-        let fixed_url = settings.url.is_constant().then(|| {
-            let mut url = String::new();
-            settings.url.render_constant(&mut url);
-            url
-        });
         let mut headers = header_map(&settings.headers)?;
         headers
             .entry(CONTENT_TYPE)
             .or_insert(HeaderValue::from_static("application/json"));
         Ok(HttpHandler {
-            endpoint: Endpoint::new(&settings.connection, &host, config)?,
-            url: settings.url.clone(),
-            fixed_url: fixed_url.and_then(|url| reqwest::Url::parse(&url).ok()),
+            endpoint: Endpoint::new(&settings.connection, &target.host, config)?,
+            target,
             method,
             headers,
             signer: match &settings.signing_secret {
@@ -104,32 +99,24 @@ impl HttpHandler {
         })
     }
 
-    pub async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let url = match &self.fixed_url {
-            Some(url) => url.clone(),
-            None => {
-                let mut text = String::new();
-                self.url.render(event, Escape::UrlComponent, &mut text);
-                reqwest::Url::parse(&text).map_err(|err| {
-                    HandlerError::permanent(format!(
-                        "url {:?} with the event's fields filled in is not a URL: {err}",
-                        redact(&text)
-                    ))
-                })?
-            }
-        };
+    /// One attempt: `timeout` bounds the exchange up to the answer's status
+    /// and headers, which decide the outcome. The body is then drained within
+    /// bounds of its own (`crate::http::body`).
+    pub async fn handle(&self, event: &Event, timeout: Duration) -> Result<(), HandlerError> {
+        let url = self.target.url(event)?;
         // Shared, not copied, by every leg of an NTLM handshake.
         let body = bytes::Bytes::from_owner(event.json().clone());
         let request =
             |authorization: Option<String>| self.request(&url, event.id(), &body, authorization);
         let started = Instant::now();
-        let sent = self.endpoint.send(request).await;
-        let mut response = sent.map_err(|err| self.send_failed(url.as_str(), err))?;
+        let sent = self.endpoint.deliver(request, timeout).await;
+        let mut answer = sent.map_err(|err| self.send_failed(url.as_str(), err))?;
+        let response = &mut answer.response;
         let status = response.status();
         let elapsed = started.elapsed().as_millis();
         if status.is_success() {
-            drain(&mut response, DRAIN_LIMIT).await;
-            debug!(%status, elapsed_ms = elapsed, "delivered");
+            let drained = drain(response, DRAIN_LIMIT).await;
+            debug!(%status, elapsed_ms = elapsed, body_complete = drained.complete, "delivered");
             return Ok(());
         }
         let after = retry_after(response.headers());
@@ -146,12 +133,12 @@ impl HttpHandler {
                 )
             })
             .unwrap_or_default();
-        let snippet = drain(&mut response, BODY_SNIPPET).await;
+        let snippet = drain(response, BODY_SNIPPET).await;
         let message = format!(
             "{} {} answered {status}{moved_to} after {elapsed} ms: {}",
             self.method,
             redact(url.as_str()),
-            String::from_utf8_lossy(&snippet).trim()
+            String::from_utf8_lossy(&snippet.bytes).trim()
         );
         let retry = if self.retries(status) {
             Retry::Later { after }
@@ -159,6 +146,11 @@ impl HttpHandler {
             Retry::Never
         };
         Err(HandlerError { message, retry })
+    }
+
+    /// See [`crate::handlers::Handler::replayed`].
+    pub fn replayed(&self) {
+        self.endpoint.rearm();
     }
 
     /// One request for the event; `authorization` is an NTLM leg's header.
@@ -186,15 +178,17 @@ impl HttpHandler {
         request.body(body.clone())
     }
 
-    fn send_failed(&self, url: &str, err: NtlmError) -> HandlerError {
-        match err {
-            NtlmError::Protocol(message) => HandlerError::permanent(message),
-            NtlmError::Http(err) => HandlerError::retryable(format!(
-                "{} {}: {}",
-                self.method,
-                redact(url),
-                self.endpoint.describe(err)
-            )),
+    fn send_failed(&self, url: &str, err: SendError) -> HandlerError {
+        let retryable = err.is_retryable();
+        let cause = match err {
+            SendError::Http(err) => self.endpoint.describe(err),
+            other => other.to_string(),
+        };
+        let message = format!("{} {}: {cause}", self.method, redact(url));
+        if retryable {
+            HandlerError::retryable(message)
+        } else {
+            HandlerError::permanent(message)
         }
     }
 
@@ -207,71 +201,5 @@ impl HttpHandler {
                     || status == StatusCode::TOO_MANY_REQUESTS
             }
         }
-    }
-}
-
-/// The URL's host, after checking that the URL is http(s) and well formed.
-fn url_host(url: &Template) -> Result<String, String> {
-    let sample = url.with_stand_in("x");
-    match reqwest::Url::parse(&sample) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
-            Ok(parsed.host_str().unwrap_or_default().to_owned())
-        }
-        _ => Err(format!("url: {sample:?} is not an http:// or https:// URL")),
-    }
-}
-
-/// Reads up to `limit` bytes of the body (the rest is left unread).
-async fn drain(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())])
-            }
-            _ => break,
-        }
-    }
-    body
-}
-
-/// The wait a `Retry-After` header asks for: seconds, or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let wait = at.duration_since(jiff::Timestamp::now());
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
-}
-
-#[cfg(test)]
-mod tests {
-
-    use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
-        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
-            .timestamp_to_rfc9110_string(&later)
-            .unwrap();
-        headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
-        let wait = retry_after(&headers).unwrap();
-        assert!(
-            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
-            "{wait:?}"
-        );
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
-        );
-        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers), None);
     }
 }

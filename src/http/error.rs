@@ -1,0 +1,83 @@
+//! Why a request to an endpoint got no answer, and whether trying again may help.
+
+use std::time::Duration;
+
+/// What a timed-out request was waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Its turn on the NTLM connection, held by other events' requests:
+    /// nothing was sent.
+    Turn,
+    /// The server's answer (its status and headers).
+    Answer,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The request itself failed (connection, TLS): may pass. Described by
+    /// `Endpoint::describe`, which knows the TLS section.
+    #[error("{0}")]
+    Http(reqwest::Error),
+    /// The NTLM messages could not be made or read: will not pass.
+    #[error("{0}")]
+    Protocol(String),
+    /// The server refused the NTLM credentials. No further logon is tried
+    /// with them: a queue of events must not lock the account out.
+    #[error(
+        "NTLM credentials for {user} were refused; no further logon is tried until \
+         the handler's settings change or a dead letter is replayed"
+    )]
+    Refused { user: String },
+    #[error("timed out after {} waiting for {}", humantime::format_duration(*.after), match .waiting {
+        Waiting::Turn => "the NTLM connection (other events' requests hold it; nothing was sent)",
+        Waiting::Answer => "the server's answer",
+    })]
+    TimedOut { waiting: Waiting, after: Duration },
+    /// A 401 of the NTLM handshake had a body over the drain limit: its
+    /// connection, which the handshake must stay on, was dropped.
+    #[error(
+        "the server's 401 answer has a body over {} bytes; NTLM cannot continue on its connection",
+        super::body::DRAIN_LIMIT
+    )]
+    OversizedChallenge,
+}
+
+impl SendError {
+    /// Whether another attempt may succeed. A proxy that wants other
+    /// credentials (407) refuses the next attempt too, whether it answered
+    /// a request (an `http://` target: the handler sees the status) or a
+    /// CONNECT (an `https://` target: the error here).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SendError::Http(err) => !proxy_refused(err),
+            SendError::Protocol(_) | SendError::Refused { .. } => false,
+            SendError::TimedOut { .. } | SendError::OversizedChallenge => true,
+        }
+    }
+}
+
+/// Whether a CONNECT was answered 407. hyper-util's `TunnelError` is not
+/// exported, so its text is matched (`promises_http` checks it still is).
+fn proxy_refused(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.to_string() == "tunnel error: proxy authorization required" {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// Runs `request` within `after`; running out is a [`SendError::TimedOut`]
+/// waiting for `waiting`.
+pub async fn within<T>(
+    after: Duration,
+    waiting: Waiting,
+    request: impl Future<Output = Result<T, SendError>>,
+) -> Result<T, SendError> {
+    tokio::time::timeout(after, request)
+        .await
+        .unwrap_or(Err(SendError::TimedOut { waiting, after }))
+}
