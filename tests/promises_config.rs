@@ -8,7 +8,6 @@
 mod util;
 
 use std::io::Write as _;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,11 +16,6 @@ use util::*;
 const SINK: &str = "[daemon]\nqueue_capacity = 1000\n\
 [hooks]\nOnStart = [\"sink\"]\nOnFinish = [\"sink\"]\nOnError = [\"sink\"]\n\
 [handlers.sink]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n";
-
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo").arg(path).status().unwrap();
-    assert!(status.success(), "mkfifo {}", path.display());
-}
 
 /// Sends events with the given ids and asserts they reach the sink.
 fn assert_delivered(daemon: &Daemon, ids: &[&str]) {

@@ -12,16 +12,9 @@ mod util;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use util::*;
-
-fn mkfifo(path: &Path) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let status = Command::new("mkfifo").arg(path).status().unwrap();
-    assert!(status.success(), "mkfifo {}", path.display());
-}
 
 /// Sends events with the given ids and phase, asserting each is acked within
 /// a few seconds. Events without a `JobId` go to the workers in turn.

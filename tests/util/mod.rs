@@ -283,6 +283,13 @@ pub fn lines(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Makes a FIFO at `path` (and its folder).
+pub fn mkfifo(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
 /// The ids in a JSON-lines file, with how often each appears.
 pub fn ids_in(path: &Path) -> std::collections::HashMap<String, usize> {
     let mut seen = std::collections::HashMap::new();
