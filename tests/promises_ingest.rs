@@ -337,3 +337,29 @@ template = "{Id} {Note}"
         ]
     );
 }
+
+/// Issue 16, item 3: a line that goes the general way (parsed, normalised:
+/// here a lower-case `JobResult`) kept numbers as `f64`: the 30-digit one
+/// reached handlers as `1.2345678901234568e+29`.
+#[test]
+fn numbers_pass_through_exactly_when_the_event_is_normalised() {
+    let daemon = Daemon::start(
+        "[hooks]\nOnError = [\"sink\"]\nOnFinish = [\"sink\"]\n\
+         [handlers.sink]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n",
+    );
+    let replies = daemon.send(&[
+        r#"{"Id":"big","JobResult":"failure","Big":123456789012345678901234567890,"Nested":{"U":18446744073709551616,"F":1.10}}"#,
+    ]);
+    assert!(reply_ok(&replies[0]), "{replies:?}");
+    let line = &wait_for_lines(&daemon.path("out/events.log"), 1)[0];
+    assert!(
+        line.contains(r#""Big":123456789012345678901234567890"#),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#""Nested":{"U":18446744073709551616,"F":1.10}"#),
+        "{line}"
+    );
+    assert!(line.contains(r#""JobResult":"Failure""#), "{line}");
+    assert!(line.contains(r#""Phase":"OnError""#), "{line}");
+}

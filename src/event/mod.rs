@@ -5,6 +5,7 @@
 //! absent for every known field, because .NET serialisers write `null` for
 //! unset properties.
 
+mod exact;
 mod id;
 mod verbatim;
 
@@ -205,7 +206,11 @@ impl Event {
         let parse_error = |err: serde_json::Error| EventError::Parse(err.to_string());
         if line.trim_ascii_start().first() == Some(&b'{') {
             let fields: Map<String, Value> = serde_json::from_slice(line).map_err(parse_error)?;
-            return Event::from_fields(fields, received_at);
+            let event = Event::from_fields(fields, received_at)?;
+            if let Some(json) = exact::write(event.fields(), line) {
+                let _ = event.json.set(json.into());
+            }
+            return Ok(event);
         }
         let other: Value = serde_json::from_slice(line).map_err(parse_error)?;
         Err(EventError::Invalid(format!(
