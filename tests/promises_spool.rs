@@ -367,3 +367,25 @@ fn a_lost_write_ahead_log_after_a_crash_stops_the_start_naming_it() {
         "{message}"
     );
 }
+
+/// A start that opened the spool and then could not bind its socket (exit
+/// 2) closed the spool without marking its run stopped and let SQLite
+/// delete the log: every later start refused with "write-ahead log lost".
+#[test]
+fn a_start_that_could_not_bind_does_not_stop_the_next_one() {
+    let mut daemon = Daemon::start(FILE_HANDLER);
+    daemon.stop();
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::create_dir_all(daemon.path("not-a-socket")).unwrap();
+    std::fs::write(
+        &daemon.config,
+        text.replace("run/jobhook.sock", "not-a-socket"),
+    )
+    .unwrap();
+    let output = run_expecting_exit(&[], &daemon.config).expect("the start ends");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    std::fs::write(&daemon.config, text).unwrap();
+    daemon.restart();
+    assert!(reply_ok(&daemon.send(&[r#"{"Id":"after"}"#])[0]));
+    assert!(daemon.stop().success(), "{}", daemon.log());
+}

@@ -10,12 +10,14 @@
 //! stopped. A start that finds the last run not stopped and no log beside
 //! `spool.db` knows the log was lost, with whatever was acked since the
 //! last checkpoint, and refuses instead of starting with what is left.
-//! `jobhook deadletter` keeps the log when it closes the spool (persistent
-//! WAL), so listing dead letters after a crash does not look like a loss.
+//! Every connection keeps the log when it closes (persistent WAL) unless
+//! the daemon's run ended cleanly, so neither `jobhook deadletter` after a
+//! crash nor a start that failed part-way (a socket it could not bind) looks
+//! like a loss to the next start.
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, FileControl, OptionalExtension};
 use tracing::warn;
 
 use super::now_ms;
@@ -82,7 +84,9 @@ impl Store {
     /// more once SQLite closes the spool (it copies the log in first).
     pub(super) fn end_run(&self) -> rusqlite::Result<()> {
         self.connection
-            .execute("UPDATE run SET stopped_at = ?1", [now_ms()])
-            .map(drop)
+            .execute("UPDATE run SET stopped_at = ?1", [now_ms()])?;
+        // Only now may closing the spool fold the log in and delete it.
+        self.connection
+            .file_control(Some(rusqlite::MAIN_DB), FileControl::PersistWal(&mut 0))
     }
 }

@@ -200,15 +200,16 @@ impl Store {
         {
             connection.execute_batch(ADD_REPLAY_OF).map_err(sqlite)?;
         }
+        // Closing the spool must not delete its log (see `run_marker`)
+        // unless the run ended cleanly: a `deadletter` command, or a daemon
+        // that stopped part-way through its start (a socket it could not
+        // bind), would otherwise make the next start see a crash whose log
+        // was lost. `end_run` lets a clean stop delete it.
+        connection
+            .file_control(Some(rusqlite::MAIN_DB), FileControl::PersistWal(&mut 1))
+            .map_err(sqlite)?;
         if lock.is_some() {
             run_marker::begin_run(&connection, &path, wal_found)?;
-        } else {
-            // Closing the spool last must not delete its log (see
-            // `run_marker`): a daemon that crashed would then seem to have
-            // lost it.
-            connection
-                .file_control(Some(rusqlite::MAIN_DB), FileControl::PersistWal(&mut 1))
-                .map_err(sqlite)?;
         }
         Ok(Store {
             connection,
