@@ -102,7 +102,9 @@ pub async fn run(
         abandon.cancel();
         tracker.wait().await;
     }
-    spool.stop();
+    // The last commit waits on the disk: off the runtime, so that a second
+    // stop signal is still heard while the disk hangs.
+    let _ = tokio::task::spawn_blocking(move || spool.stop()).await;
     info!("jobhook stopped");
     Ok(())
 }

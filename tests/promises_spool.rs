@@ -389,3 +389,42 @@ fn a_start_that_could_not_bind_does_not_stop_the_next_one() {
     assert!(reply_ok(&daemon.send(&[r#"{"Id":"after"}"#])[0]));
     assert!(daemon.stop().success(), "{}", daemon.log());
 }
+
+/// Review finding: a retry waiting for a handler that a reload then
+/// disabled (or whose filters no longer match) ended silently.
+#[test]
+fn a_pending_retry_of_a_disabled_handler_becomes_a_dead_letter_with_a_warning() {
+    let server = HttpServer::start();
+    server.script([Reply::status(503)]);
+    let file = "[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n";
+    let retrying = |extra: &str| {
+        format!(
+            "{}{file}",
+            itsm_config(
+                &server,
+                "\"itsm\", \"file\"",
+                &format!("retries = 3\nretry_interval = \"2s\"\n{extra}")
+            )
+        )
+    };
+    let daemon = Daemon::start(&retrying(""));
+    let config = daemon.config.to_str().unwrap().to_owned();
+    daemon.send(&[r#"{"Id":"disabled"}"#]);
+    server.wait_for(1);
+    daemon.log_line("attempt failed");
+    reload(&daemon, &retrying("enabled = false\n"));
+    let line = daemon.log_line("now skips the event");
+    assert!(line.contains("itsm") && line.contains("disabled"), "{line}");
+    wait_for_lines(&daemon.path("out/events.log"), 1);
+    let letters = dead_letters(&config);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["handler"], "itsm");
+    assert!(
+        letters[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("handler `itsm` now skips the event"),
+        "{letters:?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}

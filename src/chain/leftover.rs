@@ -7,6 +7,7 @@
 use tracing::warn;
 
 use super::Stage;
+use crate::event::Event;
 use crate::queue::{Replay, Resume, Work};
 use crate::spool::{Record, Recorder};
 
@@ -37,34 +38,44 @@ pub(super) fn settle_replay(
 /// a restart removed it) becomes a dead letter, as a replay in that case
 /// keeps one; the rest of the chain goes on.
 pub(super) fn bury_removed(work: &Work, chain: &[std::sync::Arc<Stage>], spool: &Recorder) {
-    let Some(Resume {
-        stage,
-        attempts,
-        first_attempt,
-    }) = &work.resume
-    else {
+    let Some(resume) = &work.resume else {
         return;
     };
-    if chain.iter().any(|running| running.name == *stage) {
+    if chain.iter().any(|running| running.name == resume.stage) {
         return;
     }
     let error = format!(
-        "handler removed: `{stage}` is no longer in the {} chain",
+        "handler removed: `{}` is no longer in the {} chain",
+        resume.stage,
         work.event.phase()
     );
+    bury(work, resume, &work.event, error, spool);
+}
+
+/// A retry waiting for a handler that now skips the event (disabled, or
+/// its filters changed) becomes a dead letter: the event was owed that
+/// delivery when it was accepted.
+pub(super) fn bury_skipped(work: &Work, event: &Event, why: &str, spool: &Recorder) {
+    if let Some(resume) = &work.resume {
+        let error = format!("handler `{}` now skips the event: {why}", resume.stage);
+        bury(work, resume, event, error, spool);
+    }
+}
+
+fn bury(work: &Work, resume: &Resume, event: &Event, error: String, spool: &Recorder) {
     warn!(
-        handler = %stage,
-        attempts,
+        handler = %resume.stage,
+        attempts = resume.attempts,
         "{error}; its pending retry of event {} is kept as a dead letter",
         work.event.id()
     );
     spool.record(Record::Dead {
         seq: work.seq,
         event_id: work.event.id().to_owned(),
-        stage: stage.clone(),
-        event: work.event.json().clone(),
+        stage: resume.stage.clone(),
+        event: event.json().clone(),
         error,
-        attempts: *attempts,
-        first_attempt: *first_attempt,
+        attempts: resume.attempts,
+        first_attempt: resume.first_attempt,
     });
 }

@@ -23,7 +23,7 @@ pub use filter::{Filter, Mismatch};
 pub use retry::RetryPolicy;
 pub use stage::Stage;
 
-use leftover::{bury_removed, settle_replay};
+use leftover::{bury_removed, bury_skipped, settle_replay};
 use stage::Attempt;
 
 use crate::config::{Config, Diagnostic, HandlerSection, LibrarySettings, Position};
@@ -261,7 +261,17 @@ impl Pipeline {
                 let seq = work.seq;
                 let current = changed.as_deref().unwrap_or(event);
                 match stage.attempt(current, prior, stop).await {
-                    Attempt::Skipped(mismatch) => skipped = Some(mismatch),
+                    Attempt::Skipped(mismatch) => {
+                        if work
+                            .resume
+                            .as_ref()
+                            .is_some_and(|resume| resume.stage == stage.name)
+                        {
+                            send(&mut unsent);
+                            bury_skipped(work, current, &mismatch.to_string(), spool);
+                        }
+                        skipped = Some(mismatch);
+                    }
                     // The last stage's success is recorded by `Finished`.
                     Attempt::Delivered(replaced) if index + 1 < chain.len() => {
                         let replaced = replaced.map(Arc::new);
