@@ -371,3 +371,35 @@ fn acks_continue_while_a_script_is_stuck_in_any_way() {
         })
     });
 }
+
+/// Review finding: each call given up on left its thread running, so a
+/// script stuck in a C call on every event added a busy thread per event.
+/// Past a few, calls fail at once until the stuck ones end.
+#[test]
+fn threads_stuck_in_c_calls_are_bounded() {
+    let script = r#"
+        function handle(event)
+          string.find(string.rep("a", 2e6), ".-.-.-.-.-.-.-.-.-b")
+        end
+    "#;
+    let chain = CHAIN.replace("retries = 0\n", "retries = 0\ntimeout = \"300ms\"\n");
+    let daemon = Daemon::start_with(&chain, &[("scripts/script.lua", script)]);
+    let events: Vec<String> = (0..12)
+        .map(|n| format!(r#"{{"Id":"stuck-{n}"}}"#))
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    daemon.send(&refs);
+    daemon.log_line("still stuck in calls given up on");
+    wait_for_lines(&daemon.path("out/events.log"), 12);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let threads: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Runtime, spool, writer, watcher and reload threads, plus at most
+    // states (2 here) + 4 Lua threads.
+    assert!(threads < 20, "{threads} threads");
+}

@@ -10,9 +10,9 @@
 //! thread. Nothing ever waits for a script's thread: not a reload, not a stop.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
@@ -65,6 +65,11 @@ impl ScriptSpec {
 /// left to finish by themselves).
 static ABANDONED: AtomicU64 = AtomicU64::new(0);
 
+/// Abandoned states a script may have still running before its calls fail
+/// at once instead of starting more threads: a script stuck in a C call on
+/// every event would otherwise add a busy thread per event.
+const MAX_STUCK: usize = 4;
+
 /// The states running one script.
 #[derive(Debug)]
 pub struct ScriptPool {
@@ -72,6 +77,10 @@ pub struct ScriptPool {
     free: Mutex<Vec<StateThread>>,
     /// One permit per state.
     permits: Semaphore,
+    states: usize,
+    /// Threads of this script still running: free, lent, or abandoned and
+    /// not yet ended.
+    threads: Arc<AtomicUsize>,
 }
 
 impl ScriptPool {
@@ -79,12 +88,15 @@ impl ScriptPool {
     /// that a broken script is reported before anything starts; more, up to
     /// `states`, are started as calls overlap.
     pub fn start(spec: ScriptSpec, states: usize) -> mlua::Result<ScriptPool> {
-        let (thread, ready) = StateThread::spawn(spec.clone())?;
+        let threads = Arc::new(AtomicUsize::new(0));
+        let (thread, ready) = StateThread::spawn(spec.clone(), threads.clone())?;
         ready.blocking_recv().map_err(|_| thread_ended())??;
         Ok(ScriptPool {
             spec,
             free: Mutex::new(vec![thread]),
             permits: Semaphore::new(states.max(1)),
+            states: states.max(1),
+            threads,
         })
     }
 
@@ -134,7 +146,16 @@ impl ScriptPool {
             error!(script = %self.spec.path.display(), "cannot renew a Lua state: {}", describe(err));
             HandlerError::retryable(describe(err))
         };
-        let (thread, ready) = StateThread::spawn(self.spec.clone()).map_err(|err| failed(&err))?;
+        let running = self.threads.load(Ordering::Relaxed);
+        if running >= self.states + MAX_STUCK {
+            return Err(HandlerError::retryable(format!(
+                "{} of this script's Lua states are still stuck in calls given up on; \
+                 no new state is started until they end",
+                running + 1 - self.states
+            )));
+        }
+        let (thread, ready) = StateThread::spawn(self.spec.clone(), self.threads.clone())
+            .map_err(|err| failed(&err))?;
         match ready.await {
             Ok(Ok(())) => Ok(thread),
             Ok(Err(err)) => Err(failed(&err)),
@@ -191,12 +212,18 @@ struct StateThread {
 impl StateThread {
     /// Starts a thread that builds a state of `spec` and then runs the jobs
     /// sent to it; the receiver says whether the state was built.
-    fn spawn(spec: ScriptSpec) -> mlua::Result<(StateThread, oneshot::Receiver<mlua::Result<()>>)> {
+    fn spawn(
+        spec: ScriptSpec,
+        threads: Arc<AtomicUsize>,
+    ) -> mlua::Result<(StateThread, oneshot::Receiver<mlua::Result<()>>)> {
         let (jobs, receive) = mpsc::channel::<Job>();
         let (ready, built) = oneshot::channel();
+        threads.fetch_add(1, Ordering::Relaxed);
+        let counted = Counted(threads);
         std::thread::Builder::new()
             .name("jobhook-lua".to_owned())
             .spawn(move || {
+                let _counted = counted;
                 let mut state = match ScriptState::new(&spec) {
                     Ok(state) => state,
                     Err(err) => {
@@ -215,6 +242,16 @@ impl StateThread {
             })
             .map_err(|err| mlua::Error::runtime(format!("cannot start a Lua thread: {err}")))?;
         Ok((StateThread { jobs }, built))
+    }
+}
+
+/// Counts a state's thread while it runs (dropped when the thread ends,
+/// or with the closure if the thread could not start).
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -98,7 +98,7 @@ fn append(slot: &mut Option<OpenFile>, path: &Path, line: &[u8]) -> Result<(), F
         }),
     };
     open.used_at = now;
-    let written = whole_line::append(&mut open.file, line);
+    let written = whole_line::append(&mut open.file, path, line);
     if written.is_err() {
         *slot = None;
     }
