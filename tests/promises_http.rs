@@ -161,7 +161,7 @@ fn url_placeholders_cannot_climb_the_path() {
     let requests = server.wait_for(1);
     assert_eq!(
         requests[0].target,
-        "/api/tenants/%2E%2E%2E/jobs/a.b%2F..%2Fc/events"
+        "/api/tenants/.../jobs/a.b%2F..%2Fc/events"
     );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.requests().len(), 1, "the climbing URL was sent");

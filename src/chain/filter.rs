@@ -22,10 +22,6 @@ impl Filter {
         }
     }
 
-    pub fn is_enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Why the handler does not take `event`; `None` when it does.
     pub fn mismatch(&self, event: &Event) -> Option<Mismatch> {
         if !self.enabled {

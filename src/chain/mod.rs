@@ -254,13 +254,11 @@ impl Pipeline {
                     }
                     _ => (0, now_ms()),
                 };
-                if work.replay.is_some() && work.resume.is_none() {
-                    // The first attempt of a replay: the operator asked for it.
-                    stage.replayed();
-                }
                 let seq = work.seq;
                 let current = changed.as_deref().unwrap_or(event);
-                match stage.attempt(current, prior, stop).await {
+                // The first attempt of a replay: the operator asked for it.
+                let replayed = work.replay.is_some() && work.resume.is_none();
+                match stage.attempt(current, prior, replayed, stop).await {
                     Attempt::Skipped(mismatch) => {
                         if work
                             .resume

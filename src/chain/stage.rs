@@ -63,21 +63,23 @@ impl Stage {
         matches!(self.handler, Handler::TextFile(_))
     }
 
-    /// An operator replayed a dead letter of this stage's handler.
-    pub(super) fn replayed(&self) {
-        self.handler.replayed();
-    }
-
-    /// One attempt, after `prior` failed ones.
+    /// One attempt, after `prior` failed ones; `replayed` when an operator
+    /// replayed a dead letter for it.
     pub(super) async fn attempt(
         &self,
         event: &Event,
         prior: u32,
+        replayed: bool,
         stop: &CancellationToken,
     ) -> Attempt {
         if let Some(mismatch) = self.filter.mismatch(event) {
             debug!(handler = %self.name, "skipped: {mismatch}");
             return Attempt::Skipped(mismatch);
+        }
+        if replayed {
+            // An operator asked for this attempt: a logon the server refused
+            // may be tried once more.
+            self.handler.replayed();
         }
         let span = info_span!("handler", name = %self.name);
         async {

@@ -36,7 +36,7 @@ pub enum Escape {
     /// `_`, so a field value can never climb out of the directory (`../`).
     PathSegment,
     /// Inside a URL: percent-encoded, so a value is one path segment or
-    /// query value; a value of only dots has them encoded too (`%2E`).
+    /// query value (a segment of only dots is refused by the HTTP handler).
     UrlComponent,
 }
 
@@ -186,9 +186,6 @@ impl Escape {
                     }
                 }));
             }
-            Escape::UrlComponent if only_dots(value) => {
-                out.extend(value.chars().map(|_| "%2E"));
-            }
             Escape::UrlComponent => {
                 out.extend(percent_encoding::utf8_percent_encode(value, URL_COMPONENT));
             }
@@ -275,7 +272,9 @@ mod tests {
             Escape::UrlComponent,
             &mut out,
         );
-        assert_eq!(out, "https://h/%2E%2E/%2E");
+        // Dots encode to nothing; the HTTP handler refuses the URL's dot
+        // segments (`handlers::http::target`), however they are spelt.
+        assert_eq!(out, "https://h/../.");
         assert_eq!(
             Template::parse("https://{Host}/x/{date}")
                 .unwrap()

@@ -26,14 +26,16 @@ impl Store {
     /// only its handler, and is marked as replaying (one transaction). It
     /// stays until the replay ends (`settle_replay`), so a replay whose
     /// handler does not run loses nothing.
-    pub fn take_replays(&mut self, now: i64) -> rusqlite::Result<Vec<Stored>> {
+    /// At most `limit` at a time, oldest first.
+    pub fn take_replays(&mut self, now: i64, limit: usize) -> rusqlite::Result<Vec<Stored>> {
         let transaction = self.connection.transaction()?;
         let requested: Vec<(i64, String, Vec<u8>, String)> = {
             let mut statement = transaction.prepare(
-                "SELECT id, event_id, event, handler FROM dead_letters WHERE replay = 1 ORDER BY id",
+                "SELECT id, event_id, event, handler FROM dead_letters WHERE replay = 1 \
+                 ORDER BY id LIMIT ?1",
             )?;
             statement
-                .query_map([], |row| {
+                .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?

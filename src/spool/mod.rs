@@ -372,8 +372,11 @@ impl SpoolThread {
     }
 
     fn housekeeping(&mut self) {
-        if self.lanes.is_some() {
-            match self.store.take_replays(now_ms()) {
+        // Replays wait for room like any event: `queue_capacity` at a time,
+        // after the backlog, within `max_spool_bytes`.
+        let room = self.room();
+        if self.lanes.is_some() && room > 0 {
+            match self.store.take_replays(now_ms(), room) {
                 Ok(replays) => {
                     if !replays.is_empty() {
                         info!(count = replays.len(), "replaying dead letters");

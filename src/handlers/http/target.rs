@@ -3,10 +3,10 @@
 //!
 //! Rendering percent-encodes each value (`/`, `\`, `?`, `#` and every other
 //! reserved character), so a value cannot add segments, a query or a
-//! fragment. It cannot remove segments either: a value of only dots is
-//! encoded (`..` → `%2E%2E`), but the URL standard still reads such a
-//! segment as `..` and climbs the path. So a rendered URL with a dot
-//! segment is refused before it is parsed (and resolved).
+//! fragment. It can still make a segment of only dots (`..`), which a URL
+//! parser resolves by climbing the path — and percent-encoding the dots
+//! would not help: the URL standard reads `%2E%2E` as `..` too. So a
+//! rendered URL with a dot segment is refused before it is parsed.
 
 use reqwest::Url;
 
