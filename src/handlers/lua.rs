@@ -70,4 +70,10 @@ impl LuaHandler {
     pub async fn handle(&self, event: &Event) -> Result<Option<Event>, HandlerError> {
         self.pool.call(event).await
     }
+
+    /// A dead letter of this handler was replayed: the `[api]` client may
+    /// try a logon its server refused once more.
+    pub fn replayed(&self) {
+        self.pool.replayed();
+    }
 }

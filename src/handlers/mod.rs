@@ -165,8 +165,10 @@ impl Handler {
     /// An operator replayed a dead letter of this handler: a logon the
     /// server refused may be tried once more.
     pub fn replayed(&self) {
-        if let Handler::Http(handler) = self {
-            handler.replayed();
+        match self {
+            Handler::Http(handler) => handler.replayed(),
+            Handler::Lua(handler) => handler.replayed(),
+            Handler::TextFile(_) => {}
         }
     }
 }

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use reqwest::{Client, RequestBuilder, Response};
+use reqwest::{Client, RequestBuilder};
 use secrecy::SecretString;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{SendError, Waiting, within};
-use super::ntlm::{NtlmCredentials, NtlmError};
+use super::ntlm::NtlmCredentials;
 use super::ntlm_session::{Answer, NtlmSession};
 use super::{Auth, ClientSpec, ProxySpec, build_client};
 use crate::config::Config;
@@ -172,19 +172,6 @@ impl Endpoint {
             .await
             .map(Answer::alone),
             Some(session) => session.send(request, timeout).await,
-        }
-    }
-
-    /// [`Endpoint::deliver`] for a caller that bounds the whole call itself
-    /// (a Lua script's `client`).
-    pub async fn send(
-        &self,
-        build: impl Fn(Option<String>) -> RequestBuilder,
-    ) -> Result<Response, NtlmError> {
-        match self.deliver(build, Duration::MAX).await {
-            Ok(answer) => Ok(answer.response),
-            Err(SendError::Http(err)) => Err(NtlmError::Http(err)),
-            Err(other) => Err(NtlmError::Protocol(other.to_string())),
         }
     }
 

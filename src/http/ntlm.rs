@@ -117,16 +117,6 @@ impl Handshake {
     }
 }
 
-/// Why an NTLM-authenticated request failed, as the Lua API client sees it.
-#[derive(Debug)]
-pub enum NtlmError {
-    /// The request itself failed (connection, timeout): may pass.
-    Http(reqwest::Error),
-    /// The NTLM messages could not be made or read, or the server refused
-    /// the credentials: will not pass.
-    Protocol(String),
-}
-
 pub(super) fn header(message: &[u8]) -> String {
     format!("NTLM {}", BASE64.encode(message))
 }

@@ -19,7 +19,7 @@ use super::sandbox::time_left;
 use crate::config::Config;
 use crate::config::values::{MAX_DURATION, Seconds};
 use crate::http::endpoint::{ConnectionSettings, Endpoint, describe};
-use crate::http::ntlm::NtlmError;
+use crate::http::error::SendError;
 use crate::http::{header_map, redact};
 
 /// Keys of the `[api]` section besides the connection keys.
@@ -55,6 +55,11 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// Allows NTLM one more logon after the server refused the credentials.
+    pub fn rearm(&self) {
+        self.endpoint.rearm();
+    }
+
     pub fn new(settings: &ApiSettings, config: &Config) -> Result<ApiClient, String> {
         let mut base = settings.base_url.clone();
         if !base.ends_with('/') {
@@ -228,21 +233,28 @@ fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
             let timeout = call_timeout(&lua, spec.timeout, api.timeout);
             let response = tokio::time::timeout(timeout, async {
                 let client = api.endpoint.client();
-                let response = api
+                // The whole call is bounded here, by the script's timeout.
+                let delivered = api
                     .endpoint
-                    .send(|authorization| {
-                        let request = prepared.request(client, &url);
-                        match authorization {
-                            Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
-                            None => request,
-                        }
-                    })
+                    .deliver(
+                        |authorization| {
+                            let request = prepared.request(client, &url);
+                            match authorization {
+                                Some(value) => {
+                                    request.header(reqwest::header::AUTHORIZATION, value)
+                                }
+                                None => request,
+                            }
+                        },
+                        Duration::MAX,
+                    )
                     .await;
                 let describe = |err| api.endpoint.describe(err);
-                match response {
-                    Ok(response) => read(response, max_body, describe).await,
-                    Err(NtlmError::Http(err)) => Err(describe(err)),
-                    Err(NtlmError::Protocol(message)) => Err(message),
+                match delivered {
+                    // The answer holds the NTLM connection until its body is read.
+                    Ok(answer) => read(answer.response, max_body, describe).await,
+                    Err(SendError::Http(err)) => Err(describe(err)),
+                    Err(other) => Err(other.to_string()),
                 }
             })
             .await;

@@ -140,6 +140,13 @@ impl ScriptPool {
         result
     }
 
+    /// See [`crate::handlers::lua::LuaHandler::replayed`].
+    pub fn replayed(&self) {
+        if let Some(api) = &self.spec.env.api {
+            api.rearm();
+        }
+    }
+
     /// A state on a new thread, its chunk run there.
     async fn fresh_thread(&self) -> Result<StateThread, HandlerError> {
         let failed = |err: &mlua::Error| {
