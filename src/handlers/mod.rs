@@ -132,9 +132,8 @@ impl Handler {
     /// The HTTP handler applies `timeout` itself, to the exchange only: time
     /// spent waiting for an NTLM connection, or draining a body after the
     /// status decided, is not the attempt's. Its future is boxed: it is
-    /// 2.5 KB, and unboxed every attempt of every handler was that size,
-    /// copied as it was wrapped (timeout, select, span) — 2% of a Lua run's
-    /// instructions.
+    /// about 2.5 KB, and every attempt of every handler would otherwise be
+    /// that size, copied as it is wrapped (timeout, select, span).
     pub async fn handle(
         &self,
         event: &Event,
