@@ -1,0 +1,119 @@
+//! Issue 16 item 14, `jobhook send`: replies kept when the daemon goes
+//! away, any input in bounded memory. Each through the real binary.
+
+#![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
+
+mod util;
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+
+use util::*;
+
+/// A stand-in daemon on a Unix socket in `dir`: reads every line of one
+/// connection, answers the first `answers` non-blank lines as accepted
+/// (as they arrive), calls `at_end` once the client has sent everything,
+/// then closes. Returns how many lines it read.
+fn fake_daemon(
+    dir: &Path,
+    answers: usize,
+    at_end: impl FnOnce() + Send + 'static,
+) -> (PathBuf, JoinHandle<usize>) {
+    let socket = dir.join("fake.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let serving = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut replies = BufWriter::new(stream.try_clone().unwrap());
+        let mut read = 0;
+        for line in BufReader::new(stream).lines() {
+            if line.unwrap().trim().is_empty() {
+                continue;
+            }
+            read += 1;
+            if read <= answers {
+                writeln!(replies, r#"{{"ok":true,"id":"e{read}"}}"#).unwrap();
+            }
+        }
+        at_end();
+        replies.flush().unwrap();
+        read
+    });
+    (socket, serving)
+}
+
+#[test]
+fn send_prints_the_replies_it_got_when_the_daemon_closes_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, serving) = fake_daemon(dir.path(), 2, || ());
+    let output = jobhook(
+        &["send", "--socket", socket.to_str().unwrap()],
+        Some("{\"Id\":\"a\"}\n{\"Id\":\"b\"}\n{\"Id\":\"c\"}\n"),
+    );
+    assert_eq!(serving.join().unwrap(), 3);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [r#"{"ok":true,"id":"e1"}"#, r#"{"ok":true,"id":"e2"}"#],
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the daemon closed the connection after 2 replies to 3 events"),
+        "{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+}
+
+/// Peak resident memory of a running process, in KiB. (Not `ru_maxrss`:
+/// a child spawned with `vfork` inherits its parent's.)
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .unwrap();
+    line.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+#[test]
+fn send_streams_a_large_input_in_bounded_memory() {
+    const EVENTS: usize = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    let mut file = BufWriter::new(std::fs::File::create(&input).unwrap());
+    let padding = "x".repeat(1000);
+    for i in 0..EVENTS {
+        writeln!(file, r#"{{"Id":"e{i}","N":1.10,"Note":"{padding}"}}"#).unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+    let size = std::fs::metadata(&input).unwrap().len();
+    // Measured once `send` has sent everything, before its last replies.
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let (peak_tx, peak_rx) = std::sync::mpsc::channel();
+    let (socket, serving) = fake_daemon(dir.path(), EVENTS, move || {
+        peak_tx.send(peak_kib(pid_rx.recv().unwrap())).unwrap();
+    });
+    let replies = std::fs::File::create(dir.path().join("replies")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["send", "--phase", "OnStart", "--socket"])
+        .args([&socket, &input])
+        .stdin(Stdio::null())
+        .stdout(replies)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    pid_tx.send(child.id()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let peak_kib = peak_rx.recv().unwrap();
+    assert_eq!(serving.join().unwrap(), EVENTS);
+    assert_eq!(lines(&dir.path().join("replies")).len(), EVENTS);
+    // Before: the whole input several times over (5 × 40 MB).
+    assert!(
+        peak_kib < 32 << 10,
+        "peak {peak_kib} KiB for {size} bytes of input"
+    );
+}
