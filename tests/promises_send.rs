@@ -1,5 +1,6 @@
-//! Issue 16 item 14, `jobhook send`: replies kept when the daemon goes
-//! away, any input in bounded memory. Each through the real binary.
+//! Issue 16 item 14, `jobhook send` and a secret `url`: replies kept when
+//! the daemon goes away, any input in bounded memory, a URL that carries a
+//! token read from the environment. Each through the real binary.
 
 #![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 
+use util::http::{HttpServer, Reply};
 use util::*;
 
 /// A stand-in daemon on a Unix socket in `dir`: reads every line of one
@@ -116,4 +118,65 @@ fn send_streams_a_large_input_in_bounded_memory() {
         peak_kib < 32 << 10,
         "peak {peak_kib} KiB for {size} bytes of input"
     );
+}
+
+const SECRET_URL: &str = "\n[hooks]\nOnFinish = [\"itsm\"]\n\n[handlers.itsm]\nlibrary = \"HttpHandler\"\nurl = { env = \"ITSM_URL\" }\nretries = 0\n";
+
+#[test]
+fn a_url_from_the_environment_delivers_and_its_token_stays_secret() {
+    let server = HttpServer::start();
+    server.script([Reply::status(400)]);
+    let url = server.url("/hook/s3cr3t-p4th?token=s3cr3t-t0ken&tenant={ClientMachine}");
+    let env = format!("ITSM_URL={url}");
+    let daemon = Daemon::start_under(&["env", &env], SECRET_URL, &[]);
+    let config = daemon.config.to_str().unwrap().to_owned();
+    daemon.send(&[r#"{"Id":"refused","ClientMachine":"web01"}"#]);
+    let line = daemon.log_line("failed permanently");
+    assert!(line.contains("<url from ITSM_URL>"), "{line}");
+    daemon.send(&[r#"{"Id":"delivered","ClientMachine":"web02"}"#]);
+    let requests = server.wait_for(2);
+    assert_eq!(
+        requests[1].target,
+        "/hook/s3cr3t-p4th?token=s3cr3t-t0ken&tenant=web02"
+    );
+    let letters = jobhook(&["deadletter", "list", "--json", "-c", &config], None);
+    let letters = String::from_utf8_lossy(&letters.stdout).into_owned();
+    assert!(letters.contains("<url from ITSM_URL>"), "{letters}");
+    assert!(!letters.contains("s3cr3t") && !daemon.log().contains("s3cr3t"));
+}
+
+#[test]
+fn check_validates_a_url_from_the_environment_without_printing_it() {
+    let (_dir, config) = config_dir(SECRET_URL);
+    let check = |url: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command.args(["check", "-c"]).arg(&config);
+        match url {
+            Some(url) => command.env("ITSM_URL", url),
+            None => command.env_remove("ITSM_URL"),
+        };
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code(), stdout)
+    };
+    let (code, text) = check(Some("https://itsm.example.com/api/{JobId}?token=s3cr3t"));
+    assert_eq!(code, Some(0), "{text}");
+    for (url, problem) in [
+        (
+            Some("ftp://itsm.example.com/s3cr3t"),
+            "is not an http:// or https:// URL",
+        ),
+        (
+            Some("https://itsm.example.com/{Job/s3cr3t"),
+            "invalid placeholder",
+        ),
+        (Some("https://itsm.example.com/../s3cr3t"), "path segment"),
+        (None, "environment variable ITSM_URL is not set"),
+    ] {
+        let (code, text) = check(url);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains(problem), "{url:?}: {text}");
+        assert!(text.contains("url"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
 }
