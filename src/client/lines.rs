@@ -24,9 +24,10 @@ const MAX_GATHERED: usize = 16 << 20;
 pub type Emit<'a> = dyn FnMut(Vec<u8>) -> io::Result<()> + 'a;
 
 /// Splits `input` into event lines: a JSON array (one line per element),
-/// or values one after the other, usually one per line (NDJSON). A line
-/// that is not JSON is passed as written, so that the daemon's answer
-/// explains the problem. `phase` overrides each event's `Phase`.
+/// or one value per line (NDJSON), a value that starts a line with `{` or
+/// `[` possibly going on over the next lines. A line that is not JSON is
+/// passed as written, so that the daemon's answer explains the problem.
+/// `phase` overrides each event's `Phase`.
 pub fn split(mut input: impl BufRead, phase: Option<Phase>, emit: &mut Emit<'_>) -> io::Result<()> {
     if first_byte(&mut input)? == Some(b'[') {
         let mut array = serde_json::Deserializer::from_reader(input);
@@ -230,6 +231,10 @@ mod tests {
         assert_eq!(
             lines("{\"a\":1}\r\n\n{\"b\":\n\"}{\"}\nnot json\r\n{\"c\"\n"),
             [r#"{"a":1}"#, r#"{"b":"}{"}"#, "not json", "{\"c\""]
+        );
+        assert_eq!(
+            lines("oops {\n{\"a\":1}\nnot \"json {\n{\"b\":2}\n"),
+            ["oops {", r#"{"a":1}"#, "not \"json {", r#"{"b":2}"#]
         );
         assert!(lines("").is_empty());
     }
