@@ -1,6 +1,6 @@
 //! The command line (SPEC §1): `run`, `check`, `send`.
 
-use std::io::Read as _;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,9 +37,11 @@ enum Command {
     /// Validate the config; print each problem as FILE:LINE:COL: message.
     /// Exit codes: 0 valid, 1 invalid.
     Check,
-    /// Send events (one JSON object, a JSON array, or NDJSON) to the daemon;
-    /// print one reply line per event.
-    /// Exit codes: 0 all accepted, 1 any rejected, 2 cannot connect.
+    /// Send events (one JSON object, a JSON array, or NDJSON) to the daemon
+    /// as they are read; print one reply line per event as it comes.
+    /// Exit codes: 0 all accepted, 1 any rejected (or unreadable input),
+    /// 2 cannot connect, 3 the daemon closed the connection before
+    /// answering every event.
     Send {
         /// Socket (Windows: pipe) to send to, instead of the config's.
         #[arg(long, value_name = "PATH")]
@@ -255,55 +257,34 @@ fn send(
             return ExitCode::from(2);
         }
     };
-    let text = match read_input(input) {
-        Ok(text) => text,
+    let input: Box<dyn BufRead + Send> = match input {
+        Some(path) if path.as_os_str() != "-" => match std::fs::File::open(&path) {
+            Ok(file) => Box::new(BufReader::new(file)),
+            Err(err) => {
+                eprintln!("jobhook: cannot read {}: {err}", path.display());
+                return ExitCode::from(1);
+            }
+        },
+        _ => Box::new(BufReader::new(std::io::stdin())),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("jobhook: {err:#}");
+            eprintln!("jobhook: cannot start the runtime: {err}");
             return ExitCode::from(1);
         }
     };
-    let lines = client::event_lines(&text, phase);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let outcome = match runtime {
-        Ok(runtime) => runtime.block_on(client::send(&endpoint, &lines)),
-        Err(err) => Err(err),
-    };
-    match outcome {
+    let mut out = std::io::stdout().lock();
+    match runtime.block_on(client::send(&endpoint, input, phase, &mut out)) {
+        Ok(tally) if tally.rejected == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
         Err(err) => {
-            eprintln!(
-                "jobhook: cannot connect to {}: {err} (is the daemon running?)",
-                endpoint.display()
-            );
-            ExitCode::from(2)
-        }
-        Ok(Err(err)) => {
-            eprintln!("jobhook: {err:#}");
-            ExitCode::from(1)
-        }
-        Ok(Ok(replies)) => {
-            replies.lines.iter().for_each(|line| println!("{line}"));
-            if replies.rejected == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-    }
-}
-
-fn read_input(input: Option<PathBuf>) -> anyhow::Result<String> {
-    use anyhow::Context as _;
-    match input {
-        Some(path) if path.as_os_str() != "-" => std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display())),
-        _ => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read standard input")?;
-            Ok(text)
+            let code = err.exit_code();
+            eprintln!("jobhook: {:#}", anyhow::Error::new(err));
+            ExitCode::from(code)
         }
     }
 }

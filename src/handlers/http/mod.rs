@@ -18,8 +18,7 @@ use tracing::debug;
 
 use self::retry_after::retry_after;
 use self::signing::Signer;
-use self::target::Target;
-use super::template::Template;
+use self::target::{Target, UrlSource};
 use super::{HandlerError, Retry};
 use crate::config::Config;
 use crate::config::values::SecretSource;
@@ -34,9 +33,11 @@ use crate::http::{header_map, redact};
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Where events are sent. `{Field}` inserts an event field, URL-encoded.
+    /// A string, or a secret (`{ env = "NAME" }`, `{ file = "path" }`) when
+    /// the URL carries a token; a secret URL is never shown in messages.
     /// Alias `URL`.
     #[serde(alias = "URL")]
-    pub url: Template,
+    pub url: UrlSource,
     /// HTTP method. Default `POST`.
     #[serde(default = "default_method")]
     pub method: String,
@@ -74,7 +75,7 @@ pub struct HttpHandler {
 
 impl HttpHandler {
     pub fn new(settings: &Settings, config: &Config) -> Result<Self, String> {
-        let target = Target::new(&settings.url)?;
+        let target = Target::new(&settings.url, &config.dir)?;
         let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
         let mut headers = header_map(&settings.headers)?;
@@ -127,17 +128,21 @@ impl HttpHandler {
             .get(LOCATION)
             .filter(|_| status.is_redirection())
             .map(|location| {
-                format!(
-                    " (moved to {}; set url to it)",
-                    redact(&String::from_utf8_lossy(location.as_bytes()))
-                )
+                if self.target.is_secret() {
+                    " (moved; url is a secret, so where to is not shown)".to_owned()
+                } else {
+                    format!(
+                        " (moved to {}; set url to it)",
+                        redact(&String::from_utf8_lossy(location.as_bytes()))
+                    )
+                }
             })
             .unwrap_or_default();
         let snippet = drain(response, BODY_SNIPPET).await;
         let message = format!(
             "{} {} answered {status}{moved_to} after {elapsed} ms: {}",
             self.method,
-            redact(url.as_str()),
+            self.target.show(url.as_str()),
             String::from_utf8_lossy(&snippet.bytes).trim()
         );
         let retry = if self.retries(status) {
@@ -184,7 +189,7 @@ impl HttpHandler {
             SendError::Http(err) => self.endpoint.describe(err),
             other => other.to_string(),
         };
-        let message = format!("{} {}: {cause}", self.method, redact(url));
+        let message = format!("{} {}: {cause}", self.method, self.target.show(url));
         if retryable {
             HandlerError::retryable(message)
         } else {

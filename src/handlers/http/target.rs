@@ -8,41 +8,103 @@
 //! would not help: the URL standard reads `%2E%2E` as `..` too. So a
 //! rendered URL with a dot segment is refused before it is parsed.
 
-use reqwest::Url;
+use std::path::Path;
 
+use reqwest::Url;
+use secrecy::ExposeSecret as _;
+use serde::de::{self, Deserialize, Deserializer};
+
+use crate::config::values::SecretSource;
 use crate::event::Event;
 use crate::handlers::HandlerError;
 use crate::handlers::template::{Escape, Template};
 use crate::http::redact;
 
-#[derive(Debug)]
+/// A handler's `url`: written in the config, or a secret read when the
+/// handler is built (`{ env = "NAME" }`, `{ file = "path" }`), for a URL
+/// with a token in its path or query. Either may have placeholders.
+#[derive(Debug, PartialEq)]
+pub enum UrlSource {
+    Written(Template),
+    Secret {
+        source: SecretSource,
+        /// What messages say in its place: `<url from NAME>`.
+        shown: String,
+    },
+}
+
+impl<'de> Deserialize<'de> for UrlSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = SecretSource::deserialize(deserializer)?;
+        let shown = match &source {
+            SecretSource::Literal(text) => {
+                return Template::parse(text)
+                    .map(UrlSource::Written)
+                    .map_err(de::Error::custom);
+            }
+            SecretSource::Env { env: name } | SecretSource::File { file: name } => {
+                format!("<url from {name}>")
+            }
+        };
+        Ok(UrlSource::Secret { source, shown })
+    }
+}
+
 pub struct Target {
     template: Template,
     /// The URL parsed once, when it has no placeholders.
     fixed: Option<Url>,
     /// The URL's host (NTLM binds its credentials to the host's name).
     pub host: String,
+    /// In messages, a secret URL's stand-in (see [`UrlSource::Secret`]).
+    secret: Option<String>,
 }
 
 impl Target {
-    /// Checks that the URL is http(s), well formed and without dot segments.
-    pub fn new(template: &Template) -> Result<Target, String> {
-        let sample = template.with_stand_in("x");
+    /// Reads a secret URL, and checks that the URL is http(s), well formed
+    /// and without dot segments.
+    pub fn new(url: &UrlSource, config_dir: &Path) -> Result<Target, String> {
+        let (template, secret) = match url {
+            UrlSource::Written(template) => (template.clone(), None),
+            UrlSource::Secret { source, shown } => {
+                let text = source
+                    .resolve(config_dir)
+                    .map_err(|err| format!("url: {err}"))?;
+                // Template's own message would quote the URL.
+                let template = Template::parse(text.expose_secret()).map_err(|_| {
+                    format!(
+                        "url: {shown} has an invalid placeholder or an unmatched brace: \
+                         write {{FieldName}} or {{date}}, and {{{{ or }}}} for a literal brace"
+                    )
+                })?;
+                (template, Some(shown.clone()))
+            }
+        };
+        let mut target = Target {
+            fixed: None,
+            host: String::new(),
+            secret,
+            template,
+        };
+        let sample = target.template.with_stand_in("x");
         let parsed = match Url::parse(&sample) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
-            _ => return Err(format!("url: {sample:?} is not an http:// or https:// URL")),
+            _ => {
+                return Err(format!(
+                    "url: {:?} is not an http:// or https:// URL",
+                    target.show(&sample)
+                ));
+            }
         };
         if has_dot_segment(&sample) {
             return Err(format!(
                 "url: {:?} has a `.` or `..` path segment; write the path it leads to",
-                redact(&sample)
+                target.show(&sample)
             ));
         }
-        Ok(Target {
-            template: template.clone(),
-            fixed: template.is_constant().then(|| parsed.clone()),
-            host: parsed.host_str().unwrap_or_default().to_owned(),
-        })
+        target.host = parsed.host_str().unwrap_or_default().to_owned();
+        target.fixed = target.template.is_constant().then_some(parsed);
+        Ok(target)
     }
 
     /// The URL for `event`; a value that would not stay inside its path
@@ -57,15 +119,38 @@ impl Target {
             return Err(HandlerError::permanent(format!(
                 "url {:?}: an event field's value is `.` or `..`, which a URL reads as a \
                  step in its path, not as a value; not sent",
-                redact(&text)
+                self.show(&text)
             )));
         }
         Url::parse(&text).map_err(|err| {
             HandlerError::permanent(format!(
                 "url {:?} with the event's fields filled in is not a URL: {err}",
-                redact(&text)
+                self.show(&text)
             ))
         })
+    }
+
+    /// A URL of this target as messages (logs, dead letters) show it:
+    /// redacted (see [`redact`]), or a secret URL's stand-in.
+    pub fn show(&self, url: &str) -> String {
+        match &self.secret {
+            Some(shown) => shown.clone(),
+            None => redact(url),
+        }
+    }
+
+    /// Whether the URL is a secret, never shown.
+    pub fn is_secret(&self) -> bool {
+        self.secret.is_some()
+    }
+}
+
+/// Shows the URL as messages do: a secret one is only named.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.show(&self.template.with_stand_in("{_}")))
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,6 +174,30 @@ fn has_dot_segment(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_url_is_read_and_checked_but_never_shown() {
+        #[derive(serde::Deserialize)]
+        struct Section {
+            url: UrlSource,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("itsm.url"),
+            "https://h/{JobId}?token=s3cr3t\n",
+        )
+        .unwrap();
+        let section: Section = toml::from_str("url = { file = \"itsm.url\" }").unwrap();
+        let target = Target::new(&section.url, dir.path()).unwrap();
+        assert_eq!(target.host, "h");
+        assert_eq!(
+            target.show("https://h/x?token=s3cr3t"),
+            "<url from itsm.url>"
+        );
+        let debug = format!("{target:?}");
+        assert!(debug.contains("<url from itsm.url>"), "{debug}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+    }
 
     #[test]
     fn dot_segments_are_found_in_every_spelling_and_only_in_the_path() {
