@@ -9,7 +9,7 @@ mod util;
 
 use std::io::Read as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,37 +24,15 @@ library = "TextFileHandler"
 file_path = "out/audit.log"
 "#;
 
-/// Runs `jobhook run` on `config` (a file in `dir`) and returns its output
-/// once it exits; a daemon that keeps running is killed and fails the test.
-fn run_expecting_exit(dir: &Path, config: &str) -> Output {
+/// Runs `jobhook run` on `config` (written to `dir/handlers.toml` unless a
+/// file is there) and returns its output once it exits; a daemon that keeps
+/// running fails the test.
+fn refused_start(dir: &Path, config: &str) -> Output {
     let path = dir.join("handlers.toml");
     if !path.exists() {
         std::fs::write(&path, config).unwrap();
     }
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(dir.join("handlers.toml"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            panic!("the daemon started instead of refusing:\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    run_expecting_exit(&[], &path).expect("the daemon started instead of refusing")
 }
 
 #[test]
@@ -63,7 +41,7 @@ fn a_socket_path_naming_anything_but_a_socket_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!("[daemon]\nsocket = \"handlers.toml\"\n{AUDIT}");
     std::fs::write(dir.path().join("handlers.toml"), &config).unwrap();
-    let output = run_expecting_exit(dir.path(), &config);
+    let output = refused_start(dir.path(), &config);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
@@ -89,7 +67,7 @@ fn a_socket_path_naming_anything_but_a_socket_is_refused_and_left_alone() {
         std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling"))
             .unwrap();
         let config = format!("[daemon]\nsocket = \"{name}\"\n{AUDIT}");
-        let output = run_expecting_exit(dir.path(), &config);
+        let output = refused_start(dir.path(), &config);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(
