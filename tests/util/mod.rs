@@ -184,6 +184,15 @@ impl Daemon {
         self.wait()
     }
 
+    /// SIGTERM; asserts a clean exit within `limit`.
+    pub fn stop_within(&mut self, limit: Duration) {
+        let asked = Instant::now();
+        let status = self.stop();
+        let took = asked.elapsed();
+        assert!(status.success(), "{}", self.log());
+        assert!(took < limit, "the stop took {took:?}:\n{}", self.log());
+    }
+
     pub fn wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon already stopped");
         let deadline = Instant::now() + PATIENCE;
