@@ -13,6 +13,7 @@ mod convert;
 pub mod drop_in;
 mod guards;
 pub mod pool;
+mod response;
 mod sandbox;
 mod state;
 
