@@ -26,65 +26,25 @@ pub fn accident(running: &Config, new: &Config) -> Option<&'static str> {
 /// `[daemon]` key but `scripts_dir`, the spool's `[hooks]` thresholds, and
 /// `[log]`.
 pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
+    /// `("[SECTION] field", changed)` for each field.
+    macro_rules! compared {
+        ($section:literal, $old:expr, $new:expr; $($field:ident),+ $(,)?) => {
+            [$((concat!("[", $section, "] ", stringify!($field)), $old.$field != $new.$field)),+]
+        };
+    }
     let (daemon, next) = (&running.daemon, &new.daemon);
-    let (hooks, next_hooks) = (&running.hooks, &new.hooks);
-    [
-        ("[daemon] socket", daemon.socket != next.socket),
-        (
-            "[daemon] socket_mode",
-            daemon.socket_mode != next.socket_mode,
-        ),
-        ("[daemon] pipe", daemon.pipe != next.pipe),
-        ("[daemon] workers", daemon.workers != next.workers),
-        (
-            "[daemon] max_event_bytes",
-            daemon.max_event_bytes != next.max_event_bytes,
-        ),
-        (
-            "[daemon] max_connections",
-            daemon.max_connections != next.max_connections,
-        ),
-        (
-            "[daemon] idle_timeout",
-            daemon.idle_timeout != next.idle_timeout,
-        ),
-        (
-            "[daemon] stall_timeout",
-            daemon.stall_timeout != next.stall_timeout,
-        ),
-        (
-            "[daemon] queue_capacity",
-            daemon.queue_capacity != next.queue_capacity,
-        ),
-        (
-            "[daemon] shutdown_timeout",
-            daemon.shutdown_timeout != next.shutdown_timeout,
-        ),
-        ("[daemon] spool_dir", daemon.spool_dir != next.spool_dir),
-        ("[daemon] fsync", daemon.fsync != next.fsync),
-        (
-            "[daemon] max_spool_bytes",
-            daemon.max_spool_bytes != next.max_spool_bytes,
-        ),
-        (
-            "[daemon] dedupe_window",
-            daemon.dedupe_window != next.dedupe_window,
-        ),
-        (
-            "[daemon] max_dedupe_bytes",
-            daemon.max_dedupe_bytes != next.max_dedupe_bytes,
-        ),
-        (
-            "[hooks] queue_filling_threshold",
-            hooks.queue_filling_threshold != next_hooks.queue_filling_threshold,
-        ),
-        (
-            "[hooks] queue_emptying_threshold",
-            hooks.queue_emptying_threshold != next_hooks.queue_emptying_threshold,
-        ),
-        ("[log]", running.log != new.log),
-    ]
-    .into_iter()
-    .filter_map(|(key, changed)| changed.then_some(key))
-    .collect()
+    let daemon_keys = compared!("daemon", daemon, next;
+        socket, socket_mode, pipe, workers, max_event_bytes, max_connections, idle_timeout,
+        stall_timeout, queue_capacity, shutdown_timeout, spool_dir, fsync, max_spool_bytes,
+        dedupe_window, max_dedupe_bytes,
+    );
+    let hook_keys = compared!("hooks", running.hooks, new.hooks;
+        queue_filling_threshold, queue_emptying_threshold,
+    );
+    daemon_keys
+        .into_iter()
+        .chain(hook_keys)
+        .chain([("[log]", running.log != new.log)])
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
 }
