@@ -11,7 +11,7 @@
 //!   committed it to disk; it stays there, with each handler's progress,
 //!   pending retries and dead letters, until its chain is done. Events go to
 //!   workers in lanes by `JobId`, so one job's events stay in order.
-//! - [`worker`] — drains a lane through the pipeline.
+//! - [`worker`] — drains a lane through the pipeline, in batches.
 //! - [`chain`] — the hook chains (OnStart / OnFinish / OnError): filters,
 //!   per-attempt timeout and retries, the same for every handler.
 //! - [`handlers`] — the built-in handlers behind one closed enum.
@@ -23,6 +23,7 @@
 //! Around them: [`config`] parses and validates `handlers.toml` (every problem
 //! as `FILE:LINE:COL`), [`reload`] watches it and swaps in a new pipeline
 //! when it changes, [`daemon`] wires the parts and stops them in order,
+//! [`handoff`] hands a batch of calls to a thread of its own and watches each,
 //! [`logging`] sets up the daemon's own log, [`client`] is `jobhook send`,
 //! [`deadletter`] is `jobhook deadletter`, and
 //! [`cli`] is the command line.
@@ -35,6 +36,7 @@ pub mod daemon;
 pub mod deadletter;
 pub mod event;
 pub mod handlers;
+pub mod handoff;
 pub mod http;
 pub mod ingest;
 pub mod logging;

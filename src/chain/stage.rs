@@ -1,10 +1,11 @@
 //! One handler in a chain, with what the chain applies around it: its
 //! filters, the timeout of each attempt and the retry policy.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{Instrument, Span, debug, error, info_span, warn};
 
 use super::{Filter, Mismatch, RetryPolicy};
 use crate::config::CommonSettings;
@@ -19,6 +20,9 @@ pub struct Stage {
     retry: RetryPolicy,
     timeout: Duration,
     handler: Handler,
+    /// What one event usually costs the handler, in nanoseconds (a moving
+    /// average); `u64::MAX` until measured.
+    pace: AtomicU64,
 }
 
 /// What became of one attempt at one stage.
@@ -49,6 +53,7 @@ impl Stage {
             retry: RetryPolicy::from_settings(common),
             timeout: common.timeout.0,
             handler,
+            pace: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -63,51 +68,119 @@ impl Stage {
         matches!(self.handler, Handler::TextFile(_))
     }
 
-    /// One attempt, after `prior` failed ones; `replayed` when an operator
-    /// replayed a dead letter for it.
-    pub(super) async fn attempt(
+    /// Whether the handler takes many events per call (see
+    /// [`Handler::batches`]).
+    pub(super) fn batches(&self) -> bool {
+        self.handler.batches()
+    }
+
+    /// What one event usually costs the handler, in nanoseconds; `None`
+    /// until measured.
+    pub(super) fn pace(&self) -> Option<u64> {
+        Some(self.pace.load(Ordering::Relaxed)).filter(|&pace| pace != u64::MAX)
+    }
+
+    /// Adds one measurement of `events` handled (or skipped) in `took` to
+    /// the pace.
+    pub(super) fn measure(&self, events: usize, took: Duration) {
+        let sample = (took.as_nanos() / events as u128).min(u64::MAX as u128 - 1) as u64;
+        let pace = self.pace.load(Ordering::Relaxed);
+        let pace = match pace {
+            u64::MAX => sample,
+            _ => pace - pace / 4 + sample / 4,
+        };
+        self.pace.store(pace, Ordering::Relaxed);
+    }
+
+    /// One attempt for each call's event, in order.
+    pub(super) async fn attempt_many(
         &self,
-        event: &Event,
-        prior: u32,
-        replayed: bool,
+        calls: &[Call<'_>],
         stop: &CancellationToken,
-    ) -> Attempt {
-        if let Some(mismatch) = self.filter.mismatch(event) {
-            debug!(handler = %self.name, "skipped: {mismatch}");
-            return Attempt::Skipped(mismatch);
+    ) -> Vec<Attempt> {
+        let started = Instant::now();
+        let mut skipped: Vec<Option<Mismatch>> = Vec::with_capacity(calls.len());
+        let mut events = Vec::with_capacity(calls.len());
+        for call in calls {
+            let mismatch = self.filter.mismatch(call.event);
+            match &mismatch {
+                Some(mismatch) => call
+                    .span
+                    .in_scope(|| debug!(handler = %self.name, "skipped: {mismatch}")),
+                None => events.push(call.event),
+            }
+            skipped.push(mismatch);
         }
-        if replayed {
+        if calls.iter().any(|call| call.replayed) {
             // An operator asked for this attempt: a logon the server refused
             // may be tried once more.
             self.handler.replayed();
         }
-        let span = info_span!("handler", name = %self.name);
-        async {
-            let attempts = prior + 1;
-            let result = tokio::select! {
-                result = self.handler.handle(event, self.timeout) => result,
-                () = stop.cancelled() => return Attempt::Abandoned,
+        let handled = if events.is_empty() {
+            Some(Vec::new())
+        } else {
+            // One event's attempt is in its handler's span, so that what the
+            // handler logs names the event and the handler.
+            let span = match calls {
+                [call] => info_span!(parent: call.span, "handler", name = %self.name),
+                _ => Span::none(),
             };
-            let error = match result {
-                Ok(replaced) => {
-                    debug!(attempts, "delivered");
-                    return Attempt::Delivered(replaced);
-                }
-                Err(error) => error,
-            };
-            let Retry::Later { after } = error.retry else {
-                error!(attempts, error = %error, "failed permanently; not retried");
-                return Attempt::Failed { attempts, error };
-            };
-            if attempts > self.retry.retries {
-                error!(attempts, error = %error, "failed; no retries left");
-                return Attempt::Failed { attempts, error };
+            tokio::select! {
+                results = self.handler.handle_many(&events, self.timeout).instrument(span) => Some(results),
+                () = stop.cancelled() => None,
             }
-            let wait = self.retry.delay(attempts, after);
-            warn!(attempts, error = %error, retry_in = %humantime::format_duration(wait), "attempt failed");
-            Attempt::Retry { attempts, wait }
+        };
+        if handled.is_some() {
+            self.measure(calls.len(), started.elapsed());
         }
-        .instrument(span)
-        .await
+        let mut results = handled.map(Vec::into_iter);
+        calls
+            .iter()
+            .zip(skipped)
+            .map(|(call, skipped)| match (skipped, results.as_mut()) {
+                (Some(mismatch), _) => Attempt::Skipped(mismatch),
+                (None, None) => Attempt::Abandoned,
+                (None, Some(results)) => match results.next() {
+                    Some(result) => self.judge(call, result),
+                    None => Attempt::Abandoned,
+                },
+            })
+            .collect()
     }
+
+    /// What the outcome of one attempt means: delivered, retried or given up.
+    fn judge(&self, call: &Call<'_>, result: Result<Option<Event>, HandlerError>) -> Attempt {
+        let attempts = call.prior + 1;
+        let error = match result {
+            Ok(replaced) => {
+                debug!(parent: call.span, handler = %self.name, attempts, "delivered");
+                return Attempt::Delivered(replaced);
+            }
+            Err(error) => error,
+        };
+        let span = info_span!(parent: call.span, "handler", name = %self.name);
+        let _entered = span.enter();
+        let Retry::Later { after } = error.retry else {
+            error!(attempts, error = %error, "failed permanently; not retried");
+            return Attempt::Failed { attempts, error };
+        };
+        if attempts > self.retry.retries {
+            error!(attempts, error = %error, "failed; no retries left");
+            return Attempt::Failed { attempts, error };
+        }
+        let wait = self.retry.delay(attempts, after);
+        warn!(attempts, error = %error, retry_in = %humantime::format_duration(wait), "attempt failed");
+        Attempt::Retry { attempts, wait }
+    }
+}
+
+/// One event's attempt at a stage.
+pub(super) struct Call<'a> {
+    pub event: &'a Event,
+    /// Failed attempts before this one.
+    pub prior: u32,
+    /// An operator replayed a dead letter for it.
+    pub replayed: bool,
+    /// The event's span.
+    pub span: &'a Span,
 }

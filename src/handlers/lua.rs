@@ -2,13 +2,14 @@
 //! the event for the rest of the chain.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::HandlerError;
 use crate::config::values::{Bytes, List};
 use crate::event::Event;
-use crate::lua::{Limits, ScriptPool, ScriptSpec, Scripting, drop_in::DropIn, pool::Entry};
+use crate::lua::pool::{Called, Entry};
+use crate::lua::{Limits, ScriptPool, ScriptSpec, Scripting, drop_in::DropIn};
 
 /// Settings of a `LuaHandler` section.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -38,7 +39,7 @@ impl LuaHandler {
     pub fn new(
         name: &str,
         settings: &Settings,
-        timeout: std::time::Duration,
+        timeout: Duration,
         scripting: &Scripting,
     ) -> Result<LuaHandler, mlua::Error> {
         let limits = Limits {
@@ -67,8 +68,10 @@ impl LuaHandler {
         })
     }
 
-    pub async fn handle(&self, event: &Event) -> Result<Option<Event>, HandlerError> {
-        self.pool.call(event).await
+    /// Runs the script for each event in turn; each call is bounded by
+    /// `timeout`.
+    pub async fn handle_many(&self, events: &[&Event], timeout: Duration) -> Vec<Called> {
+        self.pool.call_many(events, timeout).await
     }
 
     /// A dead letter of this handler was replayed: the `[api]` client may

@@ -126,39 +126,51 @@ impl Handler {
         .map_err(BuildError::Settings)
     }
 
-    /// Runs one attempt for one event, bounded by `timeout`. A handler that
-    /// changes the event (Lua) returns the event the rest of the chain sees.
+    /// Runs one attempt for each event, in order, each bounded by
+    /// `timeout`. A handler that changes an event (Lua) returns the event
+    /// the rest of the chain sees.
     ///
-    /// The HTTP handler applies `timeout` itself, to the exchange only: time
-    /// spent waiting for an NTLM connection, or draining a body after the
-    /// status decided, is not the attempt's. Its future is boxed: it is
-    /// about 2.5 KB, and every attempt of every handler would otherwise be
-    /// that size, copied as it is wrapped (timeout, select, span).
-    pub async fn handle(
+    /// Scripts and file writes run on threads of their own, and a thread
+    /// takes every event it is given at once: one hand-over per call, not
+    /// per event (see `crate::handoff`). HTTP exchanges run one after the
+    /// other; pass them one event at a time (see [`Handler::batches`]), so
+    /// that each delivery is recorded as soon as it is made. The HTTP
+    /// handler applies `timeout` itself, to the exchange only: time spent
+    /// waiting for an NTLM connection, or draining a body after the status
+    /// decided, is not the attempt's. Its future is boxed: it is about
+    /// 2.5 KB, and every attempt of every handler would otherwise be that
+    /// size, copied as it is wrapped (select, span).
+    pub async fn handle_many(
         &self,
-        event: &Event,
+        events: &[&Event],
         timeout: Duration,
-    ) -> Result<Option<Event>, HandlerError> {
-        let bounded = match self {
+    ) -> Vec<Result<Option<Event>, HandlerError>> {
+        match self {
             Handler::Http(handler) => {
-                return Box::pin(handler.handle(event, timeout))
-                    .await
-                    .map(|()| None);
+                let mut results = Vec::with_capacity(events.len());
+                for event in events {
+                    results.push(
+                        Box::pin(handler.handle(event, timeout))
+                            .await
+                            .map(|()| None),
+                    );
+                }
+                results
             }
-            Handler::TextFile(handler) => {
-                tokio::time::timeout(timeout, async {
-                    handler.handle(event).await.map(|()| None)
-                })
+            Handler::TextFile(handler) => handler
+                .handle_many(events)
                 .await
-            }
-            Handler::Lua(handler) => tokio::time::timeout(timeout, handler.handle(event)).await,
-        };
-        bounded.unwrap_or_else(|_| {
-            Err(HandlerError::retryable(format!(
-                "timed out after {}",
-                humantime::format_duration(timeout)
-            )))
-        })
+                .into_iter()
+                .map(|result| result.map(|()| None))
+                .collect(),
+            Handler::Lua(handler) => handler.handle_many(events, timeout).await,
+        }
+    }
+
+    /// Whether the handler should be given many events per call: those
+    /// that hand them to a thread of their own.
+    pub fn batches(&self) -> bool {
+        !matches!(self, Handler::Http(_))
     }
 
     /// An operator replayed a dead letter of this handler: a logon the

@@ -20,7 +20,7 @@ use super::HandlerError;
 use super::template::{Escape, Template};
 use crate::config::values::error_chain;
 use crate::event::Event;
-use writer::Writer;
+use writer::{Appended, Writer};
 
 /// Settings of a `TextFileHandler` section.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -105,7 +105,28 @@ impl TextFileHandler {
         })
     }
 
-    pub async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+    /// Appends one line per event, in order; an event's write is given up
+    /// once it has been under way for the handler's `timeout`.
+    pub async fn handle_many(&self, events: &[&Event]) -> Vec<Result<(), HandlerError>> {
+        let lines = events
+            .iter()
+            .map(|event| (self.path(event), self.line(event)))
+            .collect();
+        let Appended { written, rest } = self.writer.append_many(lines, self.timeout).await;
+        let mut results: Vec<Result<(), HandlerError>> = written
+            .into_iter()
+            .map(|result| result.map_err(|err| HandlerError::retryable(error_chain(&err))))
+            .collect();
+        if let Some(rest) = rest {
+            results.resize(
+                events.len(),
+                Err(HandlerError::retryable(error_chain(&rest))),
+            );
+        }
+        results
+    }
+
+    fn line(&self, event: &Event) -> Vec<u8> {
         let mut line = Vec::with_capacity(512);
         match &self.line {
             Line::Json => line.extend_from_slice(event.json()),
@@ -116,18 +137,18 @@ impl TextFileHandler {
             }
         }
         line.push(b'\n');
-        let path = match &self.path {
+        line
+    }
+
+    fn path(&self, event: &Event) -> Arc<Path> {
+        match &self.path {
             FilePath::Fixed(path) => path.clone(),
             FilePath::Templated { template, dir } => {
                 let mut rendered = String::new();
                 template.render(event, Escape::PathSegment, &mut rendered);
                 Arc::from(dir.join(rendered))
             }
-        };
-        self.writer
-            .append(path, line, self.timeout)
-            .await
-            .map_err(|err| HandlerError::retryable(error_chain(&err)))
+        }
     }
 }
 
@@ -139,6 +160,10 @@ mod tests {
         Event::from_line(json.as_bytes(), "2026-01-02T03:04:05Z".parse().unwrap()).unwrap()
     }
 
+    async fn handle(h: &TextFileHandler, event: &Event) -> Result<(), HandlerError> {
+        h.handle_many(&[event]).await.pop().unwrap()
+    }
+
     fn handler(dir: &Path, toml: &str) -> TextFileHandler {
         let settings: Settings = toml::from_str(toml).unwrap();
         TextFileHandler::new(&settings, dir, Duration::from_secs(5)).unwrap()
@@ -148,14 +173,16 @@ mod tests {
     async fn writes_json_lines_into_templated_paths() {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path(), r#"file_path = "out/{Phase}/{JobType}.log""#);
-        h.handle(&event(
-            r#"{"Id":"1","JobType":"Inv","JobResult":"Success"}"#,
-        ))
+        handle(
+            &h,
+            &event(r#"{"Id":"1","JobType":"Inv","JobResult":"Success"}"#),
+        )
         .await
         .unwrap();
-        h.handle(&event(
-            r#"{"Id":"2","JobType":"Inv","JobResult":"Failure"}"#,
-        ))
+        handle(
+            &h,
+            &event(r#"{"Id":"2","JobType":"Inv","JobResult":"Failure"}"#),
+        )
         .await
         .unwrap();
         let finish = std::fs::read_to_string(dir.path().join("out/OnFinish/Inv.log")).unwrap();
@@ -174,7 +201,7 @@ mod tests {
             dir.path(),
             "file_path = \"a.log\"\nformat = \"text\"\ntemplate = \"{Id}|{JobResult}\"",
         );
-        h.handle(&event(r#"{"Id":"x","JobResult":"Warning"}"#))
+        handle(&h, &event(r#"{"Id":"x","JobResult":"Warning"}"#))
             .await
             .unwrap();
         assert_eq!(
@@ -182,7 +209,7 @@ mod tests {
             "x|Warning\n"
         );
         let h = handler(dir.path(), "file_path = \"b.log\"\nformat = \"text\"");
-        h.handle(&event(r#"{"JobType":"Inv","JobResult":"Success","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}"#)).await.unwrap();
+        handle(&h, &event(r#"{"JobType":"Inv","JobResult":"Success","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}"#)).await.unwrap();
         let text = std::fs::read_to_string(dir.path().join("b.log")).unwrap();
         assert_eq!(
             text,
@@ -212,7 +239,7 @@ mod tests {
                 tokio::spawn(async move {
                     for i in 0..200 {
                         let e = event(&format!(r#"{{"Id":"{t}-{i}","Pad":"{padding}"}}"#));
-                        h.handle(&e).await.unwrap();
+                        handle(&h, &e).await.unwrap();
                     }
                 })
             })
@@ -234,11 +261,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_keeps_its_order_and_one_bad_path_fails_only_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("blocked"), "").unwrap();
+        let h = handler(dir.path(), r#"file_path = "{JobType}/all.log""#);
+        let events: Vec<Event> = ["ok", "ok", "blocked", "ok"]
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| event(&format!(r#"{{"Id":"{i}","JobType":"{kind}"}}"#)))
+            .collect();
+        let results = h.handle_many(&events.iter().collect::<Vec<_>>()).await;
+        let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
+        assert_eq!(failed, [false, false, true, false]);
+        let text = std::fs::read_to_string(dir.path().join("ok/all.log")).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["Id"].to_string())
+            .collect();
+        assert_eq!(ids, [r#""0""#, r#""1""#, r#""3""#]);
+    }
+
+    #[tokio::test]
     async fn an_unwritable_path_is_a_retryable_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("blocker"), "").unwrap();
         let h = handler(dir.path(), r#"file_path = "blocker/x.log""#);
-        let err = h.handle(&event("{}")).await.unwrap_err();
+        let err = handle(&h, &event("{}")).await.unwrap_err();
         assert!(err.is_retryable());
         assert!(err.message.contains("blocker/x.log: "), "{}", err.message);
     }

@@ -1,21 +1,25 @@
-//! A script's states, each on a thread of its own, lent to one call at a
+//! A script's states, each on a thread of its own, lent to one caller at a
 //! time.
 //!
 //! Nothing a script does runs on the daemon's runtime threads: a state lives
-//! on its thread, a call is handed to it and its answer awaited. The HTTP a
-//! script asks for still runs on the runtime (the state's thread waits on
-//! it). A call that does not answer in time — a C function that runs on, a
-//! metamethod past its deadline — is abandoned: its thread is left to finish
-//! by itself and its state is never used again; the next call gets a fresh
-//! thread. Nothing ever waits for a script's thread: not a reload, not a stop.
+//! on its thread, the calls of a batch are handed to it at once and their
+//! answers awaited (see `crate::handoff`). The HTTP a script asks for still
+//! runs on the runtime (the state's thread waits on it). A call that does
+//! not answer in time — a C function that runs on, a metamethod past its
+//! deadline — is abandoned: its thread is left to finish by itself and its
+//! state is never used again; the calls after it get a fresh thread.
+//! Nothing ever waits for a script's thread: not a reload, not a stop.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
+
+use crate::handoff::{Progress, handoff};
 use tracing::{error, warn};
 
 use super::api::ScriptEnv;
@@ -100,23 +104,49 @@ impl ScriptPool {
         })
     }
 
-    /// Runs `handle(event)`; a table it returns is the event from now on.
-    pub async fn call(&self, event: &Event) -> Result<Option<Event>, HandlerError> {
-        let _permit = self
-            .permits
-            .acquire()
+    /// Runs `handle(event)` for each event in turn; a table it returns is
+    /// that event from now on. An event's call is given up once it has run
+    /// for `patience`; the events after it go to another state.
+    pub async fn call_many(&self, events: &[&Event], patience: Duration) -> Vec<Called> {
+        let mut called = Vec::with_capacity(events.len());
+        while called.len() < events.len() {
+            let rest = &events[called.len()..];
+            if let Err(error) = self.call_on_one_state(rest, patience, &mut called).await {
+                called.resize(events.len(), Err(error));
+            }
+        }
+        called
+    }
+
+    /// Runs `events` in turn on one state, for as long as it can (a call that
+    /// spoils the state or is given up on ends its turn), adding the outcome
+    /// of each event it ran or gave up on: at least one. Fails when no state
+    /// can be had.
+    async fn call_on_one_state(
+        &self,
+        events: &[&Event],
+        patience: Duration,
+        called: &mut Vec<Called>,
+    ) -> Result<(), HandlerError> {
+        let _permit = tokio::time::timeout(patience, self.permits.acquire())
             .await
+            .map_err(|_| {
+                HandlerError::retryable(format!(
+                    "no Lua state of the script was free within {}",
+                    humantime::format_duration(patience)
+                ))
+            })?
             .map_err(|_| HandlerError::retryable("the script's Lua states are closed"))?;
         let thread = self.free.lock().ok().and_then(|mut free| free.pop());
         let thread = match thread {
             Some(thread) => thread,
             None => self.fresh_thread().await?,
         };
-        let (reply, answer) = oneshot::channel();
+        let (waiting, progress) = handoff(events.len());
         let job = Job {
-            event: event.clone(),
+            events: events.iter().map(|&event| event.clone()).collect(),
             runtime: Handle::current(),
-            reply,
+            progress,
         };
         if thread.jobs.send(job).is_err() {
             return Err(HandlerError::retryable(describe(&thread_ended())));
@@ -126,18 +156,27 @@ impl ScriptPool {
             thread: Some(thread),
             answered: false,
         };
-        let (result, spoiled) = answer.await.unwrap_or_else(|_| {
-            (
-                Err(HandlerError::retryable(describe(&thread_ended()))),
-                true,
-            )
-        });
-        borrowed.answered = true;
-        if spoiled {
-            // Its thread ends after this answer, dropping the state there.
-            borrowed.thread = None;
+        let outcome = waiting.outcome(patience).await;
+        let ran = outcome.results.len();
+        let mut spoiled = false;
+        for (result, spoils) in outcome.results {
+            called.push(result);
+            spoiled = spoils;
         }
-        result
+        if ran == events.len() || spoiled {
+            borrowed.answered = true;
+            if spoiled {
+                // Its thread ends after this answer, dropping the state there.
+                borrowed.thread = None;
+            }
+            return Ok(());
+        }
+        called.push(Err(HandlerError::retryable(match outcome.stuck {
+            // `Borrowed` counts and logs the state abandoned.
+            Some(_) => format!("timed out after {}", humantime::format_duration(patience)),
+            None => describe(&thread_ended()),
+        })));
+        Ok(())
     }
 
     /// See [`crate::handlers::lua::LuaHandler::replayed`].
@@ -200,13 +239,16 @@ impl Drop for Borrowed<'_> {
     }
 }
 
-/// One call handed to a state's thread.
+/// What one call of `handle` came to.
+pub type Called = Result<Option<Event>, HandlerError>;
+
+/// Calls handed to a state's thread.
 struct Job {
-    event: Event,
+    events: Vec<Event>,
     /// The daemon's runtime, which runs the HTTP a script asks for.
     runtime: Handle,
-    /// The outcome, and whether the state must not be used again.
-    reply: oneshot::Sender<(Result<Option<Event>, HandlerError>, bool)>,
+    /// Each call's outcome, and whether the state must not be used again.
+    progress: Progress<(Called, bool)>,
 }
 
 /// The sending end of a state's thread; dropping it ends the thread once
@@ -239,9 +281,25 @@ impl StateThread {
                     }
                 };
                 let _ = ready.send(Ok(()));
-                while let Ok(job) = receive.recv() {
-                    let (result, spoiled) = job.runtime.block_on(state.run(&job.event));
-                    let _ = job.reply.send((result, spoiled));
+                while let Ok(Job {
+                    events,
+                    runtime,
+                    progress,
+                }) = receive.recv()
+                {
+                    let spoiled = runtime.block_on(async {
+                        for event in &events {
+                            if !progress.begin() {
+                                return false;
+                            }
+                            let (result, spoiled) = state.run(event).await;
+                            progress.end((result, spoiled));
+                            if spoiled {
+                                return true;
+                            }
+                        }
+                        false
+                    });
                     if spoiled {
                         return;
                     }

@@ -35,6 +35,22 @@ pub enum FileError {
     NotRegular { path: PathBuf, kind: &'static str },
 }
 
+impl FileError {
+    /// The same error, for another line of the same write.
+    pub fn again(&self) -> FileError {
+        match self {
+            FileError::Io { path, source } => FileError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            FileError::NotRegular { path, kind } => FileError::NotRegular {
+                path: path.clone(),
+                kind,
+            },
+        }
+    }
+}
+
 /// The files written last, by path.
 #[derive(Debug, Default)]
 pub struct OpenFiles {

@@ -19,10 +19,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
 
 use super::open_files::{FileError, OpenFiles};
+use crate::handoff::{Progress, handoff};
 
 /// Writes waiting for the thread at most. Each attempt queues one, and
 /// attempts at one handler are bounded by the workers, so this is reached
@@ -44,11 +45,10 @@ struct Thread {
     busy: Arc<Mutex<Option<Busy>>>,
 }
 
-#[derive(Debug)]
+/// Lines handed to the thread at once, each with the file it goes to.
 struct Write {
-    path: Arc<Path>,
-    line: Vec<u8>,
-    done: oneshot::Sender<Result<(), FileError>>,
+    lines: Vec<(Arc<Path>, Vec<u8>)>,
+    progress: Progress<Result<(), FileError>>,
 }
 
 #[derive(Debug)]
@@ -60,8 +60,6 @@ struct Busy {
 /// Why a line was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error(transparent)]
-    File(#[from] FileError),
     #[error(
         "the previous write to {} has not finished (under way for {})",
         path.display(),
@@ -71,6 +69,9 @@ pub enum WriteError {
         path: Arc<Path>,
         under_way: Duration,
     },
+    /// Also the error of the lines handed over after it.
+    #[error("timed out after {} writing {}", humantime::format_duration(*after), path.display())]
+    TimedOut { path: Arc<Path>, after: Duration },
     #[error("cannot start a thread to write {}", path.display())]
     Spawn {
         path: Arc<Path>,
@@ -81,40 +82,72 @@ pub enum WriteError {
     Stopped { path: Arc<Path> },
 }
 
+/// What became of lines handed to [`Writer::append_many`].
+#[derive(Debug)]
+pub struct Appended {
+    /// The outcome of each of the first lines, in order.
+    pub written: Vec<Result<(), FileError>>,
+    /// Why the lines after those were not written (or not known to be).
+    pub rest: Option<WriteError>,
+}
+
 impl Writer {
-    /// Appends `line` to the file at `path` on the writer thread. Fails at
-    /// once while the thread is on an operation older than `patience`.
-    pub async fn append(
+    /// Appends each line to its file, in order, on the writer thread. Fails
+    /// at once while the thread is on an operation older than `patience`;
+    /// gives up on the lines not written once one has been under way for
+    /// `patience`.
+    pub async fn append_many(
         &self,
-        path: Arc<Path>,
-        line: Vec<u8>,
+        lines: Vec<(Arc<Path>, Vec<u8>)>,
         patience: Duration,
-    ) -> Result<(), WriteError> {
-        let thread = self.thread(&path)?;
-        if let Some(stuck) = thread.not_finished(patience) {
-            return Err(stuck);
-        }
-        let (done, answer) = oneshot::channel();
-        let write = Write {
-            path: path.clone(),
-            line,
-            done,
+    ) -> Appended {
+        let not_written = |error| Appended {
+            written: Vec::new(),
+            rest: Some(error),
         };
-        match thread.writes.try_send(write) {
+        let Some((first, _)) = lines.first() else {
+            return Appended {
+                written: Vec::new(),
+                rest: None,
+            };
+        };
+        let first = first.clone();
+        let thread = match self.thread(&first) {
+            Ok(thread) => thread,
+            Err(error) => return not_written(error),
+        };
+        if let Some(stuck) = thread.not_finished(patience) {
+            return not_written(stuck);
+        }
+        let (waiting, progress) = handoff(lines.len());
+        let paths: Vec<Arc<Path>> = lines.iter().map(|(path, _)| path.clone()).collect();
+        match thread.writes.try_send(Write { lines, progress }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Err(thread.not_finished(Duration::ZERO).unwrap_or(
+                return not_written(thread.not_finished(Duration::ZERO).unwrap_or(
                     WriteError::NotFinished {
-                        path,
+                        path: first,
                         under_way: Duration::ZERO,
                     },
                 ));
             }
-            Err(TrySendError::Closed(_)) => return Err(WriteError::Stopped { path }),
+            Err(TrySendError::Closed(_)) => {
+                return not_written(WriteError::Stopped { path: first });
+            }
         }
-        match answer.await {
-            Ok(written) => Ok(written?),
-            Err(_) => Err(WriteError::Stopped { path }),
+        let outcome = waiting.outcome(patience).await;
+        let rest = paths
+            .get(outcome.results.len())
+            .map(|path| match outcome.stuck {
+                Some(_) => WriteError::TimedOut {
+                    path: path.clone(),
+                    after: patience,
+                },
+                None => WriteError::Stopped { path: path.clone() },
+            });
+        Appended {
+            written: outcome.results,
+            rest,
         }
     }
 
@@ -158,17 +191,35 @@ impl Thread {
 /// joined: a thread stuck in the kernel must not hold up a reload or a stop.
 fn run(mut writes: mpsc::Receiver<Write>, busy: &Mutex<Option<Busy>>) {
     let mut files = OpenFiles::default();
-    while let Some(write) = writes.blocking_recv() {
-        if write.done.is_closed() {
-            continue; // Its attempt timed out or was abandoned.
+    let mut together = Vec::new();
+    while let Some(Write { lines, progress }) = writes.blocking_recv() {
+        let mut lines = lines.into_iter().peekable();
+        while let Some((path, line)) = lines.next() {
+            if !progress.begin() {
+                break; // Its attempts timed out or were abandoned.
+            }
+            // Lines in a row for one file are written with one call: they
+            // land, or are cut back, together.
+            together.clear();
+            together.extend_from_slice(&line);
+            let mut count = 1;
+            while let Some((_, next)) =
+                lines.next_if(|(next, _)| Arc::ptr_eq(next, &path) || *next == path)
+            {
+                together.extend_from_slice(&next);
+                count += 1;
+            }
+            *lock(busy) = Some(Busy {
+                path: path.clone(),
+                since: Instant::now(),
+            });
+            let written = files.append(&path, &together);
+            *lock(busy) = None;
+            for _ in 1..count {
+                progress.end(written.as_ref().map_err(FileError::again).copied());
+            }
+            progress.end(written);
         }
-        *lock(busy) = Some(Busy {
-            path: write.path.clone(),
-            since: Instant::now(),
-        });
-        let written = files.append(&write.path, &write.line);
-        *lock(busy) = None;
-        let _ = write.done.send(written);
     }
 }
 
