@@ -33,6 +33,7 @@ mod driver {
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
@@ -55,6 +56,10 @@ mod driver {
         /// Events each client may have sent but not yet seen acked.
         #[arg(long, default_value_t = 512)]
         window: usize,
+        /// Distinct `JobId`s the events cycle through (events of one job are
+        /// handled one after another, so this bounds HTTP concurrency too).
+        #[arg(long, default_value_t = 64)]
+        jobs: usize,
         /// Runs to take the median of.
         #[arg(long, default_value_t = 3)]
         runs: usize,
@@ -70,6 +75,13 @@ mod driver {
         /// `fsync` for the daemon this tool starts: always, batch or never.
         #[arg(long, default_value = "batch")]
         fsync: String,
+        /// How long the HTTP sink takes to answer each request (`--handler
+        /// http`), e.g. `50ms`, like a real API.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        latency: Duration,
+        /// `concurrency` of the HTTP handler: a number or `adaptive`.
+        #[arg(long, default_value = "adaptive")]
+        concurrency: String,
         /// Send to this socket instead of starting a daemon.
         #[arg(long)]
         socket: Option<PathBuf>,
@@ -100,6 +112,10 @@ mod driver {
         handled_after: Option<Duration>,
         /// Send → arrival at the HTTP sink, microseconds, sorted.
         end_to_end: Vec<u32>,
+        /// Most requests the HTTP sink had in hand at once.
+        sink_peak: Option<usize>,
+        /// The daemon's peak resident memory, KiB (daemon started here only).
+        peak_rss_kib: Option<u64>,
         /// CPU time the daemon used from the first event until every
         /// accepted one was handled (daemon started here only).
         daemon_cpu: Option<Duration>,
@@ -148,7 +164,7 @@ mod driver {
 
     async fn spawned_run(args: &Args, run: usize) -> RunResult {
         let sink = match args.handler {
-            Target::Http => Some(Sink::start().await),
+            Target::Http => Some(Sink::start(args.latency).await),
             Target::File | Target::Lua => None,
         };
         let daemon = SpawnedDaemon::start(args, sink.as_ref());
@@ -168,6 +184,7 @@ mod driver {
         }
         result.handled_after = Some(result.elapsed + waited.elapsed());
         result.daemon_cpu = Some(daemon.cpu_time().saturating_sub(cpu_before));
+        result.peak_rss_kib = daemon.peak_rss_kib();
         if let Some(sink) = &sink {
             let arrivals = sink.arrivals.lock().unwrap();
             for (client, sent) in clients.iter().enumerate() {
@@ -178,6 +195,7 @@ mod driver {
                 }
             }
             result.end_to_end.sort_unstable();
+            result.sink_peak = Some(sink.peak.load(Ordering::Relaxed));
         }
         result
     }
@@ -225,6 +243,12 @@ mod driver {
                 percentile(&result.end_to_end, 0.99)
             ));
         }
+        if let Some(kib) = result.peak_rss_kib {
+            line.push_str(&format!("; daemon peak RSS {:.1} MiB", kib as f64 / 1024.0));
+        }
+        if let Some(peak) = result.sink_peak {
+            line.push_str(&format!("; sink peak in flight {peak}"));
+        }
         println!("{line}");
     }
 
@@ -235,9 +259,15 @@ mod driver {
         let tasks: Vec<_> = (0..args.clients)
             .map(|client| {
                 let socket = socket.to_owned();
-                let window = args.window;
+                let (window, jobs) = (args.window, args.jobs.max(1));
                 tokio::spawn(async move {
-                    client_run(&socket, run, client, per_client, window, client_rate).await
+                    let events = Events {
+                        run,
+                        client,
+                        count: per_client,
+                        jobs,
+                    };
+                    client_run(&socket, events, window, client_rate).await
                 })
             })
             .collect();
@@ -257,14 +287,13 @@ mod driver {
 
     /// One connection: a writer paced by the window (and the rate), a reader
     /// matching each ack to its send time (acks come in order).
-    async fn client_run(
-        socket: &Path,
-        run: usize,
-        client: usize,
-        events: usize,
-        window: usize,
-        rate: f64,
-    ) -> ClientRun {
+    async fn client_run(socket: &Path, events: Events, window: usize, rate: f64) -> ClientRun {
+        let Events {
+            run,
+            client,
+            count: events,
+            jobs,
+        } = events;
         let stream = UnixStream::connect(socket)
             .await
             .expect("connect to the daemon");
@@ -297,7 +326,7 @@ mod driver {
                     permit.forget();
                     batch
                         .bytes
-                        .extend_from_slice(event(run, client, i).as_bytes());
+                        .extend_from_slice(event(run, client, i, jobs).as_bytes());
                     batch.events += 1;
                     if batch.bytes.len() >= 60 * 1024 {
                         batch.flush(&mut write, &sent_at).await;
@@ -363,8 +392,18 @@ mod driver {
         format!("r{run}-c{client}-{i}")
     }
 
-    /// A realistic orchestrator event (about 450 bytes); 64 jobs interleaved.
-    fn event(run: usize, client: usize, i: usize) -> String {
+    /// What one client sends: `count` events of run `run`, cycling through
+    /// `jobs` job ids.
+    struct Events {
+        run: usize,
+        client: usize,
+        count: usize,
+        jobs: usize,
+    }
+
+    /// A realistic orchestrator event (about 450 bytes); `jobs` jobs
+    /// interleaved.
+    fn event(run: usize, client: usize, i: usize, jobs: usize) -> String {
         format!(
             concat!(
                 r#"{{"Id":"{id}","AgentId":"6a0c7c2f-4f8a-4b9e-9d3e-1f2b3c4d5e6f","#,
@@ -376,29 +415,49 @@ mod driver {
                 "\n"
             ),
             id = event_id(run, client, i),
-            job = (client * 7919 + i) % 64,
+            job = (client * 7919 + i) % jobs,
         )
     }
 
-    /// A keep-alive HTTP/1.1 sink that answers 200 and notes when each event
-    /// `Id` arrived.
+    /// A keep-alive HTTP/1.1 sink that answers 200 after `latency` and
+    /// notes when each event `Id` arrived and how many requests it had in
+    /// hand at most.
     struct Sink {
         url: String,
         arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+        peak: Arc<AtomicUsize>,
+    }
+
+    /// What every connection of the sink shares.
+    #[derive(Clone)]
+    struct SinkState {
+        arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+        latency: Duration,
+        in_flight: Arc<AtomicUsize>,
+        peak: Arc<AtomicUsize>,
     }
 
     impl Sink {
-        async fn start() -> Sink {
+        async fn start(latency: Duration) -> Sink {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}/events", listener.local_addr().unwrap());
-            let arrivals = Arc::new(Mutex::new(HashMap::new()));
-            let shared = arrivals.clone();
+            let state = SinkState {
+                arrivals: Arc::default(),
+                latency,
+                in_flight: Arc::default(),
+                peak: Arc::default(),
+            };
+            let (arrivals, peak) = (state.arrivals.clone(), state.peak.clone());
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(sink_connection(stream, shared.clone()));
+                    tokio::spawn(sink_connection(stream, state.clone()));
                 }
             });
-            Sink { url, arrivals }
+            Sink {
+                url,
+                arrivals,
+                peak,
+            }
         }
     }
 
@@ -420,10 +479,7 @@ mod driver {
         }
     }
 
-    async fn sink_connection(
-        stream: tokio::net::TcpStream,
-        arrivals: Arc<Mutex<HashMap<String, Instant>>>,
-    ) {
+    async fn sink_connection(stream: tokio::net::TcpStream, state: SinkState) {
         let (read, mut write) = stream.into_split();
         let mut read = BufReader::new(read);
         let mut line = String::new();
@@ -451,12 +507,19 @@ mod driver {
             if let Some(rest) = body.split_once("\"Id\":\"").map(|(_, rest)| rest)
                 && let Some((id, _)) = rest.split_once('"')
             {
-                let previous = arrivals
+                let previous = state
+                    .arrivals
                     .lock()
                     .unwrap()
                     .insert(id.to_owned(), Instant::now());
                 assert!(previous.is_none(), "event {id} arrived twice");
             }
+            let in_flight = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            state.peak.fetch_max(in_flight, Ordering::Relaxed);
+            if !state.latency.is_zero() {
+                tokio::time::sleep(state.latency).await;
+            }
+            state.in_flight.fetch_sub(1, Ordering::Relaxed);
             if write
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 .await
@@ -464,6 +527,16 @@ mod driver {
             {
                 return;
             }
+        }
+    }
+
+    /// The `concurrency` line of the HTTP handler's section (none for the
+    /// default, so that builds from before the setting can be compared).
+    fn concurrency(value: &str) -> String {
+        match value.parse::<usize>() {
+            Ok(count) => format!("concurrency = {count}\n"),
+            Err(_) if value == "adaptive" => String::new(),
+            Err(_) => format!("concurrency = \"{value}\"\n"),
         }
     }
 
@@ -487,8 +560,9 @@ mod driver {
             let file = "library = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n";
             let chain = match (target, sink) {
                 (Target::Http, Some(sink)) => format!(
-                    "OnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n",
-                    sink.url
+                    "OnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\n{}",
+                    sink.url,
+                    concurrency(&args.concurrency)
                 ),
                 (Target::Lua, _) => {
                     std::fs::create_dir(dir.path().join("scripts")).unwrap();
@@ -570,6 +644,14 @@ mod driver {
                 .filter_map(|field| field.parse::<u64>().ok())
                 .sum();
             Duration::from_millis(ticks * 10)
+        }
+
+        /// The daemon's peak resident memory so far (`VmHWM`), in KiB.
+        fn peak_rss_kib(&self) -> Option<u64> {
+            let status =
+                std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+            let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
         }
     }
 

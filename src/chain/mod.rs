@@ -177,6 +177,15 @@ impl Pipeline {
         Ok((pipeline, problems))
     }
 
+    /// Whether an event of `phase` would wait on another machine in its
+    /// chain: a worker hands such an event to a task of its own, so that
+    /// the wait holds no worker.
+    pub fn waits_on_network(&self, phase: Phase) -> bool {
+        self.chain(phase)
+            .iter()
+            .any(|stage| stage.waits_on_network())
+    }
+
     /// The scripts folder as it was when this was built.
     pub fn scripts(&self) -> &lua::Fingerprint {
         &self.scripts
@@ -247,7 +256,7 @@ impl Pipeline {
             let waiting: Vec<usize> = (0..runs.len())
                 .filter(|&i| runs[i].waits_for(stage))
                 .collect();
-            let per_call = if stage.batches() {
+            let per_call = if !stage.waits_on_network() {
                 waiting.len().max(1)
             } else {
                 1

@@ -68,10 +68,11 @@ impl Stage {
         matches!(self.handler, Handler::TextFile(_))
     }
 
-    /// Whether the handler takes many events per call (see
-    /// [`Handler::batches`]).
-    pub(super) fn batches(&self) -> bool {
-        self.handler.batches()
+    /// Whether the handler mostly waits on another machine (see
+    /// [`Handler::waits_on_network`]); if not, it takes many events per
+    /// call.
+    pub(super) fn waits_on_network(&self) -> bool {
+        self.handler.waits_on_network()
     }
 
     /// What one event usually costs the handler, in nanoseconds; `None`

@@ -16,12 +16,18 @@ fn pipeline(dir: &Path, hooks_and_handlers: &str, scripts: &[(&str, &str)]) -> P
         std::fs::write(dir.join("scripts").join(name), text).unwrap();
     }
     let loaded = crate::config::parse(hooks_and_handlers, &dir.join("handlers.toml"));
-    let config = loaded.config.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    let config = loaded
+        .config
+        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
     Pipeline::build(&config).unwrap().0
 }
 
 fn event(id: &str) -> Event {
-    Event::from_line(format!(r#"{{"Id":"{id}"}}"#).as_bytes(), jiff::Timestamp::now()).unwrap()
+    Event::from_line(
+        format!(r#"{{"Id":"{id}"}}"#).as_bytes(),
+        jiff::Timestamp::now(),
+    )
+    .unwrap()
 }
 
 #[test]

@@ -133,7 +133,7 @@ impl Handler {
     /// Scripts and file writes run on threads of their own, and a thread
     /// takes every event it is given at once: one hand-over per call, not
     /// per event (see `crate::handoff`). HTTP exchanges run one after the
-    /// other; pass them one event at a time (see [`Handler::batches`]), so
+    /// other; pass them one event at a time (see [`Handler::waits_on_network`]), so
     /// that each delivery is recorded as soon as it is made. The HTTP
     /// handler applies `timeout` itself, to the exchange only: time spent
     /// waiting for an NTLM connection, or draining a body after the status
@@ -167,10 +167,12 @@ impl Handler {
         }
     }
 
-    /// Whether the handler should be given many events per call: those
-    /// that hand them to a thread of their own.
-    pub fn batches(&self) -> bool {
-        !matches!(self, Handler::Http(_))
+    /// Whether an attempt mostly waits on another machine (HTTP). Such a
+    /// handler runs its attempts as tasks of their own, bounded by its
+    /// concurrency limit, and is given one event per call; the others hand
+    /// many events at once to a thread of their own.
+    pub fn waits_on_network(&self) -> bool {
+        matches!(self, Handler::Http(_))
     }
 
     /// An operator replayed a dead letter of this handler: a logon the

@@ -84,8 +84,14 @@ impl Request {
 struct State {
     requests: Vec<Request>,
     script: VecDeque<Reply>,
+    /// The reply to the n-th request (counting from 0) once the script is
+    /// used up; 200 when unset.
+    otherwise: Option<Box<dyn Fn(usize) -> Reply + Send>>,
     /// Body bytes of `Trickle` replies the clients took.
     trickled: u64,
+    /// Requests received and not yet answered, and the most there were.
+    in_flight: usize,
+    peak_in_flight: usize,
 }
 
 pub struct HttpServer {
@@ -148,6 +154,16 @@ impl HttpServer {
         self.state.lock().unwrap().script.extend(replies);
     }
 
+    /// The reply to the n-th request (from 0) once the script is used up.
+    pub fn otherwise(&self, reply: impl Fn(usize) -> Reply + Send + 'static) {
+        self.state.lock().unwrap().otherwise = Some(Box::new(reply));
+    }
+
+    /// The most requests the server had received and not yet answered.
+    pub fn peak_in_flight(&self) -> usize {
+        self.state.lock().unwrap().peak_in_flight
+    }
+
     /// Body bytes of `Trickle` replies the clients took so far.
     pub fn trickled(&self) -> u64 {
         self.state.lock().unwrap().trickled
@@ -207,12 +223,20 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state: Arc<Mut
                 body,
                 at: Instant::now(),
             });
-            state
-                .script
-                .pop_front()
-                .unwrap_or_else(|| Reply::status(200))
+            state.in_flight += 1;
+            state.peak_in_flight = state.peak_in_flight.max(state.in_flight);
+            let n = state.requests.len() - 1;
+            match state.script.pop_front() {
+                Some(reply) => reply,
+                None => state
+                    .otherwise
+                    .as_ref()
+                    .map_or_else(|| Reply::status(200), |otherwise| otherwise(n)),
+            }
         };
-        if !answer(stream.get_mut(), reply, &state).await {
+        let answered = answer(stream.get_mut(), reply, &state).await;
+        state.lock().unwrap().in_flight -= 1;
+        if !answered {
             return;
         }
     }

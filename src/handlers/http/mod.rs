@@ -4,6 +4,7 @@
 //! pass and are retried (a `Retry-After` answer sets the wait); every other
 //! status is a permanent failure. `retry_on` replaces the retried statuses.
 
+pub mod concurrency;
 mod retry_after;
 mod signing;
 mod target;
@@ -16,12 +17,13 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tracing::debug;
 
+use self::concurrency::{Concurrency, Limiter, Limits, MAX_CONCURRENCY, Signal};
 use self::retry_after::retry_after;
 use self::signing::Signer;
 use self::target::{Target, UrlSource};
 use super::{HandlerError, Retry};
 use crate::config::Config;
-use crate::config::values::SecretSource;
+use crate::config::values::{SecretSource, count_between};
 use crate::event::Event;
 use crate::http::body::{DRAIN_LIMIT, drain};
 use crate::http::endpoint::{ConnectionSettings, Endpoint};
@@ -50,6 +52,26 @@ pub struct Settings {
     pub signing_secret: Option<SecretSource>,
     /// Statuses that are retried, replacing the default (408, 429, 5xx).
     pub retry_on: Option<Vec<u16>>,
+    /// Requests in flight at once: a number from 1 to 1024, or `"adaptive"`
+    /// (the default): more while the endpoint answers fast and fine, fewer
+    /// on 429, 503, timeouts, connection errors and a climbing round-trip
+    /// time. Events of one JobId are still sent one after another.
+    #[serde(default)]
+    pub concurrency: Concurrency,
+    /// The least requests in flight an adaptive `concurrency` keeps. From
+    /// 1 to 1024. Default 1.
+    #[serde(
+        default = "one",
+        deserialize_with = "count_between::<_, 1, MAX_CONCURRENCY>"
+    )]
+    pub min_concurrency: usize,
+    /// The most requests in flight an adaptive `concurrency` allows. From
+    /// 1 to 1024. Default 256.
+    #[serde(
+        default = "default_max_concurrency",
+        deserialize_with = "count_between::<_, 1, MAX_CONCURRENCY>"
+    )]
+    pub max_concurrency: usize,
     /// Authentication, proxy and TLS: read from the same section by
     /// `crate::config` (the keys in `crate::http::endpoint::CONNECTION_KEYS`).
     #[serde(skip)]
@@ -60,8 +82,34 @@ fn default_method() -> String {
     "POST".to_owned()
 }
 
+fn one() -> usize {
+    1
+}
+
+fn default_max_concurrency() -> usize {
+    256
+}
+
 /// Bytes of a failed response's body quoted in the error.
 const BODY_SNIPPET: usize = 512;
+
+/// Why a delivery failed, as far as the concurrency limit is concerned.
+enum Failure {
+    /// 429, 503, or no answer at all (refused, reset, timed out).
+    Overloaded(HandlerError),
+    /// Any other answer.
+    Answered(HandlerError),
+    /// Nothing sent, or a failure that says nothing of the endpoint's load.
+    Other(HandlerError),
+}
+
+impl Failure {
+    fn into_error(self) -> HandlerError {
+        match self {
+            Failure::Overloaded(error) | Failure::Answered(error) | Failure::Other(error) => error,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct HttpHandler {
@@ -71,6 +119,7 @@ pub struct HttpHandler {
     headers: HeaderMap,
     signer: Option<Signer>,
     retry_on: Option<Vec<u16>>,
+    limiter: Limiter,
 }
 
 impl HttpHandler {
@@ -97,21 +146,52 @@ impl HttpHandler {
                 None => None,
             },
             retry_on: settings.retry_on.clone(),
+            limiter: Limiter::new(Limits::from_settings(
+                settings.concurrency,
+                settings.min_concurrency,
+                settings.max_concurrency,
+            )?),
         })
     }
 
     /// One attempt: `timeout` bounds the exchange up to the answer's status
     /// and headers, which decide the outcome. The body is then drained within
     /// bounds of its own (`crate::http::body`).
+    /// Delivers `event` once there is room under the handler's concurrency
+    /// limit, telling the limit how the endpoint coped.
     pub async fn handle(&self, event: &Event, timeout: Duration) -> Result<(), HandlerError> {
-        let url = self.target.url(event)?;
+        let permit = self.limiter.acquire().await;
+        let started = Instant::now();
+        let delivered = self.deliver(event, timeout).await;
+        permit.done(match &delivered {
+            Err(Failure::Overloaded(_)) => Some(Signal::Overloaded),
+            Err(Failure::Other(_)) => None,
+            Ok(()) | Err(Failure::Answered(_)) => Some(Signal::Answered(started.elapsed())),
+        });
+        delivered.map_err(Failure::into_error)
+    }
+
+    /// The current concurrency limit and the requests in flight.
+    pub fn load(&self) -> (usize, usize) {
+        self.limiter.load()
+    }
+
+    async fn deliver(&self, event: &Event, timeout: Duration) -> Result<(), Failure> {
+        let url = self.target.url(event).map_err(Failure::Other)?;
         // Shared, not copied, by every leg of an NTLM handshake.
         let body = bytes::Bytes::from_owner(event.json().clone());
         let request =
             |authorization: Option<String>| self.request(&url, event.id(), &body, authorization);
         let started = Instant::now();
         let sent = self.endpoint.deliver(request, timeout).await;
-        let mut answer = sent.map_err(|err| self.send_failed(url.as_str(), err))?;
+        let mut answer = sent.map_err(|err| {
+            let error = self.send_failed(url.as_str(), err);
+            match error.is_retryable() {
+                // Refused, reset or timed out: the endpoint may be swamped.
+                true => Failure::Overloaded(error),
+                false => Failure::Other(error),
+            }
+        })?;
         let response = &mut answer.response;
         let status = response.status();
         let elapsed = started.elapsed().as_millis();
@@ -150,7 +230,13 @@ impl HttpHandler {
         } else {
             Retry::Never
         };
-        Err(HandlerError { message, retry })
+        let error = HandlerError { message, retry };
+        Err(match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                Failure::Overloaded(error)
+            }
+            _ => Failure::Answered(error),
+        })
     }
 
     /// See [`crate::handlers::Handler::replayed`].
