@@ -25,9 +25,10 @@ fn daemon_for(server: &HttpServer) -> Daemon {
     ))
 }
 
-/// Sends `count` events, each of a job of its own; all must be accepted.
-fn send_events(daemon: &Daemon, count: usize) {
-    let lines: Vec<String> = (0..count)
+/// Sends events `first..last`, each of a job of its own; all must be
+/// accepted.
+fn send_events(daemon: &Daemon, first: usize, last: usize) {
+    let lines: Vec<String> = (first..last)
         .map(|i| format!(r#"{{"Id":"e{i}","JobId":"{}"}}"#, job(i)))
         .collect();
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
@@ -48,7 +49,7 @@ fn an_endpoint_answering_in_50ms_gets_many_requests_at_once_with_the_defaults() 
     let server = HttpServer::start();
     server.otherwise(|_| after(50, 200));
     let mut daemon = daemon_for(&server);
-    send_events(&daemon, 1000);
+    send_events(&daemon, 0, 1000);
     let requests = server.wait_for(1000);
     let mut ids: Vec<String> = requests
         .iter()
@@ -70,7 +71,7 @@ fn an_endpoint_answering_503_to_half_its_requests_gets_fewer_at_once() {
         let server = HttpServer::start();
         server.otherwise(move |n| after(50, if n % 2 == 0 { code } else { 200 }));
         let daemon = daemon_for(&server);
-        send_events(&daemon, 400);
+        send_events(&daemon, 0, 400);
         eventually("150 requests", || server.requests().len() >= 150);
         let peak = server.peak_in_flight();
         drop(daemon);
@@ -134,4 +135,31 @@ fn events_of_one_job_reach_a_slow_endpoint_in_order_under_concurrency() {
         "only {} in flight: not concurrent",
         server.peak_in_flight()
     );
+}
+
+#[test]
+fn a_script_that_calls_an_api_waits_on_it_without_holding_the_workers() {
+    let server = HttpServer::start();
+    server.otherwise(|_| after(100, 200));
+    let script = format!(
+        "function handle(e)\n\
+           local status = http.request{{ method = 'POST', url = '{}', body = e.Id }}\n\
+           return status == 200\n\
+         end",
+        server.url("/lookup")
+    );
+    let daemon = Daemon::start_with(
+        "[daemon]\nworkers = 1\n[hooks]\nOnFinish = [\"lookup\"]\n\
+         [handlers.lookup]\nlibrary = \"LuaHandler\"\nlua_script = \"lookup.lua\"\n",
+        &[("scripts/lookup.lua", script.as_str())],
+    );
+    // The first call shows the script makes requests; the rest then run as
+    // tasks, up to one per Lua state.
+    send_events(&daemon, 0, 1);
+    server.wait_for(1);
+    send_events(&daemon, 1, 61);
+    server.wait_for(61);
+    let peak = server.peak_in_flight();
+    eprintln!("peak script requests in flight with one worker: {peak}");
+    assert!(peak >= 8, "only {peak} script requests in flight at once");
 }

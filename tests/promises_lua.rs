@@ -393,7 +393,7 @@ fn threads_stuck_in_c_calls_are_bounded() {
         .trim()
         .parse()
         .unwrap();
-    // Runtime, spool, writer, watcher and reload threads, plus at most
-    // states (2 here) + 4 Lua threads.
+    // Runtime, spool, writer, watcher and reload threads, plus a Lua thread
+    // per call under way (at most `workers`, 2 here) and 4 stuck ones.
     assert!(threads < 20, "{threads} threads");
 }

@@ -554,7 +554,6 @@ impl<'a> Reuse<'a> {
                     self.pipeline.scripts == *scripts
                         && self.config.api == config.api
                         && self.config.daemon.scripts_dir == config.daemon.scripts_dir
-                        && self.config.daemon.worker_count() == config.daemon.worker_count()
                 }
             };
         if !same {

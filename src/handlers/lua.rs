@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::config::values::{Bytes, List};
 use crate::event::Event;
 use crate::lua::pool::{Called, Entry};
-use crate::lua::{Limits, ScriptPool, ScriptSpec, Scripting, drop_in::DropIn};
+use crate::lua::{Limits, MAX_STATES, ScriptPool, ScriptSpec, Scripting, drop_in::DropIn};
 
 /// Settings of a `LuaHandler` section.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -50,7 +50,7 @@ impl LuaHandler {
         let path = scripting.script_path(&settings.lua_script);
         let spec = ScriptSpec::new(name, path, Entry::Global, limits, scripting);
         Ok(LuaHandler {
-            pool: ScriptPool::start(spec, scripting.states())?,
+            pool: ScriptPool::start(spec, MAX_STATES)?,
         })
     }
 
@@ -64,7 +64,7 @@ impl LuaHandler {
             scripting,
         );
         Ok(LuaHandler {
-            pool: ScriptPool::start(spec, scripting.states())?,
+            pool: ScriptPool::start(spec, MAX_STATES)?,
         })
     }
 
@@ -72,6 +72,12 @@ impl LuaHandler {
     /// `timeout`.
     pub async fn handle_many(&self, events: &[&Event], timeout: Duration) -> Vec<Called> {
         self.pool.call_many(events, timeout).await
+    }
+
+    /// Whether the script has made HTTP requests (`http`, `client`): then its
+    /// events are handed to tasks of their own, like an HTTP handler's.
+    pub fn waits_on_network(&self) -> bool {
+        self.pool.waits_on_network()
     }
 
     /// A dead letter of this handler was replayed: the `[api]` client may

@@ -167,12 +167,17 @@ impl Handler {
         }
     }
 
-    /// Whether an attempt mostly waits on another machine (HTTP). Such a
-    /// handler runs its attempts as tasks of their own, bounded by its
-    /// concurrency limit, and is given one event per call; the others hand
-    /// many events at once to a thread of their own.
+    /// Whether an attempt mostly waits on another machine: HTTP, or a
+    /// script that has made requests. Its events run as tasks of their own
+    /// (bounded by the HTTP handler's concurrency limit, or the script's
+    /// states), one per call; the others hand many events at once to a
+    /// thread of their own.
     pub fn waits_on_network(&self) -> bool {
-        matches!(self, Handler::Http(_))
+        match self {
+            Handler::Http(_) => true,
+            Handler::Lua(handler) => handler.waits_on_network(),
+            Handler::TextFile(_) => false,
+        }
     }
 
     /// An operator replayed a dead letter of this handler: a logon the

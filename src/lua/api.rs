@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mlua::{Lua, LuaSerdeExt, MultiValue, Table, Value};
@@ -95,6 +96,9 @@ pub struct ScriptEnv {
     /// larger one could not become a Lua string anyway, and is refused
     /// before it is all in the daemon's memory).
     pub max_body: u64,
+    /// Set once the script has made a request (`http` or `client`): its
+    /// calls wait on the network, so its events run as tasks of their own.
+    pub networked: Arc<AtomicBool>,
 }
 
 /// The id of the event being handled, for log lines.
@@ -185,10 +189,12 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
 
     let http = lua.create_table()?;
     let (client, max_body) = (env.http.clone(), env.max_body);
+    let networked = env.networked.clone();
     http.set(
         "request",
         lua.create_async_function(move |lua, spec: Table| {
             let client = client.clone();
+            networked.store(true, Ordering::Relaxed);
             async move {
                 let spec: RequestSpec = lua.from_value(Value::Table(spec))?;
                 let url = spec
@@ -221,8 +227,10 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
 fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
     let client = lua.create_table()?;
     let (api, max_body) = (env.api.clone(), env.max_body);
+    let networked = env.networked.clone();
     let request = lua.create_async_function(move |lua, (_, spec): (Value, Table)| {
         let api = api.clone();
+        networked.store(true, Ordering::Relaxed);
         async move {
             let api = api.as_deref().ok_or_else(|| {
                 mlua::Error::runtime("client: handlers.toml has no [api] section")

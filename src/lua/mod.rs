@@ -32,13 +32,14 @@ use crate::config::{Config, Diagnostic, Position};
 pub struct Scripting {
     api: Option<Arc<api::ApiClient>>,
     http: reqwest::Client,
-    /// States per script.
-    states: usize,
     scripts_dir: PathBuf,
 }
 
-/// Most states (threads) one script gets, however many workers there are.
-const MAX_STATES: usize = 16;
+/// Most states (threads) one script gets: how many of its calls may be under
+/// way at once. They are started as calls overlap: a script run by the
+/// workers alone never has more than `workers`; one that makes requests runs
+/// as tasks and may use them all.
+pub const MAX_STATES: usize = 16;
 
 impl Scripting {
     /// Builds the `[api]` client.
@@ -50,14 +51,8 @@ impl Scripting {
         Ok(Scripting {
             api,
             http: crate::http::build_client(Default::default(), &config.dir)?,
-            states: config.daemon.worker_count().clamp(1, MAX_STATES),
             scripts_dir: config.daemon.scripts_dir.clone(),
         })
-    }
-
-    /// Lua states (threads) each script gets.
-    pub fn states(&self) -> usize {
-        self.states
     }
 
     /// A script named in a section, which is relative to `scripts_dir`.
@@ -72,6 +67,7 @@ impl Scripting {
             api: self.api.clone(),
             http: self.http.clone(),
             max_body: memory_limit,
+            networked: Arc::default(),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! Nothing ever waits for a script's thread: not a reload, not a stop.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,10 +81,8 @@ pub struct ScriptPool {
     free: Mutex<Vec<StateThread>>,
     /// One permit per state.
     permits: Semaphore,
-    states: usize,
-    /// Threads of this script still running: free, lent, or abandoned and
-    /// not yet ended.
-    threads: Arc<AtomicUsize>,
+    /// Threads of this script abandoned mid-call and not yet ended.
+    stuck: Arc<AtomicUsize>,
 }
 
 impl ScriptPool {
@@ -92,15 +90,14 @@ impl ScriptPool {
     /// that a broken script is reported before anything starts; more, up to
     /// `states`, are started as calls overlap.
     pub fn start(spec: ScriptSpec, states: usize) -> mlua::Result<ScriptPool> {
-        let threads = Arc::new(AtomicUsize::new(0));
-        let (thread, ready) = StateThread::spawn(spec.clone(), threads.clone())?;
+        let stuck = Arc::new(AtomicUsize::new(0));
+        let (thread, ready) = StateThread::spawn(spec.clone(), stuck.clone())?;
         ready.blocking_recv().map_err(|_| thread_ended())??;
         Ok(ScriptPool {
             spec,
             free: Mutex::new(vec![thread]),
             permits: Semaphore::new(states.max(1)),
-            states: states.max(1),
-            threads,
+            stuck,
         })
     }
 
@@ -179,6 +176,11 @@ impl ScriptPool {
         Ok(())
     }
 
+    /// Whether the script has made requests: its calls wait on the network.
+    pub fn waits_on_network(&self) -> bool {
+        self.spec.env.networked.load(Ordering::Relaxed)
+    }
+
     /// See [`crate::handlers::lua::LuaHandler::replayed`].
     pub fn replayed(&self) {
         if let Some(api) = &self.spec.env.api {
@@ -192,15 +194,14 @@ impl ScriptPool {
             error!(script = %self.spec.path.display(), "cannot renew a Lua state: {}", describe(err));
             HandlerError::retryable(describe(err))
         };
-        let running = self.threads.load(Ordering::Relaxed);
-        if running >= self.states + MAX_STUCK {
+        let stuck = self.stuck.load(Ordering::Relaxed);
+        if stuck >= MAX_STUCK {
             return Err(HandlerError::retryable(format!(
-                "{} of this script's Lua states are still stuck in calls given up on; \
-                 no new state is started until they end",
-                running + 1 - self.states
+                "{stuck} of this script's Lua states are still stuck in calls given up on; \
+                 no new state is started until they end"
             )));
         }
-        let (thread, ready) = StateThread::spawn(self.spec.clone(), self.threads.clone())
+        let (thread, ready) = StateThread::spawn(self.spec.clone(), self.stuck.clone())
             .map_err(|err| failed(&err))?;
         match ready.await {
             Ok(Ok(())) => Ok(thread),
@@ -230,6 +231,7 @@ impl Drop for Borrowed<'_> {
             }
             return;
         }
+        thread.abandon(&self.pool.stuck);
         let total = ABANDONED.fetch_add(1, Ordering::Relaxed) + 1;
         warn!(
             script = %self.pool.spec.path.display(),
@@ -256,23 +258,32 @@ struct Job {
 #[derive(Debug)]
 struct StateThread {
     jobs: mpsc::Sender<Job>,
+    /// `RUNNING`, `GIVEN_UP` or `ENDED`.
+    fate: Arc<AtomicU8>,
 }
+
+const RUNNING: u8 = 0;
+const GIVEN_UP: u8 = 1;
+const ENDED: u8 = 2;
 
 impl StateThread {
     /// Starts a thread that builds a state of `spec` and then runs the jobs
     /// sent to it; the receiver says whether the state was built.
     fn spawn(
         spec: ScriptSpec,
-        threads: Arc<AtomicUsize>,
+        stuck: Arc<AtomicUsize>,
     ) -> mlua::Result<(StateThread, oneshot::Receiver<mlua::Result<()>>)> {
         let (jobs, receive) = mpsc::channel::<Job>();
         let (ready, built) = oneshot::channel();
-        threads.fetch_add(1, Ordering::Relaxed);
-        let counted = Counted(threads);
+        let fate = Arc::new(AtomicU8::new(RUNNING));
+        let ended = Ended {
+            fate: fate.clone(),
+            stuck,
+        };
         std::thread::Builder::new()
             .name("jobhook-lua".to_owned())
             .spawn(move || {
-                let _counted = counted;
+                let _ended = ended;
                 let mut state = match ScriptState::new(&spec) {
                     Ok(state) => state,
                     Err(err) => {
@@ -306,17 +317,34 @@ impl StateThread {
                 }
             })
             .map_err(|err| mlua::Error::runtime(format!("cannot start a Lua thread: {err}")))?;
-        Ok((StateThread { jobs }, built))
+        Ok((StateThread { jobs, fate }, built))
+    }
+
+    /// Counts the thread among the pool's `stuck` until it ends (unless it
+    /// already has).
+    fn abandon(&self, stuck: &AtomicUsize) {
+        if self
+            .fate
+            .compare_exchange(RUNNING, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            stuck.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
-/// Counts a state's thread while it runs (dropped when the thread ends,
-/// or with the closure if the thread could not start).
-struct Counted(Arc<AtomicUsize>);
+/// Dropped when a state's thread ends (or with the closure if the thread
+/// could not start): an abandoned thread no longer counts as stuck.
+struct Ended {
+    fate: Arc<AtomicU8>,
+    stuck: Arc<AtomicUsize>,
+}
 
-impl Drop for Counted {
+impl Drop for Ended {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.fate.swap(ENDED, Ordering::AcqRel) == GIVEN_UP {
+            self.stuck.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
