@@ -48,6 +48,8 @@ enum ConvertError {
     EventNotJson(serde_json::Error),
     #[error("the event is not a JSON object")]
     EventNotObject,
+    #[error("an object became a {0}")]
+    ObjectBecame(&'static str),
     #[error("it is a list; an event must be a table with named fields")]
     EventIsList,
     #[error("JSON ended early")]
@@ -95,10 +97,7 @@ pub fn event_to_lua(lua: &Lua, names: &FieldNames, json: &[u8]) -> mlua::Result<
     }
     match push_tokens(lua, Some(names), &tokens)? {
         Value::Table(table) => Ok(table),
-        other => Err(mlua::Error::runtime(format!(
-            "an object became a {}",
-            other.type_name()
-        ))),
+        other => Err(ConvertError::ObjectBecame(other.type_name()).into()),
     }
 }
 

@@ -26,25 +26,17 @@ impl FieldNames {
 fn field_name_position(name: &str) -> Option<ffi::lua_Integer> {
     Field::from_name(name).map(|field| field as ffi::lua_Integer + 1)
 }
+
+/// The value `tokens` make, pushed onto Lua's stack and returned; with
+/// `names`, known field names are taken from that table.
 pub(super) fn push_tokens(
     lua: &Lua,
     names: Option<&FieldNames>,
     tokens: &[Token],
 ) -> mlua::Result<Value> {
-    let names = names.map(|names| &names.0);
-    push_with(lua, names, |state| unsafe {
-        push_token(state, &mut tokens.iter(), 0)
-    })
-}
-/// Runs `push`, which leaves one value on the stack (or an error), and
-/// returns that value.
-fn push_with(
-    lua: &Lua,
-    names: Option<&mlua::Table>,
-    push: impl FnOnce(*mut ffi::lua_State) -> Result<(), ConvertError>,
-) -> mlua::Result<Value> {
     let mut pushed = Ok(());
     let array_metatable = lua.array_metatable();
+    let names = names.map(|names| &names.0);
     // SAFETY: the closure runs as a protected Lua call with the array
     // metatable at stack index 1 (`ARRAY_METATABLE`) and the field names
     // (or nil) at 2 (`FIELD_NAMES_TABLE`). A Lua error raised by an
@@ -52,7 +44,7 @@ fn push_with(
     // the pushing functions own nothing that would leak then.
     let value = unsafe {
         lua.exec_raw::<Value>((array_metatable, names), |state| {
-            pushed = push(state);
+            pushed = push_token(state, &mut tokens.iter(), 0);
             if pushed.is_err() {
                 ffi::lua_settop(state, 0);
                 ffi::lua_pushnil(state);
@@ -66,15 +58,15 @@ fn push_with(
     Ok(value)
 }
 
-/// Where `push_with` keeps the array metatable on the stack.
+/// Where `push_tokens` keeps the array metatable on the stack.
 const ARRAY_METATABLE: c_int = 1;
-/// Where `push_with` keeps the `FieldNames` table (or nil) on the stack.
+/// Where `push_tokens` keeps the `FieldNames` table (or nil) on the stack.
 const FIELD_NAMES_TABLE: c_int = 2;
 
 /// Pushes the value `tokens` starts with.
 ///
 /// # Safety
-/// `state` is a running protected call set up by `push_with`.
+/// `state` is a running protected call set up by `push_tokens`.
 unsafe fn push_token(
     state: *mut ffi::lua_State,
     tokens: &mut std::slice::Iter<Token>,

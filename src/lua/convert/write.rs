@@ -22,8 +22,8 @@ pub(super) fn write_json(
     let mut written = Ok(());
     // SAFETY: `exec_raw` locks the state and runs the closure as a protected
     // Lua call with the value at stack index 1. Reading raises no Lua error
-    // (see the module's rules), grows the stack before using it, and leaves
-    // it as it found it; the closure leaves nothing behind.
+    // (see the rules in `convert`'s doc), grows the stack before using it,
+    // and leaves it as it found it; the closure leaves nothing behind.
     unsafe {
         lua.exec_raw::<()>(value, |state| {
             let reading = Reading {
