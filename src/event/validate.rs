@@ -97,10 +97,12 @@ impl Event {
 
 /// The field's value, unless absent or null (.NET serialisers write `null`
 /// for unset properties).
+#[inline]
 fn present(fields: &Map<String, Value>, field: Field) -> Option<&Value> {
     fields.get(field.name()).filter(|value| !value.is_null())
 }
 
+#[inline]
 fn check_string(fields: &Map<String, Value>, field: Field) -> Result<(), EventError> {
     match present(fields, field) {
         None | Some(Value::String(_)) => Ok(()),
@@ -108,6 +110,7 @@ fn check_string(fields: &Map<String, Value>, field: Field) -> Result<(), EventEr
     }
 }
 
+#[inline]
 fn check_guid(fields: &Map<String, Value>, field: Field) -> Result<(), EventError> {
     match present(fields, field) {
         None => Ok(()),
