@@ -6,7 +6,8 @@
 //! delivered, so it is refused at ingest instead: 1 to [`MAX_ID_BYTES`]
 //! bytes of printable characters, without whitespace at either end.
 
-use super::{EventError, truncate};
+use super::EventError;
+use super::error::truncate;
 
 /// The longest `Id`, in bytes of UTF-8. A UUID is 36; 256 leaves room for
 /// composite keys (`tenant/job/attempt`) while keeping the spool's dedupe
