@@ -39,7 +39,6 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod lua;
-pub mod queue;
 pub mod reload;
 pub mod spool;
 pub mod worker;

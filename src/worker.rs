@@ -7,8 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::chain::{Pipeline, RunEnd};
-use crate::queue::Lane;
-use crate::spool::Recorder;
+use crate::spool::{Lane, Recorder};
 
 /// Handles every event of `lane` until the lane is closed and empty, each on
 /// the pipeline current when it starts (a reload swaps it). When `abandon`

@@ -31,8 +31,7 @@ use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
 use crate::handlers::{BuildError, Handler};
 use crate::lua::{self, Scripting};
-use crate::queue::Work;
-use crate::spool::{Record, Recorder, millis, now_ms};
+use crate::spool::{Dead, Progress, Retry, StageDone, Work, millis, now_ms};
 
 /// Where an event's chain got to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +199,7 @@ impl Pipeline {
     /// got to, recording each step with the spool. A handler that gives up
     /// leaves a dead letter and the chain goes on; one that will retry
     /// suspends the chain until the retry is due; `stop` abandons the rest.
-    pub async fn run(&self, work: &Work, spool: &Recorder, stop: &CancellationToken) -> RunEnd {
+    pub async fn run(&self, work: &Work, spool: &dyn Progress, stop: &CancellationToken) -> RunEnd {
         let event = &work.event;
         let span = info_span!(
             "event",
@@ -230,10 +229,10 @@ impl Pipeline {
             let mut changed: Option<Arc<Event>> = None;
             // Stages done whose success is not yet sent to the spool (see
             // `Stage::writes_locally`).
-            let mut unsent: Vec<Record> = Vec::new();
-            let send = |unsent: &mut Vec<Record>| {
-                for record in unsent.drain(..) {
-                    spool.record(record);
+            let mut unsent: Vec<StageDone> = Vec::new();
+            let send = |unsent: &mut Vec<StageDone>| {
+                for done in unsent.drain(..) {
+                    spool.stage_done(done);
                 }
             };
             for (index, stage) in chain.iter().enumerate() {
@@ -254,7 +253,7 @@ impl Pipeline {
                     }
                     _ => (0, now_ms()),
                 };
-                let seq = work.seq;
+                let receipt = work.receipt;
                 let current = changed.as_deref().unwrap_or(event);
                 // The first attempt of a replay: the operator asked for it.
                 let replayed = work.replay.is_some() && work.resume.is_none();
@@ -278,8 +277,8 @@ impl Pipeline {
                         }
                         // Made here, not on the spool's thread: the next
                         // handlers (a file line, an HTTP body) share it.
-                        unsent.push(Record::StageDone {
-                            seq,
+                        unsent.push(StageDone {
+                            receipt,
                             stage: stage.name.clone(),
                             changed: replaced.as_ref().map(|event| event.json().clone()),
                         });
@@ -287,8 +286,8 @@ impl Pipeline {
                     Attempt::Delivered(_) => {}
                     Attempt::Failed { attempts, error } => {
                         send(&mut unsent);
-                        spool.record(Record::Dead {
-                            seq,
+                        spool.dead(Dead {
+                            receipt,
                             event_id: current.id().to_owned(),
                             stage: stage.name.clone(),
                             event: current.json().clone(),
@@ -299,8 +298,8 @@ impl Pipeline {
                     }
                     Attempt::Retry { attempts, wait } => {
                         send(&mut unsent);
-                        spool.record(Record::Retry {
-                            seq,
+                        spool.retry(Retry {
+                            receipt,
                             stage: stage.name.clone(),
                             attempts,
                             first_attempt,
@@ -317,7 +316,7 @@ impl Pipeline {
             match &work.replay {
                 Some(replay) => settle_replay(work, replay, skipped.map(|m| m.to_string()), spool),
                 // `Finished` stands for every stage: what was not sent is moot.
-                None => spool.record(Record::Finished { seq: work.seq }),
+                None => spool.finished(work.receipt),
             }
             RunEnd::Finished
         }
