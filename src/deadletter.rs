@@ -1,8 +1,9 @@
 //! `jobhook deadletter`: list, replay and purge failed deliveries through
-//! the spool's [`DeadLetters`](crate::spool::DeadLetters) interface — while the daemon runs (the daemon
-//! picks up replays within a second) or while it is stopped (they run at its
-//! next start). It does not take the spool's lock, which is the daemon's
-//! (each command is one transaction of its own), and never creates a spool.
+//! the spool's [`DeadLetters`](crate::spool::DeadLetters) interface — while
+//! the daemon runs (it picks up replays within a second) or while it is
+//! stopped (they run at its next start). It does not take the spool's lock,
+//! which is the daemon's (each command is one transaction of its own), and
+//! never creates a spool.
 
 use std::process::ExitCode;
 use std::time::Duration;

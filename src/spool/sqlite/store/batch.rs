@@ -7,6 +7,10 @@ use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 use super::{INSERT_EVENT, Store, dead_letters};
 use crate::spool::protocol::{Dead, Receipt, Record, Retry, StageDone};
 
+/// Marks a handler done with an event: it is not run again for it.
+const STAGE_DONE: &str =
+    "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')";
+
 /// One group commit's transaction: nothing of it is kept unless
 /// [`Batch::commit`] succeeds.
 pub(in crate::spool::sqlite) struct Batch<'c> {
@@ -84,9 +88,7 @@ impl<'c> Batch<'c> {
                 changed,
             }) => {
                 transaction
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
-                    )?
+                    .prepare_cached(STAGE_DONE)?
                     .execute(params![seq, stage])?;
                 if let Some(body) = changed {
                     let before: Option<i64> = transaction
@@ -142,9 +144,7 @@ impl<'c> Batch<'c> {
                         now
                     ])?;
                 transaction
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')",
-                    )?
+                    .prepare_cached(STAGE_DONE)?
                     .execute(params![seq, stage])?;
             }
             Record::Replayed { dead_letter, ran } => {

@@ -51,28 +51,7 @@ impl Store {
         transaction.commit()?;
         Ok(replays)
     }
-}
 
-/// Ends the replay of `dead_letter`: once its handler ran, it goes (a
-/// failure has left a new one); when it did not run, it stays, no longer
-/// marked for replay.
-pub(super) fn settle_replay(
-    transaction: &rusqlite::Transaction<'_>,
-    DeadLetterId(dead_letter): DeadLetterId,
-    ran: bool,
-) -> rusqlite::Result<()> {
-    let statement = if ran {
-        "DELETE FROM dead_letters WHERE id = ?1"
-    } else {
-        "UPDATE dead_letters SET replay = 0 WHERE id = ?1"
-    };
-    transaction
-        .prepare_cached(statement)?
-        .execute([dead_letter])?;
-    Ok(())
-}
-
-impl Store {
     /// Dead letters, newest last; only `handler`'s when given.
     pub(in crate::spool::sqlite) fn dead_letters(
         &self,
@@ -98,7 +77,8 @@ impl Store {
         rows.collect()
     }
 
-    /// Marks dead letters for replay ([`DeadLetters::request_replay`](crate::spool::DeadLetters::request_replay)).
+    /// Marks dead letters for replay, as
+    /// [`DeadLetters::request_replay`](crate::spool::DeadLetters::request_replay) says.
     pub(in crate::spool::sqlite) fn mark_for_replay(
         &mut self,
         ids: &[DeadLetterId],
@@ -111,24 +91,27 @@ impl Store {
         };
         if ids.is_empty() {
             done.already = transaction.query_row(
-            "SELECT COUNT(*) FROM dead_letters WHERE replay <> 0 AND (?1 IS NULL OR handler = ?1)",
-            [handler],
-            |row| row.get::<_, i64>(0),
-        )? as usize;
+                "SELECT COUNT(*) FROM dead_letters \
+                 WHERE replay <> 0 AND (?1 IS NULL OR handler = ?1)",
+                [handler],
+                |row| row.get::<_, i64>(0),
+            )? as usize;
             done.marked = transaction.execute(
-            "UPDATE dead_letters SET replay = 1 WHERE replay = 0 AND (?1 IS NULL OR handler = ?1)",
-            [handler],
-        )?;
+                "UPDATE dead_letters SET replay = 1 \
+                 WHERE replay = 0 AND (?1 IS NULL OR handler = ?1)",
+                [handler],
+            )?;
         }
         let mut unknown = Vec::new();
         for &DeadLetterId(id) in ids {
             let marked = transaction
-            .query_row(
-                "SELECT replay FROM dead_letters WHERE id = ?1 AND (?2 IS NULL OR handler = ?2)",
-                params![id, handler],
-                |row| row.get::<_, i64>(0),
-            )
-            .optional()?;
+                .query_row(
+                    "SELECT replay FROM dead_letters \
+                     WHERE id = ?1 AND (?2 IS NULL OR handler = ?2)",
+                    params![id, handler],
+                    |row| row.get::<_, i64>(0),
+                )
+                .optional()?;
             match marked {
                 None => unknown.push(DeadLetterId(id)),
                 Some(0) => {
@@ -157,4 +140,23 @@ impl Store {
         self.connection
             .execute("DELETE FROM dead_letters WHERE last_attempt < ?1", [before])
     }
+}
+
+/// Ends the replay of `dead_letter`: once its handler ran, it goes (a
+/// failure has left a new one); when it did not run, it stays, no longer
+/// marked for replay.
+pub(super) fn settle_replay(
+    transaction: &rusqlite::Transaction<'_>,
+    DeadLetterId(dead_letter): DeadLetterId,
+    ran: bool,
+) -> rusqlite::Result<()> {
+    let statement = if ran {
+        "DELETE FROM dead_letters WHERE id = ?1"
+    } else {
+        "UPDATE dead_letters SET replay = 0 WHERE id = ?1"
+    };
+    transaction
+        .prepare_cached(statement)?
+        .execute([dead_letter])?;
+    Ok(())
 }
