@@ -10,8 +10,10 @@
 //! - the spool hands committed and due events to the workers as [`Work`] in
 //!   [`Lanes`] (by `JobId`);
 //! - a chain reports each step through [`Progress`] ([`Recorder`]);
-//! - `jobhook deadletter` lists, replays and purges through [`DeadLetters`];
-//! - the daemon stops it with [`Spool::close_lanes`] and [`Spool::stop`].
+//! - `jobhook deadletter` lists, replays and purges through [`DeadLetters`]
+//!   ([`open_dead_letters`]);
+//! - the daemon opens the backend ([`Store::open`]), starts it
+//!   ([`Spool::start`]) and stops it ([`Spool::close_lanes`], [`Spool::stop`]).
 //!
 //! What every backend guarantees:
 //!

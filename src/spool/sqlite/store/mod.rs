@@ -166,7 +166,7 @@ impl Store {
     /// Opens the spool a daemon made in `dir`, without its lock: for
     /// `jobhook deadletter`, beside a running daemon (SQLite's own locking
     /// orders their transactions) or a stopped one. It is never created.
-    pub fn open_existing(dir: &Path, fsync: Fsync) -> Result<Store, OpenError> {
+    pub(in crate::spool) fn open_existing(dir: &Path, fsync: Fsync) -> Result<Store, OpenError> {
         if !dir.join(FILE_NAME).exists() {
             return Err(OpenError::Missing {
                 dir: dir.to_owned(),
@@ -233,7 +233,7 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(in crate::spool) fn path(&self) -> &Path {
         &self.path
     }
 
