@@ -157,7 +157,7 @@ impl<'t, 'a> Admission<'t, 'a> {
         }
     }
 
-    pub(super) fn refuse(&mut self, reply: Reply, rejection: Rejection) {
+    fn refuse(&mut self, reply: Reply, rejection: Rejection) {
         self.answers.push((reply, Err(rejection)));
     }
 }
