@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobhook::event::Event;
-use jobhook::queue::{Lanes, Queue};
-use jobhook::spool::{Fsync, Limits, Record, Spool, Store};
+use jobhook::spool::{Fsync, Lanes, Limits, Progress, Spool, Store};
 
 const EVENTS: usize = 200_000;
 const SUBMITTERS: usize = 4;
@@ -47,7 +46,7 @@ async fn run(fsync: Fsync) -> f64 {
         emptying: 0.2,
     };
     let spool = Spool::start(store, limits, lanes).unwrap();
-    let queue = Arc::new(Queue::new(spool.sender()));
+    let queue = Arc::new(spool.queue());
     let workers: Vec<_> = receivers
         .into_iter()
         .map(|mut lane| {
@@ -56,7 +55,7 @@ async fn run(fsync: Fsync) -> f64 {
                 let mut finished = 0;
                 while finished < EVENTS {
                     let Some(work) = lane.recv().await else { break };
-                    recorder.record(Record::Finished { seq: work.seq });
+                    recorder.finished(work.receipt);
                     finished += 1;
                 }
             })

@@ -17,8 +17,7 @@ use tracing::{error, info};
 use crate::chain::Pipeline;
 use crate::config::Config;
 use crate::ingest::{self, Limits, Listener};
-use crate::queue::{Lanes, Queue};
-use crate::spool::{self, Spool, Store};
+use crate::spool::{self, Lanes, Spool, Store};
 use crate::{reload, worker};
 
 /// Opens the ingest endpoint named by the config.
@@ -57,7 +56,7 @@ pub async fn run(
         },
         lanes,
     )?;
-    let queue = Queue::new(spool.sender());
+    let queue = spool.queue();
     let (pipelines, current) = watch::channel(Arc::new(pipeline));
     let abandon = CancellationToken::new();
     let tracker = TaskTracker::new();

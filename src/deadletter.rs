@@ -1,9 +1,9 @@
-//! `jobhook deadletter`: list, replay and purge failed deliveries, straight
-//! on the spool's database — while the daemon runs (SQLite lets both use it;
-//! the daemon picks up replays within a second) or while it is stopped (they
-//! run at its next start). It does not take the spool's lock, which is the
-//! daemon's (each command is one transaction of its own), and never creates
-//! a spool.
+//! `jobhook deadletter`: list, replay and purge failed deliveries through
+//! the spool's [`DeadLetters`](crate::spool::DeadLetters) interface — while
+//! the daemon runs (it picks up replays within a second) or while it is
+//! stopped (they run at its next start). It does not take the spool's lock,
+//! which is the daemon's (each command is one transaction of its own), and
+//! never creates a spool.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,8 +11,7 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::spool::Store;
-use crate::spool::dead_letters::{self, DeadLetter, Marked};
+use crate::spool::{DeadLetter, DeadLetterId, Marked};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -29,7 +28,7 @@ pub enum Action {
     Replay {
         /// Dead letter ids, as `list` prints them.
         #[arg(value_name = "ID", required_unless_present = "all")]
-        ids: Vec<i64>,
+        ids: Vec<DeadLetterId>,
         /// Every dead letter (of `--handler`, if given).
         #[arg(long, conflicts_with = "ids")]
         all: bool,
@@ -44,36 +43,32 @@ pub enum Action {
 }
 
 pub fn run(config: &Config, action: Action) -> ExitCode {
-    let mut store = match Store::open_existing(&config.daemon.spool_dir, config.daemon.fsync) {
-        Ok(store) => store,
-        Err(err) => {
-            eprintln!("jobhook: {:#}", anyhow::Error::new(err));
-            return ExitCode::from(1);
-        }
-    };
+    let mut spool =
+        match crate::spool::open_dead_letters(&config.daemon.spool_dir, config.daemon.fsync) {
+            Ok(spool) => spool,
+            Err(err) => {
+                eprintln!("jobhook: {:#}", anyhow::Error::new(err));
+                return ExitCode::from(1);
+            }
+        };
     let done: anyhow::Result<()> = match action {
-        Action::List { json, handler } => {
-            dead_letters::list_dead_letters(&store, handler.as_deref())
-                .map(|letters| print(&letters, json))
-                .map_err(Into::into)
-        }
-        Action::Replay { ids, handler, .. } => {
-            dead_letters::request_replay(&mut store, &ids, handler.as_deref())
-                .map(print_marked)
-                .map_err(Into::into)
-        }
-        Action::Purge { older_than } => {
-            let before =
-                crate::spool::now_ms().saturating_sub(older_than.map_or(0, crate::spool::millis));
-            dead_letters::purge_dead_letters(&store, before.saturating_add(1))
-                .map(|purged| println!("{purged} dead letter(s) purged"))
-                .map_err(Into::into)
-        }
+        Action::List { json, handler } => spool
+            .list(handler.as_deref())
+            .map(|letters| print(&letters, json))
+            .map_err(Into::into),
+        Action::Replay { ids, handler, .. } => spool
+            .request_replay(&ids, handler.as_deref())
+            .map(print_marked)
+            .map_err(Into::into),
+        Action::Purge { older_than } => spool
+            .purge(older_than)
+            .map(|purged| println!("{purged} dead letter(s) purged"))
+            .map_err(Into::into),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("jobhook: spool {}: {err:#}", store.path().display());
+            eprintln!("jobhook: spool {}: {err:#}", spool.location());
             ExitCode::from(1)
         }
     }

@@ -7,11 +7,13 @@
 //!   answers every line in order, never lets one client hold up another.
 //! - [`event`] — turns a line into a validated [`event::Event`]; every
 //!   rejection names the field.
-//! - [`queue`] and [`spool`] — an event is accepted once the spool has
-//!   committed it to disk; it stays there, with each handler's progress,
-//!   pending retries and dead letters, until its chain is done. Events go to
-//!   workers in lanes by `JobId`, so one job's events stay in order.
-//! - [`worker`] — drains a lane through the pipeline, in batches.
+//! - [`spool`] — an event is accepted once the spool has committed it to
+//!   disk; it stays there, with each handler's progress, pending retries and
+//!   dead letters, until its chain is done. Events go to workers in lanes by
+//!   `JobId`, so one job's events stay in order. The rest of the daemon uses
+//!   it through one small interface; SQLite is its backend.
+//! - [`worker`] — drains a lane through the pipeline, in batches; events
+//!   that wait on the network go to tasks of their own.
 //! - [`chain`] — the hook chains (OnStart / OnFinish / OnError): filters,
 //!   per-attempt timeout and retries, the same for every handler.
 //! - [`handlers`] — the built-in handlers behind one closed enum.
@@ -41,7 +43,6 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod lua;
-pub mod queue;
 pub mod reload;
 pub mod spool;
 pub mod worker;

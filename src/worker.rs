@@ -21,8 +21,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use crate::chain::{Pipeline, RunEnd};
-use crate::queue::{Lane, Work};
-use crate::spool::Recorder;
+use crate::spool::{Lane, Recorder, Work};
 
 /// Events a worker takes from its lane at most, to run through the chain
 /// together (see [`Pipeline::run`]).

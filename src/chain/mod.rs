@@ -31,8 +31,7 @@ use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
 use crate::handlers::{BuildError, Handler};
 use crate::lua::{self, Scripting};
-use crate::queue::Work;
-use crate::spool::{Record, Recorder, millis, now_ms};
+use crate::spool::{Dead, Progress, Retry, StageDone, Work, millis, now_ms};
 
 /// Where an event's chain got to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +218,7 @@ impl Pipeline {
     pub async fn run(
         &self,
         works: &[Work],
-        spool: &Recorder,
+        spool: &dyn Progress,
         stop: &CancellationToken,
     ) -> Vec<RunEnd> {
         let mut ends = Vec::with_capacity(works.len());
@@ -243,7 +242,7 @@ impl Pipeline {
     async fn run_chain(
         &self,
         works: &[Work],
-        spool: &Recorder,
+        spool: &dyn Progress,
         stop: &CancellationToken,
     ) -> Vec<RunEnd> {
         let chain = self.chain(works[0].event.phase());
@@ -319,7 +318,7 @@ struct Run<'w> {
     changed: Option<Arc<Event>>,
     /// Stages done whose success is not yet sent to the spool (see
     /// `Stage::writes_locally`).
-    unsent: Vec<Record>,
+    unsent: Vec<StageDone>,
     /// Why a replay's handler did not take the event.
     skipped: Option<Mismatch>,
     /// The attempt being made: failed attempts before it, and when the
@@ -331,7 +330,7 @@ struct Run<'w> {
 impl<'w> Run<'w> {
     /// Settles what the chain as it is now cannot run: a replay of a
     /// handler not in it, retries of handlers removed from it.
-    fn start(work: &'w Work, chain: &[Arc<Stage>], spool: &Recorder) -> Run<'w> {
+    fn start(work: &'w Work, chain: &[Arc<Stage>], spool: &dyn Progress) -> Run<'w> {
         let event = &work.event;
         let span = info_span!(
             "event",
@@ -386,7 +385,7 @@ impl<'w> Run<'w> {
 
     /// Readies the attempt at `stage`: the progress a crash must not lose
     /// is sent first if the stage may wait on another process.
-    fn prepare(&mut self, stage: &Stage, spool: &Recorder) {
+    fn prepare(&mut self, stage: &Stage, spool: &dyn Progress) {
         if !stage.writes_locally() {
             self.send(spool);
         }
@@ -412,8 +411,8 @@ impl<'w> Run<'w> {
 
     /// Records what became of the attempt at `stage` (the `last` of the
     /// chain).
-    fn settle(&mut self, stage: &Stage, last: bool, attempt: Attempt, spool: &Recorder) {
-        let seq = self.work.seq;
+    fn settle(&mut self, stage: &Stage, last: bool, attempt: Attempt, spool: &dyn Progress) {
+        let receipt = self.work.receipt;
         let _entered = self.span.clone().entered();
         match attempt {
             Attempt::Skipped(mismatch) => {
@@ -429,8 +428,8 @@ impl<'w> Run<'w> {
                 let replaced = replaced.map(Arc::new);
                 // Made here, not on the spool's thread: the next handlers
                 // (a file line, an HTTP body) share it.
-                self.unsent.push(Record::StageDone {
-                    seq,
+                self.unsent.push(StageDone {
+                    receipt,
                     stage: stage.name.clone(),
                     changed: replaced.as_ref().map(|event| event.json().clone()),
                 });
@@ -441,8 +440,8 @@ impl<'w> Run<'w> {
             Attempt::Failed { attempts, error } => {
                 self.send(spool);
                 let current = self.current();
-                spool.record(Record::Dead {
-                    seq,
+                spool.dead(Dead {
+                    receipt,
                     event_id: current.id().to_owned(),
                     stage: stage.name.clone(),
                     event: current.json().clone(),
@@ -453,8 +452,8 @@ impl<'w> Run<'w> {
             }
             Attempt::Retry { attempts, wait } => {
                 self.send(spool);
-                spool.record(Record::Retry {
-                    seq,
+                spool.retry(Retry {
+                    receipt,
                     stage: stage.name.clone(),
                     attempts,
                     first_attempt: self.first_attempt,
@@ -468,23 +467,23 @@ impl<'w> Run<'w> {
 
     /// The daemon stops: what was done is sent, the rest waits for the next
     /// start.
-    fn abandon(&mut self, spool: &Recorder) {
+    fn abandon(&mut self, spool: &dyn Progress) {
         if self.end.is_none() {
             self.send(spool);
             self.end = Some(RunEnd::Abandoned);
         }
     }
 
-    fn send(&mut self, spool: &Recorder) {
-        for record in self.unsent.drain(..) {
-            spool.record(record);
+    fn send(&mut self, spool: &dyn Progress) {
+        for done in self.unsent.drain(..) {
+            spool.stage_done(done);
         }
     }
 
     /// Where the event got to; one that went through every stage is
     /// recorded as finished (which stands for every stage: what was not
     /// sent is moot).
-    fn finish(self, spool: &Recorder) -> RunEnd {
+    fn finish(self, spool: &dyn Progress) -> RunEnd {
         if let Some(end) = self.end {
             return end;
         }
@@ -496,7 +495,7 @@ impl<'w> Run<'w> {
                 self.skipped.map(|m| m.to_string()),
                 spool,
             ),
-            None => spool.record(Record::Finished { seq: self.work.seq }),
+            None => spool.finished(self.work.receipt),
         }
         RunEnd::Finished
     }

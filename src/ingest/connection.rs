@@ -20,7 +20,7 @@ use super::Limits;
 use super::framing::{Frame, LineReader};
 use super::slots::Activity;
 use crate::event::Event;
-use crate::queue::{Accepted, Queue, Rejection, Ticket};
+use crate::spool::{Accepted, Queue, Rejection, Ticket};
 
 /// Answers one client may have outstanding before its reader pauses.
 const PIPELINE_DEPTH: usize = 1024;
@@ -237,8 +237,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{Lane, Lanes};
-    use crate::spool::{self, Fsync, Spool, Store};
+    use crate::spool::{self, Fsync, Lane, Lanes, Spool, Store};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
     /// A queue in front of a real spool in a temporary folder.
@@ -256,7 +255,7 @@ mod tests {
             emptying: 0.2,
         };
         let spool = Spool::start(store, limits, senders).unwrap();
-        (Queue::new(spool.sender()), spool, receivers, dir)
+        (spool.queue(), spool, receivers, dir)
     }
 
     fn limits(max_event_bytes: usize) -> Limits {

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::slots::Slots;
 use super::{BindError, Limits, connection};
-use crate::queue::Queue;
+use crate::spool::Queue;
 
 /// A bound socket. The socket file is removed when this is dropped, if it
 /// is still the one this bound.

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::slots::Slots;
 use super::{BindError, Limits, connection};
-use crate::queue::Queue;
+use crate::spool::Queue;
 
 /// A named pipe with one instance waiting for the next client.
 pub struct Listener {

@@ -11,13 +11,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{error, info};
 
-use super::batch::{Admission, apply, delete_events};
-use super::{ADMISSION_WAIT, Fsync, Message, Record, SpoolThread, WaitingForRoom, now_ms};
-use crate::queue::Rejection;
+use super::admission::{Admission, Policy};
+use super::store::Fsync;
+use super::thread::SpoolThread;
+use crate::spool::protocol::{Dead, Message, Receipt, Record, Rejection, Retry, StageDone, now_ms};
 
 /// How soon a failed commit is tried again when nothing else comes.
 pub(super) const RETRY_FAILED_COMMIT: Duration = Duration::from_millis(500);
@@ -65,10 +66,10 @@ impl SpoolThread {
         let mut cleared = Vec::with_capacity(records.len());
         // A handler's success need not be written when the event finishes in
         // the same commit (most events, when handlers are quick).
-        let finished: HashSet<i64> = records
+        let finished: HashSet<Receipt> = records
             .iter()
             .filter_map(|record| match record {
-                Record::Finished { seq } => Some(*seq),
+                Record::Finished(receipt) => Some(*receipt),
                 _ => None,
             })
             .collect();
@@ -77,65 +78,45 @@ impl SpoolThread {
         // New events not yet looked at when a statement fails stay here.
         let mut submits = submits.into_iter();
         let outcome = (|| -> rusqlite::Result<u64> {
-            let transaction = self.store.transaction()?;
-            let mut admission = Admission::prepare(&transaction, now, &mut answers, &mut dispatch)?;
-            // Events that waited for room go first, as far as it goes. With
-            // `fsync = "always"` a commit takes one event.
-            let one_event_each = self.limits.fsync == Fsync::Always;
-            let full = |taken: usize| taken >= room || (one_event_each && taken > 0);
-            while let Some(waiting) = self.waiting_for_room.pop_front() {
-                if closed {
-                    admission.refuse(waiting.reply, Rejection::ShuttingDown);
-                } else if waiting.since.elapsed() >= ADMISSION_WAIT {
-                    admission.refuse(waiting.reply, Rejection::Overloaded);
-                } else if !full(admission.taken()) {
-                    admission.take(waiting.event, waiting.reply)?;
-                } else {
-                    self.waiting_for_room.push_front(waiting);
-                    break;
-                }
-            }
-            for (event, reply) in submits.by_ref() {
-                if closed {
-                    admission.refuse(reply, Rejection::ShuttingDown);
-                } else if self.pending_bytes >= self.limits.max_bytes {
-                    admission.refuse(reply, Rejection::Overloaded);
-                } else if full(admission.taken()) || !self.waiting_for_room.is_empty() {
-                    self.waiting_for_room.push_back(WaitingForRoom {
-                        since: Instant::now(),
-                        event,
-                        reply,
-                    });
-                } else {
-                    admission.take(event, reply)?;
-                }
-            }
+            let transaction = self.store.batch()?;
+            let policy = Policy {
+                closed,
+                room,
+                one_event_each: self.limits.fsync == Fsync::Always,
+                over_bytes: self.pending_bytes >= self.limits.max_bytes,
+            };
+            let mut admission =
+                Admission::prepare(&transaction, policy, now, &mut answers, &mut dispatch)?;
+            admission.admit(&mut self.waiting_for_room, &mut submits)?;
             for record in &records {
                 let progress_rows = match record {
-                    Record::StageDone { seq, .. } if finished.contains(seq) => continue,
-                    Record::Retry { seq, due, .. } => {
-                        retries.push((*due, *seq));
-                        progressed.insert(*seq);
+                    Record::StageDone(StageDone { receipt, .. }) if finished.contains(receipt) => {
+                        continue;
+                    }
+                    Record::Retry(Retry { receipt, due, .. }) => {
+                        retries.push((*due, receipt.0));
+                        progressed.insert(*receipt);
                         true
                     }
-                    Record::StageDone { seq, .. } | Record::Dead { seq, .. } => {
-                        progressed.insert(*seq);
+                    Record::StageDone(StageDone { receipt, .. })
+                    | Record::Dead(Dead { receipt, .. }) => {
+                        progressed.insert(*receipt);
                         true
                     }
-                    Record::Finished { seq } => {
-                        cleared.push(*seq);
-                        self.with_progress.contains(seq) || progressed.contains(seq)
+                    Record::Finished(receipt) => {
+                        cleared.push(*receipt);
+                        self.with_progress.contains(receipt) || progressed.contains(receipt)
                     }
                     Record::Replayed { .. } => false,
                 };
-                if apply(&transaction, record, now, progress_rows, &mut grown)? {
+                if transaction.apply(record, now, progress_rows, &mut grown)? {
                     released += 1;
                 }
             }
             grown += admission.stored_bytes as i64;
             let remembered = admission.remembered_bytes;
             drop(admission);
-            grown -= delete_events(&transaction, &mut cleared)?;
+            grown -= transaction.delete_events(&mut cleared)?;
             transaction.commit()?;
             Ok(remembered)
         })();
@@ -162,8 +143,8 @@ impl SpoolThread {
         self.pending_bytes = self.pending_bytes.saturating_add_signed(grown);
         self.dedupe.remembered(remembered);
         self.with_progress.extend(progressed);
-        for seq in cleared {
-            self.with_progress.remove(&seq);
+        for receipt in cleared {
+            self.with_progress.remove(&receipt);
         }
         for (reply, answer) in answers {
             let _ = reply.send(answer);

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, FileControl, OptionalExtension};
 use tracing::warn;
 
-use super::now_ms;
-use super::store::{OpenError, Store};
+use super::{OpenError, Store};
+use crate::spool::protocol::now_ms;
 
 /// The write-ahead log of the spool at `path`.
 pub(super) fn wal_of(path: &Path) -> PathBuf {
@@ -82,7 +82,7 @@ pub(super) fn begin_run(
 impl Store {
     /// Marks the run stopped cleanly: nothing the log holds is needed any
     /// more once SQLite closes the spool (it copies the log in first).
-    pub(super) fn end_run(&self) -> rusqlite::Result<()> {
+    pub(in crate::spool::sqlite) fn end_run(&self) -> rusqlite::Result<()> {
         self.connection
             .execute("UPDATE run SET stopped_at = ?1", [now_ms()])?;
         // Only now may closing the spool fold the log in and delete it.

@@ -1,21 +1,30 @@
 //! The spool's SQLite database (WAL): accepted events, each handler's
-//! progress on them, the ids seen recently, and dead letters.
+//! progress on them, the ids seen recently, and dead letters. Every SQL
+//! statement of the crate is in this folder, behind typed methods.
 //!
 //! Only the spool thread writes events and ids, and only one daemon opens a
-//! spool (`spool/lock.rs`); `jobhook deadletter` opens the same file from
+//! spool (`lock.rs`); `jobhook deadletter` opens the same file from
 //! another process (SQLite's locking makes that safe) to list, mark for
 //! replay and purge dead letters.
+
+mod batch;
+mod dead_letters;
+mod lock;
+mod open_error;
+mod run_marker;
+mod seen;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, FileControl, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, FileControl, OpenFlags, OptionalExtension, params};
 use serde::Deserialize;
 
-use super::lock::SpoolLock;
-pub use super::open_error::OpenError;
-use super::run_marker;
-use crate::queue::{Replay, Resume};
+use crate::spool::protocol::{DeadLetterId, Receipt, Replay, Resume};
+pub(super) use batch::{Batch, NewEvents};
+use lock::SpoolLock;
+pub use open_error::OpenError;
+pub(super) use seen::Forgotten;
 
 /// What `fsync` asks of each commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -90,6 +99,11 @@ CREATE TABLE IF NOT EXISTS run (
 );
 ";
 
+/// Stores an event: its id, body, the only handler it runs (a replay's) and
+/// the dead letter it replays, and when it was accepted.
+const INSERT_EVENT: &str = "INSERT INTO events (id, body, only_stage, replay_of, accepted_at) \
+                            VALUES (?1, ?2, ?3, ?4, ?5)";
+
 /// For spools made before replays kept their dead letter: the column, and
 /// each replay then under way (its dead letter already deleted) made a dead
 /// letter again, marked for replay.
@@ -108,8 +122,8 @@ COMMIT;
 
 /// An event that was accepted and not finished, as the spool holds it.
 #[derive(Debug)]
-pub struct Stored {
-    pub seq: i64,
+pub(super) struct Stored {
+    pub receipt: Receipt,
     pub body: Vec<u8>,
     /// Handlers that already succeeded for it.
     pub done: Vec<String>,
@@ -119,15 +133,16 @@ pub struct Stored {
 }
 
 /// The events a start finds not finished.
-pub struct Unfinished {
-    /// Seqs to hand to the lanes, oldest first.
-    pub to_run: Vec<i64>,
-    /// Events waiting for a retry: (due, seq).
-    pub waiting: Vec<(i64, i64)>,
+pub(super) struct Unfinished {
+    /// Events to hand to the lanes, oldest first.
+    pub to_run: Vec<Receipt>,
+    /// Events waiting for a retry: (due, receipt).
+    pub waiting: Vec<(i64, Receipt)>,
 }
 
+/// The open spool database.
 pub struct Store {
-    pub(super) connection: Connection,
+    connection: Connection,
     path: PathBuf,
     /// The daemon's store holds the spool's lock: one daemon per spool.
     _lock: Option<SpoolLock>,
@@ -151,7 +166,7 @@ impl Store {
     /// Opens the spool a daemon made in `dir`, without its lock: for
     /// `jobhook deadletter`, beside a running daemon (SQLite's own locking
     /// orders their transactions) or a stopped one. It is never created.
-    pub fn open_existing(dir: &Path, fsync: Fsync) -> Result<Store, OpenError> {
+    pub(in crate::spool) fn open_existing(dir: &Path, fsync: Fsync) -> Result<Store, OpenError> {
         if !dir.join(FILE_NAME).exists() {
             return Err(OpenError::Missing {
                 dir: dir.to_owned(),
@@ -218,18 +233,35 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(in crate::spool) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn transaction(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-        self.connection.transaction()
+    /// Stores one event in a transaction of its own (a queue event, raised
+    /// between group commits).
+    pub(super) fn insert_event(
+        &mut self,
+        id: &str,
+        body: &[u8],
+        now: i64,
+    ) -> rusqlite::Result<Receipt> {
+        let transaction = self.connection.transaction()?;
+        transaction.prepare_cached(INSERT_EVENT)?.execute(params![
+            id,
+            body,
+            None::<String>,
+            None::<i64>,
+            now
+        ])?;
+        let receipt = Receipt(transaction.last_insert_rowid());
+        transaction.commit()?;
+        Ok(receipt)
     }
 
     /// Bytes of the events accepted and not finished (their bodies): what
     /// `max_spool_bytes` bounds. Read at start; the spool thread keeps the
     /// count from there.
-    pub fn pending_bytes(&self) -> rusqlite::Result<u64> {
+    pub(super) fn pending_bytes(&self) -> rusqlite::Result<u64> {
         self.connection
             .query_row(
                 "SELECT COALESCE(SUM(length(body)), 0) FROM events",
@@ -240,7 +272,7 @@ impl Store {
     }
 
     /// Bytes of the ids remembered for dedupe.
-    pub fn seen_bytes(&self) -> rusqlite::Result<u64> {
+    pub(super) fn seen_bytes(&self) -> rusqlite::Result<u64> {
         self.connection
             .query_row(
                 "SELECT COALESCE(SUM(octet_length(id)), 0) FROM seen",
@@ -251,7 +283,7 @@ impl Store {
     }
 
     /// Events accepted and not finished.
-    pub fn pending(&self) -> rusqlite::Result<u64> {
+    pub(super) fn pending(&self) -> rusqlite::Result<u64> {
         self.connection
             .query_row("SELECT COUNT(*) FROM events", [], |row| {
                 row.get::<_, i64>(0)
@@ -261,14 +293,14 @@ impl Store {
 
     /// Where the events not finished stand, without loading them: those
     /// to run, in acceptance order, and those waiting for a retry.
-    pub fn unfinished(&self) -> rusqlite::Result<Unfinished> {
-        let waiting: Vec<(i64, i64)> = self
+    pub(super) fn unfinished(&self) -> rusqlite::Result<Unfinished> {
+        let waiting = self
             .connection
             .prepare(
                 "SELECT coalesce(p.due_at, 0), p.seq FROM progress p \
                  JOIN events e ON e.seq = p.seq WHERE p.state = 'retry'",
             )?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .query_map([], |row| Ok((row.get(0)?, Receipt(row.get(1)?))))?
             .collect::<rusqlite::Result<_>>()?;
         let to_run = self
             .connection
@@ -276,13 +308,14 @@ impl Store {
                 "SELECT seq FROM events WHERE seq NOT IN \
                  (SELECT seq FROM progress WHERE state = 'retry') ORDER BY seq",
             )?
-            .query_map([], |row| row.get(0))?
+            .query_map([], |row| row.get(0).map(Receipt))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(Unfinished { to_run, waiting })
     }
 
-    /// The event `seq` as stored now (after any transforms).
-    pub fn load(&self, seq: i64) -> rusqlite::Result<Option<Stored>> {
+    /// The event as stored now (after any transforms).
+    pub(super) fn load(&self, receipt: Receipt) -> rusqlite::Result<Option<Stored>> {
+        let Receipt(seq) = receipt;
         let found = self
             .connection
             .query_row(
@@ -292,7 +325,7 @@ impl Store {
                     let replay = match (row.get(1)?, row.get(2)?) {
                         (Some(handler), Some(dead_letter)) => Some(Replay {
                             handler,
-                            dead_letter,
+                            dead_letter: DeadLetterId(dead_letter),
                         }),
                         _ => None,
                     };
@@ -330,7 +363,7 @@ impl Store {
             }
         }
         Ok(Some(Stored {
-            seq,
+            receipt,
             body,
             done,
             resume,

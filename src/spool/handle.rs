@@ -1,0 +1,111 @@
+//! The running spool as the daemon holds it: [`Spool`] hands out the
+//! ingest side ([`Queue`]) and the workers' side
+//! ([`Recorder`](super::Recorder)), and stops it. Each talks to the backend
+//! only through [`Message`]s, whatever the backend is.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::lanes::Lanes;
+use super::progress::Recorder;
+use super::protocol::{Accepted, Message, Rejection};
+use super::sqlite::{self, Fsync, Store};
+use crate::event::Event;
+
+/// Settings the spool works by.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub fsync: Fsync,
+    /// Events in the workers' lanes at most; more wait for room, and are
+    /// `overloaded` after a second.
+    pub in_memory: usize,
+    /// Bytes of pending events at most; more are `overloaded`.
+    pub max_bytes: u64,
+    /// An `Id` accepted within this long is a duplicate.
+    pub dedupe_window: Duration,
+    /// Bytes of ids remembered for dedupe at most; beyond, the oldest are
+    /// forgotten early.
+    pub max_dedupe_bytes: u64,
+    /// Fractions of `max_bytes` at which `QueueFilling` and `QueueEmptying`
+    /// are raised.
+    pub filling: f64,
+    pub emptying: f64,
+}
+
+/// The running spool: the thread its backend runs on.
+pub struct Spool {
+    sender: mpsc::Sender<Message>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Spool {
+    /// Resumes what `store` holds and starts the backend's thread, which
+    /// hands committed and due events to `lanes`.
+    pub fn start(store: Store, limits: Limits, lanes: Lanes) -> Result<Spool, String> {
+        let (sender, receiver) = mpsc::channel();
+        let thread = sqlite::start(store, limits, lanes, receiver)?;
+        Ok(Spool {
+            sender,
+            thread: Some(thread),
+        })
+    }
+
+    /// The ingest side.
+    pub fn queue(&self) -> Queue {
+        Queue {
+            spool: self.sender.clone(),
+        }
+    }
+
+    /// The workers' side.
+    pub fn recorder(&self) -> Recorder {
+        Recorder(self.sender.clone())
+    }
+
+    /// Stops handing events to the workers.
+    pub fn close_lanes(&self) {
+        let _ = self.sender.send(Message::CloseLanes);
+    }
+
+    /// Commits what is left and stops the thread.
+    pub fn stop(mut self) {
+        let _ = self.sender.send(Message::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The ingest side: offers events to the spool.
+pub struct Queue {
+    spool: mpsc::Sender<Message>,
+}
+
+impl Queue {
+    /// Offers an event; the ticket resolves once it is committed or refused.
+    pub fn submit(&self, event: Event) -> Ticket {
+        let (reply, answer) = oneshot::channel();
+        // Serialised here, on the connection's thread, not on the spool's.
+        event.json();
+        match self.spool.send(Message::Submit { event, reply }) {
+            Ok(()) => Ticket(Some(answer)),
+            Err(_) => Ticket(None),
+        }
+    }
+}
+
+/// The answer to one submitted event, once the spool has committed it.
+#[derive(Debug)]
+pub struct Ticket(Option<oneshot::Receiver<Result<Accepted, Rejection>>>);
+
+impl Ticket {
+    pub async fn outcome(self) -> Result<Accepted, Rejection> {
+        match self.0 {
+            Some(answer) => answer.await.unwrap_or(Err(Rejection::ShuttingDown)),
+            None => Err(Rejection::ShuttingDown),
+        }
+    }
+}

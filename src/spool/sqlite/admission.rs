@@ -1,0 +1,163 @@
+//! Admission and backpressure: which new events a commit stores, which wait
+//! for room in the workers' lanes, and which are refused.
+//!
+//! A new event waits while the lanes hold `queue_capacity` events (or events
+//! left from the last run are still to be loaded: they go first, which keeps
+//! each job's events in order). While it waits its client gets no ack, which
+//! slows a pipelining client down to the pace of the workers; a burst is
+//! absorbed, a queue that stays full is reported (`overloaded` after
+//! [`ADMISSION_WAIT`]). Past `max_spool_bytes`, new events are refused at
+//! once.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::store::{Batch, NewEvents};
+use super::thread::SpoolThread;
+use crate::event::Event;
+use crate::spool::protocol::{Accepted, Rejection, Reply, Work};
+
+/// How long a new event waits for room in the lanes before it is refused
+/// as `overloaded`.
+pub(super) const ADMISSION_WAIT: Duration = Duration::from_secs(1);
+
+/// A new event that found the lanes full.
+pub(super) struct WaitingForRoom {
+    pub(super) since: Instant,
+    pub(super) event: Event,
+    pub(super) reply: Reply,
+}
+
+impl SpoolThread {
+    /// How many more new events the lanes take now.
+    pub(super) fn room(&self) -> usize {
+        if self.pending_bytes >= self.limits.max_bytes || !self.backlog.is_empty() {
+            0
+        } else {
+            self.limits.in_memory.saturating_sub(self.in_lanes)
+        }
+    }
+}
+
+/// How one commit admits new events.
+pub(super) struct Policy {
+    /// The workers are finishing up: every new event is refused.
+    pub(super) closed: bool,
+    /// New events the lanes take in this commit ([`SpoolThread::room`]).
+    pub(super) room: usize,
+    /// `fsync = "always"`: a commit takes one event.
+    pub(super) one_event_each: bool,
+    /// The pending events take `max_spool_bytes` or more.
+    pub(super) over_bytes: bool,
+}
+
+/// The commit's new events: each is stored, waits or is refused, and its
+/// answer and its work are lined up for after the commit.
+pub(super) struct Admission<'t, 'a> {
+    new_events: NewEvents<'t>,
+    policy: Policy,
+    now: i64,
+    answers: &'a mut Vec<(Reply, Result<Accepted, Rejection>)>,
+    dispatch: &'a mut Vec<Work>,
+    /// Bytes of the bodies stored, and of the ids remembered.
+    pub(super) stored_bytes: u64,
+    pub(super) remembered_bytes: u64,
+}
+
+impl<'t, 'a> Admission<'t, 'a> {
+    pub(super) fn prepare(
+        batch: &'t Batch<'_>,
+        policy: Policy,
+        now: i64,
+        answers: &'a mut Vec<(Reply, Result<Accepted, Rejection>)>,
+        dispatch: &'a mut Vec<Work>,
+    ) -> rusqlite::Result<Admission<'t, 'a>> {
+        Ok(Admission {
+            new_events: batch.new_events()?,
+            policy,
+            now,
+            answers,
+            dispatch,
+            stored_bytes: 0,
+            remembered_bytes: 0,
+        })
+    }
+
+    /// Admits the events that waited for room, as far as it goes, then the
+    /// batch's new ones (`submits`), which wait behind them. A statement
+    /// that fails fails the commit; the events of `submits` not yet looked
+    /// at are left in it.
+    pub(super) fn admit(
+        &mut self,
+        waiting: &mut VecDeque<WaitingForRoom>,
+        submits: &mut impl Iterator<Item = (Event, Reply)>,
+    ) -> rusqlite::Result<()> {
+        while let Some(first) = waiting.pop_front() {
+            if self.policy.closed {
+                self.refuse(first.reply, Rejection::ShuttingDown);
+            } else if first.since.elapsed() >= ADMISSION_WAIT {
+                self.refuse(first.reply, Rejection::Overloaded);
+            } else if !self.full() {
+                self.take(first.event, first.reply)?;
+            } else {
+                waiting.push_front(first);
+                break;
+            }
+        }
+        for (event, reply) in submits {
+            if self.policy.closed {
+                self.refuse(reply, Rejection::ShuttingDown);
+            } else if self.policy.over_bytes {
+                self.refuse(reply, Rejection::Overloaded);
+            } else if self.full() || !waiting.is_empty() {
+                waiting.push_back(WaitingForRoom {
+                    since: Instant::now(),
+                    event,
+                    reply,
+                });
+            } else {
+                self.take(event, reply)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this commit takes no more new events.
+    fn full(&self) -> bool {
+        let taken = self.dispatch.len();
+        taken >= self.policy.room || (self.policy.one_event_each && taken > 0)
+    }
+
+    /// Stores the event, unless its `Id` was seen within the dedupe window
+    /// (then it is answered as a duplicate and not handled again).
+    /// A statement that fails fails the commit; the event is still
+    /// answered, with the cause, as the rest of the batch will be.
+    fn take(&mut self, event: Event, reply: Reply) -> rusqlite::Result<()> {
+        let id = event.id();
+        let body = event.json();
+        match self.new_events.store(id, body, self.now) {
+            Ok(stored) => {
+                let accepted = Accepted {
+                    id: id.to_owned(),
+                    duplicate: stored.is_none(),
+                };
+                self.answers.push((reply, Ok(accepted)));
+                if let Some(receipt) = stored {
+                    self.stored_bytes += body.len() as u64;
+                    self.remembered_bytes += id.len() as u64;
+                    self.dispatch.push(Work::new(receipt, event));
+                }
+                Ok(())
+            }
+            Err(err) => {
+                let cause = Rejection::Unwritable(err.to_string().into());
+                self.answers.push((reply, Err(cause)));
+                Err(err)
+            }
+        }
+    }
+
+    fn refuse(&mut self, reply: Reply, rejection: Rejection) {
+        self.answers.push((reply, Err(rejection)));
+    }
+}

@@ -1,0 +1,183 @@
+//! What one group commit writes: the new events it admits, the workers'
+//! progress records, and the finished events it deletes — keeping count of
+//! the bytes of event bodies stored and deleted.
+
+use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
+
+use super::{INSERT_EVENT, Store, dead_letters};
+use crate::spool::protocol::{Dead, Receipt, Record, Retry, StageDone};
+
+/// Marks a handler done with an event: it is not run again for it.
+const STAGE_DONE: &str =
+    "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')";
+
+/// One group commit's transaction: nothing of it is kept unless
+/// [`Batch::commit`] succeeds.
+pub(in crate::spool::sqlite) struct Batch<'c> {
+    transaction: Transaction<'c>,
+}
+
+/// The statements that store a batch's new events, prepared once per batch.
+pub(in crate::spool::sqlite) struct NewEvents<'t> {
+    transaction: &'t Transaction<'t>,
+    remember_id: CachedStatement<'t>,
+    insert: CachedStatement<'t>,
+}
+
+impl Store {
+    pub(in crate::spool::sqlite) fn batch(&mut self) -> rusqlite::Result<Batch<'_>> {
+        Ok(Batch {
+            transaction: self.connection.transaction()?,
+        })
+    }
+}
+
+impl<'c> Batch<'c> {
+    pub(in crate::spool::sqlite) fn new_events(&self) -> rusqlite::Result<NewEvents<'_>> {
+        Ok(NewEvents {
+            transaction: &self.transaction,
+            remember_id: self
+                .transaction
+                .prepare_cached("INSERT OR IGNORE INTO seen (id, accepted_at) VALUES (?1, ?2)")?,
+            insert: self.transaction.prepare_cached(INSERT_EVENT)?,
+        })
+    }
+
+    pub(in crate::spool::sqlite) fn commit(self) -> rusqlite::Result<()> {
+        self.transaction.commit()
+    }
+
+    /// Deletes the events finished in a batch, one statement per run of
+    /// consecutive rows (events finish in nearly the order they came);
+    /// returns the bytes of their bodies.
+    pub(in crate::spool::sqlite) fn delete_events(
+        &self,
+        finished: &mut [Receipt],
+    ) -> rusqlite::Result<i64> {
+        finished.sort_unstable_by_key(|receipt| receipt.0);
+        let mut delete = self.transaction.prepare_cached(
+            "DELETE FROM events WHERE seq BETWEEN ?1 AND ?2 RETURNING length(body)",
+        )?;
+        let mut bytes = 0;
+        for run in finished.chunk_by(|a, b| b.0 - a.0 == 1) {
+            for length in
+                delete.query_map([run[0].0, run[run.len() - 1].0], |row| row.get::<_, i64>(0))?
+            {
+                bytes += length?;
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Records progress; returns whether the event left the workers' lanes
+    /// (finished, or waiting for a retry). A finished event's progress rows
+    /// are cleared when `progress_rows` says it has some. An event a handler
+    /// changed adds the change of its size to `grown`.
+    pub(in crate::spool::sqlite) fn apply(
+        &self,
+        record: &Record,
+        now: i64,
+        progress_rows: bool,
+        grown: &mut i64,
+    ) -> rusqlite::Result<bool> {
+        let transaction = &self.transaction;
+        match record {
+            Record::StageDone(StageDone {
+                receipt: Receipt(seq),
+                stage,
+                changed,
+            }) => {
+                transaction
+                    .prepare_cached(STAGE_DONE)?
+                    .execute(params![seq, stage])?;
+                if let Some(body) = changed {
+                    let before: Option<i64> = transaction
+                        .prepare_cached("SELECT length(body) FROM events WHERE seq = ?1")?
+                        .query_row([seq], |row| row.get(0))
+                        .optional()?;
+                    if let Some(before) = before {
+                        transaction
+                            .prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?
+                            .execute(params![seq, &body[..]])?;
+                        *grown += body.len() as i64 - before;
+                    }
+                }
+            }
+            Record::Retry(Retry {
+                receipt: Receipt(seq),
+                stage,
+                attempts,
+                first_attempt,
+                due,
+            }) => {
+                transaction
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO progress \
+                         (seq, stage, state, attempts, first_attempt, due_at) \
+                         VALUES (?1, ?2, 'retry', ?3, ?4, ?5)",
+                    )?
+                    .execute(params![seq, stage, attempts, first_attempt, due])?;
+                return Ok(true);
+            }
+            Record::Dead(Dead {
+                receipt: Receipt(seq),
+                event_id,
+                stage,
+                event,
+                error,
+                attempts,
+                first_attempt,
+            }) => {
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO dead_letters \
+                         (event_id, handler, event, error, attempts, first_attempt, last_attempt) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        event_id,
+                        stage,
+                        &event[..],
+                        error,
+                        attempts,
+                        first_attempt,
+                        now
+                    ])?;
+                transaction
+                    .prepare_cached(STAGE_DONE)?
+                    .execute(params![seq, stage])?;
+            }
+            Record::Replayed { dead_letter, ran } => {
+                dead_letters::settle_replay(transaction, *dead_letter, *ran)?;
+            }
+            // The event's row goes with the batch's others (`delete_events`).
+            Record::Finished(Receipt(seq)) => {
+                if progress_rows {
+                    transaction
+                        .prepare_cached("DELETE FROM progress WHERE seq = ?1")?
+                        .execute([seq])?;
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl NewEvents<'_> {
+    /// Stores an event, unless its `Id` was seen within the dedupe window
+    /// (remembering it if not): its receipt, or `None` for a duplicate.
+    pub(in crate::spool::sqlite) fn store(
+        &mut self,
+        id: &str,
+        body: &[u8],
+        now: i64,
+    ) -> rusqlite::Result<Option<Receipt>> {
+        if self.remember_id.execute(params![id, now])? != 1 {
+            return Ok(None);
+        }
+        self.insert
+            .execute(params![id, body, None::<String>, None::<i64>, now])?;
+        Ok(Some(Receipt(self.transaction.last_insert_rowid())))
+    }
+}

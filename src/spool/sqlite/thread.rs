@@ -1,0 +1,341 @@
+//! The spool's thread: it waits for messages, takes what arrived together
+//! into one group commit ([`commit`](super::commit)), then hands out what is
+//! due — events left from the last run as the lanes have room, retries at
+//! their due time, replays asked for — and does the housekeeping.
+//!
+//! After a crash or a stop, the events left are resumed at start: handlers
+//! already done are skipped, a waiting retry fires at its due time, and an
+//! event a script changed resumes as changed.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use super::admission::{ADMISSION_WAIT, WaitingForRoom};
+use super::commit::{RETRY_FAILED_COMMIT, Unwritten};
+use super::dedupe::Dedupe;
+use super::levels::Level;
+use super::store::{self, Fsync, Store};
+use crate::event::Event;
+use crate::spool::protocol::{Message, Receipt, Rejection, Work, now_ms};
+use crate::spool::{Lanes, Limits};
+
+/// Most events committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// How often dead letters marked for replay are looked for and the ids seen
+/// long ago forgotten.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// What the spool's thread owns and keeps track of.
+pub(super) struct SpoolThread {
+    pub(super) store: Store,
+    pub(super) limits: Limits,
+    /// Gone once the workers are finishing up.
+    pub(super) lanes: Option<Lanes>,
+    /// Retries waiting, by due time (ms) then receipt.
+    pub(super) due: BinaryHeap<Reverse<(i64, i64)>>,
+    /// Events handed to the lanes whose chain has not finished or paused.
+    pub(super) in_lanes: usize,
+    /// Events left from the last run not yet loaded: they are read into the
+    /// lanes as room frees up, so a large backlog is never all in memory.
+    pub(super) backlog: VecDeque<Receipt>,
+    /// Bytes of the pending events' bodies, kept as they are stored and
+    /// deleted: what `max_bytes` bounds.
+    pub(super) pending_bytes: u64,
+    pub(super) dedupe: Dedupe,
+    pub(super) level: Level,
+    /// Events with progress rows written, to clear when they finish.
+    pub(super) with_progress: HashSet<Receipt>,
+    /// New events waiting for room in the lanes, oldest first.
+    pub(super) waiting_for_room: VecDeque<WaitingForRoom>,
+    /// What failed commits left to write.
+    pub(super) unwritten: Unwritten,
+}
+
+impl SpoolThread {
+    /// Reads what `store` holds (where events stand, their bytes, the ids
+    /// remembered) and lines up the events left from the last run.
+    pub(super) fn resume(
+        store: Store,
+        limits: Limits,
+        lanes: Lanes,
+    ) -> Result<SpoolThread, String> {
+        let unreadable = |err| format!("cannot read the spool {}: {err}", store.path().display());
+        let unfinished = store.unfinished().map_err(unreadable)?;
+        let pending_bytes = store.pending_bytes().map_err(unreadable)?;
+        let dedupe = Dedupe::new(&store, limits.dedupe_window, limits.max_dedupe_bytes)
+            .map_err(unreadable)?;
+        let mut thread = SpoolThread {
+            store,
+            limits,
+            lanes: Some(lanes),
+            due: BinaryHeap::new(),
+            in_lanes: 0,
+            pending_bytes,
+            dedupe,
+            level: Level::Normal,
+            with_progress: HashSet::new(),
+            waiting_for_room: VecDeque::new(),
+            backlog: VecDeque::new(),
+            unwritten: Unwritten::default(),
+        };
+        thread.schedule(unfinished);
+        Ok(thread)
+    }
+
+    pub(super) fn run(mut self, receiver: &mpsc::Receiver<Message>) {
+        let mut housekeeping = Instant::now();
+        // With `fsync = "always"` a second new event waits for the next commit.
+        let mut held: Option<Message> = None;
+        // Reused from batch to batch.
+        let mut batch: Vec<Message> = Vec::new();
+        loop {
+            let first = match held.take() {
+                Some(message) => Some(message),
+                None => match receiver.recv_timeout(self.next_wake(housekeeping)) {
+                    Ok(message) => Some(message),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            batch.extend(first);
+            let one_event_each = self.limits.fsync == Fsync::Always;
+            let mut events = batch
+                .iter()
+                .filter(|message| matches!(message, Message::Submit { .. }))
+                .count();
+            while batch.len() < MAX_BATCH {
+                let Ok(message) = receiver.try_recv() else {
+                    break;
+                };
+                if matches!(message, Message::Submit { .. }) {
+                    if one_event_each && events == 1 {
+                        held = Some(message);
+                        break;
+                    }
+                    events += 1;
+                }
+                batch.push(message);
+            }
+            let stop = self.commit(&mut batch);
+            self.load_backlog();
+            self.fire_due_retries();
+            if housekeeping.elapsed() >= HOUSEKEEPING {
+                housekeeping = Instant::now();
+                self.housekeeping();
+            }
+            if stop {
+                for waiting in self.waiting_for_room.drain(..) {
+                    let _ = waiting.reply.send(Err(Rejection::ShuttingDown));
+                }
+                if let Err(err) = self.store.end_run() {
+                    error!(
+                        spool = %self.store.path().display(),
+                        "cannot mark the run stopped: {err}; the next start takes it for a crash"
+                    );
+                }
+                return;
+            }
+        }
+    }
+
+    fn next_wake(&self, housekeeping: Instant) -> Duration {
+        let until_housekeeping = HOUSEKEEPING.saturating_sub(housekeeping.elapsed());
+        let until_due = self.due.peek().map_or(Duration::MAX, |Reverse((due, _))| {
+            Duration::from_millis((due - now_ms()).max(0) as u64)
+        });
+        // Events waiting for room are taken as soon as there is some, and
+        // refused when they have waited long enough.
+        let until_refused = self
+            .waiting_for_room
+            .front()
+            .map_or(Duration::MAX, |waiting| {
+                if self.lanes.is_none() || self.room() > 0 {
+                    Duration::ZERO
+                } else {
+                    ADMISSION_WAIT.saturating_sub(waiting.since.elapsed())
+                }
+            });
+        let until_commit_retried = if self.unwritten.records.is_empty() {
+            Duration::MAX
+        } else {
+            RETRY_FAILED_COMMIT
+        };
+        until_housekeeping
+            .min(until_due)
+            .min(until_refused)
+            .min(until_commit_retried)
+    }
+
+    /// Hands an event to its lane; while stopping, it stays in the spool
+    /// for the next start instead.
+    pub(super) fn dispatch(&mut self, work: Work) {
+        if let Some(lanes) = &self.lanes {
+            self.in_lanes += 1;
+            lanes.send(work);
+        }
+    }
+
+    /// Events whose retry is due go back to their lane.
+    fn fire_due_retries(&mut self) {
+        let now = now_ms();
+        while let Some(Reverse((due, seq))) = self.due.peek().copied() {
+            if due > now || self.lanes.is_none() {
+                return;
+            }
+            self.due.pop();
+            self.load_and_dispatch(Receipt(seq), "a due retry");
+        }
+    }
+
+    /// Reads an event from the spool (as handlers left it) into its lane;
+    /// one that cannot be read stays in the spool and is logged as `what`.
+    fn load_and_dispatch(&mut self, receipt: Receipt, what: &str) {
+        match self.store.load(receipt) {
+            Ok(Some(stored)) => {
+                if let Some(work) = work_from(stored) {
+                    self.dispatch(work);
+                }
+            }
+            Ok(None) => {}
+            Err(err) => error!(seq = receipt.0, "cannot read {what} from the spool: {err}"),
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        // Replays wait for room like any event: `queue_capacity` at a time,
+        // after the backlog, within `max_spool_bytes`.
+        let room = self.room();
+        if self.lanes.is_some() && room > 0 {
+            match self.store.take_replays(now_ms(), room) {
+                Ok(replays) => {
+                    if !replays.is_empty() {
+                        info!(count = replays.len(), "replaying dead letters");
+                    }
+                    for stored in replays {
+                        self.pending_bytes += stored.body.len() as u64;
+                        if let Some(work) = work_from(stored) {
+                            self.dispatch(work);
+                        }
+                    }
+                }
+                Err(err) => error!("cannot read dead letters to replay: {err}"),
+            }
+        }
+        self.dedupe.forget(&mut self.store, now_ms());
+        self.watch_level();
+    }
+
+    /// Events found in the spool at start: resumed, or scheduled when their
+    /// retry is due.
+    fn schedule(&mut self, unfinished: store::Unfinished) {
+        let count = unfinished.to_run.len() + unfinished.waiting.len();
+        if count == 0 {
+            return;
+        }
+        info!(events = count, "resuming events left in the spool");
+        for (due, Receipt(seq)) in unfinished.waiting {
+            self.due.push(Reverse((due, seq)));
+        }
+        self.backlog = unfinished.to_run.into();
+        self.load_backlog();
+    }
+
+    /// Hands events left from the last run to the lanes while they have
+    /// room (`queue_capacity`).
+    fn load_backlog(&mut self) {
+        while self.lanes.is_some() && self.in_lanes < self.limits.in_memory {
+            let Some(receipt) = self.backlog.pop_front() else {
+                return;
+            };
+            self.load_and_dispatch(receipt, "an event left from the last run");
+        }
+    }
+}
+
+/// The work for a stored event; one whose body no longer parses is logged
+/// and left in the spool for a person.
+fn work_from(stored: store::Stored) -> Option<Work> {
+    match Event::restore(&stored.body) {
+        Ok(event) => Some(Work {
+            receipt: stored.receipt,
+            event,
+            done: stored.done,
+            resume: stored.resume,
+            replay: stored.replay,
+        }),
+        Err(err) => {
+            error!(
+                seq = stored.receipt.0,
+                "an event in the spool cannot be read back: {err}"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::spool::protocol::Accepted;
+    use crate::spool::{Progress, Spool};
+
+    fn limits(in_memory: usize) -> Limits {
+        Limits {
+            fsync: Fsync::Never,
+            in_memory,
+            max_bytes: 1 << 30,
+            dedupe_window: Duration::from_secs(3600),
+            max_dedupe_bytes: 1 << 20,
+            filling: 0.8,
+            emptying: 0.2,
+        }
+    }
+
+    async fn submit(spool: &Spool, id: &str) -> Result<Accepted, Rejection> {
+        let line = format!(r#"{{"Id":"{id}","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}}"#);
+        let event = Event::from_line(line.as_bytes(), jiff::Timestamp::now()).unwrap();
+        spool.queue().submit(event).outcome().await
+    }
+
+    #[tokio::test]
+    async fn events_left_from_the_last_run_are_loaded_as_the_lanes_have_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Store::open(dir.path(), Fsync::Never).unwrap();
+        // Twenty events of one job accepted, never handled.
+        let (lanes, unhandled) = Lanes::new(1);
+        let spool = Spool::start(open(), limits(100), lanes).unwrap();
+        for i in 0..20 {
+            assert!(submit(&spool, &format!("old{i}")).await.is_ok());
+        }
+        spool.stop();
+        drop(unhandled);
+
+        let (lanes, mut receivers) = Lanes::new(1);
+        let spool = Arc::new(Spool::start(open(), limits(5), lanes).unwrap());
+        let lane = &mut receivers[0];
+        let recorder = spool.recorder();
+        let mut newer = None;
+        for i in 0..20 {
+            let work = lane.recv().await.unwrap();
+            assert_eq!(work.event.id(), format!("old{i}"));
+            assert!(
+                lane.len() < 5,
+                "{} in the lane besides this one",
+                lane.len()
+            );
+            if i == 0 {
+                // A new event of the same job waits for the old ones.
+                let spool = spool.clone();
+                newer = Some(tokio::spawn(async move { submit(&spool, "new").await }));
+            }
+            recorder.finished(work.receipt);
+        }
+        assert_eq!(lane.recv().await.unwrap().event.id(), "new");
+        assert!(newer.unwrap().await.unwrap().is_ok());
+    }
+}
