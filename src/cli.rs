@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::chain::Pipeline;
-use crate::config::{self, Config, Diagnostic};
+use crate::config::{self, Diagnostic};
 use crate::event::Phase;
+use crate::setup::{self, Config};
 use crate::{client, daemon, deadletter, logging, reload, spool};
 
 #[derive(Debug, Parser)]
@@ -81,7 +82,7 @@ pub fn main() -> ExitCode {
             input,
         } => send(config_file, socket, phase, input),
         Command::Deadletter { action } => {
-            let loaded = config::load(&config_file);
+            let loaded = setup::load(&config_file);
             match loaded.config {
                 Some(config) => deadletter::run(&config, action),
                 None => {
@@ -95,7 +96,7 @@ pub fn main() -> ExitCode {
 
 /// Loads and builds the config, printing every problem to stderr.
 fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
-    let loaded = config::load(&file);
+    let loaded = setup::load(&file);
     let Some(config) = loaded.config else {
         loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
         return None;
@@ -201,7 +202,7 @@ fn keep_freed_c_memory() {
 }
 
 fn check(file: PathBuf) -> ExitCode {
-    let loaded = config::load(&file);
+    let loaded = setup::load(&file);
     let mut diagnostics = loaded.diagnostics;
     let pipeline = match &loaded.config {
         Some(config) => match Pipeline::build(config) {

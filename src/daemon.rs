@@ -15,9 +15,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
 use crate::chain::Pipeline;
-use crate::config::Config;
 use crate::ingest::{self, Limits, Listener};
 use crate::queue::{Lanes, Queue};
+use crate::setup::Config;
 use crate::spool::{self, Spool, Store};
 use crate::{reload, worker};
 

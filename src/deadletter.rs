@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use crate::config::Config;
+use crate::setup::Config;
 use crate::spool::Store;
 use crate::spool::dead_letters::{self, DeadLetter, Marked};
 

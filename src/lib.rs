@@ -14,14 +14,20 @@
 //! - [`worker`] — drains a lane through the pipeline.
 //! - [`chain`] — the hook chains (OnStart / OnFinish / OnError): filters,
 //!   per-attempt timeout and retries, the same for every handler.
-//! - [`handlers`] — the built-in handlers behind one closed enum.
+//! - [`handlers`] — the built-in handlers behind one closed enum; which
+//!   library a section names, and building it, is decided in one place.
+//!   A failed attempt is a [`failure::HandlerError`] that says whether a
+//!   retry may help.
 //! - [`http`] — outgoing HTTP clients (TLS sections, proxies, authentication),
 //!   shared by the HTTP handler and the API client given to Lua.
 //! - [`lua`] — sandboxed Lua states on their own threads, the API scripts
 //!   call, and drop-in scripts that join chains by themselves.
 //!
-//! Around them: [`config`] parses and validates `handlers.toml` (every problem
-//! as `FILE:LINE:COL`), [`reload`] watches it and swaps in a new pipeline
+//! Around them: [`config`] is the config language every component writes its
+//! settings in (value types, `FILE:LINE:COL` problems, `[daemon]`, `[log]`,
+//! `[hooks]`); it reads none of the components, each of which keeps its own
+//! settings in a data-only `settings.rs` beside its code. [`setup`] reads
+//! and validates `handlers.toml` as a whole, [`reload`] watches it and swaps in a new pipeline
 //! when it changes, [`daemon`] wires the parts and stops them in order,
 //! [`logging`] sets up the daemon's own log, [`client`] is `jobhook send`,
 //! [`deadletter`] is `jobhook deadletter`, and
@@ -34,6 +40,7 @@ pub mod config;
 pub mod daemon;
 pub mod deadletter;
 pub mod event;
+pub mod failure;
 pub mod handlers;
 pub mod http;
 pub mod ingest;
@@ -41,5 +48,6 @@ pub mod logging;
 pub mod lua;
 pub mod queue;
 pub mod reload;
+pub mod setup;
 pub mod spool;
 pub mod worker;

@@ -26,12 +26,13 @@ pub use stage::Stage;
 use leftover::{bury_removed, bury_skipped, settle_replay};
 use stage::Attempt;
 
-use crate::config::{Config, Diagnostic, HandlerSection, LibrarySettings, Position};
+use crate::config::{Diagnostic, Position};
 use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
-use crate::handlers::{BuildError, Handler};
+use crate::handlers::{self, BuildError, Handler, HandlerSection, LibrarySettings};
 use crate::lua::{self, Scripting};
 use crate::queue::Work;
+use crate::setup::Config;
 use crate::spool::{Record, Recorder, millis, now_ms};
 
 /// Where an event's chain got to.
@@ -82,7 +83,17 @@ impl Pipeline {
         previous: Option<Previous<'_>>,
     ) -> Result<(Pipeline, Vec<Diagnostic>), Vec<Diagnostic>> {
         let scripts = lua::Fingerprint::of(&config.daemon.scripts_dir);
-        let scripting = Scripting::new(config).map_err(|message| {
+        let http = crate::http::Context {
+            dir: &config.dir,
+            ssl: &config.ssl,
+        };
+        let scripting = Scripting::new(
+            config.api.as_ref(),
+            http,
+            config.daemon.worker_count(),
+            &config.daemon.scripts_dir,
+        )
+        .map_err(|message| {
             vec![
                 Position {
                     file: config.file.clone(),
@@ -92,6 +103,11 @@ impl Pipeline {
                 .error(message),
             ]
         })?;
+        let context = handlers::Context {
+            dir: &config.dir,
+            ssl: &config.ssl,
+            scripting: &scripting,
+        };
         let reuse = previous.map(Reuse::new);
         let mut stages: Vec<Arc<Stage>> = Vec::new();
         let mut problems = Vec::new();
@@ -103,7 +119,7 @@ impl Pipeline {
                 stages.push(stage);
                 continue;
             }
-            match Handler::build(section, config, &scripting) {
+            match Handler::build(section, &context) {
                 Ok(handler) => stages.push(Arc::new(Stage::new(
                     &section.name,
                     &section.common,
@@ -122,12 +138,10 @@ impl Pipeline {
         let claimed: Vec<PathBuf> = config
             .handlers
             .iter()
-            .filter_map(|section| match &section.library {
-                LibrarySettings::Lua(settings) => Some(scripting.script_path(&settings.lua_script)),
-                _ => None,
-            })
+            .filter_map(|section| section.library.lua_script())
+            .map(|script| scripting.script_path(script))
             .collect();
-        let (drop_ins, mut found) = lua::drop_in::discover(config, &claimed, &scripting);
+        let (drop_ins, mut found) = lua::drop_in::discover(&claimed, &scripting);
         problems.append(&mut found);
         let mut joined: Vec<(Vec<Phase>, Arc<Stage>)> = Vec::new();
         for drop_in in &drop_ins {

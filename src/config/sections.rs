@@ -1,6 +1,5 @@
 //! The `[daemon]`, `[log]` and `[hooks]` sections.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,21 +9,19 @@ use toml::de::DeTable;
 
 use super::values::{Bytes, FileMode, Seconds, count_between, positive_duration, size_between};
 use crate::event::Phase;
-use crate::http::SslSettings;
 use crate::spool::Fsync;
 
-/// Everything but `[handlers.*]`, which is parsed per library.
+/// The sections `config` itself reads: everything but `[handlers.*]`,
+/// `[ssl.*]` and `[api]`, which their components read.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Top {
+pub struct Top {
     #[serde(default)]
     pub daemon: DaemonSettings,
     #[serde(default)]
     pub log: LogSettings,
     #[serde(default)]
     pub hooks: Hooks,
-    #[serde(default)]
-    pub ssl: BTreeMap<String, SslSettings>,
 }
 
 impl Top {
@@ -133,7 +130,7 @@ impl Default for DaemonSettings {
 
 impl DaemonSettings {
     /// Makes the paths absolute, relative to `dir` (the config's folder).
-    pub(super) fn resolve_paths(&mut self, dir: &Path) {
+    pub fn resolve_paths(&mut self, dir: &Path) {
         self.socket = dir.join(&self.socket);
         self.scripts_dir = dir.join(&self.scripts_dir);
         self.spool_dir = dir.join(&self.spool_dir);

@@ -7,6 +7,7 @@
 //! `open_files`; how a failed write leaves whole lines: `whole_line`.
 
 mod open_files;
+pub mod settings;
 mod whole_line;
 mod writer;
 
@@ -14,40 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::HandlerError;
 use super::template::{Escape, Template};
 use crate::config::values::error_chain;
 use crate::event::Event;
+use crate::failure::HandlerError;
+use settings::{Format, Settings};
 use writer::Writer;
-
-/// Settings of a `TextFileHandler` section.
-#[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// File each event is appended to, created with its parent directories.
-    /// `{Field}` inserts an event field (characters other than letters, digits,
-    /// `.`, `_`, `-` become `_`), `{date}` the UTC date as `YYYY-MM-DD`.
-    /// Relative to the config file's directory. Alias `FilePath`.
-    #[serde(alias = "FilePath")]
-    pub file_path: Template,
-    /// `json`: the event as one line of JSON. `text`: `template` filled in.
-    /// Default `json`.
-    #[serde(default)]
-    pub format: Format,
-    /// The line written for `format = "text"`, with `{Field}` and `{date}`
-    /// placeholders. Default `"{ReceivedAt} {Phase} {JobType} {JobResult} {JobId}"`.
-    pub template: Option<Template>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    #[default]
-    Json,
-    Text,
-}
 
 const DEFAULT_TEXT_TEMPLATE: &str = "{ReceivedAt} {Phase} {JobType} {JobResult} {JobId}";
 

@@ -6,103 +6,13 @@ use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder};
 use secrecy::SecretString;
-use serde::Deserialize;
-use toml::Spanned;
 
 use super::error::{SendError, Waiting, within};
 use super::ntlm::NtlmCredentials;
 use super::ntlm_session::{Answer, NtlmSession};
-use super::{Auth, ClientSpec, ProxySpec, build_client};
-use crate::config::Config;
-use crate::config::values::{List, SecretSource};
-
-/// Keys of [`ConnectionSettings`], with their aliases: a section's keys are
-/// split on these before each half is read.
-pub const CONNECTION_KEYS: &[&str] = &[
-    "basic_user",
-    "BasicUser",
-    "basic_password",
-    "BasicPassword",
-    "bearer_token",
-    "use_ntlm_authentication",
-    "UseNTLMAuthentication",
-    "ntlm_user",
-    "NTLMUser",
-    "ntlm_password",
-    "NTLMPassword",
-    "use_ntlmv2",
-    "UseNTLMv2",
-    "proxy_host",
-    "ProxyHost",
-    "proxy_port",
-    "ProxyPort",
-    "proxy_scheme",
-    "proxy_username",
-    "ProxyUsername",
-    "proxy_password",
-    "ProxyPassword",
-    "no_proxy",
-    "ssl_config",
-    "SSLConfig",
-];
-
-/// How to reach and authenticate to a server.
-#[derive(Debug, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectionSettings {
-    /// User for HTTP Basic authentication. Alias `BasicUser`.
-    #[serde(alias = "BasicUser")]
-    pub basic_user: Option<String>,
-    /// Password for Basic authentication: a string, `{ env = "NAME" }` or
-    /// `{ file = "path" }`. Alias `BasicPassword`.
-    #[serde(alias = "BasicPassword")]
-    pub basic_password: Option<SecretSource>,
-    /// Token sent as `Authorization: Bearer …`, in any of the secret forms.
-    pub bearer_token: Option<SecretSource>,
-    /// Authenticate with NTLMv2 as `ntlm_user` (for IIS and other Windows
-    /// servers). Alias `UseNTLMAuthentication`. Default `false`.
-    #[serde(alias = "UseNTLMAuthentication", default)]
-    pub use_ntlm_authentication: bool,
-    /// `DOMAIN\user` or `user@domain`. Alias `NTLMUser`.
-    #[serde(alias = "NTLMUser")]
-    pub ntlm_user: Option<String>,
-    /// NTLM password, in any of the secret forms. Alias `NTLMPassword`.
-    #[serde(alias = "NTLMPassword")]
-    pub ntlm_password: Option<SecretSource>,
-    /// NTLMv2 (the only version jobhook speaks: NTLMv1 is broken and is
-    /// refused). Alias `UseNTLMv2`. Default `true`.
-    #[serde(alias = "UseNTLMv2")]
-    pub use_ntlmv2: Option<bool>,
-    /// Forward proxy host; requests (http and https) go through it. Alias `ProxyHost`.
-    #[serde(alias = "ProxyHost")]
-    pub proxy_host: Option<String>,
-    /// Proxy port. Alias `ProxyPort`. Default 3128 (8080 for `https`, 1080 for `socks5`).
-    #[serde(alias = "ProxyPort")]
-    pub proxy_port: Option<u16>,
-    /// How to talk to the proxy: `http`, `https` or `socks5`. Default `http`.
-    #[serde(default)]
-    pub proxy_scheme: ProxyScheme,
-    /// User for the proxy's Basic authentication. Alias `ProxyUsername`.
-    #[serde(alias = "ProxyUsername")]
-    pub proxy_username: Option<String>,
-    /// Password for the proxy, in any of the secret forms. Alias `ProxyPassword`.
-    #[serde(alias = "ProxyPassword")]
-    pub proxy_password: Option<SecretSource>,
-    /// Hosts reached without the proxy, as in `NO_PROXY` (`"localhost, .corp"`).
-    pub no_proxy: Option<List>,
-    /// Name of the `[ssl.NAME]` section for HTTPS. Alias `SSLConfig`.
-    #[serde(alias = "SSLConfig")]
-    pub ssl_config: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProxyScheme {
-    #[default]
-    Http,
-    Https,
-    Socks5,
-}
+use super::settings::{ConnectionSettings, ProxyScheme};
+use super::{Auth, ClientSpec, Context, ProxySpec, build_client};
+use crate::config::values::SecretSource;
 
 /// A pooled client with the authentication to apply to each request.
 #[derive(Debug)]
@@ -119,14 +29,18 @@ type SecretOf<'a> = dyn Fn(&str, &SecretSource) -> Result<SecretString, String> 
 impl Endpoint {
     /// Resolves the secrets and builds the client for requests to `host`
     /// (NTLM binds its credentials to the host's name).
-    pub fn new(settings: &ConnectionSettings, host: &str, config: &Config) -> Result<Self, String> {
-        let dir = &config.dir;
+    pub fn new(
+        settings: &ConnectionSettings,
+        host: &str,
+        context: Context<'_>,
+    ) -> Result<Self, String> {
+        let dir = context.dir;
         let secret = |what: &str, source: &SecretSource| {
             source.resolve(dir).map_err(|err| format!("{what}: {err}"))
         };
         let tls = match &settings.ssl_config {
             Some(name) => {
-                let section = config.ssl.get(name.get_ref()).ok_or_else(|| {
+                let section = context.ssl.get(name.get_ref()).ok_or_else(|| {
                     format!("ssl_config: there is no [ssl.{}] section", name.get_ref())
                 })?;
                 Some((name.get_ref().as_str(), section))

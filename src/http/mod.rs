@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod error;
 pub mod ntlm;
 pub mod ntlm_session;
+pub mod settings;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,17 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, ClientBuilder, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 
-pub use tls::SslSettings;
+pub use settings::SslSettings;
+
+/// What building a client needs from the config besides its own section.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The directory relative paths (certificates, secret files) are
+    /// resolved against.
+    pub dir: &'a Path,
+    /// The `[ssl.NAME]` sections, named by `ssl_config`.
+    pub ssl: &'a BTreeMap<String, SslSettings>,
+}
 
 /// How requests authenticate themselves.
 #[derive(Debug, Default)]

@@ -1,46 +1,14 @@
 //! `[ssl.NAME]` sections: trust roots, client certificates and TLS versions
 //! for outgoing HTTPS.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use reqwest::ClientBuilder;
 use reqwest::tls::{Certificate, Identity, Version};
-use serde::Deserialize;
 
+use super::settings::{SslSettings, TlsVersion};
 use crate::config::read::{MAX_FILE_BYTES, read_regular};
 use crate::config::values::error_chain;
-
-/// One `[ssl.NAME]` section, named by a handler's `ssl_config`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SslSettings {
-    /// PEM file of CA certificates to trust, in addition to the system's
-    /// (or instead of them with `ca_only = true`).
-    pub ca_file: Option<PathBuf>,
-    /// Trust only `ca_file`, not the system's roots. Default `false`.
-    #[serde(default)]
-    pub ca_only: bool,
-    /// PEM client certificate (chain) for mutual TLS; needs `client_key`.
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert`.
-    pub client_key: Option<PathBuf>,
-    /// Lowest TLS version accepted: `"1.2"` or `"1.3"`. Default `"1.2"`.
-    #[serde(default)]
-    pub min_tls_version: TlsVersion,
-    /// Accept any server certificate, even an invalid one. For tests only:
-    /// it removes the protection TLS gives. Default `false`.
-    #[serde(default)]
-    pub accept_invalid_certs: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum TlsVersion {
-    #[default]
-    #[serde(rename = "1.2")]
-    Tls12,
-    #[serde(rename = "1.3")]
-    Tls13,
-}
 
 impl SslSettings {
     /// Applies this section to a client; errors name the section and the file.

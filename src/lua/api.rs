@@ -17,34 +17,11 @@ use tracing::{debug, error, info, trace, warn};
 use super::convert::{json_text, json_to_lua};
 use super::response::{answer, read, timed_out};
 use super::sandbox::time_left;
-use crate::config::Config;
-use crate::config::values::{MAX_DURATION, Seconds};
-use crate::http::endpoint::{ConnectionSettings, Endpoint, describe};
+use super::settings::ApiSettings;
+use crate::config::values::MAX_DURATION;
+use crate::http::endpoint::{Endpoint, describe};
 use crate::http::error::SendError;
-use crate::http::header_map;
-
-/// Keys of the `[api]` section besides the connection keys.
-#[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiSettings {
-    /// The API's base URL; `client:get("path")` requests `base_url` + `path`.
-    pub base_url: String,
-    /// Headers sent with every API request.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Longest an API request may take (the script's own `timeout` still
-    /// bounds the whole call). Default `"30s"`.
-    #[serde(default = "default_api_timeout")]
-    pub timeout: Seconds,
-    /// Authentication, proxy and TLS: read from the same section by
-    /// `crate::config` (the keys in `crate::http::endpoint::CONNECTION_KEYS`).
-    #[serde(skip)]
-    pub connection: ConnectionSettings,
-}
-
-fn default_api_timeout() -> Seconds {
-    Seconds(Duration::from_secs(30))
-}
+use crate::http::{self, header_map};
 
 /// The `[api]` section, ready: its client is shared by every script.
 #[derive(Debug)]
@@ -61,7 +38,7 @@ impl ApiClient {
         self.endpoint.rearm();
     }
 
-    pub fn new(settings: &ApiSettings, config: &Config) -> Result<ApiClient, String> {
+    pub fn new(settings: &ApiSettings, http: http::Context<'_>) -> Result<ApiClient, String> {
         let mut base = settings.base_url.clone();
         if !base.ends_with('/') {
             base.push('/');
@@ -72,7 +49,7 @@ impl ApiClient {
             .ok_or_else(|| format!("[api] base_url: {base:?} is not an http(s) URL"))?;
         let host = base_url.host_str().unwrap_or_default().to_owned();
         Ok(ApiClient {
-            endpoint: Endpoint::new(&settings.connection, &host, config)
+            endpoint: Endpoint::new(&settings.connection, &host, http)
                 .map_err(|err| format!("[api] {err}"))?,
             headers: header_map(&settings.headers).map_err(|err| format!("[api] {err}"))?,
             base_url,

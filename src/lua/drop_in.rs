@@ -12,9 +12,10 @@ use serde::Deserialize;
 
 use super::convert::from_lua;
 use super::sandbox;
-use super::{Limits, Scripting, default_memory_limit, script_diagnostic};
+use super::settings::default_memory_limit;
+use super::{Limits, Scripting, script_diagnostic};
 use crate::config::values::{Bytes, List};
-use crate::config::{COMMON_KEYS, CommonSettings, Config, Diagnostic, Position, closest};
+use crate::config::{COMMON_KEYS, CommonSettings, Diagnostic, Position, closest};
 use crate::event::Phase;
 
 /// A drop-in script, read and checked.
@@ -36,7 +37,7 @@ struct Options {
     /// Chains to join: `OnStart`, `OnFinish`, `OnError`.
     on: List,
     /// Memory the script's state may use. Default `"32MiB"`.
-    #[serde(default = "super::default_memory_limit")]
+    #[serde(default = "default_memory_limit")]
     memory_limit: Bytes,
     /// Environment variables `env(name)` may read.
     #[serde(default)]
@@ -51,21 +52,17 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// `memory_limit` is known; its states then run under that).
 const READ_MEMORY_LIMIT: usize = 256 << 20;
 
-/// Every drop-in of `config.daemon.scripts_dir`, skipping the scripts in
-/// `claimed` (named by sections). Scripts that are neither drop-ins nor
-/// claimed are reported as warnings.
-pub fn discover(
-    config: &Config,
-    claimed: &[PathBuf],
-    scripting: &Scripting,
-) -> (Vec<DropIn>, Vec<Diagnostic>) {
+/// Every drop-in of the scripts folder, skipping the scripts in `claimed`
+/// (named by sections). Scripts that are neither drop-ins nor claimed are
+/// reported as warnings.
+pub fn discover(claimed: &[PathBuf], scripting: &Scripting) -> (Vec<DropIn>, Vec<Diagnostic>) {
     let mut drop_ins = Vec::new();
     let mut problems = Vec::new();
-    for path in scripts(&config.daemon.scripts_dir) {
+    for path in scripts(&scripting.scripts_dir) {
         if claimed.contains(&path) {
             continue;
         }
-        match read(&path, config, scripting) {
+        match read(&path, scripting) {
             Ok(Some(drop_in)) => drop_ins.push(drop_in),
             Ok(None) => problems.push(at_start(&path).warning(
                 "no [handlers] section names this script and it returns no drop-in table \
@@ -108,14 +105,14 @@ fn at_start(path: &Path) -> Position {
 
 /// The drop-in a script declares, `None` if its chunk returns no table with
 /// `handle`.
-fn read(path: &Path, config: &Config, scripting: &Scripting) -> Result<Option<DropIn>, Diagnostic> {
+fn read(path: &Path, scripting: &Scripting) -> Result<Option<DropIn>, Diagnostic> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    sandbox::check_inside(&config.daemon.scripts_dir, path)
+    sandbox::check_inside(&scripting.scripts_dir, path)
         .map_err(|message| at_start(path).error(message))?;
-    let lua = sandbox::new_state(&config.daemon.scripts_dir, READ_TIMEOUT)
+    let lua = sandbox::new_state(&scripting.scripts_dir, READ_TIMEOUT)
         .map_err(|err| script_diagnostic(path, &err))?;
     super::api::install(&lua, &scripting.env(&name, &[], default_memory_limit().0))
         .map_err(|err| script_diagnostic(path, &err))?;

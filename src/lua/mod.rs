@@ -15,17 +15,18 @@ mod guards;
 pub mod pool;
 mod response;
 mod sandbox;
+pub mod settings;
 mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::ApiSettings;
 pub use pool::{ScriptPool, ScriptSpec};
+pub use settings::ApiSettings;
 
-use crate::config::values::Bytes;
-use crate::config::{Config, Diagnostic, Position};
+use crate::config::{Diagnostic, Position};
+use crate::http;
 
 /// What every script of one build shares.
 #[derive(Debug, Clone)]
@@ -41,17 +42,23 @@ pub struct Scripting {
 const MAX_STATES: usize = 16;
 
 impl Scripting {
-    /// Builds the `[api]` client.
-    pub fn new(config: &Config) -> Result<Scripting, String> {
-        let api = match &config.api {
-            Some(settings) => Some(Arc::new(api::ApiClient::new(settings, config)?)),
+    /// Builds the `[api]` client; scripts live in `scripts_dir` and each
+    /// gets a state per worker (`workers`), up to a bound.
+    pub fn new(
+        api: Option<&ApiSettings>,
+        http: http::Context<'_>,
+        workers: usize,
+        scripts_dir: &Path,
+    ) -> Result<Scripting, String> {
+        let api = match api {
+            Some(settings) => Some(Arc::new(api::ApiClient::new(settings, http)?)),
             None => None,
         };
         Ok(Scripting {
             api,
-            http: crate::http::build_client(Default::default(), &config.dir)?,
-            states: config.daemon.worker_count().clamp(1, MAX_STATES),
-            scripts_dir: config.daemon.scripts_dir.clone(),
+            http: http::build_client(Default::default(), http.dir)?,
+            states: workers.clamp(1, MAX_STATES),
+            scripts_dir: scripts_dir.to_owned(),
         })
     }
 
@@ -103,11 +110,6 @@ impl Fingerprint {
         files.sort();
         Fingerprint(files)
     }
-}
-
-/// Memory a script's state may use unless its settings say otherwise.
-pub fn default_memory_limit() -> Bytes {
-    Bytes(32 << 20)
 }
 
 /// Limits and permissions of one script.

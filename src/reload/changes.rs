@@ -2,7 +2,7 @@
 //! one that looks like an accident is refused, and settings read only at
 //! start keep their running value.
 
-use crate::config::Config;
+use crate::setup::Config;
 
 /// Why `new` looks like an accident rather than an edit, if it does: a
 /// config that lost every hook, or whose `[daemon]` settings all fell back to

@@ -5,60 +5,26 @@
 //! status is a permanent failure. `retry_on` replaces the retried statuses.
 
 mod retry_after;
+pub mod settings;
 mod signing;
 mod target;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use tracing::debug;
 
 use self::retry_after::retry_after;
+use self::settings::Settings;
 use self::signing::Signer;
-use self::target::{Target, UrlSource};
-use super::{HandlerError, Retry};
-use crate::config::Config;
-use crate::config::values::SecretSource;
+use self::target::Target;
 use crate::event::Event;
+use crate::failure::{HandlerError, Retry};
 use crate::http::body::{DRAIN_LIMIT, drain};
-use crate::http::endpoint::{ConnectionSettings, Endpoint};
+use crate::http::endpoint::Endpoint;
 use crate::http::error::SendError;
-use crate::http::{header_map, redact};
-
-/// Settings of an `HttpHandler` section.
-#[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Where events are sent. `{Field}` inserts an event field, URL-encoded.
-    /// A string, or a secret (`{ env = "NAME" }`, `{ file = "path" }`) when
-    /// the URL carries a token; a secret URL is never shown in messages.
-    /// Alias `URL`.
-    #[serde(alias = "URL")]
-    pub url: UrlSource,
-    /// HTTP method. Default `POST`.
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// Extra request headers, e.g. `{ "X-Source" = "jobhook" }`.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Adds Standard Webhooks `webhook-id`, `webhook-timestamp` and
-    /// `webhook-signature` headers signed with this secret (`whsec_…` base64,
-    /// or any other string as its bytes), in any of the secret forms.
-    pub signing_secret: Option<SecretSource>,
-    /// Statuses that are retried, replacing the default (408, 429, 5xx).
-    pub retry_on: Option<Vec<u16>>,
-    /// Authentication, proxy and TLS: read from the same section by
-    /// `crate::config` (the keys in `crate::http::endpoint::CONNECTION_KEYS`).
-    #[serde(skip)]
-    pub connection: ConnectionSettings,
-}
-
-fn default_method() -> String {
-    "POST".to_owned()
-}
+use crate::http::{self, header_map, redact};
 
 /// Bytes of a failed response's body quoted in the error.
 const BODY_SNIPPET: usize = 512;
@@ -74,8 +40,8 @@ pub struct HttpHandler {
 }
 
 impl HttpHandler {
-    pub fn new(settings: &Settings, config: &Config) -> Result<Self, String> {
-        let target = Target::new(&settings.url, &config.dir)?;
+    pub fn new(settings: &Settings, context: http::Context<'_>) -> Result<Self, String> {
+        let target = Target::new(&settings.url, context.dir)?;
         let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
         let mut headers = header_map(&settings.headers)?;
@@ -83,14 +49,14 @@ impl HttpHandler {
             .entry(CONTENT_TYPE)
             .or_insert(HeaderValue::from_static("application/json"));
         Ok(HttpHandler {
-            endpoint: Endpoint::new(&settings.connection, &target.host, config)?,
+            endpoint: Endpoint::new(&settings.connection, &target.host, context)?,
             target,
             method,
             headers,
             signer: match &settings.signing_secret {
                 Some(source) => {
                     let secret = source
-                        .resolve(&config.dir)
+                        .resolve(context.dir)
                         .map_err(|err| format!("signing_secret: {err}"))?;
                     Some(Signer::new(&secret)?)
                 }

@@ -12,43 +12,12 @@ use std::path::Path;
 
 use reqwest::Url;
 use secrecy::ExposeSecret as _;
-use serde::de::{self, Deserialize, Deserializer};
 
-use crate::config::values::SecretSource;
+use super::settings::UrlSource;
 use crate::event::Event;
-use crate::handlers::HandlerError;
+use crate::failure::HandlerError;
 use crate::handlers::template::{Escape, Template};
 use crate::http::redact;
-
-/// A handler's `url`: written in the config, or a secret read when the
-/// handler is built (`{ env = "NAME" }`, `{ file = "path" }`), for a URL
-/// with a token in its path or query. Either may have placeholders.
-#[derive(Debug, PartialEq)]
-pub enum UrlSource {
-    Written(Template),
-    Secret {
-        source: SecretSource,
-        /// What messages say in its place: `<url from NAME>`.
-        shown: String,
-    },
-}
-
-impl<'de> Deserialize<'de> for UrlSource {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let source = SecretSource::deserialize(deserializer)?;
-        let shown = match &source {
-            SecretSource::Literal(text) => {
-                return Template::parse(text)
-                    .map(UrlSource::Written)
-                    .map_err(de::Error::custom);
-            }
-            SecretSource::Env { env: name } | SecretSource::File { file: name } => {
-                format!("<url from {name}>")
-            }
-        };
-        Ok(UrlSource::Secret { source, shown })
-    }
-}
 
 pub struct Target {
     template: Template,

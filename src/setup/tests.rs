@@ -1,8 +1,9 @@
-//! Config parsing and validation, with positions.
+//! Reading a whole `handlers.toml`: validation, with positions.
 
 use std::path::Path;
 
 use super::*;
+use crate::config::{Backoff, Severity};
 
 fn parse_str(text: &str) -> Loaded {
     parse(text, Path::new("/etc/jobhook/handlers.toml"))
