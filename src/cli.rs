@@ -62,12 +62,17 @@ enum Command {
     },
 }
 
-fn parse_phase(name: &str) -> Result<Phase, String> {
+fn parse_phase(name: &str) -> Result<Phase, NotAChain> {
     match Phase::parse(name) {
-        Some(Phase::OnQueueEvent) | None => Err("expected OnStart, OnFinish or OnError".to_owned()),
+        Some(Phase::OnQueueEvent) | None => Err(NotAChain),
         Some(phase) => Ok(phase),
     }
 }
+
+/// `--phase` names no chain an event can be sent to.
+#[derive(Debug, thiserror::Error)]
+#[error("expected OnStart, OnFinish or OnError")]
+struct NotAChain;
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {

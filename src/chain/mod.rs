@@ -26,6 +26,7 @@ pub use stage::Stage;
 use leftover::{bury_removed, bury_skipped, settle_replay};
 use stage::Attempt;
 
+use crate::config::values::error_chain;
 use crate::config::{Diagnostic, Position};
 use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
@@ -93,14 +94,14 @@ impl Pipeline {
             config.daemon.worker_count(),
             &config.daemon.scripts_dir,
         )
-        .map_err(|message| {
+        .map_err(|err| {
             vec![
                 Position {
                     file: config.file.clone(),
                     line: 1,
                     column: 1,
                 }
-                .error(message),
+                .error(error_chain(&err)),
             ]
         })?;
         let context = handlers::Context {
@@ -125,14 +126,14 @@ impl Pipeline {
                     &section.common,
                     handler,
                 ))),
-                Err(BuildError::Settings(message)) => problems.push(
-                    section
-                        .position
-                        .error(format!("handler `{}`: {message}", section.name)),
-                ),
-                Err(BuildError::Script(path, err)) => {
-                    problems.push(lua::script_diagnostic(&path, &err));
+                Err(BuildError::Script { path, source }) => {
+                    problems.push(lua::script_diagnostic(&path, &source));
                 }
+                Err(err) => problems.push(section.position.error(format!(
+                    "handler `{}`: {}",
+                    section.name,
+                    error_chain(&err)
+                ))),
             }
         }
         let claimed: Vec<PathBuf> = config

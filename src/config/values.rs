@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::read::{MAX_FILE_BYTES, read_regular_text};
+use super::read::{MAX_FILE_BYTES, ReadError, read_regular_text};
 
 use crate::event::JobResult;
 use serde::Deserialize;
@@ -45,20 +45,35 @@ impl<'de> Deserialize<'de> for Seconds {
 
 /// Parses a duration as written in the config or on the command line
 /// (`"500ms"`, `"5s"`, `"2m"`, `"1h 30m"`), at most [`MAX_DURATION`].
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text.trim()).map_err(|err| {
-        format!("invalid duration {text:?} ({err}); write e.g. \"500ms\", \"5s\", \"2m\"")
-    })?;
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let duration =
+        humantime::parse_duration(text.trim()).map_err(|reason| DurationError::Invalid {
+            text: text.to_owned(),
+            reason,
+        })?;
     within_range(duration, &format!("{text:?}"))
 }
 
-fn within_range(duration: Duration, written: &str) -> Result<Duration, String> {
+fn within_range(duration: Duration, written: &str) -> Result<Duration, DurationError> {
     if duration > MAX_DURATION {
-        return Err(format!(
-            "duration {written} is out of range: at most 100 years"
-        ));
+        return Err(DurationError::OutOfRange {
+            written: written.to_owned(),
+        });
     }
     Ok(duration)
+}
+
+/// Why a duration was refused. serde and clap print only an error's own
+/// message, so the parser's reason is part of it rather than a `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {text:?} ({reason}); write e.g. \"500ms\", \"5s\", \"2m\"")]
+    Invalid {
+        text: String,
+        reason: humantime::DurationError,
+    },
+    #[error("duration {written} is out of range: at most 100 years")]
+    OutOfRange { written: String },
 }
 
 /// A size written `"1MiB"`, `"64 KiB"`, `"1GB"`, or as a number of bytes.
@@ -191,30 +206,54 @@ impl SecretSource {
     /// Reads the secret. Errors name where it was looked for, never its
     /// value; an empty secret is an error (a variable set to nothing, a file
     /// truncated by mistake).
-    pub fn resolve(&self, config_dir: &Path) -> Result<SecretString, String> {
+    pub fn resolve(&self, config_dir: &Path) -> Result<SecretString, SecretError> {
         let value = match self {
             SecretSource::Literal(value) => return Ok(value.clone().into()),
             SecretSource::Env { env } => {
-                let value = std::env::var(env)
-                    .map_err(|_| format!("environment variable {env} is not set"))?;
+                let value = std::env::var(env).map_err(|source| match source {
+                    std::env::VarError::NotPresent => SecretError::Unset { name: env.clone() },
+                    source => SecretError::Env {
+                        name: env.clone(),
+                        source,
+                    },
+                })?;
                 if value.is_empty() {
-                    return Err(format!("environment variable {env} is empty"));
+                    return Err(SecretError::EmptyEnv { name: env.clone() });
                 }
                 value
             }
             SecretSource::File { file } => {
                 let path = config_dir.join(file);
-                let text = read_regular_text(&path, MAX_FILE_BYTES)
-                    .map_err(|err| format!("secret file: {}", error_chain(&err)))?;
+                let text = read_regular_text(&path, MAX_FILE_BYTES).map_err(SecretError::File)?;
                 let value = text.trim_end_matches(['\r', '\n']).to_owned();
                 if value.is_empty() {
-                    return Err(format!("secret file {} is empty", path.display()));
+                    return Err(SecretError::EmptyFile { path });
                 }
                 value
             }
         };
         Ok(value.into())
     }
+}
+
+/// Why a secret could not be read. It names where the secret was looked
+/// for, never the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {name} is not set")]
+    Unset { name: String },
+    #[error("environment variable {name}")]
+    Env {
+        name: String,
+        #[source]
+        source: std::env::VarError,
+    },
+    #[error("environment variable {name} is empty")]
+    EmptyEnv { name: String },
+    #[error("secret file")]
+    File(#[source] ReadError),
+    #[error("secret file {} is empty", path.display())]
+    EmptyFile { path: std::path::PathBuf },
 }
 
 /// An error and each of its causes, `: `-separated.
@@ -374,7 +413,7 @@ mod tests {
         assert!(!format!("{literal:?}").contains("hunter2"));
         let missing = parse::<SecretSource>("{ env = \"JOBHOOK_TEST_UNSET_VARIABLE\" }").unwrap();
         assert_eq!(
-            missing.resolve(dir.path()).unwrap_err(),
+            missing.resolve(dir.path()).unwrap_err().to_string(),
             "environment variable JOBHOOK_TEST_UNSET_VARIABLE is not set"
         );
         assert!(parse::<SecretSource>("{ vault = \"x\" }").is_err());
@@ -384,6 +423,7 @@ mod tests {
             empty
                 .resolve(dir.path())
                 .unwrap_err()
+                .to_string()
                 .ends_with("empty is empty")
         );
     }

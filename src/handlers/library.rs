@@ -109,12 +109,19 @@ impl Context<'_> {
 }
 
 /// Why a handler could not be built.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// A problem with the section's settings.
-    Settings(String),
+    #[error(transparent)]
+    TextFile(#[from] text_file::SettingsError),
+    #[error(transparent)]
+    Http(#[from] Box<http::SetupError>),
     /// A problem in the script, reported at the script's line.
-    Script(PathBuf, mlua::Error),
+    #[error("{}", path.display())]
+    Script {
+        path: PathBuf,
+        #[source]
+        source: mlua::Error,
+    },
 }
 
 impl Handler {
@@ -126,21 +133,21 @@ impl Handler {
     ) -> Result<Handler, BuildError> {
         let timeout = section.common.timeout.0;
         match &section.library {
-            LibrarySettings::TextFile(settings) => {
-                text_file::TextFileHandler::new(settings, context.dir, timeout)
-                    .map(Handler::TextFile)
-            }
+            LibrarySettings::TextFile(settings) => Ok(Handler::TextFile(
+                text_file::TextFileHandler::new(settings, context.dir, timeout)?,
+            )),
             LibrarySettings::Http(settings) => http::HttpHandler::new(settings, context.http())
-                .map(|handler| Handler::Http(Box::new(handler))),
+                .map(|handler| Handler::Http(Box::new(handler)))
+                .map_err(|err| BuildError::Http(Box::new(err))),
             LibrarySettings::Lua(settings) => {
                 let scripting = context.scripting;
-                return lua::LuaHandler::new(&section.name, settings, timeout, scripting)
+                lua::LuaHandler::new(&section.name, settings, timeout, scripting)
                     .map(Handler::Lua)
-                    .map_err(|err| {
-                        BuildError::Script(scripting.script_path(&settings.lua_script), err)
-                    });
+                    .map_err(|source| BuildError::Script {
+                        path: scripting.script_path(&settings.lua_script),
+                        source,
+                    })
             }
         }
-        .map_err(BuildError::Settings)
     }
 }

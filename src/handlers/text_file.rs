@@ -24,6 +24,13 @@ use writer::Writer;
 
 const DEFAULT_TEXT_TEMPLATE: &str = "{ReceivedAt} {Phase} {JobType} {JobResult} {JobId}";
 
+/// Why a `TextFileHandler` section cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("`template` applies only to format = \"text\"")]
+    TemplateWithJson,
+}
+
 #[derive(Debug)]
 pub struct TextFileHandler {
     path: FilePath,
@@ -49,11 +56,15 @@ enum Line {
 }
 
 impl TextFileHandler {
-    pub fn new(settings: &Settings, config_dir: &Path, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        settings: &Settings,
+        config_dir: &Path,
+        timeout: Duration,
+    ) -> Result<Self, SettingsError> {
         let line = match (settings.format, &settings.template) {
             (Format::Json, None) => Line::Json,
             (Format::Json, Some(_)) => {
-                return Err("`template` applies only to format = \"text\"".to_owned());
+                return Err(SettingsError::TemplateWithJson);
             }
             (Format::Text, Some(template)) => Line::Text(template.clone()),
             (Format::Text, None) => {
@@ -169,6 +180,7 @@ mod tests {
         assert!(
             TextFileHandler::new(&settings, Path::new("."), Duration::from_secs(1))
                 .unwrap_err()
+                .to_string()
                 .contains("template")
         );
     }

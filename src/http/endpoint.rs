@@ -11,7 +11,7 @@ use super::error::{SendError, Waiting, within};
 use super::ntlm::NtlmCredentials;
 use super::ntlm_session::{Answer, NtlmSession};
 use super::settings::{ConnectionSettings, ProxyScheme};
-use super::{Auth, ClientSpec, Context, ProxySpec, build_client};
+use super::{Auth, CertificateProblem, ClientError, ClientSpec, Context, ProxySpec, build_client};
 use crate::config::values::SecretSource;
 
 /// A pooled client with the authentication to apply to each request.
@@ -24,7 +24,7 @@ pub struct Endpoint {
     ssl_name: Option<String>,
 }
 
-type SecretOf<'a> = dyn Fn(&str, &SecretSource) -> Result<SecretString, String> + 'a;
+type SecretOf<'a> = dyn Fn(&'static str, &SecretSource) -> Result<SecretString, ClientError> + 'a;
 
 impl Endpoint {
     /// Resolves the secrets and builds the client for requests to `host`
@@ -33,16 +33,19 @@ impl Endpoint {
         settings: &ConnectionSettings,
         host: &str,
         context: Context<'_>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         let dir = context.dir;
-        let secret = |what: &str, source: &SecretSource| {
-            source.resolve(dir).map_err(|err| format!("{what}: {err}"))
+        let secret = |key: &'static str, source: &SecretSource| {
+            source
+                .resolve(dir)
+                .map_err(|source| ClientError::Secret { key, source })
         };
         let tls = match &settings.ssl_config {
             Some(name) => {
-                let section = context.ssl.get(name.get_ref()).ok_or_else(|| {
-                    format!("ssl_config: there is no [ssl.{}] section", name.get_ref())
-                })?;
+                let section = context
+                    .ssl
+                    .get(name.get_ref())
+                    .ok_or_else(|| ClientError::NoSslSection(name.get_ref().clone()))?;
                 Some((name.get_ref().as_str(), section))
             }
             None => None,
@@ -124,7 +127,7 @@ pub fn describe(err: reqwest::Error) -> String {
         source = cause.source();
     }
     // webpki's name for it does not say what to do.
-    if text.contains("CaUsedAsEndEntity") {
+    if CertificateProblem::of(&err) == Some(CertificateProblem::CaAsServer) {
         text.push_str(CA_AS_SERVER);
     }
     text
@@ -135,7 +138,7 @@ const CA_AS_SERVER: &str = " (the server's certificate is a CA certificate \
     when ca_file pins it: make a CA, sign a server certificate with it that has \
     basicConstraints CA:FALSE, and put the CA in ca_file)";
 
-fn auth(settings: &ConnectionSettings, secret: &SecretOf<'_>) -> Result<Auth, String> {
+fn auth(settings: &ConnectionSettings, secret: &SecretOf<'_>) -> Result<Auth, ClientError> {
     Ok(
         match (
             &settings.basic_user,
@@ -143,7 +146,9 @@ fn auth(settings: &ConnectionSettings, secret: &SecretOf<'_>) -> Result<Auth, St
             &settings.bearer_token,
         ) {
             (Some(_), _, Some(_)) => {
-                return Err("use basic_user or bearer_token, not both".to_owned());
+                return Err(ClientError::Combination(
+                    "use basic_user or bearer_token, not both",
+                ));
             }
             (Some(user), password, None) => Auth::Basic {
                 user: user.clone(),
@@ -152,7 +157,9 @@ fn auth(settings: &ConnectionSettings, secret: &SecretOf<'_>) -> Result<Auth, St
                     None => String::new().into(),
                 },
             },
-            (None, Some(_), _) => return Err("basic_password needs basic_user".to_owned()),
+            (None, Some(_), _) => {
+                return Err(ClientError::Combination("basic_password needs basic_user"));
+            }
             (None, None, Some(token)) => Auth::Bearer(secret("bearer_token", token)?),
             (None, None, None) => Auth::None,
         },
@@ -163,30 +170,39 @@ fn ntlm_session(
     settings: &ConnectionSettings,
     host: &str,
     secret: &SecretOf<'_>,
-) -> Result<Option<NtlmSession>, String> {
+) -> Result<Option<NtlmSession>, ClientError> {
     if !settings.use_ntlm_authentication {
         return match settings.ntlm_user {
-            Some(_) => Err("ntlm_user is set but use_ntlm_authentication is false".to_owned()),
+            Some(_) => Err(ClientError::Combination(
+                "ntlm_user is set but use_ntlm_authentication is false",
+            )),
             None => Ok(None),
         };
     }
     if settings.use_ntlmv2 == Some(false) {
-        return Err(
+        return Err(ClientError::Combination(
             "use_ntlmv2 = false asks for NTLMv1, which is broken and not supported; \
-                    remove it (NTLMv2 is the default)"
-                .to_owned(),
-        );
+             remove it (NTLMv2 is the default)",
+        ));
     }
     if settings.basic_user.is_some() || settings.bearer_token.is_some() {
-        return Err("use NTLM, basic_user or bearer_token, not several".to_owned());
+        return Err(ClientError::Combination(
+            "use NTLM, basic_user or bearer_token, not several",
+        ));
     }
     let user = settings
         .ntlm_user
         .as_deref()
-        .ok_or("use_ntlm_authentication needs ntlm_user")?;
+        .ok_or(ClientError::Combination(
+            "use_ntlm_authentication needs ntlm_user",
+        ))?;
     let password = match &settings.ntlm_password {
         Some(source) => secret("ntlm_password", source)?,
-        None => return Err("use_ntlm_authentication needs ntlm_password".to_owned()),
+        None => {
+            return Err(ClientError::Combination(
+                "use_ntlm_authentication needs ntlm_password",
+            ));
+        }
     };
     Ok(Some(NtlmSession::new(
         NtlmCredentials::new(user, password)?,
@@ -197,10 +213,12 @@ fn ntlm_session(
 fn proxy(
     settings: &ConnectionSettings,
     secret: &SecretOf<'_>,
-) -> Result<Option<ProxySpec>, String> {
+) -> Result<Option<ProxySpec>, ClientError> {
     let Some(host) = &settings.proxy_host else {
         if settings.proxy_port.is_some() || settings.proxy_username.is_some() {
-            return Err("proxy_port and proxy_username need proxy_host".to_owned());
+            return Err(ClientError::Combination(
+                "proxy_port and proxy_username need proxy_host",
+            ));
         }
         return Ok(None);
     };
@@ -212,7 +230,11 @@ fn proxy(
     let credentials = match (&settings.proxy_username, &settings.proxy_password) {
         (Some(user), Some(password)) => Some((user.clone(), secret("proxy_password", password)?)),
         (Some(user), None) => Some((user.clone(), String::new().into())),
-        (None, Some(_)) => return Err("proxy_password needs proxy_username".to_owned()),
+        (None, Some(_)) => {
+            return Err(ClientError::Combination(
+                "proxy_password needs proxy_username",
+            ));
+        }
         (None, None) => None,
     };
     Ok(Some(ProxySpec {

@@ -1,14 +1,37 @@
 //! `[ssl.NAME]` sections: trust roots, client certificates and TLS versions
 //! for outgoing HTTPS.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use reqwest::ClientBuilder;
 use reqwest::tls::{Certificate, Identity, Version};
 
 use super::settings::{SslSettings, TlsVersion};
-use crate::config::read::{MAX_FILE_BYTES, read_regular};
-use crate::config::values::error_chain;
+use crate::config::read::{MAX_FILE_BYTES, ReadError, read_regular};
+
+/// Why an `[ssl.NAME]` section cannot be used; each names the section.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("[ssl.{section}] {key}")]
+    Read {
+        section: String,
+        key: &'static str,
+        #[source]
+        source: ReadError,
+    },
+    #[error("[ssl.{section}] ca_file {}: no PEM certificate in it", path.display())]
+    NoCertificate { section: String, path: PathBuf },
+    #[error("[ssl.{section}] ca_only = true needs a ca_file")]
+    CaOnlyWithoutFile { section: String },
+    #[error("[ssl.{section}] client_cert/client_key: not a usable PEM certificate and key")]
+    Identity {
+        section: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("[ssl.{section}] client_cert and client_key go together")]
+    HalfIdentity { section: String },
+}
 
 impl SslSettings {
     /// Applies this section to a client; errors name the section and the file.
@@ -17,22 +40,23 @@ impl SslSettings {
         name: &str,
         mut builder: ClientBuilder,
         config_dir: &Path,
-    ) -> Result<ClientBuilder, String> {
-        let read = |what: &str, path: &Path| {
-            let path = config_dir.join(path);
-            read_regular(&path, MAX_FILE_BYTES)
-                .map_err(|err| format!("[ssl.{name}] {what}: {}", error_chain(&err)))
+    ) -> Result<ClientBuilder, TlsError> {
+        let section = || name.to_owned();
+        let read = |key: &'static str, path: &Path| {
+            read_regular(&config_dir.join(path), MAX_FILE_BYTES).map_err(|source| TlsError::Read {
+                section: section(),
+                key,
+                source,
+            })
         };
         if let Some(ca_file) = &self.ca_file {
             let pem = read("ca_file", ca_file)?;
             let roots = Certificate::from_pem_bundle(&pem)
                 .ok()
                 .filter(|roots| !roots.is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "[ssl.{name}] ca_file {}: no PEM certificate in it",
-                        ca_file.display()
-                    )
+                .ok_or_else(|| TlsError::NoCertificate {
+                    section: section(),
+                    path: ca_file.clone(),
                 })?;
             builder = if self.ca_only {
                 builder.tls_certs_only(roots)
@@ -40,7 +64,7 @@ impl SslSettings {
                 builder.tls_certs_merge(roots)
             };
         } else if self.ca_only {
-            return Err(format!("[ssl.{name}] ca_only = true needs a ca_file"));
+            return Err(TlsError::CaOnlyWithoutFile { section: section() });
         }
         match (&self.client_cert, &self.client_key) {
             (Some(cert), Some(key)) => {
@@ -48,16 +72,15 @@ impl SslSettings {
                 let mut pem = read("client_cert", cert)?;
                 pem.push(b'\n');
                 pem.extend(read("client_key", key)?);
-                let identity = Identity::from_pem(&pem).map_err(|err| {
-                    format!("[ssl.{name}] client_cert/client_key: not a usable PEM certificate and key: {err}")
+                let identity = Identity::from_pem(&pem).map_err(|source| TlsError::Identity {
+                    section: section(),
+                    source,
                 })?;
                 builder = builder.identity(identity);
             }
             (None, None) => {}
             _ => {
-                return Err(format!(
-                    "[ssl.{name}] client_cert and client_key go together"
-                ));
+                return Err(TlsError::HalfIdentity { section: section() });
             }
         }
         builder = builder.tls_version_min(match self.min_tls_version {

@@ -18,10 +18,10 @@ use super::convert::{json_text, json_to_lua};
 use super::response::{answer, read, timed_out};
 use super::sandbox::time_left;
 use super::settings::ApiSettings;
-use crate::config::values::MAX_DURATION;
+use crate::config::values::{MAX_DURATION, error_chain};
 use crate::http::endpoint::{Endpoint, describe};
 use crate::http::error::SendError;
-use crate::http::{self, header_map};
+use crate::http::{self, ClientError, header_map};
 
 /// The `[api]` section, ready: its client is shared by every script.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl ApiClient {
         self.endpoint.rearm();
     }
 
-    pub fn new(settings: &ApiSettings, http: http::Context<'_>) -> Result<ApiClient, String> {
+    pub fn new(settings: &ApiSettings, http: http::Context<'_>) -> Result<ApiClient, ApiError> {
         let mut base = settings.base_url.clone();
         if !base.ends_with('/') {
             base.push('/');
@@ -46,16 +46,24 @@ impl ApiClient {
         let base_url = Url::parse(&base)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https"))
-            .ok_or_else(|| format!("[api] base_url: {base:?} is not an http(s) URL"))?;
+            .ok_or_else(|| ApiError::BaseUrl(base.clone()))?;
         let host = base_url.host_str().unwrap_or_default().to_owned();
         Ok(ApiClient {
-            endpoint: Endpoint::new(&settings.connection, &host, http)
-                .map_err(|err| format!("[api] {err}"))?,
-            headers: header_map(&settings.headers).map_err(|err| format!("[api] {err}"))?,
+            endpoint: Endpoint::new(&settings.connection, &host, http).map_err(ApiError::Client)?,
+            headers: header_map(&settings.headers).map_err(ApiError::Client)?,
             base_url,
             timeout: settings.timeout.0,
         })
     }
+}
+
+/// Why the `[api]` section cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("[api] base_url: {0:?} is not an http(s) URL")]
+    BaseUrl(String),
+    #[error("[api]")]
+    Client(#[source] ClientError),
 }
 
 /// What the API tables of one script's states need.
@@ -206,7 +214,8 @@ fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
             })?;
             let spec: RequestSpec = lua.from_value(Value::Table(spec))?;
             let path = spec.path.as_deref().unwrap_or_default();
-            let url = under_base(&api.base_url, path).map_err(mlua::Error::runtime)?;
+            let url = under_base(&api.base_url, path)
+                .map_err(|err| mlua::Error::runtime(error_chain(&err)))?;
             let prepared = Prepared::new(&spec, &api.headers)?;
             let timeout = call_timeout(&lua, spec.timeout, api.timeout);
             let response = tokio::time::timeout(timeout, async {
@@ -285,21 +294,39 @@ fn call_timeout(lua: &Lua, asked: Option<f64>, default: Duration) -> Duration {
 /// `base` (same scheme, host and port, path below base's): `[api]`'s
 /// credentials go with every client request. URL joining reads
 /// `\\host/x`, `//host/x`, `https:host/x` or `../..` as leaving the base.
-fn under_base(base: &Url, path: &str) -> Result<Url, String> {
+fn under_base(base: &Url, path: &str) -> Result<Url, PathError> {
     let url = base
         .join(path.trim_start_matches('/'))
-        .map_err(|err| format!("client: path {path:?}: {err}"))?;
+        .map_err(|source| PathError::Invalid {
+            path: path.to_owned(),
+            source: source.into(),
+        })?;
     let same_origin = url.scheme() == base.scheme()
         && url.host() == base.host()
         && url.port_or_known_default() == base.port_or_known_default();
     if same_origin && url.path().starts_with(base.path()) {
         Ok(url)
     } else {
-        Err(format!(
-            "client: path {path:?} leads outside [api] base_url; give a path under it \
-             (use http.request for other URLs)"
-        ))
+        Err(PathError::Outside {
+            path: path.to_owned(),
+        })
     }
+}
+
+/// Why a `client` path cannot be requested.
+#[derive(Debug, thiserror::Error)]
+enum PathError {
+    #[error("client: path {path:?}")]
+    Invalid {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "client: path {path:?} leads outside [api] base_url; give a path under it \
+         (use http.request for other URLs)"
+    )]
+    Outside { path: String },
 }
 
 /// A request checked once, so that building it again (for each NTLM leg)

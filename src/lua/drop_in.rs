@@ -14,7 +14,7 @@ use super::convert::from_lua;
 use super::sandbox;
 use super::settings::default_memory_limit;
 use super::{Limits, Scripting, script_diagnostic};
-use crate::config::values::{Bytes, List};
+use crate::config::values::{Bytes, List, error_chain};
 use crate::config::{COMMON_KEYS, CommonSettings, Diagnostic, Position, closest};
 use crate::event::Phase;
 
@@ -111,7 +111,7 @@ fn read(path: &Path, scripting: &Scripting) -> Result<Option<DropIn>, Diagnostic
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     sandbox::check_inside(&scripting.scripts_dir, path)
-        .map_err(|message| at_start(path).error(message))?;
+        .map_err(|err| at_start(path).error(error_chain(&err)))?;
     let lua = sandbox::new_state(&scripting.scripts_dir, READ_TIMEOUT)
         .map_err(|err| script_diagnostic(path, &err))?;
     super::api::install(&lua, &scripting.env(&name, &[], default_memory_limit().0))
@@ -126,7 +126,7 @@ fn read(path: &Path, scripting: &Scripting) -> Result<Option<DropIn>, Diagnostic
         return Ok(None);
     }
     let fail = |message: String| at_start(path).error(format!("drop-in {name}: {message}"));
-    let (common, options) = options(&lua, &table).map_err(fail)?;
+    let (common, options) = options(&lua, &table).map_err(|err| fail(error_chain(&err)))?;
     let common: CommonSettings =
         serde_json::from_value(common.into()).map_err(|err| fail(err.to_string()))?;
     let options: Options =
@@ -163,26 +163,45 @@ type Fields = serde_json::Map<String, serde_json::Value>;
 
 /// The table's keys split into common settings and drop-in options, with a
 /// did-you-mean for a key that is neither.
-fn options(lua: &mlua::Lua, table: &Table) -> Result<(Fields, Fields), String> {
+fn options(lua: &mlua::Lua, table: &Table) -> Result<(Fields, Fields), OptionError> {
     let (mut common, mut options) = (Fields::new(), Fields::new());
     for pair in table.pairs::<String, Value>() {
-        let (key, value) = pair.map_err(|err| format!("keys must be names: {err}"))?;
+        let (key, value) = pair.map_err(OptionError::KeyNotName)?;
         if key == "handle" {
             continue;
         }
-        let value =
-            from_lua(lua, value).map_err(|err| format!("{key}: {}", super::describe(&err)))?;
+        let value = match from_lua(lua, value) {
+            Ok(value) => value,
+            Err(err) => {
+                let reason = super::describe(&err);
+                return Err(OptionError::Value { key, reason });
+            }
+        };
         if COMMON_KEYS.contains(&key.as_str()) {
             common.insert(key, value);
         } else if OPTION_KEYS.contains(&key.as_str()) {
             options.insert(key, value);
         } else {
-            let mut message = format!("unknown option `{key}`");
-            if let Some(hint) = closest(&key, COMMON_KEYS.iter().chain(OPTION_KEYS).copied()) {
-                message.push_str(&format!("; did you mean `{hint}`?"));
-            }
-            return Err(message);
+            let hint = closest(&key, COMMON_KEYS.iter().chain(OPTION_KEYS).copied());
+            let hint = hint.map(str::to_owned);
+            return Err(OptionError::Unknown { key, hint });
         }
     }
     Ok((common, options))
+}
+
+/// Why a drop-in's table cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum OptionError {
+    #[error("keys must be names")]
+    KeyNotName(#[source] mlua::Error),
+    /// `reason` is the Lua error as the script's author needs it
+    /// (`super::describe`), not the whole error with its traceback.
+    #[error("{key}: {reason}")]
+    Value { key: String, reason: String },
+    #[error(
+        "unknown option `{key}`{}",
+        hint.as_ref().map(|hint| format!("; did you mean `{hint}`?")).unwrap_or_default()
+    )]
+    Unknown { key: String, hint: Option<String> },
 }

@@ -38,6 +38,15 @@ pub struct Scripting {
     scripts_dir: PathBuf,
 }
 
+/// Why what scripts share cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptingError {
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
+    #[error("the client for scripts' http.request")]
+    Client(#[from] http::ClientError),
+}
+
 /// Most states (threads) one script gets, however many workers there are.
 const MAX_STATES: usize = 16;
 
@@ -49,7 +58,7 @@ impl Scripting {
         http: http::Context<'_>,
         workers: usize,
         scripts_dir: &Path,
-    ) -> Result<Scripting, String> {
+    ) -> Result<Scripting, ScriptingError> {
         let api = match api {
             Some(settings) => Some(Arc::new(api::ApiClient::new(settings, http)?)),
             None => None,

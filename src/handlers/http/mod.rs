@@ -6,6 +6,7 @@
 
 mod retry_after;
 pub mod settings;
+mod setup_error;
 mod signing;
 mod target;
 
@@ -17,6 +18,7 @@ use tracing::debug;
 
 use self::retry_after::retry_after;
 use self::settings::Settings;
+pub use self::setup_error::SetupError;
 use self::signing::Signer;
 use self::target::Target;
 use crate::event::Event;
@@ -40,10 +42,10 @@ pub struct HttpHandler {
 }
 
 impl HttpHandler {
-    pub fn new(settings: &Settings, context: http::Context<'_>) -> Result<Self, String> {
+    pub fn new(settings: &Settings, context: http::Context<'_>) -> Result<Self, SetupError> {
         let target = Target::new(&settings.url, context.dir)?;
         let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
+            .map_err(|_| SetupError::Method(settings.method.clone()))?;
         let mut headers = header_map(&settings.headers)?;
         headers
             .entry(CONTENT_TYPE)
@@ -57,7 +59,7 @@ impl HttpHandler {
                 Some(source) => {
                     let secret = source
                         .resolve(context.dir)
-                        .map_err(|err| format!("signing_secret: {err}"))?;
+                        .map_err(SetupError::SigningSecret)?;
                     Some(Signer::new(&secret)?)
                 }
                 None => None,

@@ -14,10 +14,27 @@ use reqwest::Url;
 use secrecy::ExposeSecret as _;
 
 use super::settings::UrlSource;
+use crate::config::values::SecretError;
 use crate::event::Event;
 use crate::failure::HandlerError;
 use crate::handlers::template::{Escape, Template};
 use crate::http::redact;
+
+/// Why a handler's `url` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("url")]
+    Secret(#[source] SecretError),
+    #[error(
+        "url: {shown} has an invalid placeholder or an unmatched brace: write {{FieldName}} \
+         or {{date}}, and {{{{ or }}}} for a literal brace"
+    )]
+    SecretTemplate { shown: String },
+    #[error("url: {0:?} is not an http:// or https:// URL")]
+    NotHttp(String),
+    #[error("url: {0:?} has a `.` or `..` path segment; write the path it leads to")]
+    DotSegment(String),
+}
 
 pub struct Target {
     template: Template,
@@ -32,19 +49,16 @@ pub struct Target {
 impl Target {
     /// Reads a secret URL, and checks that the URL is http(s), well formed
     /// and without dot segments.
-    pub fn new(url: &UrlSource, config_dir: &Path) -> Result<Target, String> {
+    pub fn new(url: &UrlSource, config_dir: &Path) -> Result<Target, TargetError> {
         let (template, secret) = match url {
             UrlSource::Written(template) => (template.clone(), None),
             UrlSource::Secret { source, shown } => {
-                let text = source
-                    .resolve(config_dir)
-                    .map_err(|err| format!("url: {err}"))?;
-                // Template's own message would quote the URL.
+                let text = source.resolve(config_dir).map_err(TargetError::Secret)?;
+                // Template's own message would quote the URL: not kept.
                 let template = Template::parse(text.expose_secret()).map_err(|_| {
-                    format!(
-                        "url: {shown} has an invalid placeholder or an unmatched brace: \
-                         write {{FieldName}} or {{date}}, and {{{{ or }}}} for a literal brace"
-                    )
+                    TargetError::SecretTemplate {
+                        shown: shown.clone(),
+                    }
                 })?;
                 (template, Some(shown.clone()))
             }
@@ -58,18 +72,10 @@ impl Target {
         let sample = target.template.with_stand_in("x");
         let parsed = match Url::parse(&sample) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
-            _ => {
-                return Err(format!(
-                    "url: {:?} is not an http:// or https:// URL",
-                    target.show(&sample)
-                ));
-            }
+            _ => return Err(TargetError::NotHttp(target.show(&sample))),
         };
         if has_dot_segment(&sample) {
-            return Err(format!(
-                "url: {:?} has a `.` or `..` path segment; write the path it leads to",
-                target.show(&sample)
-            ));
+            return Err(TargetError::DotSegment(target.show(&sample)));
         }
         target.host = parsed.host_str().unwrap_or_default().to_owned();
         target.fixed = target.template.is_constant().then_some(parsed);
