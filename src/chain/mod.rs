@@ -27,7 +27,7 @@ use leftover::{bury_removed, bury_skipped, settle_replay};
 use stage::Attempt;
 
 use crate::config::values::error_chain;
-use crate::config::{Diagnostic, Position};
+use crate::config::{Diagnostic, PerPhase, Position};
 use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
 use crate::handlers::{self, BuildError, Handler, HandlerSection, LibrarySettings};
@@ -50,10 +50,7 @@ pub enum RunEnd {
 /// The chains of every phase, sharing one instance of each handler.
 #[derive(Debug)]
 pub struct Pipeline {
-    on_start: Vec<Arc<Stage>>,
-    on_finish: Vec<Arc<Stage>>,
-    on_error: Vec<Arc<Stage>>,
-    on_queue_event: Vec<Arc<Stage>>,
+    chains: PerPhase<Vec<Arc<Stage>>>,
     /// Handlers built: every section and every drop-in script.
     handlers: usize,
     /// The scripts folder as it was when this was built.
@@ -182,10 +179,7 @@ impl Pipeline {
                 .collect()
         };
         let pipeline = Pipeline {
-            on_start: chain(Phase::OnStart),
-            on_finish: chain(Phase::OnFinish),
-            on_error: chain(Phase::OnError),
-            on_queue_event: chain(Phase::OnQueueEvent),
+            chains: PerPhase::from_fn(chain),
             handlers: stages.len() + joined.len(),
             scripts,
         };
@@ -203,12 +197,7 @@ impl Pipeline {
     }
 
     pub fn chain(&self, phase: Phase) -> &[Arc<Stage>] {
-        match phase {
-            Phase::OnStart => &self.on_start,
-            Phase::OnFinish => &self.on_finish,
-            Phase::OnError => &self.on_error,
-            Phase::OnQueueEvent => &self.on_queue_event,
-        }
+        &self.chains[phase]
     }
 
     /// Runs an event through its phase's chain from where `work` says it

@@ -10,24 +10,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::keys::keys_of;
 use super::sections::Backoff;
 use super::values::{List, Results, Seconds};
-
-/// Keys of [`CommonSettings`], with their aliases.
-pub const COMMON_KEYS: &[&str] = &[
-    "enabled",
-    "job_types",
-    "JobTypes",
-    "results",
-    "event_types",
-    "retries",
-    "Retries",
-    "retry_interval",
-    "RetryInterval",
-    "backoff",
-    "max_retry_interval",
-    "timeout",
-];
 
 /// Settings every handler accepts (a drop-in Lua script gives them in the
 /// table it returns).
@@ -62,6 +47,13 @@ pub struct CommonSettings {
     /// Longest one attempt may take before it counts as failed. Default `"30s"`.
     #[serde(default = "default_timeout")]
     pub timeout: Seconds,
+}
+
+impl CommonSettings {
+    /// The keys these settings read, with their aliases.
+    pub fn keys() -> &'static [&'static str] {
+        keys_of::<CommonSettings>()
+    }
 }
 
 fn default_enabled() -> bool {

@@ -10,12 +10,16 @@
 
 mod common;
 mod diagnostic;
+mod keys;
 mod locate;
+mod per_phase;
 pub mod read;
 mod sections;
 pub mod values;
 
-pub use common::{COMMON_KEYS, CommonSettings, from_value, split};
+pub use common::{CommonSettings, from_value, split};
 pub use diagnostic::{Diagnostic, Locator, Position, Severity, closest};
+pub use keys::keys_of;
 pub use locate::{default_config_path, locate};
+pub use per_phase::PerPhase;
 pub use sections::{Backoff, DaemonSettings, Hooks, LogFormat, LogSettings, Rotation, Top};

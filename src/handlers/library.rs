@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 use super::{Handler, http, lua, text_file};
 use crate::config::from_value;
 use crate::http::SslSettings;
-use crate::http::settings::CONNECTION_KEYS;
+use crate::http::settings::ConnectionSettings;
 use crate::lua::Scripting;
 
 /// The libraries a `[handlers.NAME]` section can name.
@@ -33,7 +33,9 @@ impl Library {
 
     /// Keys some library reads besides its settings' own fields; a misspelt
     /// key is matched against them too.
-    pub const EXTRA_KEYS: &[&str] = CONNECTION_KEYS;
+    pub fn extra_keys() -> &'static [&'static str] {
+        ConnectionSettings::keys()
+    }
 
     /// Reads a library name as written in `library = "…"` (any case).
     pub fn parse(name: &str) -> Option<Library> {

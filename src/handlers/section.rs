@@ -5,9 +5,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::library::{Library, LibrarySettings};
-use crate::config::{
-    COMMON_KEYS, CommonSettings, Diagnostic, Locator, Position, closest, from_value, split,
-};
+use crate::config::{CommonSettings, Diagnostic, Locator, Position, closest, from_value, split};
 
 /// The key naming a section's library, with its alias.
 const LIBRARY_KEYS: &[&str] = &["library", "LibraryName"];
@@ -63,14 +61,14 @@ fn parse_one(
             locator.error(Some(span), format!("handler `{name}` must be a table")),
         ]);
     };
-    let (common, specific) = split(table, COMMON_KEYS);
+    let (common, specific) = split(table, CommonSettings::keys());
     let (named, specific) = split(specific, LIBRARY_KEYS);
     let library = named.into_iter().next().map(|(_, value)| value);
     let library = parse_library(name, library, span.clone(), locator)?;
     let common: Result<CommonSettings, _> =
         from_value(Spanned::new(span.clone(), DeValue::Table(common)));
     let common = common.map_err(|err| vec![in_handler(name, locator.toml_error(&err, &[]))])?;
-    let known = [LIBRARY_KEYS, COMMON_KEYS, Library::EXTRA_KEYS].concat();
+    let known = [LIBRARY_KEYS, CommonSettings::keys(), Library::extra_keys()].concat();
     let fail = |err: toml::de::Error| vec![in_handler(name, locator.toml_error(&err, &known))];
     let library = LibrarySettings::read(library, specific, span).map_err(fail)?;
     Ok((common, library))

@@ -8,37 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::keys_of;
 use crate::config::values::{List, SecretSource};
-
-/// Keys of [`ConnectionSettings`], with their aliases: a section's keys are
-/// split on these before each half is read.
-pub const CONNECTION_KEYS: &[&str] = &[
-    "basic_user",
-    "BasicUser",
-    "basic_password",
-    "BasicPassword",
-    "bearer_token",
-    "use_ntlm_authentication",
-    "UseNTLMAuthentication",
-    "ntlm_user",
-    "NTLMUser",
-    "ntlm_password",
-    "NTLMPassword",
-    "use_ntlmv2",
-    "UseNTLMv2",
-    "proxy_host",
-    "ProxyHost",
-    "proxy_port",
-    "ProxyPort",
-    "proxy_scheme",
-    "proxy_username",
-    "ProxyUsername",
-    "proxy_password",
-    "ProxyPassword",
-    "no_proxy",
-    "ssl_config",
-    "SSLConfig",
-];
 
 /// How to reach and authenticate to a server.
 #[derive(Debug, PartialEq, Default, Deserialize)]
@@ -87,6 +58,14 @@ pub struct ConnectionSettings {
     /// Name of the `[ssl.NAME]` section for HTTPS. Alias `SSLConfig`.
     #[serde(alias = "SSLConfig")]
     pub ssl_config: Option<Spanned<String>>,
+}
+
+impl ConnectionSettings {
+    /// The keys these settings read, with their aliases: a section's keys
+    /// are split on these before each half is read.
+    pub fn keys() -> &'static [&'static str] {
+        keys_of::<ConnectionSettings>()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -15,7 +15,7 @@ use super::sandbox;
 use super::settings::default_memory_limit;
 use super::{Limits, Scripting, script_diagnostic};
 use crate::config::values::{Bytes, List, error_chain};
-use crate::config::{COMMON_KEYS, CommonSettings, Diagnostic, Position, closest};
+use crate::config::{CommonSettings, Diagnostic, Position, closest, keys_of};
 use crate::event::Phase;
 
 /// A drop-in script, read and checked.
@@ -44,7 +44,8 @@ struct Options {
     allow_env: List,
 }
 
-const OPTION_KEYS: &[&str] = &["on", "memory_limit", "allow_env", "handle"];
+/// The key of the function that handles an event.
+const HANDLE: &str = "handle";
 
 /// How long a drop-in's chunk may run when it is read.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -122,7 +123,7 @@ fn read(path: &Path, scripting: &Scripting) -> Result<Option<DropIn>, Diagnostic
     let Value::Table(table) = returned else {
         return Ok(None);
     };
-    if !matches!(table.get::<Value>("handle"), Ok(Value::Function(_))) {
+    if !matches!(table.get::<Value>(HANDLE), Ok(Value::Function(_))) {
         return Ok(None);
     }
     let fail = |message: String| at_start(path).error(format!("drop-in {name}: {message}"));
@@ -167,7 +168,7 @@ fn options(lua: &mlua::Lua, table: &Table) -> Result<(Fields, Fields), OptionErr
     let (mut common, mut options) = (Fields::new(), Fields::new());
     for pair in table.pairs::<String, Value>() {
         let (key, value) = pair.map_err(OptionError::KeyNotName)?;
-        if key == "handle" {
+        if key == HANDLE {
             continue;
         }
         let value = match from_lua(lua, value) {
@@ -177,12 +178,14 @@ fn options(lua: &mlua::Lua, table: &Table) -> Result<(Fields, Fields), OptionErr
                 return Err(OptionError::Value { key, reason });
             }
         };
-        if COMMON_KEYS.contains(&key.as_str()) {
+        let (common_keys, option_keys) = (CommonSettings::keys(), keys_of::<Options>());
+        if common_keys.contains(&key.as_str()) {
             common.insert(key, value);
-        } else if OPTION_KEYS.contains(&key.as_str()) {
+        } else if option_keys.contains(&key.as_str()) {
             options.insert(key, value);
         } else {
-            let hint = closest(&key, COMMON_KEYS.iter().chain(OPTION_KEYS).copied());
+            let known = common_keys.iter().chain(option_keys).chain([&HANDLE]);
+            let hint = closest(&key, known.copied());
             let hint = hint.map(str::to_owned);
             return Err(OptionError::Unknown { key, hint });
         }

@@ -23,7 +23,7 @@ pub struct ApiSettings {
     #[serde(default = "default_api_timeout")]
     pub timeout: Seconds,
     /// Authentication, proxy and TLS: read from the same section by
-    /// `crate::setup` (the keys in `crate::http::settings::CONNECTION_KEYS`).
+    /// `crate::setup` (the keys of `ConnectionSettings`).
     #[serde(skip)]
     pub connection: ConnectionSettings,
 }

@@ -21,7 +21,7 @@ use crate::config::{
 };
 use crate::handlers::{self, HandlerSection};
 use crate::http::SslSettings;
-use crate::http::settings::CONNECTION_KEYS;
+use crate::http::settings::ConnectionSettings;
 use crate::lua::ApiSettings;
 
 /// A validated configuration. Paths in it are absolute (resolved against `dir`).
@@ -313,7 +313,7 @@ fn parse_api(
         diagnostics.push(locator.error(Some(span), "`api` must be a table"));
         return None;
     };
-    let (connection, own) = split(table, CONNECTION_KEYS);
+    let (connection, own) = split(table, ConnectionSettings::keys());
     let api = from_value::<ApiSettings>(Spanned::new(span.clone(), DeValue::Table(own))).and_then(
         |mut api| {
             api.connection = from_value(Spanned::new(span, DeValue::Table(connection)))?;
@@ -323,7 +323,7 @@ fn parse_api(
     match api {
         Ok(api) => Some(api),
         Err(err) => {
-            let mut diagnostic = locator.toml_error(&err, CONNECTION_KEYS);
+            let mut diagnostic = locator.toml_error(&err, ConnectionSettings::keys());
             diagnostic.message = format!("[api]: {}", diagnostic.message);
             diagnostics.push(diagnostic);
             None

@@ -73,7 +73,7 @@ fn a_valid_config_resolves_paths_and_aliases() {
     assert_eq!(failures.position.line, 16);
     let names: Vec<&str> = config
         .hooks
-        .on_finish
+        .chain(crate::event::Phase::OnFinish)
         .iter()
         .map(|n| n.get_ref().as_str())
         .collect();

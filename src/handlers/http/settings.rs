@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 use crate::config::values::SecretSource;
 use crate::config::{from_value, split};
 use crate::handlers::template::Template;
-use crate::http::settings::{CONNECTION_KEYS, ConnectionSettings};
+use crate::http::settings::ConnectionSettings;
 
 /// Settings of an `HttpHandler` section.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -36,7 +36,7 @@ pub struct Settings {
     /// Statuses that are retried, replacing the default (408, 429, 5xx).
     pub retry_on: Option<Vec<u16>>,
     /// Authentication, proxy and TLS: read from the same section by
-    /// [`Settings::read`] (the keys in [`CONNECTION_KEYS`]).
+    /// [`Settings::read`] (the keys of [`ConnectionSettings`]).
     #[serde(skip)]
     pub connection: ConnectionSettings,
 }
@@ -52,7 +52,7 @@ impl Settings {
         keys: DeTable<'_>,
         span: std::ops::Range<usize>,
     ) -> Result<Settings, toml::de::Error> {
-        let (connection, request) = split(keys, CONNECTION_KEYS);
+        let (connection, request) = split(keys, ConnectionSettings::keys());
         let mut settings: Settings =
             from_value(Spanned::new(span.clone(), DeValue::Table(request)))?;
         settings.connection = from_value(Spanned::new(span, DeValue::Table(connection)))?;
