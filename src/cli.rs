@@ -22,7 +22,7 @@ use crate::{client, daemon, deadletter, logging, reload, spool};
     long_about = None,
     after_help = "Config lookup when -c is absent: $JOBHOOK_CONFIG, ./handlers.toml, then the system-wide file."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The config file (handlers.toml).
     #[arg(short, long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -195,7 +195,7 @@ fn run(file: PathBuf) -> ExitCode {
 /// mimalloc). glibc gives freed memory at the top of a thread's heap back to
 /// the kernel once more than its trim threshold is free; the spool thread's
 /// commits crossed it on every commit, and each `madvise` then interrupted
-/// the other CPUs to flush their TLBs (10% of the daemon's time under load).
+/// the other CPUs to flush their TLBs (README "Benchmarks" has the cost).
 /// A high threshold keeps that memory for the next commit.
 fn keep_freed_c_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

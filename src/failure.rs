@@ -33,8 +33,4 @@ impl HandlerError {
             retry: Retry::Never,
         }
     }
-
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.retry, Retry::Later { .. })
-    }
 }

@@ -27,27 +27,31 @@
 //! settings in (value types, `FILE:LINE:COL` problems, `[daemon]`, `[log]`,
 //! `[hooks]`); it reads none of the components, each of which keeps its own
 //! settings in a data-only `settings.rs` beside its code. [`setup`] reads
-//! and validates `handlers.toml` as a whole, [`reload`] watches it and swaps in a new pipeline
-//! when it changes, [`daemon`] wires the parts and stops them in order,
-//! [`logging`] sets up the daemon's own log, [`client`] is `jobhook send`,
-//! [`deadletter`] is `jobhook deadletter`, and
-//! [`cli`] is the command line.
+//! and validates `handlers.toml` as a whole, [`reload`] watches it and swaps
+//! in a new pipeline when it changes, [`daemon`] wires the parts and stops
+//! them in order, [`logging`] sets up the daemon's own log, [`client`] is
+//! `jobhook send`, [`deadletter`] is `jobhook deadletter`, and [`cli`] is
+//! the command line.
+//!
+//! Only what the binary (`cli`) and the benchmarks (`event`, `queue`,
+//! `spool`) use is public; everything else is `pub(crate)`, so code nothing
+//! calls is reported as dead.
 
-pub mod chain;
+pub(crate) mod chain;
 pub mod cli;
-pub mod client;
-pub mod config;
-pub mod daemon;
-pub mod deadletter;
+pub(crate) mod client;
+pub(crate) mod config;
+pub(crate) mod daemon;
+pub(crate) mod deadletter;
 pub mod event;
-pub mod failure;
-pub mod handlers;
-pub mod http;
-pub mod ingest;
-pub mod logging;
-pub mod lua;
+pub(crate) mod failure;
+pub(crate) mod handlers;
+pub(crate) mod http;
+pub(crate) mod ingest;
+pub(crate) mod logging;
+pub(crate) mod lua;
 pub mod queue;
-pub mod reload;
-pub mod setup;
+pub(crate) mod reload;
+pub(crate) mod setup;
 pub mod spool;
-pub mod worker;
+pub(crate) mod worker;

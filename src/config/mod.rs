@@ -18,8 +18,8 @@ mod sections;
 pub mod values;
 
 pub use common::{CommonSettings, from_value, split};
-pub use diagnostic::{Diagnostic, Locator, Position, Severity, closest};
+pub use diagnostic::{Diagnostic, Locator, Position, closest};
 pub use keys::keys_of;
-pub use locate::{default_config_path, locate};
+pub use locate::locate;
 pub use per_phase::PerPhase;
 pub use sections::{Backoff, DaemonSettings, Hooks, LogFormat, LogSettings, Rotation, Top};

@@ -13,7 +13,7 @@ pub mod text_file;
 
 use std::time::Duration;
 
-pub use library::{BuildError, Context, Library, LibrarySettings};
+pub use library::{BuildError, Context, LibrarySettings};
 pub use section::{HandlerSection, parse_all};
 
 use crate::event::Event;

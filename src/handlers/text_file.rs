@@ -224,7 +224,7 @@ mod tests {
         std::fs::write(dir.path().join("blocker"), "").unwrap();
         let h = handler(dir.path(), r#"file_path = "blocker/x.log""#);
         let err = h.handle(&event("{}")).await.unwrap_err();
-        assert!(err.is_retryable());
+        assert!(matches!(err.retry, crate::failure::Retry::Later { .. }));
         assert!(err.message.contains("blocker/x.log: "), "{}", err.message);
     }
 }
