@@ -3,13 +3,11 @@
 //! Each one validates while it is deserialised, so toml attaches the value's
 //! position to the error.
 
-use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
-use secrecy::SecretString;
+mod secret;
 
-use super::read::{MAX_FILE_BYTES, ReadError, read_regular_text};
+pub use secret::{SecretError, SecretSource};
 
 use crate::event::JobResult;
 use serde::Deserialize;
@@ -173,89 +171,6 @@ impl<'de> Deserialize<'de> for FileMode {
     }
 }
 
-/// Where a secret comes from. The value is read only when the config is built,
-/// and never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a string, { env = \"NAME\" } or { file = \"path\" }"
-)]
-pub enum SecretSource {
-    Literal(String),
-    Env {
-        /// Name of the environment variable that holds the secret.
-        env: String,
-    },
-    File {
-        /// File whose content (trailing newline removed) is the secret.
-        file: String,
-    },
-}
-
-impl fmt::Debug for SecretSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretSource::Literal(_) => f.write_str("Literal([REDACTED])"),
-            SecretSource::Env { env } => write!(f, "Env({env})"),
-            SecretSource::File { file } => write!(f, "File({file})"),
-        }
-    }
-}
-
-impl SecretSource {
-    /// Reads the secret. Errors name where it was looked for, never its
-    /// value; an empty secret is an error (a variable set to nothing, a file
-    /// truncated by mistake).
-    pub fn resolve(&self, config_dir: &Path) -> Result<SecretString, SecretError> {
-        let value = match self {
-            SecretSource::Literal(value) => return Ok(value.clone().into()),
-            SecretSource::Env { env } => {
-                let value = std::env::var(env).map_err(|source| match source {
-                    std::env::VarError::NotPresent => SecretError::Unset { name: env.clone() },
-                    source => SecretError::Env {
-                        name: env.clone(),
-                        source,
-                    },
-                })?;
-                if value.is_empty() {
-                    return Err(SecretError::EmptyEnv { name: env.clone() });
-                }
-                value
-            }
-            SecretSource::File { file } => {
-                let path = config_dir.join(file);
-                let text = read_regular_text(&path, MAX_FILE_BYTES).map_err(SecretError::File)?;
-                let value = text.trim_end_matches(['\r', '\n']).to_owned();
-                if value.is_empty() {
-                    return Err(SecretError::EmptyFile { path });
-                }
-                value
-            }
-        };
-        Ok(value.into())
-    }
-}
-
-/// Why a secret could not be read. It names where the secret was looked
-/// for, never the secret.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error("environment variable {name} is not set")]
-    Unset { name: String },
-    #[error("environment variable {name}")]
-    Env {
-        name: String,
-        #[source]
-        source: std::env::VarError,
-    },
-    #[error("environment variable {name} is empty")]
-    EmptyEnv { name: String },
-    #[error("secret file")]
-    File(#[source] ReadError),
-    #[error("secret file {} is empty", path.display())]
-    EmptyFile { path: std::path::PathBuf },
-}
-
 /// An error and each of its causes, `: `-separated.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -327,7 +242,8 @@ mod tests {
         v: T,
     }
 
-    fn parse<T: for<'de> Deserialize<'de>>(value: &str) -> Result<T, String> {
+    /// `value` as a TOML value of type `T`, or serde's message.
+    pub(super) fn parse<T: for<'de> Deserialize<'de>>(value: &str) -> Result<T, String> {
         toml::from_str::<Probe<T>>(&format!("v = {value}"))
             .map(|p| p.v)
             .map_err(|e| e.message().to_owned())
@@ -397,34 +313,5 @@ mod tests {
         );
         assert_eq!(parse::<List>("[\"a\", \" b \"]").unwrap().0, ["a", "b"]);
         assert!(parse::<List>("3").is_err());
-    }
-
-    #[test]
-    fn secrets_resolve_without_leaking() {
-        use secrecy::ExposeSecret;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pass"), "s3cret\n").unwrap();
-        let from_file = parse::<SecretSource>("{ file = \"pass\" }").unwrap();
-        assert_eq!(
-            from_file.resolve(dir.path()).unwrap().expose_secret(),
-            "s3cret"
-        );
-        let literal = parse::<SecretSource>("\"hunter2\"").unwrap();
-        assert!(!format!("{literal:?}").contains("hunter2"));
-        let missing = parse::<SecretSource>("{ env = \"JOBHOOK_TEST_UNSET_VARIABLE\" }").unwrap();
-        assert_eq!(
-            missing.resolve(dir.path()).unwrap_err().to_string(),
-            "environment variable JOBHOOK_TEST_UNSET_VARIABLE is not set"
-        );
-        assert!(parse::<SecretSource>("{ vault = \"x\" }").is_err());
-        std::fs::write(dir.path().join("empty"), "\n").unwrap();
-        let empty = parse::<SecretSource>("{ file = \"empty\" }").unwrap();
-        assert!(
-            empty
-                .resolve(dir.path())
-                .unwrap_err()
-                .to_string()
-                .ends_with("empty is empty")
-        );
     }
 }
