@@ -13,11 +13,14 @@ const LIBRARY_KEYS: &[&str] = &["library", "LibraryName"];
 /// One `[handlers.NAME]` section.
 #[derive(Debug)]
 pub struct HandlerSection {
+    /// `NAME`: hooks name the handler by it, and logs and dead letters show it.
     pub name: String,
     /// Where the section's name is written; problems found when the handler is
     /// built are reported here.
     pub position: Position,
+    /// Filters, retries and timeout: the chain applies them.
     pub common: CommonSettings,
+    /// The library's own keys.
     pub library: LibrarySettings,
 }
 

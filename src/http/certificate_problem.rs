@@ -18,20 +18,22 @@ impl CertificateProblem {
     pub fn of(err: &(dyn Error + 'static)) -> Option<CertificateProblem> {
         let mut cause = Some(err);
         while let Some(err) = cause {
-            if let Some(problem) = from_rustls(err) {
+            if let Some(problem) = unwrapped(err).and_then(from_rustls) {
                 return Some(problem);
-            }
-            // io::Error's source() skips the error it wraps.
-            let wrapped = err
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| from_rustls(inner));
-            if wrapped.is_some() {
-                return wrapped;
             }
             cause = err.source();
         }
         None
+    }
+}
+
+/// The error itself, or the one an `io::Error` wraps (through any number
+/// of `io::Error`s): it shows the wrapped error's message but skips it in
+/// `source()`.
+fn unwrapped<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a (dyn Error + 'static)> {
+    match err.downcast_ref::<std::io::Error>() {
+        Some(io) => unwrapped(io.get_ref()?),
+        None => Some(err),
     }
 }
 

@@ -31,8 +31,11 @@ pub struct Config {
     pub file: PathBuf,
     /// The directory relative paths were resolved against.
     pub dir: PathBuf,
+    /// `[daemon]`: the socket, concurrency and limits.
     pub daemon: DaemonSettings,
+    /// `[log]`: the daemon's own log.
     pub log: LogSettings,
+    /// `[hooks]`: each phase's chain and the spool's thresholds.
     pub hooks: Hooks,
     /// Handler sections in the order they are written.
     pub handlers: Vec<HandlerSection>,
@@ -48,7 +51,9 @@ pub struct Config {
 /// problem found (warnings are reported alongside a valid config).
 #[derive(Debug)]
 pub struct Loaded {
+    /// The config, when no problem is an error.
     pub config: Option<Config>,
+    /// Every problem found, errors and warnings, in the order found.
     pub diagnostics: Vec<Diagnostic>,
 }
 
