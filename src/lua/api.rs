@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tracing::{debug, error, info, trace, warn};
 
 use super::convert::{json_text, json_to_lua};
-use super::response::{answer, read, timed_out};
+use super::response::{ResponseError, answer, read};
 use super::sandbox::time_left;
 use super::settings::ApiSettings;
 use crate::config::values::{MAX_DURATION, error_chain};
@@ -187,11 +187,11 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
                 let response = tokio::time::timeout(timeout, async {
                     match prepared.request(&client, &url).send().await {
                         Ok(response) => read(response, max_body, describe).await,
-                        Err(err) => Err(describe(err)),
+                        Err(err) => Err(ResponseError::Failed(describe(err))),
                     }
                 })
                 .await;
-                let result = response.unwrap_or_else(|_| Err(timed_out(timeout)));
+                let result = response.unwrap_or(Err(ResponseError::TimedOut(timeout)));
                 answer(&lua, "http.request", &url, result)
             }
         })?,
@@ -240,12 +240,12 @@ fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
                 match delivered {
                     // The answer holds the NTLM connection until its body is read.
                     Ok(answer) => read(answer.response, max_body, describe).await,
-                    Err(SendError::Http(err)) => Err(describe(err)),
-                    Err(other) => Err(other.to_string()),
+                    Err(SendError::Http(err)) => Err(ResponseError::Failed(describe(err))),
+                    Err(other) => Err(ResponseError::Send(other)),
                 }
             })
             .await;
-            let result = response.unwrap_or_else(|_| Err(timed_out(timeout)));
+            let result = response.unwrap_or(Err(ResponseError::TimedOut(timeout)));
             answer(&lua, "client", &url, result)
         }
     })?;
