@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::chain::Pipeline;
-use crate::config::{self, Config, Diagnostic};
+use crate::config::{self, Diagnostic};
 use crate::event::Phase;
+use crate::setup::{self, Config};
 use crate::{client, daemon, deadletter, logging, reload, spool};
 
 #[derive(Debug, Parser)]
@@ -21,7 +22,7 @@ use crate::{client, daemon, deadletter, logging, reload, spool};
     long_about = None,
     after_help = "Config lookup when -c is absent: $JOBHOOK_CONFIG, ./handlers.toml, then the system-wide file."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The config file (handlers.toml).
     #[arg(short, long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -61,12 +62,17 @@ enum Command {
     },
 }
 
-fn parse_phase(name: &str) -> Result<Phase, String> {
+fn parse_phase(name: &str) -> Result<Phase, NotAChain> {
     match Phase::parse(name) {
-        Some(Phase::OnQueueEvent) | None => Err("expected OnStart, OnFinish or OnError".to_owned()),
+        Some(Phase::OnQueueEvent) | None => Err(NotAChain),
         Some(phase) => Ok(phase),
     }
 }
+
+/// `--phase` names no chain an event can be sent to.
+#[derive(Debug, thiserror::Error)]
+#[error("expected OnStart, OnFinish or OnError")]
+struct NotAChain;
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
@@ -81,7 +87,7 @@ pub fn main() -> ExitCode {
             input,
         } => send(config_file, socket, phase, input),
         Command::Deadletter { action } => {
-            let loaded = config::load(&config_file);
+            let loaded = setup::load(&config_file);
             match loaded.config {
                 Some(config) => deadletter::run(&config, action),
                 None => {
@@ -95,7 +101,7 @@ pub fn main() -> ExitCode {
 
 /// Loads and builds the config, printing every problem to stderr.
 fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
-    let loaded = config::load(&file);
+    let loaded = setup::load(&file);
     let Some(config) = loaded.config else {
         loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
         return None;
@@ -189,7 +195,7 @@ fn run(file: PathBuf) -> ExitCode {
 /// mimalloc). glibc gives freed memory at the top of a thread's heap back to
 /// the kernel once more than its trim threshold is free; the spool thread's
 /// commits crossed it on every commit, and each `madvise` then interrupted
-/// the other CPUs to flush their TLBs (10% of the daemon's time under load).
+/// the other CPUs to flush their TLBs (README "Benchmarks" has the cost).
 /// A high threshold keeps that memory for the next commit.
 fn keep_freed_c_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -201,7 +207,7 @@ fn keep_freed_c_memory() {
 }
 
 fn check(file: PathBuf) -> ExitCode {
-    let loaded = config::load(&file);
+    let loaded = setup::load(&file);
     let mut diagnostics = loaded.diagnostics;
     let pipeline = match &loaded.config {
         Some(config) => match Pipeline::build(config) {

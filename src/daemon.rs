@@ -15,8 +15,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
 use crate::chain::Pipeline;
-use crate::config::Config;
 use crate::ingest::{self, Limits, Listener};
+use crate::setup::Config;
 use crate::spool::{self, Lanes, Spool, Store};
 use crate::{reload, worker};
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use crate::config::Config;
+use crate::setup::Config;
 use crate::spool::{DeadLetter, DeadLetterId, Marked};
 
 #[derive(Debug, Subcommand)]

@@ -16,33 +16,45 @@
 //!   that wait on the network go to tasks of their own.
 //! - [`chain`] — the hook chains (OnStart / OnFinish / OnError): filters,
 //!   per-attempt timeout and retries, the same for every handler.
-//! - [`handlers`] — the built-in handlers behind one closed enum.
+//! - [`handlers`] — the built-in handlers behind one closed enum; which
+//!   library a section names, and building it, is decided in one place.
+//!   A failed attempt is a [`failure::HandlerError`] that says whether a
+//!   retry may help.
 //! - [`http`] — outgoing HTTP clients (TLS sections, proxies, authentication),
 //!   shared by the HTTP handler and the API client given to Lua.
 //! - [`lua`] — sandboxed Lua states on their own threads, the API scripts
 //!   call, and drop-in scripts that join chains by themselves.
 //!
-//! Around them: [`config`] parses and validates `handlers.toml` (every problem
-//! as `FILE:LINE:COL`), [`reload`] watches it and swaps in a new pipeline
-//! when it changes, [`daemon`] wires the parts and stops them in order,
-//! [`handoff`] hands a batch of calls to a thread of its own and watches each,
-//! [`logging`] sets up the daemon's own log, [`client`] is `jobhook send`,
-//! [`deadletter`] is `jobhook deadletter`, and
-//! [`cli`] is the command line.
+//! Around them: [`config`] is the config language every component writes its
+//! settings in (value types, `FILE:LINE:COL` problems, `[daemon]`, `[log]`,
+//! `[hooks]`); it reads none of the components, each of which keeps its own
+//! settings in a data-only `settings.rs` beside its code. [`setup`] reads
+//! and validates `handlers.toml` as a whole, [`reload`] watches it and swaps
+//! in a new pipeline when it changes, [`daemon`] wires the parts and stops
+//! them in order, [`handoff`] hands a batch of calls to a thread of its own
+//! and watches each, [`logging`] sets up the daemon's own log, [`client`] is
+//! `jobhook send`, [`deadletter`] is `jobhook deadletter`, and [`cli`] is
+//! the command line.
+//!
+//! Only what the binary (`cli`) and the benchmarks (`event`, `spool`) use is
+//! public; everything else is `pub(crate)`, so code nothing calls is
+//! reported as dead.
 
-pub mod chain;
+pub(crate) mod chain;
 pub mod cli;
-pub mod client;
-pub mod config;
-pub mod daemon;
-pub mod deadletter;
+pub(crate) mod client;
+pub(crate) mod config;
+pub(crate) mod daemon;
+pub(crate) mod deadletter;
 pub mod event;
-pub mod handlers;
-pub mod handoff;
-pub mod http;
-pub mod ingest;
-pub mod logging;
-pub mod lua;
-pub mod reload;
+pub(crate) mod failure;
+pub(crate) mod handlers;
+pub(crate) mod handoff;
+pub(crate) mod http;
+pub(crate) mod ingest;
+pub(crate) mod logging;
+pub(crate) mod lua;
+pub(crate) mod reload;
+pub(crate) mod setup;
 pub mod spool;
-pub mod worker;
+pub(crate) mod worker;

@@ -143,3 +143,66 @@ fn unreadable_or_incomplete_ssl_files_are_config_errors_naming_the_section() {
             .into_owned();
     assert!(text.contains("no PEM certificate in it"), "{text}");
 }
+
+/// rustls cannot use an X.509 v1 certificate (no extensions): `check` names
+/// the section, the file, and rustls's reason, not just "builder error".
+#[test]
+fn a_version_1_client_certificate_is_reported_with_its_file_and_why() {
+    let server = HttpServer::start();
+    let (dir, config) = config_dir(&tls_config(
+        &server,
+        "client_cert = \"v1.pem\"\nclient_key = \"v1.key\"",
+    ));
+    let key = dir.path().join("v1.key");
+    let csr = dir.path().join("v1.csr");
+    let cert = dir.path().join("v1.pem");
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "genpkey".as_ref(),
+        "-algorithm".as_ref(),
+        "EC".as_ref(),
+        "-pkeyopt".as_ref(),
+        "ec_paramgen_curve:P-256".as_ref(),
+        "-out".as_ref(),
+        key.as_os_str(),
+    ]);
+    openssl(&[
+        "req".as_ref(),
+        "-new".as_ref(),
+        "-key".as_ref(),
+        key.as_os_str(),
+        "-subj".as_ref(),
+        "/CN=client".as_ref(),
+        "-out".as_ref(),
+        csr.as_os_str(),
+    ]);
+    // `x509 -req` without extensions makes a version 1 certificate.
+    openssl(&[
+        "x509".as_ref(),
+        "-req".as_ref(),
+        "-in".as_ref(),
+        csr.as_os_str(),
+        "-signkey".as_ref(),
+        key.as_os_str(),
+        "-days".as_ref(),
+        "2".as_ref(),
+        "-out".as_ref(),
+        cert.as_os_str(),
+    ]);
+    let output = jobhook(&["check", "-c", config.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("handler `hook`: [ssl.corp] client_cert")
+            && text.contains(&cert.display().to_string())
+            && text.contains("version 1"),
+        "{text}"
+    );
+}

@@ -26,11 +26,13 @@ pub use stage::Stage;
 use leftover::{bury_removed, bury_skipped, settle_replay};
 use stage::{Attempt, Call};
 
-use crate::config::{Config, Diagnostic, HandlerSection, LibrarySettings, Position};
+use crate::config::values::error_chain;
+use crate::config::{Diagnostic, PerPhase, Position};
 use crate::event::{Event, Phase};
 use crate::handlers::lua::LuaHandler;
-use crate::handlers::{BuildError, Handler};
+use crate::handlers::{self, BuildError, Handler, HandlerSection, LibrarySettings};
 use crate::lua::{self, Scripting};
+use crate::setup::Config;
 use crate::spool::{Dead, Progress, Retry, StageDone, Work, millis, now_ms};
 
 /// Where an event's chain got to.
@@ -47,10 +49,7 @@ pub enum RunEnd {
 /// The chains of every phase, sharing one instance of each handler.
 #[derive(Debug)]
 pub struct Pipeline {
-    on_start: Vec<Arc<Stage>>,
-    on_finish: Vec<Arc<Stage>>,
-    on_error: Vec<Arc<Stage>>,
-    on_queue_event: Vec<Arc<Stage>>,
+    chains: PerPhase<Vec<Arc<Stage>>>,
     /// Handlers built: every section and every drop-in script.
     handlers: usize,
     /// The scripts folder as it was when this was built.
@@ -81,16 +80,26 @@ impl Pipeline {
         previous: Option<Previous<'_>>,
     ) -> Result<(Pipeline, Vec<Diagnostic>), Vec<Diagnostic>> {
         let scripts = lua::Fingerprint::of(&config.daemon.scripts_dir);
-        let scripting = Scripting::new(config).map_err(|message| {
-            vec![
-                Position {
-                    file: config.file.clone(),
-                    line: 1,
-                    column: 1,
-                }
-                .error(message),
-            ]
-        })?;
+        let http = crate::http::Context {
+            dir: &config.dir,
+            ssl: &config.ssl,
+        };
+        let scripting = Scripting::new(config.api.as_ref(), http, &config.daemon.scripts_dir)
+            .map_err(|err| {
+                vec![
+                    Position {
+                        file: config.file.clone(),
+                        line: 1,
+                        column: 1,
+                    }
+                    .error(error_chain(&err)),
+                ]
+            })?;
+        let context = handlers::Context {
+            dir: &config.dir,
+            ssl: &config.ssl,
+            scripting: &scripting,
+        };
         let reuse = previous.map(Reuse::new);
         let mut stages: Vec<Arc<Stage>> = Vec::new();
         let mut problems = Vec::new();
@@ -102,31 +111,29 @@ impl Pipeline {
                 stages.push(stage);
                 continue;
             }
-            match Handler::build(section, config, &scripting) {
+            match Handler::build(section, &context) {
                 Ok(handler) => stages.push(Arc::new(Stage::new(
                     &section.name,
                     &section.common,
                     handler,
                 ))),
-                Err(BuildError::Settings(message)) => problems.push(
-                    section
-                        .position
-                        .error(format!("handler `{}`: {message}", section.name)),
-                ),
-                Err(BuildError::Script(path, err)) => {
-                    problems.push(lua::script_diagnostic(&path, &err));
+                Err(BuildError::Script { path, source }) => {
+                    problems.push(lua::script_diagnostic(&path, &source));
                 }
+                Err(err) => problems.push(section.position.error(format!(
+                    "handler `{}`: {}",
+                    section.name,
+                    error_chain(&err)
+                ))),
             }
         }
         let claimed: Vec<PathBuf> = config
             .handlers
             .iter()
-            .filter_map(|section| match &section.library {
-                LibrarySettings::Lua(settings) => Some(scripting.script_path(&settings.lua_script)),
-                _ => None,
-            })
+            .filter_map(|section| section.library.lua_script())
+            .map(|script| scripting.script_path(script))
             .collect();
-        let (drop_ins, mut found) = lua::drop_in::discover(config, &claimed, &scripting);
+        let (drop_ins, mut found) = lua::drop_in::discover(&claimed, &scripting);
         problems.append(&mut found);
         let mut joined: Vec<(Vec<Phase>, Arc<Stage>)> = Vec::new();
         for drop_in in &drop_ins {
@@ -166,10 +173,7 @@ impl Pipeline {
                 .collect()
         };
         let pipeline = Pipeline {
-            on_start: chain(Phase::OnStart),
-            on_finish: chain(Phase::OnFinish),
-            on_error: chain(Phase::OnError),
-            on_queue_event: chain(Phase::OnQueueEvent),
+            chains: PerPhase::from_fn(chain),
             handlers: stages.len() + joined.len(),
             scripts,
         };
@@ -196,12 +200,7 @@ impl Pipeline {
     }
 
     pub fn chain(&self, phase: Phase) -> &[Arc<Stage>] {
-        match phase {
-            Phase::OnStart => &self.on_start,
-            Phase::OnFinish => &self.on_finish,
-            Phase::OnError => &self.on_error,
-            Phase::OnQueueEvent => &self.on_queue_event,
-        }
+        &self.chains[phase]
     }
 
     /// Runs each event through its phase's chain from where its `Work`

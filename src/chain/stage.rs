@@ -10,7 +10,8 @@ use tracing::{Instrument, Span, debug, error, info_span, warn};
 use super::{Filter, Mismatch, RetryPolicy};
 use crate::config::CommonSettings;
 use crate::event::Event;
-use crate::handlers::{Handler, HandlerError, Retry};
+use crate::failure::{HandlerError, Retry};
+use crate::handlers::Handler;
 
 /// One handler with the settings the chain applies around it.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ fn pipeline(dir: &Path, hooks_and_handlers: &str, scripts: &[(&str, &str)]) -> P
     for (name, text) in scripts {
         std::fs::write(dir.join("scripts").join(name), text).unwrap();
     }
-    let loaded = crate::config::parse(hooks_and_handlers, &dir.join("handlers.toml"));
+    let loaded = crate::setup::parse(hooks_and_handlers, &dir.join("handlers.toml"));
     let config = loaded
         .config
         .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));

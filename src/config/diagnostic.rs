@@ -140,15 +140,26 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
             (score, candidate)
         })
         .filter(|(score, _)| *score >= 0.85)
-        // On a tie the first candidate wins: canonical keys come before aliases.
+        // On a tie a snake_case key wins over its alias (spelt as the
+        // products jobhook replaces spell it), then the first candidate.
         .fold(
             None,
             |best: Option<(f64, &str)>, (score, candidate)| match best {
-                Some((best_score, _)) if best_score >= score => best,
+                Some((best_score, best_candidate))
+                    if best_score > score
+                        || (best_score == score
+                            && (is_snake_case(best_candidate) || !is_snake_case(candidate))) =>
+                {
+                    best
+                }
                 _ => Some((score, candidate)),
             },
         )
         .map(|(_, candidate)| candidate)
+}
+
+fn is_snake_case(key: &str) -> bool {
+    !key.chars().any(char::is_uppercase)
 }
 
 #[cfg(test)]

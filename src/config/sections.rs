@@ -1,6 +1,5 @@
 //! The `[daemon]`, `[log]` and `[hooks]` sections.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,23 +7,22 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeTable;
 
+use super::per_phase::PerPhase;
 use super::values::{Bytes, FileMode, Seconds, count_between, positive_duration, size_between};
 use crate::event::Phase;
-use crate::http::SslSettings;
 use crate::spool::Fsync;
 
-/// Everything but `[handlers.*]`, which is parsed per library.
+/// The sections `config` itself reads: everything but `[handlers.*]`,
+/// `[ssl.*]` and `[api]`, which their components read.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Top {
+pub struct Top {
     #[serde(default)]
     pub daemon: DaemonSettings,
     #[serde(default)]
     pub log: LogSettings,
     #[serde(default)]
     pub hooks: Hooks,
-    #[serde(default)]
-    pub ssl: BTreeMap<String, SslSettings>,
 }
 
 impl Top {
@@ -133,7 +131,7 @@ impl Default for DaemonSettings {
 
 impl DaemonSettings {
     /// Makes the paths absolute, relative to `dir` (the config's folder).
-    pub(super) fn resolve_paths(&mut self, dir: &Path) {
+    pub fn resolve_paths(&mut self, dir: &Path) {
         self.socket = dir.join(&self.socket);
         self.scripts_dir = dir.join(&self.scripts_dir);
         self.spool_dir = dir.join(&self.spool_dir);
@@ -204,39 +202,66 @@ pub enum Backoff {
 }
 
 /// `[hooks]`: for each phase, the handlers an event runs through, in order.
+#[derive(Debug)]
+pub struct Hooks {
+    /// The handler names of each phase's chain.
+    pub chains: PerPhase<Vec<Spanned<String>>>,
+    /// Fraction of `max_spool_bytes` above which `QueueFilling` is raised.
+    pub queue_filling_threshold: f64,
+    /// Fraction of `max_spool_bytes` below which a filling spool raises
+    /// `QueueEmptying` (then `QueueEmpty` once nothing is pending).
+    pub queue_emptying_threshold: f64,
+}
+
+/// `[hooks]` as written: a key per phase.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Hooks {
+struct HooksSection {
     /// Handlers for events with `Phase = OnStart`.
     #[serde(rename = "OnStart", default)]
-    pub on_start: Vec<Spanned<String>>,
+    on_start: Vec<Spanned<String>>,
     /// Handlers for events with `Phase = OnFinish` (the default phase).
     #[serde(rename = "OnFinish", default)]
-    pub on_finish: Vec<Spanned<String>>,
+    on_finish: Vec<Spanned<String>>,
     /// Handlers for events with `Phase = OnError` (the default when `JobResult = Failure`).
     #[serde(rename = "OnError", default)]
-    pub on_error: Vec<Spanned<String>>,
+    on_error: Vec<Spanned<String>>,
     /// Handlers for the daemon's own `QueueEvent`s: `QueueFilling`,
     /// `QueueFull`, `QueueEmptying`, `QueueEmpty`.
     #[serde(rename = "OnQueueEvent", default)]
-    pub on_queue_event: Vec<Spanned<String>>,
+    on_queue_event: Vec<Spanned<String>>,
     /// Fraction of `max_spool_bytes` above which `QueueFilling` is raised.
     /// Default 0.8.
     #[serde(default = "default_filling")]
-    pub queue_filling_threshold: f64,
+    queue_filling_threshold: f64,
     /// Fraction of `max_spool_bytes` below which a filling spool raises
     /// `QueueEmptying` (then `QueueEmpty` once nothing is pending). Default 0.2.
     #[serde(default = "default_emptying")]
-    pub queue_emptying_threshold: f64,
+    queue_emptying_threshold: f64,
+}
+
+impl<'de> Deserialize<'de> for Hooks {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut section = HooksSection::deserialize(deserializer)?;
+        Ok(Hooks {
+            chains: PerPhase::from_fn(|phase| {
+                std::mem::take(match phase {
+                    Phase::OnStart => &mut section.on_start,
+                    Phase::OnFinish => &mut section.on_finish,
+                    Phase::OnError => &mut section.on_error,
+                    Phase::OnQueueEvent => &mut section.on_queue_event,
+                })
+            }),
+            queue_filling_threshold: section.queue_filling_threshold,
+            queue_emptying_threshold: section.queue_emptying_threshold,
+        })
+    }
 }
 
 impl Default for Hooks {
     fn default() -> Self {
         Hooks {
-            on_start: Vec::new(),
-            on_finish: Vec::new(),
-            on_error: Vec::new(),
-            on_queue_event: Vec::new(),
+            chains: PerPhase::default(),
             queue_filling_threshold: default_filling(),
             queue_emptying_threshold: default_emptying(),
         }
@@ -254,17 +279,12 @@ fn default_emptying() -> f64 {
 impl Hooks {
     /// The handler names of one phase's chain.
     pub fn chain(&self, phase: Phase) -> &[Spanned<String>] {
-        match phase {
-            Phase::OnStart => &self.on_start,
-            Phase::OnFinish => &self.on_finish,
-            Phase::OnError => &self.on_error,
-            Phase::OnQueueEvent => &self.on_queue_event,
-        }
+        &self.chains[phase]
     }
 
     pub fn chains(&self) -> impl Iterator<Item = (Phase, &[Spanned<String>])> {
-        Phase::ALL
-            .into_iter()
-            .map(|phase| (phase, self.chain(phase)))
+        self.chains
+            .iter()
+            .map(|(phase, names)| (phase, names.as_slice()))
     }
 }

@@ -3,13 +3,11 @@
 //! Each one validates while it is deserialised, so toml attaches the value's
 //! position to the error.
 
-use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
-use secrecy::SecretString;
+mod secret;
 
-use super::read::{MAX_FILE_BYTES, read_regular_text};
+pub use secret::{SecretError, SecretSource};
 
 use crate::event::JobResult;
 use serde::Deserialize;
@@ -45,20 +43,35 @@ impl<'de> Deserialize<'de> for Seconds {
 
 /// Parses a duration as written in the config or on the command line
 /// (`"500ms"`, `"5s"`, `"2m"`, `"1h 30m"`), at most [`MAX_DURATION`].
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text.trim()).map_err(|err| {
-        format!("invalid duration {text:?} ({err}); write e.g. \"500ms\", \"5s\", \"2m\"")
-    })?;
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let duration =
+        humantime::parse_duration(text.trim()).map_err(|reason| DurationError::Invalid {
+            text: text.to_owned(),
+            reason,
+        })?;
     within_range(duration, &format!("{text:?}"))
 }
 
-fn within_range(duration: Duration, written: &str) -> Result<Duration, String> {
+fn within_range(duration: Duration, written: &str) -> Result<Duration, DurationError> {
     if duration > MAX_DURATION {
-        return Err(format!(
-            "duration {written} is out of range: at most 100 years"
-        ));
+        return Err(DurationError::OutOfRange {
+            written: written.to_owned(),
+        });
     }
     Ok(duration)
+}
+
+/// Why a duration was refused. serde and clap print only an error's own
+/// message, so the parser's reason is part of it rather than a `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {text:?} ({reason}); write e.g. \"500ms\", \"5s\", \"2m\"")]
+    Invalid {
+        text: String,
+        reason: humantime::DurationError,
+    },
+    #[error("duration {written} is out of range: at most 100 years")]
+    OutOfRange { written: String },
 }
 
 /// A size written `"1MiB"`, `"64 KiB"`, `"1GB"`, or as a number of bytes.
@@ -158,65 +171,6 @@ impl<'de> Deserialize<'de> for FileMode {
     }
 }
 
-/// Where a secret comes from. The value is read only when the config is built,
-/// and never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a string, { env = \"NAME\" } or { file = \"path\" }"
-)]
-pub enum SecretSource {
-    Literal(String),
-    Env {
-        /// Name of the environment variable that holds the secret.
-        env: String,
-    },
-    File {
-        /// File whose content (trailing newline removed) is the secret.
-        file: String,
-    },
-}
-
-impl fmt::Debug for SecretSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretSource::Literal(_) => f.write_str("Literal([REDACTED])"),
-            SecretSource::Env { env } => write!(f, "Env({env})"),
-            SecretSource::File { file } => write!(f, "File({file})"),
-        }
-    }
-}
-
-impl SecretSource {
-    /// Reads the secret. Errors name where it was looked for, never its
-    /// value; an empty secret is an error (a variable set to nothing, a file
-    /// truncated by mistake).
-    pub fn resolve(&self, config_dir: &Path) -> Result<SecretString, String> {
-        let value = match self {
-            SecretSource::Literal(value) => return Ok(value.clone().into()),
-            SecretSource::Env { env } => {
-                let value = std::env::var(env)
-                    .map_err(|_| format!("environment variable {env} is not set"))?;
-                if value.is_empty() {
-                    return Err(format!("environment variable {env} is empty"));
-                }
-                value
-            }
-            SecretSource::File { file } => {
-                let path = config_dir.join(file);
-                let text = read_regular_text(&path, MAX_FILE_BYTES)
-                    .map_err(|err| format!("secret file: {}", error_chain(&err)))?;
-                let value = text.trim_end_matches(['\r', '\n']).to_owned();
-                if value.is_empty() {
-                    return Err(format!("secret file {} is empty", path.display()));
-                }
-                value
-            }
-        };
-        Ok(value.into())
-    }
-}
-
 /// An error and each of its causes, `: `-separated.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -288,7 +242,8 @@ mod tests {
         v: T,
     }
 
-    fn parse<T: for<'de> Deserialize<'de>>(value: &str) -> Result<T, String> {
+    /// `value` as a TOML value of type `T`, or serde's message.
+    pub(super) fn parse<T: for<'de> Deserialize<'de>>(value: &str) -> Result<T, String> {
         toml::from_str::<Probe<T>>(&format!("v = {value}"))
             .map(|p| p.v)
             .map_err(|e| e.message().to_owned())
@@ -358,33 +313,5 @@ mod tests {
         );
         assert_eq!(parse::<List>("[\"a\", \" b \"]").unwrap().0, ["a", "b"]);
         assert!(parse::<List>("3").is_err());
-    }
-
-    #[test]
-    fn secrets_resolve_without_leaking() {
-        use secrecy::ExposeSecret;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pass"), "s3cret\n").unwrap();
-        let from_file = parse::<SecretSource>("{ file = \"pass\" }").unwrap();
-        assert_eq!(
-            from_file.resolve(dir.path()).unwrap().expose_secret(),
-            "s3cret"
-        );
-        let literal = parse::<SecretSource>("\"hunter2\"").unwrap();
-        assert!(!format!("{literal:?}").contains("hunter2"));
-        let missing = parse::<SecretSource>("{ env = \"JOBHOOK_TEST_UNSET_VARIABLE\" }").unwrap();
-        assert_eq!(
-            missing.resolve(dir.path()).unwrap_err(),
-            "environment variable JOBHOOK_TEST_UNSET_VARIABLE is not set"
-        );
-        assert!(parse::<SecretSource>("{ vault = \"x\" }").is_err());
-        std::fs::write(dir.path().join("empty"), "\n").unwrap();
-        let empty = parse::<SecretSource>("{ file = \"empty\" }").unwrap();
-        assert!(
-            empty
-                .resolve(dir.path())
-                .unwrap_err()
-                .ends_with("empty is empty")
-        );
     }
 }

@@ -1,32 +1,14 @@
 //! `LuaHandler`: runs a script's `handle(event)`; a table it returns becomes
 //! the event for the rest of the chain.
 
-use std::path::PathBuf;
+pub mod settings;
+
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::config::values::{Bytes, List};
 use crate::event::Event;
 use crate::lua::pool::{Called, Entry};
 use crate::lua::{Limits, MAX_STATES, ScriptPool, ScriptSpec, Scripting, drop_in::DropIn};
-
-/// Settings of a `LuaHandler` section.
-#[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// The script, relative to `[daemon] scripts_dir`. It defines
-    /// `function handle(event)`. Alias `LuaScript`.
-    #[serde(alias = "LuaScript")]
-    pub lua_script: PathBuf,
-    /// Memory one Lua state of the script may use; a call that needs more
-    /// fails. Default `"32MiB"`.
-    #[serde(default = "crate::lua::default_memory_limit")]
-    pub memory_limit: Bytes,
-    /// Environment variables the script may read with `env(name)`.
-    #[serde(default)]
-    pub allow_env: List,
-}
+use settings::Settings;
 
 #[derive(Debug)]
 pub struct LuaHandler {

@@ -5,77 +5,19 @@
 //! business (`crate::chain`), the same for every handler.
 
 pub mod http;
+mod library;
 pub mod lua;
+mod section;
 pub mod template;
 pub mod text_file;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, HandlerSection, LibrarySettings};
+pub use library::{BuildError, Context, LibrarySettings};
+pub use section::{HandlerSection, parse_all};
+
 use crate::event::Event;
-use crate::lua::Scripting;
-
-/// The libraries a `[handlers.NAME]` section can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Library {
-    TextFile,
-    Http,
-    Lua,
-}
-
-impl Library {
-    const ALL: [(Library, &str); 3] = [
-        (Library::TextFile, "TextFileHandler"),
-        (Library::Http, "HttpHandler"),
-        (Library::Lua, "LuaHandler"),
-    ];
-    pub const NAMES: [&str; 3] = [Library::ALL[0].1, Library::ALL[1].1, Library::ALL[2].1];
-
-    /// Reads a library name as written in `library = "…"` (any case).
-    pub fn parse(name: &str) -> Option<Library> {
-        Library::ALL
-            .into_iter()
-            .find(|(_, known)| known.eq_ignore_ascii_case(name))
-            .map(|(library, _)| library)
-    }
-}
-
-/// Why an attempt failed, and whether another attempt may succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct HandlerError {
-    pub message: String,
-    pub retry: Retry,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// Trying again cannot help (a 400, a bad template value).
-    Never,
-    /// Trying again may help; `after` is the wait the other side asked for.
-    Later { after: Option<Duration> },
-}
-
-impl HandlerError {
-    pub fn retryable(message: impl Into<String>) -> Self {
-        HandlerError {
-            message: message.into(),
-            retry: Retry::Later { after: None },
-        }
-    }
-
-    pub fn permanent(message: impl Into<String>) -> Self {
-        HandlerError {
-            message: message.into(),
-            retry: Retry::Never,
-        }
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.retry, Retry::Later { .. })
-    }
-}
+use crate::failure::HandlerError;
 
 /// A ready-to-run handler.
 #[derive(Debug)]
@@ -85,47 +27,7 @@ pub enum Handler {
     Lua(lua::LuaHandler),
 }
 
-/// Why a handler could not be built.
-#[derive(Debug)]
-pub enum BuildError {
-    /// A problem with the section's settings.
-    Settings(String),
-    /// A problem in the script, reported at the script's line.
-    Script(PathBuf, mlua::Error),
-}
-
 impl Handler {
-    /// Builds the handler a section describes: resolves its secrets, builds
-    /// its HTTP client, compiles its script; opens no file and no connection.
-    pub fn build(
-        section: &HandlerSection,
-        config: &Config,
-        scripting: &Scripting,
-    ) -> Result<Handler, BuildError> {
-        match &section.library {
-            LibrarySettings::TextFile(settings) => {
-                text_file::TextFileHandler::new(settings, &config.dir, section.common.timeout.0)
-                    .map(Handler::TextFile)
-            }
-            LibrarySettings::Http(settings) => {
-                http::HttpHandler::new(settings, config).map(|h| Handler::Http(Box::new(h)))
-            }
-            LibrarySettings::Lua(settings) => {
-                return lua::LuaHandler::new(
-                    &section.name,
-                    settings,
-                    section.common.timeout.0,
-                    scripting,
-                )
-                .map(Handler::Lua)
-                .map_err(|err| {
-                    BuildError::Script(scripting.script_path(&settings.lua_script), err)
-                });
-            }
-        }
-        .map_err(BuildError::Settings)
-    }
-
     /// Runs one attempt for each event, in order, each bounded by
     /// `timeout`. A handler that changes an event (Lua) returns the event
     /// the rest of the chain sees.

@@ -47,8 +47,19 @@ const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHAN
     .remove(b'_')
     .remove(b'~');
 
+/// Why a template cannot be read; it quotes the template.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error(
+        "invalid placeholder in {0:?}: write {{FieldName}} or {{date}}, and {{{{ for a literal brace"
+    )]
+    Placeholder(String),
+    #[error("unmatched `}}` in {0:?}; write }}}} for a literal brace")]
+    UnmatchedBrace(String),
+}
+
 impl Template {
-    pub fn parse(source: &str) -> Result<Template, String> {
+    pub fn parse(source: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut chars = source.chars().peekable();
@@ -78,9 +89,7 @@ impl Template {
                             .chars()
                             .all(|c| c.is_alphanumeric() || "_-.".contains(c));
                     if !valid {
-                        return Err(format!(
-                            "invalid placeholder in {source:?}: write {{FieldName}} or {{date}}, and {{{{ for a literal brace"
-                        ));
+                        return Err(TemplateError::Placeholder(source.to_owned()));
                     }
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text)));
@@ -92,9 +101,7 @@ impl Template {
                     });
                 }
                 '}' => {
-                    return Err(format!(
-                        "unmatched `}}` in {source:?}; write }}}} for a literal brace"
-                    ));
+                    return Err(TemplateError::UnmatchedBrace(source.to_owned()));
                 }
                 c => text.push(c),
             }
@@ -300,10 +307,16 @@ mod tests {
         assert!(
             Template::parse("{Unclosed")
                 .unwrap_err()
+                .to_string()
                 .contains("invalid placeholder")
         );
         assert!(Template::parse("{}").is_err());
         assert!(Template::parse("{a b}").is_err());
-        assert!(Template::parse("x}").unwrap_err().contains("unmatched"));
+        assert!(
+            Template::parse("x}")
+                .unwrap_err()
+                .to_string()
+                .contains("unmatched")
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! `open_files`; how a failed write leaves whole lines: `whole_line`.
 
 mod open_files;
+pub mod settings;
 mod whole_line;
 mod writer;
 
@@ -14,42 +15,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::HandlerError;
 use super::template::{Escape, Template};
 use crate::config::values::error_chain;
 use crate::event::Event;
+use crate::failure::HandlerError;
+use settings::{Format, Settings};
 use writer::{Appended, Writer};
 
-/// Settings of a `TextFileHandler` section.
-#[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// File each event is appended to, created with its parent directories.
-    /// `{Field}` inserts an event field (characters other than letters, digits,
-    /// `.`, `_`, `-` become `_`), `{date}` the UTC date as `YYYY-MM-DD`.
-    /// Relative to the config file's directory. Alias `FilePath`.
-    #[serde(alias = "FilePath")]
-    pub file_path: Template,
-    /// `json`: the event as one line of JSON. `text`: `template` filled in.
-    /// Default `json`.
-    #[serde(default)]
-    pub format: Format,
-    /// The line written for `format = "text"`, with `{Field}` and `{date}`
-    /// placeholders. Default `"{ReceivedAt} {Phase} {JobType} {JobResult} {JobId}"`.
-    pub template: Option<Template>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    #[default]
-    Json,
-    Text,
-}
-
 const DEFAULT_TEXT_TEMPLATE: &str = "{ReceivedAt} {Phase} {JobType} {JobResult} {JobId}";
+
+/// Why a `TextFileHandler` section cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("`template` applies only to format = \"text\"")]
+    TemplateWithJson,
+}
 
 #[derive(Debug)]
 pub struct TextFileHandler {
@@ -76,11 +56,15 @@ enum Line {
 }
 
 impl TextFileHandler {
-    pub fn new(settings: &Settings, config_dir: &Path, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        settings: &Settings,
+        config_dir: &Path,
+        timeout: Duration,
+    ) -> Result<Self, SettingsError> {
         let line = match (settings.format, &settings.template) {
             (Format::Json, None) => Line::Json,
             (Format::Json, Some(_)) => {
-                return Err("`template` applies only to format = \"text\"".to_owned());
+                return Err(SettingsError::TemplateWithJson);
             }
             (Format::Text, Some(template)) => Line::Text(template.clone()),
             (Format::Text, None) => {
@@ -223,6 +207,7 @@ mod tests {
         assert!(
             TextFileHandler::new(&settings, Path::new("."), Duration::from_secs(1))
                 .unwrap_err()
+                .to_string()
                 .contains("template")
         );
     }
@@ -287,7 +272,7 @@ mod tests {
         std::fs::write(dir.path().join("blocker"), "").unwrap();
         let h = handler(dir.path(), r#"file_path = "blocker/x.log""#);
         let err = handle(&h, &event("{}")).await.unwrap_err();
-        assert!(err.is_retryable());
+        assert!(matches!(err.retry, crate::failure::Retry::Later { .. }));
         assert!(err.message.contains("blocker/x.log: "), "{}", err.message);
     }
 }

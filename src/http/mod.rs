@@ -3,10 +3,13 @@
 //! client handed to Lua scripts.
 
 pub mod body;
+mod certificate_problem;
+mod client_error;
 pub mod endpoint;
 pub mod error;
 pub mod ntlm;
 pub mod ntlm_session;
+pub mod settings;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -16,7 +19,19 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, ClientBuilder, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 
-pub use tls::SslSettings;
+pub use certificate_problem::CertificateProblem;
+pub use client_error::ClientError;
+pub use settings::SslSettings;
+
+/// What building a client needs from the config besides its own section.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The directory relative paths (certificates, secret files) are
+    /// resolved against.
+    pub dir: &'a Path,
+    /// The `[ssl.NAME]` sections, named by `ssl_config`.
+    pub ssl: &'a BTreeMap<String, SslSettings>,
+}
 
 /// How requests authenticate themselves.
 #[derive(Debug, Default)]
@@ -69,7 +84,7 @@ pub struct ClientSpec<'a> {
 /// resend a POST answered 301 or 302 as a GET without its body), and reqwest
 /// retries nothing by itself: every attempt is the handler's, retried by its
 /// own durable policy.
-pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, String> {
+pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, ClientError> {
     let mut builder: ClientBuilder = Client::builder()
         .user_agent(concat!("jobhook/", env!("CARGO_PKG_VERSION")))
         .no_proxy()
@@ -83,7 +98,10 @@ pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, S
     }
     if let Some(proxy) = spec.proxy {
         let mut configured =
-            reqwest::Proxy::all(&proxy.url).map_err(|err| format!("proxy {}: {err}", proxy.url))?;
+            reqwest::Proxy::all(&proxy.url).map_err(|source| ClientError::Proxy {
+                url: proxy.url.clone(),
+                source,
+            })?;
         if let Some((user, password)) = &proxy.credentials {
             configured = configured.basic_auth(user, password.expose_secret());
         }
@@ -92,19 +110,38 @@ pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, S
         }
         builder = builder.proxy(configured);
     }
-    builder
-        .build()
-        .map_err(|err| format!("cannot build the HTTP client: {err}"))
+    builder.build().map_err(|source| {
+        let client_cert = spec
+            .tls
+            .and_then(|(name, settings)| Some((name, settings.client_cert.as_ref()?)));
+        match client_cert {
+            Some((section, path))
+                if CertificateProblem::of(&source) == Some(CertificateProblem::Version1) =>
+            {
+                ClientError::Version1ClientCertificate {
+                    section: section.to_owned(),
+                    path: config_dir.join(path),
+                    source,
+                }
+            }
+            _ => ClientError::Build(source),
+        }
+    })
 }
 
 /// Headers as configured (`headers = { "X-Source" = "jobhook" }`), checked.
-pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, ClientError> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|source| ClientError::HeaderName {
+                name: name.clone(),
+                source,
+            })?;
+        let value = HeaderValue::from_str(value).map_err(|source| ClientError::HeaderValue {
+            name: name.to_string(),
+            source,
+        })?;
         map.insert(name, value);
     }
     Ok(map)

@@ -3,6 +3,7 @@
 //! NEGOTIATE → (server's CHALLENGE) → AUTHENTICATE.
 //! `super::ntlm_session` sends them on one connection.
 
+use super::ClientError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::header::WWW_AUTHENTICATE;
@@ -28,9 +29,10 @@ impl std::fmt::Debug for NtlmCredentials {
 }
 
 impl NtlmCredentials {
-    pub fn new(user: &str, password: SecretString) -> Result<Self, String> {
-        let username = Username::parse(user).map_err(|err| {
-            format!("ntlm_user {user:?}: {err}; write DOMAIN\\user or user@domain")
+    pub fn new(user: &str, password: SecretString) -> Result<Self, ClientError> {
+        let username = Username::parse(user).map_err(|source| ClientError::NtlmUser {
+            user: user.to_owned(),
+            source: Box::new(source),
         })?;
         Ok(NtlmCredentials {
             user: user.to_owned(),

@@ -5,41 +5,32 @@ use std::path::{Path, PathBuf};
 
 use reqwest::ClientBuilder;
 use reqwest::tls::{Certificate, Identity, Version};
-use serde::Deserialize;
 
-use crate::config::read::{MAX_FILE_BYTES, read_regular};
-use crate::config::values::error_chain;
+use super::settings::{SslSettings, TlsVersion};
+use crate::config::read::{MAX_FILE_BYTES, ReadError, read_regular};
 
-/// One `[ssl.NAME]` section, named by a handler's `ssl_config`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SslSettings {
-    /// PEM file of CA certificates to trust, in addition to the system's
-    /// (or instead of them with `ca_only = true`).
-    pub ca_file: Option<PathBuf>,
-    /// Trust only `ca_file`, not the system's roots. Default `false`.
-    #[serde(default)]
-    pub ca_only: bool,
-    /// PEM client certificate (chain) for mutual TLS; needs `client_key`.
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert`.
-    pub client_key: Option<PathBuf>,
-    /// Lowest TLS version accepted: `"1.2"` or `"1.3"`. Default `"1.2"`.
-    #[serde(default)]
-    pub min_tls_version: TlsVersion,
-    /// Accept any server certificate, even an invalid one. For tests only:
-    /// it removes the protection TLS gives. Default `false`.
-    #[serde(default)]
-    pub accept_invalid_certs: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum TlsVersion {
-    #[default]
-    #[serde(rename = "1.2")]
-    Tls12,
-    #[serde(rename = "1.3")]
-    Tls13,
+/// Why an `[ssl.NAME]` section cannot be used; each names the section.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("[ssl.{section}] {key}")]
+    Read {
+        section: String,
+        key: &'static str,
+        #[source]
+        source: ReadError,
+    },
+    #[error("[ssl.{section}] ca_file {}: no PEM certificate in it", path.display())]
+    NoCertificate { section: String, path: PathBuf },
+    #[error("[ssl.{section}] ca_only = true needs a ca_file")]
+    CaOnlyWithoutFile { section: String },
+    #[error("[ssl.{section}] client_cert/client_key: not a usable PEM certificate and key")]
+    Identity {
+        section: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("[ssl.{section}] client_cert and client_key go together")]
+    HalfIdentity { section: String },
 }
 
 impl SslSettings {
@@ -49,22 +40,23 @@ impl SslSettings {
         name: &str,
         mut builder: ClientBuilder,
         config_dir: &Path,
-    ) -> Result<ClientBuilder, String> {
-        let read = |what: &str, path: &Path| {
-            let path = config_dir.join(path);
-            read_regular(&path, MAX_FILE_BYTES)
-                .map_err(|err| format!("[ssl.{name}] {what}: {}", error_chain(&err)))
+    ) -> Result<ClientBuilder, TlsError> {
+        let section = || name.to_owned();
+        let read = |key: &'static str, path: &Path| {
+            read_regular(&config_dir.join(path), MAX_FILE_BYTES).map_err(|source| TlsError::Read {
+                section: section(),
+                key,
+                source,
+            })
         };
         if let Some(ca_file) = &self.ca_file {
             let pem = read("ca_file", ca_file)?;
             let roots = Certificate::from_pem_bundle(&pem)
                 .ok()
                 .filter(|roots| !roots.is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "[ssl.{name}] ca_file {}: no PEM certificate in it",
-                        ca_file.display()
-                    )
+                .ok_or_else(|| TlsError::NoCertificate {
+                    section: section(),
+                    path: ca_file.clone(),
                 })?;
             builder = if self.ca_only {
                 builder.tls_certs_only(roots)
@@ -72,7 +64,7 @@ impl SslSettings {
                 builder.tls_certs_merge(roots)
             };
         } else if self.ca_only {
-            return Err(format!("[ssl.{name}] ca_only = true needs a ca_file"));
+            return Err(TlsError::CaOnlyWithoutFile { section: section() });
         }
         match (&self.client_cert, &self.client_key) {
             (Some(cert), Some(key)) => {
@@ -80,16 +72,15 @@ impl SslSettings {
                 let mut pem = read("client_cert", cert)?;
                 pem.push(b'\n');
                 pem.extend(read("client_key", key)?);
-                let identity = Identity::from_pem(&pem).map_err(|err| {
-                    format!("[ssl.{name}] client_cert/client_key: not a usable PEM certificate and key: {err}")
+                let identity = Identity::from_pem(&pem).map_err(|source| TlsError::Identity {
+                    section: section(),
+                    source,
                 })?;
                 builder = builder.identity(identity);
             }
             (None, None) => {}
             _ => {
-                return Err(format!(
-                    "[ssl.{name}] client_cert and client_key go together"
-                ));
+                return Err(TlsError::HalfIdentity { section: section() });
             }
         }
         builder = builder.tls_version_min(match self.min_tls_version {

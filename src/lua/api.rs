@@ -16,36 +16,13 @@ use serde::Deserialize;
 use tracing::{debug, error, info, trace, warn};
 
 use super::convert::{json_text, json_to_lua};
-use super::response::{answer, read, timed_out};
+use super::response::{ResponseError, answer, read};
 use super::sandbox::time_left;
-use crate::config::Config;
-use crate::config::values::{MAX_DURATION, Seconds};
-use crate::http::endpoint::{ConnectionSettings, Endpoint, describe};
+use super::settings::ApiSettings;
+use crate::config::values::{MAX_DURATION, error_chain};
+use crate::http::endpoint::{Endpoint, describe};
 use crate::http::error::SendError;
-use crate::http::header_map;
-
-/// Keys of the `[api]` section besides the connection keys.
-#[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiSettings {
-    /// The API's base URL; `client:get("path")` requests `base_url` + `path`.
-    pub base_url: String,
-    /// Headers sent with every API request.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Longest an API request may take (the script's own `timeout` still
-    /// bounds the whole call). Default `"30s"`.
-    #[serde(default = "default_api_timeout")]
-    pub timeout: Seconds,
-    /// Authentication, proxy and TLS: read from the same section by
-    /// `crate::config` (the keys in `crate::http::endpoint::CONNECTION_KEYS`).
-    #[serde(skip)]
-    pub connection: ConnectionSettings,
-}
-
-fn default_api_timeout() -> Seconds {
-    Seconds(Duration::from_secs(30))
-}
+use crate::http::{self, ClientError, header_map};
 
 /// The `[api]` section, ready: its client is shared by every script.
 #[derive(Debug)]
@@ -62,7 +39,7 @@ impl ApiClient {
         self.endpoint.rearm();
     }
 
-    pub fn new(settings: &ApiSettings, config: &Config) -> Result<ApiClient, String> {
+    pub fn new(settings: &ApiSettings, http: http::Context<'_>) -> Result<ApiClient, ApiError> {
         let mut base = settings.base_url.clone();
         if !base.ends_with('/') {
             base.push('/');
@@ -70,16 +47,24 @@ impl ApiClient {
         let base_url = Url::parse(&base)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https"))
-            .ok_or_else(|| format!("[api] base_url: {base:?} is not an http(s) URL"))?;
+            .ok_or_else(|| ApiError::BaseUrl(base.clone()))?;
         let host = base_url.host_str().unwrap_or_default().to_owned();
         Ok(ApiClient {
-            endpoint: Endpoint::new(&settings.connection, &host, config)
-                .map_err(|err| format!("[api] {err}"))?,
-            headers: header_map(&settings.headers).map_err(|err| format!("[api] {err}"))?,
+            endpoint: Endpoint::new(&settings.connection, &host, http).map_err(ApiError::Client)?,
+            headers: header_map(&settings.headers).map_err(ApiError::Client)?,
             base_url,
             timeout: settings.timeout.0,
         })
     }
+}
+
+/// Why the `[api]` section cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("[api] base_url: {0:?} is not an http(s) URL")]
+    BaseUrl(String),
+    #[error("[api]")]
+    Client(#[source] ClientError),
 }
 
 /// What the API tables of one script's states need.
@@ -208,11 +193,11 @@ pub fn install(lua: &Lua, env: &ScriptEnv) -> mlua::Result<()> {
                 let response = tokio::time::timeout(timeout, async {
                     match prepared.request(&client, &url).send().await {
                         Ok(response) => read(response, max_body, describe).await,
-                        Err(err) => Err(describe(err)),
+                        Err(err) => Err(ResponseError::Failed(describe(err))),
                     }
                 })
                 .await;
-                let result = response.unwrap_or_else(|_| Err(timed_out(timeout)));
+                let result = response.unwrap_or(Err(ResponseError::TimedOut(timeout)));
                 answer(&lua, "http.request", &url, result)
             }
         })?,
@@ -237,7 +222,8 @@ fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
             })?;
             let spec: RequestSpec = lua.from_value(Value::Table(spec))?;
             let path = spec.path.as_deref().unwrap_or_default();
-            let url = under_base(&api.base_url, path).map_err(mlua::Error::runtime)?;
+            let url = under_base(&api.base_url, path)
+                .map_err(|err| mlua::Error::runtime(error_chain(&err)))?;
             let prepared = Prepared::new(&spec, &api.headers)?;
             let timeout = call_timeout(&lua, spec.timeout, api.timeout);
             let response = tokio::time::timeout(timeout, async {
@@ -262,12 +248,12 @@ fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
                 match delivered {
                     // The answer holds the NTLM connection until its body is read.
                     Ok(answer) => read(answer.response, max_body, describe).await,
-                    Err(SendError::Http(err)) => Err(describe(err)),
-                    Err(other) => Err(other.to_string()),
+                    Err(SendError::Http(err)) => Err(ResponseError::Failed(describe(err))),
+                    Err(other) => Err(ResponseError::Send(other)),
                 }
             })
             .await;
-            let result = response.unwrap_or_else(|_| Err(timed_out(timeout)));
+            let result = response.unwrap_or(Err(ResponseError::TimedOut(timeout)));
             answer(&lua, "client", &url, result)
         }
     })?;
@@ -316,21 +302,39 @@ fn call_timeout(lua: &Lua, asked: Option<f64>, default: Duration) -> Duration {
 /// `base` (same scheme, host and port, path below base's): `[api]`'s
 /// credentials go with every client request. URL joining reads
 /// `\\host/x`, `//host/x`, `https:host/x` or `../..` as leaving the base.
-fn under_base(base: &Url, path: &str) -> Result<Url, String> {
+fn under_base(base: &Url, path: &str) -> Result<Url, PathError> {
     let url = base
         .join(path.trim_start_matches('/'))
-        .map_err(|err| format!("client: path {path:?}: {err}"))?;
+        .map_err(|source| PathError::Invalid {
+            path: path.to_owned(),
+            source: source.into(),
+        })?;
     let same_origin = url.scheme() == base.scheme()
         && url.host() == base.host()
         && url.port_or_known_default() == base.port_or_known_default();
     if same_origin && url.path().starts_with(base.path()) {
         Ok(url)
     } else {
-        Err(format!(
-            "client: path {path:?} leads outside [api] base_url; give a path under it \
-             (use http.request for other URLs)"
-        ))
+        Err(PathError::Outside {
+            path: path.to_owned(),
+        })
     }
+}
+
+/// Why a `client` path cannot be requested.
+#[derive(Debug, thiserror::Error)]
+enum PathError {
+    #[error("client: path {path:?}")]
+    Invalid {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "client: path {path:?} leads outside [api] base_url; give a path under it \
+         (use http.request for other URLs)"
+    )]
+    Outside { path: String },
 }
 
 /// A request checked once, so that building it again (for each NTLM leg)

@@ -12,9 +12,10 @@ use serde::Deserialize;
 
 use super::convert::from_lua;
 use super::sandbox;
-use super::{Limits, Scripting, default_memory_limit, script_diagnostic};
-use crate::config::values::{Bytes, List};
-use crate::config::{COMMON_KEYS, CommonSettings, Config, Diagnostic, Position, closest};
+use super::settings::default_memory_limit;
+use super::{Limits, Scripting, script_diagnostic};
+use crate::config::values::{Bytes, List, error_chain};
+use crate::config::{CommonSettings, Diagnostic, Position, closest, keys_of};
 use crate::event::Phase;
 
 /// A drop-in script, read and checked.
@@ -36,14 +37,15 @@ struct Options {
     /// Chains to join: `OnStart`, `OnFinish`, `OnError`.
     on: List,
     /// Memory the script's state may use. Default `"32MiB"`.
-    #[serde(default = "super::default_memory_limit")]
+    #[serde(default = "default_memory_limit")]
     memory_limit: Bytes,
     /// Environment variables `env(name)` may read.
     #[serde(default)]
     allow_env: List,
 }
 
-const OPTION_KEYS: &[&str] = &["on", "memory_limit", "allow_env", "handle"];
+/// The key of the function that handles an event.
+const HANDLE: &str = "handle";
 
 /// How long a drop-in's chunk may run when it is read.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -51,21 +53,17 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// `memory_limit` is known; its states then run under that).
 const READ_MEMORY_LIMIT: usize = 256 << 20;
 
-/// Every drop-in of `config.daemon.scripts_dir`, skipping the scripts in
-/// `claimed` (named by sections). Scripts that are neither drop-ins nor
-/// claimed are reported as warnings.
-pub fn discover(
-    config: &Config,
-    claimed: &[PathBuf],
-    scripting: &Scripting,
-) -> (Vec<DropIn>, Vec<Diagnostic>) {
+/// Every drop-in of the scripts folder, skipping the scripts in `claimed`
+/// (named by sections). Scripts that are neither drop-ins nor claimed are
+/// reported as warnings.
+pub fn discover(claimed: &[PathBuf], scripting: &Scripting) -> (Vec<DropIn>, Vec<Diagnostic>) {
     let mut drop_ins = Vec::new();
     let mut problems = Vec::new();
-    for path in scripts(&config.daemon.scripts_dir) {
+    for path in scripts(&scripting.scripts_dir) {
         if claimed.contains(&path) {
             continue;
         }
-        match read(&path, config, scripting) {
+        match read(&path, scripting) {
             Ok(Some(drop_in)) => drop_ins.push(drop_in),
             Ok(None) => problems.push(at_start(&path).warning(
                 "no [handlers] section names this script and it returns no drop-in table \
@@ -108,14 +106,14 @@ fn at_start(path: &Path) -> Position {
 
 /// The drop-in a script declares, `None` if its chunk returns no table with
 /// `handle`.
-fn read(path: &Path, config: &Config, scripting: &Scripting) -> Result<Option<DropIn>, Diagnostic> {
+fn read(path: &Path, scripting: &Scripting) -> Result<Option<DropIn>, Diagnostic> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    sandbox::check_inside(&config.daemon.scripts_dir, path)
-        .map_err(|message| at_start(path).error(message))?;
-    let lua = sandbox::new_state(&config.daemon.scripts_dir, READ_TIMEOUT)
+    sandbox::check_inside(&scripting.scripts_dir, path)
+        .map_err(|err| at_start(path).error(error_chain(&err)))?;
+    let lua = sandbox::new_state(&scripting.scripts_dir, READ_TIMEOUT)
         .map_err(|err| script_diagnostic(path, &err))?;
     super::api::install(&lua, &scripting.env(&name, &[], default_memory_limit().0))
         .map_err(|err| script_diagnostic(path, &err))?;
@@ -125,11 +123,11 @@ fn read(path: &Path, config: &Config, scripting: &Scripting) -> Result<Option<Dr
     let Value::Table(table) = returned else {
         return Ok(None);
     };
-    if !matches!(table.get::<Value>("handle"), Ok(Value::Function(_))) {
+    if !matches!(table.get::<Value>(HANDLE), Ok(Value::Function(_))) {
         return Ok(None);
     }
     let fail = |message: String| at_start(path).error(format!("drop-in {name}: {message}"));
-    let (common, options) = options(&lua, &table).map_err(fail)?;
+    let (common, options) = options(&lua, &table).map_err(|err| fail(error_chain(&err)))?;
     let common: CommonSettings =
         serde_json::from_value(common.into()).map_err(|err| fail(err.to_string()))?;
     let options: Options =
@@ -166,26 +164,47 @@ type Fields = serde_json::Map<String, serde_json::Value>;
 
 /// The table's keys split into common settings and drop-in options, with a
 /// did-you-mean for a key that is neither.
-fn options(lua: &mlua::Lua, table: &Table) -> Result<(Fields, Fields), String> {
+fn options(lua: &mlua::Lua, table: &Table) -> Result<(Fields, Fields), OptionError> {
     let (mut common, mut options) = (Fields::new(), Fields::new());
     for pair in table.pairs::<String, Value>() {
-        let (key, value) = pair.map_err(|err| format!("keys must be names: {err}"))?;
-        if key == "handle" {
+        let (key, value) = pair.map_err(OptionError::KeyNotName)?;
+        if key == HANDLE {
             continue;
         }
-        let value =
-            from_lua(lua, value).map_err(|err| format!("{key}: {}", super::describe(&err)))?;
-        if COMMON_KEYS.contains(&key.as_str()) {
+        let value = match from_lua(lua, value) {
+            Ok(value) => value,
+            Err(err) => {
+                let reason = super::describe(&err);
+                return Err(OptionError::Value { key, reason });
+            }
+        };
+        let (common_keys, option_keys) = (CommonSettings::keys(), keys_of::<Options>());
+        if common_keys.contains(&key.as_str()) {
             common.insert(key, value);
-        } else if OPTION_KEYS.contains(&key.as_str()) {
+        } else if option_keys.contains(&key.as_str()) {
             options.insert(key, value);
         } else {
-            let mut message = format!("unknown option `{key}`");
-            if let Some(hint) = closest(&key, COMMON_KEYS.iter().chain(OPTION_KEYS).copied()) {
-                message.push_str(&format!("; did you mean `{hint}`?"));
-            }
-            return Err(message);
+            let known = common_keys.iter().chain(option_keys).chain([&HANDLE]);
+            let hint = closest(&key, known.copied());
+            let hint = hint.map(str::to_owned);
+            return Err(OptionError::Unknown { key, hint });
         }
     }
     Ok((common, options))
+}
+
+/// Why a drop-in's table cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum OptionError {
+    #[error("keys must be names")]
+    KeyNotName(#[source] mlua::Error),
+    /// `reason` is the Lua error as the script's author needs it
+    /// (`super::describe`), not the whole error with its traceback.
+    #[error("{key}: {reason}")]
+    Value { key: String, reason: String },
+    #[error(
+        "unknown option `{key}`{}",
+        hint.as_ref().map(|hint| format!("; did you mean `{hint}`?")).unwrap_or_default()
+    )]
+    Unknown { key: String, hint: Option<String> },
 }

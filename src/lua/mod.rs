@@ -15,17 +15,18 @@ mod guards;
 pub mod pool;
 mod response;
 mod sandbox;
+pub mod settings;
 mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::ApiSettings;
 pub use pool::{ScriptPool, ScriptSpec};
+pub use settings::ApiSettings;
 
-use crate::config::values::Bytes;
-use crate::config::{Config, Diagnostic, Position};
+use crate::config::{Diagnostic, Position};
+use crate::http;
 
 /// What every script of one build shares.
 #[derive(Debug, Clone)]
@@ -35,6 +36,15 @@ pub struct Scripting {
     scripts_dir: PathBuf,
 }
 
+/// Why what scripts share cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptingError {
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
+    #[error("the client for scripts' http.request")]
+    Client(#[from] http::ClientError),
+}
+
 /// Most states (threads) one script gets: how many of its calls may be under
 /// way at once. They are started as calls overlap: a script run by the
 /// workers alone never has more than `workers`; one that makes requests runs
@@ -42,16 +52,20 @@ pub struct Scripting {
 pub const MAX_STATES: usize = 16;
 
 impl Scripting {
-    /// Builds the `[api]` client.
-    pub fn new(config: &Config) -> Result<Scripting, String> {
-        let api = match &config.api {
-            Some(settings) => Some(Arc::new(api::ApiClient::new(settings, config)?)),
+    /// Builds the `[api]` client; scripts live in `scripts_dir`.
+    pub fn new(
+        api: Option<&ApiSettings>,
+        http: http::Context<'_>,
+        scripts_dir: &Path,
+    ) -> Result<Scripting, ScriptingError> {
+        let api = match api {
+            Some(settings) => Some(Arc::new(api::ApiClient::new(settings, http)?)),
             None => None,
         };
         Ok(Scripting {
             api,
-            http: crate::http::build_client(Default::default(), &config.dir)?,
-            scripts_dir: config.daemon.scripts_dir.clone(),
+            http: http::build_client(Default::default(), http.dir)?,
+            scripts_dir: scripts_dir.to_owned(),
         })
     }
 
@@ -99,11 +113,6 @@ impl Fingerprint {
         files.sort();
         Fingerprint(files)
     }
-}
-
-/// Memory a script's state may use unless its settings say otherwise.
-pub fn default_memory_limit() -> Bytes {
-    Bytes(32 << 20)
 }
 
 /// Limits and permissions of one script.

@@ -26,7 +26,7 @@ use super::api::ScriptEnv;
 use super::state::ScriptState;
 use super::{Limits, Scripting, describe};
 use crate::event::Event;
-use crate::handlers::HandlerError;
+use crate::failure::HandlerError;
 
 /// Where a script keeps its `handle` function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

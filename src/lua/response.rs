@@ -6,7 +6,24 @@ use std::time::Duration;
 use mlua::{Lua, MultiValue, Value};
 use reqwest::Url;
 
+use crate::config::values::error_chain;
+use crate::http::error::SendError;
 use crate::http::redact;
+
+/// Why a script's request has no answer for it.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    #[error("the response body is larger than the script's memory_limit ({})", bytesize::ByteSize(*.limit))]
+    TooLarge { limit: u64 },
+    /// The exchange failed, as `Endpoint::describe` tells it: with every
+    /// cause and the TLS section in use.
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Send(SendError),
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+}
 
 pub struct Answer {
     status: u16,
@@ -20,13 +37,8 @@ pub async fn read(
     mut response: reqwest::Response,
     max_body: u64,
     describe: impl Fn(reqwest::Error) -> String,
-) -> Result<Answer, String> {
-    let too_large = || {
-        format!(
-            "the response body is larger than the script's memory_limit ({})",
-            bytesize::ByteSize(max_body)
-        )
-    };
+) -> Result<Answer, ResponseError> {
+    let too_large = || ResponseError::TooLarge { limit: max_body };
     if response
         .content_length()
         .is_some_and(|length| length > max_body)
@@ -45,7 +57,11 @@ pub async fn read(
         })
         .collect();
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(&describe)? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| ResponseError::Failed(describe(err)))?
+    {
         if (body.len() + chunk.len()) as u64 > max_body {
             return Err(too_large());
         }
@@ -63,10 +79,15 @@ pub fn answer(
     lua: &Lua,
     what: &str,
     url: &Url,
-    result: Result<Answer, String>,
+    result: Result<Answer, ResponseError>,
 ) -> mlua::Result<MultiValue> {
-    let answer = result
-        .map_err(|err| mlua::Error::runtime(format!("{what}: {}: {err}", redact(url.as_str()))))?;
+    let answer = result.map_err(|err| {
+        mlua::Error::runtime(format!(
+            "{what}: {}: {}",
+            redact(url.as_str()),
+            error_chain(&err)
+        ))
+    })?;
     let headers = lua.create_table()?;
     for (name, value) in answer.headers {
         headers.set(name, value)?;
@@ -76,8 +97,4 @@ pub fn answer(
         Value::String(lua.create_string(&answer.body)?),
         Value::Table(headers),
     ]))
-}
-
-pub fn timed_out(timeout: Duration) -> String {
-    format!("timed out after {}", humantime::format_duration(timeout))
 }

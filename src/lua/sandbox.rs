@@ -159,7 +159,8 @@ fn require_function(lua: &Lua, scripts_dir: PathBuf) -> mlua::Result<Function> {
                 path.display()
             )));
         }
-        check_inside(&scripts_dir, &path).map_err(mlua::Error::runtime)?;
+        check_inside(&scripts_dir, &path)
+            .map_err(|err| mlua::Error::runtime(error_chain(&err)))?;
         let module = match load_file(lua, &path)?.call::<Value>(name.as_str())? {
             Value::Nil => Value::Boolean(true),
             module => module,
@@ -172,20 +173,38 @@ fn require_function(lua: &Lua, scripts_dir: PathBuf) -> mlua::Result<Function> {
 /// Refuses a script that is, once every symlink is resolved, outside
 /// `scripts_dir`: a link there must not load (and quote, in a syntax error)
 /// a file from elsewhere, such as a token.
-pub fn check_inside(scripts_dir: &Path, path: &Path) -> Result<(), String> {
+pub fn check_inside(scripts_dir: &Path, path: &Path) -> Result<(), ScriptPathError> {
     let resolved = |path: &Path| {
-        std::fs::canonicalize(path)
-            .map_err(|err| format!("cannot resolve {}: {err}", path.display()))
+        std::fs::canonicalize(path).map_err(|source| ScriptPathError::Unresolved {
+            path: path.to_owned(),
+            source,
+        })
     };
     if resolved(path)?.starts_with(resolved(scripts_dir)?) {
         Ok(())
     } else {
-        Err(format!(
-            "{} leads outside scripts_dir ({}); scripts and modules are loaded from there only",
-            path.display(),
-            scripts_dir.display()
-        ))
+        Err(ScriptPathError::Outside {
+            path: path.to_owned(),
+            scripts_dir: scripts_dir.to_owned(),
+        })
     }
+}
+
+/// Why a script or module may not be loaded from where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptPathError {
+    #[error("cannot resolve {}", path.display())]
+    Unresolved {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} leads outside scripts_dir ({}); scripts and modules are loaded from there only",
+        path.display(),
+        scripts_dir.display()
+    )]
+    Outside { path: PathBuf, scripts_dir: PathBuf },
 }
 
 /// `scripts_dir/a/b.lua` for `a.b`, refusing anything that could leave the folder.

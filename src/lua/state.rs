@@ -10,7 +10,7 @@ use super::describe;
 use super::pool::{Entry, ScriptSpec};
 use super::sandbox;
 use crate::event::Event;
-use crate::handlers::HandlerError;
+use crate::failure::HandlerError;
 
 /// A state with the script loaded and its `handle` function found.
 #[derive(Debug)]

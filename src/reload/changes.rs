@@ -2,7 +2,7 @@
 //! one that looks like an accident is refused, and settings read only at
 //! start keep their running value.
 
-use crate::config::Config;
+use crate::setup::Config;
 
 /// Why `new` looks like an accident rather than an edit, if it does: a
 /// config that lost every hook, or whose `[daemon]` settings all fell back to
@@ -26,7 +26,14 @@ pub fn accident(running: &Config, new: &Config) -> Option<&'static str> {
 /// `[daemon]` key but `scripts_dir`, the spool's `[hooks]` thresholds, and
 /// `[log]`.
 pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
-    /// `("[SECTION] field", changed)` for each field.
+    compared(running, new)
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+}
+
+/// `("[SECTION] field", changed)` for each setting read only at start.
+fn compared(running: &Config, new: &Config) -> Vec<(&'static str, bool)> {
     macro_rules! compared {
         ($section:literal, $old:expr, $new:expr; $($field:ident),+ $(,)?) => {
             [$((concat!("[", $section, "] ", stringify!($field)), $old.$field != $new.$field)),+]
@@ -45,6 +52,36 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         .into_iter()
         .chain(hook_keys)
         .chain([("[log]", running.log != new.log)])
-        .filter_map(|(key, changed)| changed.then_some(key))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{DaemonSettings, keys_of};
+
+    /// `[daemon]` keys a reload applies; every other one needs a restart.
+    const APPLIED_ON_RELOAD: &[&str] = &["scripts_dir"];
+
+    #[test]
+    fn every_daemon_key_but_the_reloaded_ones_is_compared() {
+        let text = "[hooks]\nOnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"TextFileHandler\"\nfile_path = \"x\"\n";
+        let config = crate::setup::parse(text, Path::new("/etc/jobhook/handlers.toml"))
+            .config
+            .expect("valid");
+        let compared: Vec<&str> = compared(&config, &config)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys_of::<DaemonSettings>() {
+            let named = compared.contains(&format!("[daemon] {key}").as_str());
+            assert_eq!(
+                named,
+                !APPLIED_ON_RELOAD.contains(key),
+                "[daemon] {key}: compared for a restart = {named}"
+            );
+        }
+    }
 }

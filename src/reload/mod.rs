@@ -26,7 +26,8 @@ use changes::{accident, restart_needed};
 use snapshot::{SETTLE, SETTLE_READS, Snapshot};
 
 use crate::chain::{Pipeline, Previous};
-use crate::config::{self, Config};
+use crate::config;
+use crate::setup::{self, Config};
 
 /// How long the watcher waits for a burst of file events to end.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -253,7 +254,7 @@ fn build(
     pipeline: &Pipeline,
     reuse: bool,
 ) -> Result<(Config, Pipeline, Vec<String>), Vec<String>> {
-    let loaded = config::load(&file);
+    let loaded = setup::load(&file);
     let text =
         |list: &[config::Diagnostic]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
     let Some(config) = loaded.config else {

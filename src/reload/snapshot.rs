@@ -5,9 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::chain::Pipeline;
-use crate::config::Config;
 use crate::config::read::{MAX_FILE_BYTES, read_regular};
 use crate::lua::Fingerprint;
+use crate::setup::Config;
 
 /// A config is applied only once two reads this far apart agree, so that a
 /// file caught while an editor or a script is still writing it is not.

@@ -13,11 +13,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::debug;
+
+use super::settings::Concurrency;
+use super::setup_error::SetupError;
 
 /// What a decrease multiplies the limit by.
 const DECREASE: f64 = 0.9;
@@ -28,44 +29,7 @@ const CLIMBING: f64 = 2.0;
 
 /// Windows last at least this long, so that a fast endpoint's limit does
 /// not swing on a handful of answers.
-const MIN_WINDOW: Duration = Duration::from_millis(50);
-
-/// `concurrency` as written in a handler's section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Concurrency {
-    /// Between `min_concurrency` and `max_concurrency`, as the endpoint
-    /// copes.
-    #[default]
-    Adaptive,
-    Fixed(usize),
-}
-
-/// Most requests a handler may have in flight.
-pub const MAX_CONCURRENCY: usize = 1024;
-
-impl<'de> Deserialize<'de> for Concurrency {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Concurrency, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Count(i64),
-            Word(String),
-        }
-        let expected = format!("expected a number from 1 to {MAX_CONCURRENCY}, or \"adaptive\"");
-        match Written::deserialize(deserializer)? {
-            Written::Count(count) if (1..=MAX_CONCURRENCY as i64).contains(&count) => {
-                Ok(Concurrency::Fixed(count as usize))
-            }
-            Written::Count(count) => Err(de::Error::custom(format!(
-                "{count} is out of range: {expected}"
-            ))),
-            Written::Word(word) if word.eq_ignore_ascii_case("adaptive") => {
-                Ok(Concurrency::Adaptive)
-            }
-            Written::Word(word) => Err(de::Error::custom(format!("{word:?}: {expected}"))),
-        }
-    }
-}
+const MIN_WINDOW: Duration = Duration::from_millis(10);
 
 /// The bounds a handler's limit stays within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +104,10 @@ impl Limits {
         concurrency: Concurrency,
         min: usize,
         max: usize,
-    ) -> Result<Limits, String> {
+    ) -> Result<Limits, SetupError> {
         match concurrency {
             Concurrency::Fixed(count) => Ok(Limits::Fixed(count)),
-            Concurrency::Adaptive if min > max => Err(format!(
-                "min_concurrency ({min}) is above max_concurrency ({max})"
-            )),
+            Concurrency::Adaptive if min > max => Err(SetupError::Concurrency { min, max }),
             Concurrency::Adaptive => Ok(Limits::Adaptive { min, max }),
         }
     }
@@ -186,7 +148,9 @@ impl Limiter {
         }
     }
 
-    /// The current limit and the requests in flight.
+    /// The current limit and the requests in flight (what metrics will
+    /// show; the tests read it today).
+    #[cfg(test)]
     pub fn load(&self) -> (usize, usize) {
         let state = self.lock();
         (state.limit, state.in_flight)

@@ -6,89 +6,29 @@
 
 pub mod concurrency;
 mod retry_after;
+pub mod settings;
+mod setup_error;
 mod signing;
 mod target;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use tracing::debug;
 
-use self::concurrency::{Concurrency, Limiter, Limits, MAX_CONCURRENCY, Signal};
+use self::concurrency::{Limiter, Limits, Signal};
 use self::retry_after::retry_after;
+use self::settings::Settings;
+pub use self::setup_error::SetupError;
 use self::signing::Signer;
-use self::target::{Target, UrlSource};
-use super::{HandlerError, Retry};
-use crate::config::Config;
-use crate::config::values::{SecretSource, count_between};
+use self::target::Target;
 use crate::event::Event;
+use crate::failure::{HandlerError, Retry};
 use crate::http::body::{DRAIN_LIMIT, drain};
-use crate::http::endpoint::{ConnectionSettings, Endpoint};
+use crate::http::endpoint::Endpoint;
 use crate::http::error::SendError;
-use crate::http::{header_map, redact};
-
-/// Settings of an `HttpHandler` section.
-#[derive(Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Where events are sent. `{Field}` inserts an event field, URL-encoded.
-    /// A string, or a secret (`{ env = "NAME" }`, `{ file = "path" }`) when
-    /// the URL carries a token; a secret URL is never shown in messages.
-    /// Alias `URL`.
-    #[serde(alias = "URL")]
-    pub url: UrlSource,
-    /// HTTP method. Default `POST`.
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// Extra request headers, e.g. `{ "X-Source" = "jobhook" }`.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Adds Standard Webhooks `webhook-id`, `webhook-timestamp` and
-    /// `webhook-signature` headers signed with this secret (`whsec_…` base64,
-    /// or any other string as its bytes), in any of the secret forms.
-    pub signing_secret: Option<SecretSource>,
-    /// Statuses that are retried, replacing the default (408, 429, 5xx).
-    pub retry_on: Option<Vec<u16>>,
-    /// Requests in flight at once: a number from 1 to 1024, or `"adaptive"`
-    /// (the default): more while the endpoint answers fast and fine, fewer
-    /// on 429, 503, timeouts, connection errors and a climbing round-trip
-    /// time. Events of one JobId are still sent one after another.
-    #[serde(default)]
-    pub concurrency: Concurrency,
-    /// The least requests in flight an adaptive `concurrency` keeps. From
-    /// 1 to 1024. Default 1.
-    #[serde(
-        default = "one",
-        deserialize_with = "count_between::<_, 1, MAX_CONCURRENCY>"
-    )]
-    pub min_concurrency: usize,
-    /// The most requests in flight an adaptive `concurrency` allows. From
-    /// 1 to 1024. Default 256.
-    #[serde(
-        default = "default_max_concurrency",
-        deserialize_with = "count_between::<_, 1, MAX_CONCURRENCY>"
-    )]
-    pub max_concurrency: usize,
-    /// Authentication, proxy and TLS: read from the same section by
-    /// `crate::config` (the keys in `crate::http::endpoint::CONNECTION_KEYS`).
-    #[serde(skip)]
-    pub connection: ConnectionSettings,
-}
-
-fn default_method() -> String {
-    "POST".to_owned()
-}
-
-fn one() -> usize {
-    1
-}
-
-fn default_max_concurrency() -> usize {
-    256
-}
+use crate::http::{self, header_map, redact};
 
 /// Bytes of a failed response's body quoted in the error.
 const BODY_SNIPPET: usize = 512;
@@ -123,24 +63,24 @@ pub struct HttpHandler {
 }
 
 impl HttpHandler {
-    pub fn new(settings: &Settings, config: &Config) -> Result<Self, String> {
-        let target = Target::new(&settings.url, &config.dir)?;
+    pub fn new(settings: &Settings, context: http::Context<'_>) -> Result<Self, SetupError> {
+        let target = Target::new(&settings.url, context.dir)?;
         let method = Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("method: {:?} is not an HTTP method", settings.method))?;
+            .map_err(|_| SetupError::Method(settings.method.clone()))?;
         let mut headers = header_map(&settings.headers)?;
         headers
             .entry(CONTENT_TYPE)
             .or_insert(HeaderValue::from_static("application/json"));
         Ok(HttpHandler {
-            endpoint: Endpoint::new(&settings.connection, &target.host, config)?,
+            endpoint: Endpoint::new(&settings.connection, &target.host, context)?,
             target,
             method,
             headers,
             signer: match &settings.signing_secret {
                 Some(source) => {
                     let secret = source
-                        .resolve(&config.dir)
-                        .map_err(|err| format!("signing_secret: {err}"))?;
+                        .resolve(context.dir)
+                        .map_err(SetupError::SigningSecret)?;
                     Some(Signer::new(&secret)?)
                 }
                 None => None,
@@ -171,11 +111,6 @@ impl HttpHandler {
         delivered.map_err(Failure::into_error)
     }
 
-    /// The current concurrency limit and the requests in flight.
-    pub fn load(&self) -> (usize, usize) {
-        self.limiter.load()
-    }
-
     async fn deliver(&self, event: &Event, timeout: Duration) -> Result<(), Failure> {
         let url = self.target.url(event).map_err(Failure::Other)?;
         // Shared, not copied, by every leg of an NTLM handshake.
@@ -186,7 +121,7 @@ impl HttpHandler {
         let sent = self.endpoint.deliver(request, timeout).await;
         let mut answer = sent.map_err(|err| {
             let error = self.send_failed(url.as_str(), err);
-            match error.is_retryable() {
+            match matches!(error.retry, Retry::Later { .. }) {
                 // Refused, reset or timed out: the endpoint may be swamped.
                 true => Failure::Overloaded(error),
                 false => Failure::Other(error),

@@ -18,20 +18,27 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// Why a `signing_secret` cannot sign.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error("signing_secret starts with whsec_ but the rest is not base64")]
+    NotBase64(#[source] base64::DecodeError),
+    #[error("signing_secret is empty")]
+    Empty,
+}
+
 impl Signer {
     /// A `whsec_`-prefixed secret is base64 (as the specification describes
     /// and webhook providers issue them); any other secret is used as its
     /// UTF-8 bytes.
-    pub fn new(secret: &SecretString) -> Result<Signer, String> {
+    pub fn new(secret: &SecretString) -> Result<Signer, SignerError> {
         let secret = secret.expose_secret();
         let key = match secret.strip_prefix("whsec_") {
-            Some(encoded) => BASE64.decode(encoded).map_err(|_| {
-                "signing_secret starts with whsec_ but the rest is not base64".to_owned()
-            })?,
+            Some(encoded) => BASE64.decode(encoded).map_err(SignerError::NotBase64)?,
             None => secret.as_bytes().to_vec(),
         };
         if key.is_empty() {
-            return Err("signing_secret is empty".to_owned());
+            return Err(SignerError::Empty);
         }
         Ok(Signer { key: key.into() })
     }
@@ -79,7 +86,7 @@ mod tests {
     #[test]
     fn rejects_bad_secrets_without_echoing_them() {
         let err = Signer::new(&"whsec_!!!".to_owned().into()).unwrap_err();
-        assert!(!err.contains("!!!"));
+        assert!(!crate::config::values::error_chain(&err).contains("!!!"));
         assert!(Signer::new(&String::new().into()).is_err());
         assert!(
             !format!("{:?}", Signer::new(&"plain".to_owned().into()).unwrap()).contains("plain")

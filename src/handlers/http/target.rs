@@ -12,42 +12,28 @@ use std::path::Path;
 
 use reqwest::Url;
 use secrecy::ExposeSecret as _;
-use serde::de::{self, Deserialize, Deserializer};
 
-use crate::config::values::SecretSource;
+use super::settings::UrlSource;
+use crate::config::values::SecretError;
 use crate::event::Event;
-use crate::handlers::HandlerError;
+use crate::failure::HandlerError;
 use crate::handlers::template::{Escape, Template};
 use crate::http::redact;
 
-/// A handler's `url`: written in the config, or a secret read when the
-/// handler is built (`{ env = "NAME" }`, `{ file = "path" }`), for a URL
-/// with a token in its path or query. Either may have placeholders.
-#[derive(Debug, PartialEq)]
-pub enum UrlSource {
-    Written(Template),
-    Secret {
-        source: SecretSource,
-        /// What messages say in its place: `<url from NAME>`.
-        shown: String,
-    },
-}
-
-impl<'de> Deserialize<'de> for UrlSource {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let source = SecretSource::deserialize(deserializer)?;
-        let shown = match &source {
-            SecretSource::Literal(text) => {
-                return Template::parse(text)
-                    .map(UrlSource::Written)
-                    .map_err(de::Error::custom);
-            }
-            SecretSource::Env { env: name } | SecretSource::File { file: name } => {
-                format!("<url from {name}>")
-            }
-        };
-        Ok(UrlSource::Secret { source, shown })
-    }
+/// Why a handler's `url` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("url")]
+    Secret(#[source] SecretError),
+    #[error(
+        "url: {shown} has an invalid placeholder or an unmatched brace: write {{FieldName}} \
+         or {{date}}, and {{{{ or }}}} for a literal brace"
+    )]
+    SecretTemplate { shown: String },
+    #[error("url: {0:?} is not an http:// or https:// URL")]
+    NotHttp(String),
+    #[error("url: {0:?} has a `.` or `..` path segment; write the path it leads to")]
+    DotSegment(String),
 }
 
 pub struct Target {
@@ -63,19 +49,16 @@ pub struct Target {
 impl Target {
     /// Reads a secret URL, and checks that the URL is http(s), well formed
     /// and without dot segments.
-    pub fn new(url: &UrlSource, config_dir: &Path) -> Result<Target, String> {
+    pub fn new(url: &UrlSource, config_dir: &Path) -> Result<Target, TargetError> {
         let (template, secret) = match url {
             UrlSource::Written(template) => (template.clone(), None),
             UrlSource::Secret { source, shown } => {
-                let text = source
-                    .resolve(config_dir)
-                    .map_err(|err| format!("url: {err}"))?;
-                // Template's own message would quote the URL.
+                let text = source.resolve(config_dir).map_err(TargetError::Secret)?;
+                // Template's own message would quote the URL: not kept.
                 let template = Template::parse(text.expose_secret()).map_err(|_| {
-                    format!(
-                        "url: {shown} has an invalid placeholder or an unmatched brace: \
-                         write {{FieldName}} or {{date}}, and {{{{ or }}}} for a literal brace"
-                    )
+                    TargetError::SecretTemplate {
+                        shown: shown.clone(),
+                    }
                 })?;
                 (template, Some(shown.clone()))
             }
@@ -89,18 +72,10 @@ impl Target {
         let sample = target.template.with_stand_in("x");
         let parsed = match Url::parse(&sample) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
-            _ => {
-                return Err(format!(
-                    "url: {:?} is not an http:// or https:// URL",
-                    target.show(&sample)
-                ));
-            }
+            _ => return Err(TargetError::NotHttp(target.show(&sample))),
         };
         if has_dot_segment(&sample) {
-            return Err(format!(
-                "url: {:?} has a `.` or `..` path segment; write the path it leads to",
-                target.show(&sample)
-            ));
+            return Err(TargetError::DotSegment(target.show(&sample)));
         }
         target.host = parsed.host_str().unwrap_or_default().to_owned();
         target.fixed = target.template.is_constant().then_some(parsed);
