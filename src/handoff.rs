@@ -16,12 +16,33 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-/// Starts a handoff of up to `items` items: the caller's end and the
-/// thread's end.
-pub fn handoff<R>(items: usize) -> (Waiting<R>, Progress<R>) {
+/// The last sign of progress of one thread, over every batch handed to it:
+/// a batch waiting behind others on a thread that keeps going is not given
+/// up; one behind an item that is stuck is.
+#[derive(Debug)]
+pub struct Pulse(Mutex<Instant>);
+
+impl Pulse {
+    pub fn new() -> Arc<Pulse> {
+        Arc::new(Pulse(Mutex::new(Instant::now())))
+    }
+
+    fn beat(&self) {
+        *lock(&self.0) = Instant::now();
+    }
+
+    fn last(&self) -> Instant {
+        *lock(&self.0)
+    }
+}
+
+/// Starts a handoff of up to `items` items to the thread whose progress
+/// `pulse` shows: the caller's end and the thread's end.
+pub fn handoff<R>(items: usize, pulse: &Arc<Pulse>) -> (Waiting<R>, Progress<R>) {
     let shared = Arc::new(Mutex::new(Shared {
         results: Vec::with_capacity(items),
-        since: Instant::now(),
+        handed_over: Instant::now(),
+        pulse: pulse.clone(),
         given_up: false,
     }));
     let (done, finished) = oneshot::channel();
@@ -39,10 +60,16 @@ pub fn handoff<R>(items: usize) -> (Waiting<R>, Progress<R>) {
 
 struct Shared<R> {
     results: Vec<R>,
-    /// The last sign of progress: the handoff, or the start of the item
-    /// under way.
-    since: Instant,
+    handed_over: Instant,
+    pulse: Arc<Pulse>,
     given_up: bool,
+}
+
+impl<R> Shared<R> {
+    /// The last sign of progress that counts for this batch.
+    fn since(&self) -> Instant {
+        self.handed_over.max(self.pulse.last())
+    }
 }
 
 /// The thread's end: dropping it tells the caller the thread is done.
@@ -56,9 +83,12 @@ impl<R> Progress<R> {
     /// Marks the start of the next item; false once the caller gave up (the
     /// item must not be started).
     pub fn begin(&self) -> bool {
-        let mut shared = lock(&self.shared);
-        shared.since = Instant::now();
-        !shared.given_up
+        let shared = lock(&self.shared);
+        if shared.given_up {
+            return false;
+        }
+        shared.pulse.beat();
+        true
     }
 
     /// The result of the item begun last.
@@ -78,17 +108,17 @@ pub struct Outcome<R> {
     /// The results of the first items, in order; fewer than the items when
     /// the thread stopped or was given up on.
     pub results: Vec<R>,
-    /// Set when given up on: how long the item under way had been running
-    /// (or the batch waiting to be started).
+    /// Set when given up on: how long the thread had gone without starting
+    /// an item (the one under way, or one of a batch ahead of this one).
     pub stuck: Option<Duration>,
 }
 
 impl<R> Waiting<R> {
-    /// Waits until the thread is done with the batch (or gone), or until no
-    /// item has started or ended for longer than `patience`.
+    /// Waits until the thread is done with the batch (or gone), or until it
+    /// has started no item for longer than `patience`.
     pub async fn outcome(mut self, patience: Duration) -> Outcome<R> {
         loop {
-            let since = lock(&self.shared).since;
+            let since = lock(&self.shared).since();
             let deadline = tokio::time::Instant::from_std(since + patience);
             if tokio::time::timeout_at(deadline, &mut self.finished)
                 .await
@@ -96,9 +126,16 @@ impl<R> Waiting<R> {
             {
                 return self.take(None);
             }
-            let stalled = lock(&self.shared).since.elapsed();
+            // Checked and given up under one lock: an item the thread starts
+            // meanwhile is either seen here or never started.
+            let mut shared = lock(&self.shared);
+            let stalled = shared.since().elapsed();
             if stalled >= patience {
-                return self.take(Some(stalled));
+                shared.given_up = true;
+                return Outcome {
+                    results: std::mem::take(&mut shared.results),
+                    stuck: Some(stalled),
+                };
             }
         }
     }
@@ -133,7 +170,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_result_comes_back_in_order_with_one_wake_up() {
-        let (waiting, progress) = handoff::<u32>(3);
+        let (waiting, progress) = handoff::<u32>(3, &Pulse::new());
         std::thread::spawn(move || {
             for item in 0..3 {
                 assert!(progress.begin());
@@ -147,7 +184,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stuck_item_gives_up_the_rest_but_keeps_what_was_done() {
-        let (waiting, progress) = handoff::<u32>(3);
+        let (waiting, progress) = handoff::<u32>(3, &Pulse::new());
         let (release, wait_for_release) = std::sync::mpsc::channel::<()>();
         let (started_after, started) = std::sync::mpsc::channel::<bool>();
         std::thread::spawn(move || {
@@ -167,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn slow_items_that_keep_progressing_are_not_given_up() {
-        let (waiting, progress) = handoff::<u32>(4);
+        let (waiting, progress) = handoff::<u32>(4, &Pulse::new());
         std::thread::spawn(move || {
             for item in 0..4 {
                 assert!(progress.begin());
@@ -182,8 +219,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_queued_behind_a_thread_that_keeps_going_is_not_given_up() {
+        let pulse = Pulse::new();
+        let (first, first_progress) = handoff::<u32>(5, &pulse);
+        let (second, second_progress) = handoff::<u32>(1, &pulse);
+        std::thread::spawn(move || {
+            // Five items of 60 ms each before the second batch's turn.
+            for item in 0..5 {
+                assert!(first_progress.begin());
+                std::thread::sleep(Duration::from_millis(60));
+                first_progress.end(item);
+            }
+            drop(first_progress);
+            assert!(second_progress.begin());
+            second_progress.end(7);
+        });
+        let second = second.outcome(Duration::from_millis(150)).await;
+        assert_eq!(second.results, vec![7]);
+        assert_eq!(
+            first
+                .outcome(Duration::from_millis(150))
+                .await
+                .results
+                .len(),
+            5
+        );
+    }
+
+    #[tokio::test]
     async fn a_thread_that_ends_early_is_not_waited_for() {
-        let (waiting, progress) = handoff::<u32>(3);
+        let (waiting, progress) = handoff::<u32>(3, &Pulse::new());
         std::thread::spawn(move || {
             progress.begin();
             progress.end(7);

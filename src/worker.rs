@@ -74,6 +74,7 @@ pub async fn work(
                 && here.iter().any(|earlier| earlier.event.job_id() == job)
                 && shared.run_here(&pipeline, &mut here).await
             {
+                not_handled(&work);
                 works.for_each(|work| not_handled(&work));
                 break 'lane;
             }
@@ -131,6 +132,12 @@ impl Shared {
     /// Runs `work`, then each event its job queued behind it meanwhile.
     async fn run_job(self, work: Work) {
         let job = work.event.job_id();
+        // However this ends (a stop, a panic), the job's queue goes with it.
+        let mut leaving = job.map(|job| Leaving {
+            shared: self.clone(),
+            job,
+            emptied: false,
+        });
         let mut next = Some(work);
         while let Some(work) = next {
             let pipeline = self.pipelines.borrow().clone();
@@ -139,13 +146,6 @@ impl Shared {
                 .await;
             if ends.first() == Some(&RunEnd::Abandoned) {
                 not_fully_handled(&work);
-                for queued in job
-                    .and_then(|job| self.lock_jobs().remove(&job))
-                    .into_iter()
-                    .flatten()
-                {
-                    not_handled(&queued);
-                }
                 return;
             }
             next = job.and_then(|job| {
@@ -153,6 +153,10 @@ impl Shared {
                 let next = jobs.get_mut(&job).and_then(VecDeque::pop_front);
                 if next.is_none() {
                     jobs.remove(&job);
+                    // From here the job may get a task of its own again.
+                    if let Some(leaving) = &mut leaving {
+                        leaving.emptied = true;
+                    }
                 }
                 next
             });
@@ -163,6 +167,28 @@ impl Shared {
         self.jobs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A job's task ending early (a stop, a panic): the events still queued
+/// behind it stay in the spool for the next start, and the job no longer
+/// waits for the task.
+struct Leaving {
+    shared: Shared,
+    job: Uuid,
+    /// The task emptied the job's queue and removed it itself.
+    emptied: bool,
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        if self.emptied {
+            return;
+        }
+        let queued = self.shared.lock_jobs().remove(&self.job);
+        for work in queued.into_iter().flatten() {
+            not_handled(&work);
+        }
     }
 }
 

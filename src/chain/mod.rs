@@ -260,6 +260,13 @@ impl Pipeline {
                 1
             };
             for group in waiting.chunks(per_call) {
+                if stop.is_cancelled() {
+                    // Nothing more is handed to a handler once stopping.
+                    for run in &mut runs {
+                        run.abandon(spool);
+                    }
+                    break 'stages;
+                }
                 for &i in group {
                     runs[i].prepare(stage, spool);
                 }
@@ -273,13 +280,6 @@ impl Pipeline {
                 };
                 for (&i, attempt) in group.iter().zip(attempts) {
                     runs[i].settle(stage, last, attempt, spool);
-                }
-                if stop.is_cancelled() && runs.iter().any(|run| run.end == Some(RunEnd::Abandoned))
-                {
-                    for run in &mut runs {
-                        run.abandon(spool);
-                    }
-                    break 'stages;
                 }
             }
         }

@@ -128,8 +128,9 @@ impl Stage {
                 _ => Span::none(),
             };
             tokio::select! {
-                results = self.handler.handle_many(&events, self.timeout).instrument(span) => Some(results),
+                biased;
                 () = stop.cancelled() => None,
+                results = self.handler.handle_many(&events, self.timeout).instrument(span) => Some(results),
             }
         };
         if handled.is_some() {
@@ -142,10 +143,21 @@ impl Stage {
             .map(|(call, skipped)| match (skipped, results.as_mut()) {
                 (Some(mismatch), _) => Attempt::Skipped(mismatch),
                 (None, None) => Attempt::Abandoned,
-                (None, Some(results)) => match results.next() {
-                    Some(result) => self.judge(call, result),
-                    None => Attempt::Abandoned,
-                },
+                (None, Some(results)) => {
+                    let result = results.next();
+                    debug_assert!(
+                        result.is_some(),
+                        "a handler answered fewer events than given"
+                    );
+                    self.judge(
+                        call,
+                        result.unwrap_or_else(|| {
+                            Err(HandlerError::retryable(
+                                "the handler gave no answer for this event",
+                            ))
+                        }),
+                    )
+                }
             })
             .collect()
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::handoff::{Progress, handoff};
+use crate::handoff::{Progress, Pulse, handoff};
 use tracing::{error, warn};
 
 use super::api::ScriptEnv;
@@ -125,21 +125,19 @@ impl ScriptPool {
         patience: Duration,
         called: &mut Vec<Called>,
     ) -> Result<(), HandlerError> {
-        let _permit = tokio::time::timeout(patience, self.permits.acquire())
+        // Waiting for a state is backpressure, not part of an attempt: each
+        // state is lent to calls that are bounded themselves.
+        let _permit = self
+            .permits
+            .acquire()
             .await
-            .map_err(|_| {
-                HandlerError::retryable(format!(
-                    "no Lua state of the script was free within {}",
-                    humantime::format_duration(patience)
-                ))
-            })?
             .map_err(|_| HandlerError::retryable("the script's Lua states are closed"))?;
         let thread = self.free.lock().ok().and_then(|mut free| free.pop());
         let thread = match thread {
             Some(thread) => thread,
-            None => self.fresh_thread().await?,
+            None => self.fresh_thread(patience).await?,
         };
-        let (waiting, progress) = handoff(events.len());
+        let (waiting, progress) = handoff(events.len(), &thread.pulse);
         let job = Job {
             events: events.iter().map(|&event| event.clone()).collect(),
             runtime: Handle::current(),
@@ -189,7 +187,7 @@ impl ScriptPool {
     }
 
     /// A state on a new thread, its chunk run there.
-    async fn fresh_thread(&self) -> Result<StateThread, HandlerError> {
+    async fn fresh_thread(&self, patience: Duration) -> Result<StateThread, HandlerError> {
         let failed = |err: &mlua::Error| {
             error!(script = %self.spec.path.display(), "cannot renew a Lua state: {}", describe(err));
             HandlerError::retryable(describe(err))
@@ -203,10 +201,18 @@ impl ScriptPool {
         }
         let (thread, ready) = StateThread::spawn(self.spec.clone(), self.stuck.clone())
             .map_err(|err| failed(&err))?;
-        match ready.await {
-            Ok(Ok(())) => Ok(thread),
-            Ok(Err(err)) => Err(failed(&err)),
-            Err(_) => Err(failed(&thread_ended())),
+        match tokio::time::timeout(patience, ready).await {
+            Ok(Ok(Ok(()))) => Ok(thread),
+            Ok(Ok(Err(err))) => Err(failed(&err)),
+            Ok(Err(_)) => Err(failed(&thread_ended())),
+            Err(_) => {
+                // Its chunk is stuck (a C call): left to its thread.
+                thread.abandon(&self.stuck);
+                Err(failed(&mlua::Error::runtime(format!(
+                    "the script's chunk did not finish within {} while starting a state",
+                    humantime::format_duration(patience)
+                ))))
+            }
         }
     }
 }
@@ -258,6 +264,8 @@ struct Job {
 #[derive(Debug)]
 struct StateThread {
     jobs: mpsc::Sender<Job>,
+    /// The thread's last sign of progress.
+    pulse: Arc<Pulse>,
     /// `RUNNING`, `GIVEN_UP` or `ENDED`.
     fate: Arc<AtomicU8>,
 }
@@ -317,7 +325,14 @@ impl StateThread {
                 }
             })
             .map_err(|err| mlua::Error::runtime(format!("cannot start a Lua thread: {err}")))?;
-        Ok((StateThread { jobs, fate }, built))
+        Ok((
+            StateThread {
+                jobs,
+                fate,
+                pulse: Pulse::new(),
+            },
+            built,
+        ))
     }
 
     /// Counts the thread among the pool's `stuck` until it ends (unless it

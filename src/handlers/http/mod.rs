@@ -94,9 +94,6 @@ impl HttpHandler {
         })
     }
 
-    /// One attempt: `timeout` bounds the exchange up to the answer's status
-    /// and headers, which decide the outcome. The body is then drained within
-    /// bounds of its own (`crate::http::body`).
     /// Delivers `event` once there is room under the handler's concurrency
     /// limit, telling the limit how the endpoint coped.
     pub async fn handle(&self, event: &Event, timeout: Duration) -> Result<(), HandlerError> {
@@ -111,6 +108,9 @@ impl HttpHandler {
         delivered.map_err(Failure::into_error)
     }
 
+    /// One attempt: `timeout` bounds the exchange up to the answer's status
+    /// and headers, which decide the outcome. The body is then drained within
+    /// bounds of its own (`crate::http::body`).
     async fn deliver(&self, event: &Event, timeout: Duration) -> Result<(), Failure> {
         let url = self.target.url(event).map_err(Failure::Other)?;
         // Shared, not copied, by every leg of an NTLM handshake.

@@ -4,8 +4,9 @@
 //! hung NFS server, a stalled disk, an on-access scanner that does not
 //! answer). None runs on the runtime's threads: each handler has one writer
 //! thread, started at its first event, that opens, writes and cuts back its
-//! files in turn. An attempt hands it the line and awaits the answer, so the
-//! chain's `timeout` and the daemon's stop bound the attempt, not the disk.
+//! files in turn. A call hands it the lines of a group of events at once
+//! and awaits the answers (see `crate::handoff`), so the chain's `timeout`
+//! (for each line) and the daemon's stop bound the attempts, not the disk.
 //!
 //! A write whose attempt gave up before the thread got to it is not made
 //! (the retry writes the line); one already under way when its attempt gave
@@ -20,14 +21,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 use super::open_files::{FileError, OpenFiles};
-use crate::handoff::{Progress, handoff};
+use crate::handoff::{Progress, Pulse, handoff};
 
-/// Writes waiting for the thread at most. Each attempt queues one, and
-/// attempts at one handler are bounded by the workers, so this is reached
-/// only if the thread stops taking writes; then further attempts fail.
+/// Batches waiting for the thread at most. Workers and the tasks of network
+/// chains may queue more; they wait for room while the thread keeps going,
+/// and fail once it has not for the handler's `timeout`.
 const QUEUE: usize = 1024;
 
 /// A handler's writer thread, started at the first write (so building a
@@ -43,6 +43,8 @@ struct Thread {
     writes: mpsc::Sender<Write>,
     /// The operation under way, if any.
     busy: Arc<Mutex<Option<Busy>>>,
+    /// The thread's last sign of progress, over every batch.
+    pulse: Arc<Pulse>,
 }
 
 /// Lines handed to the thread at once, each with the file it goes to.
@@ -119,20 +121,20 @@ impl Writer {
         if let Some(stuck) = thread.not_finished(patience) {
             return not_written(stuck);
         }
-        let (waiting, progress) = handoff(lines.len());
+        let (waiting, progress) = handoff(lines.len(), &thread.pulse);
         let paths: Vec<Arc<Path>> = lines.iter().map(|(path, _)| path.clone()).collect();
-        match thread.writes.try_send(Write { lines, progress }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+        // A full queue is backpressure while the thread keeps going; one that
+        // stays full for `patience` means it does not.
+        match tokio::time::timeout(patience, thread.writes.send(Write { lines, progress })).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return not_written(WriteError::Stopped { path: first }),
+            Err(_) => {
                 return not_written(thread.not_finished(Duration::ZERO).unwrap_or(
                     WriteError::NotFinished {
                         path: first,
-                        under_way: Duration::ZERO,
+                        under_way: patience,
                     },
                 ));
-            }
-            Err(TrySendError::Closed(_)) => {
-                return not_written(WriteError::Stopped { path: first });
             }
         }
         let outcome = waiting.outcome(patience).await;
@@ -159,6 +161,7 @@ impl Writer {
         }
         let (writes, receiver) = mpsc::channel(QUEUE);
         let busy = Arc::new(Mutex::new(None));
+        let pulse = Pulse::new();
         std::thread::Builder::new()
             .name("text-file".to_owned())
             .spawn({
@@ -169,7 +172,13 @@ impl Writer {
                 path: path.clone(),
                 source,
             })?;
-        Ok(slot.insert(Thread { writes, busy }).clone())
+        Ok(slot
+            .insert(Thread {
+                writes,
+                busy,
+                pulse,
+            })
+            .clone())
     }
 }
 
