@@ -171,7 +171,7 @@ fn run(file: PathBuf) -> ExitCode {
             result = daemon => match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
-                    tracing::error!("{err}");
+                    tracing::error!("{}", config::values::error_chain(&err));
                     ExitCode::from(1)
                 }
             },

@@ -17,7 +17,7 @@ use tracing::{error, info};
 use crate::chain::Pipeline;
 use crate::ingest::{self, Limits, Listener};
 use crate::setup::Config;
-use crate::spool::{self, Lanes, Spool, Store};
+use crate::spool::{self, Lanes, Spool, StartError, Store};
 use crate::{reload, worker};
 
 /// Opens the ingest endpoint named by the config.
@@ -38,7 +38,7 @@ pub async fn run(
     listener: Listener,
     hangups: mpsc::Receiver<()>,
     shutdown: CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let config = Arc::new(config);
     let daemon = &config.daemon;
     let workers = daemon.worker_count();

@@ -4,8 +4,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
+use super::Pipeline;
+use super::run::group_size;
 use super::stage::{Attempt, Call};
-use super::{Pipeline, group_size};
 use crate::event::{Event, Phase};
 
 /// The pipeline of `hooks_and_handlers`, with `scripts` written into the

@@ -41,10 +41,23 @@ pub struct Spool {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Why the spool could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the spool {}", path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot start the spool thread")]
+    Thread(#[source] std::io::Error),
+}
+
 impl Spool {
     /// Resumes what `store` holds and starts the backend's thread, which
     /// hands committed and due events to `lanes`.
-    pub fn start(store: Store, limits: Limits, lanes: Lanes) -> Result<Spool, String> {
+    pub fn start(store: Store, limits: Limits, lanes: Lanes) -> Result<Spool, StartError> {
         let (sender, receiver) = mpsc::channel();
         let thread = sqlite::start(store, limits, lanes, receiver)?;
         Ok(Spool {

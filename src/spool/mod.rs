@@ -49,7 +49,7 @@ mod sqlite;
 use std::path::Path;
 
 pub use dead_letters::{BackendError, DeadLetter, DeadLetters, Marked, ReplayError};
-pub use handle::{Limits, Queue, Spool, Ticket};
+pub use handle::{Limits, Queue, Spool, StartError, Ticket};
 pub use lanes::{Lane, Lanes};
 pub use progress::{Progress, Recorder};
 pub use protocol::{

@@ -23,7 +23,7 @@ pub use store::{Fsync, OpenError, Store};
 
 use super::dead_letters::{BackendError, DeadLetter, DeadLetters, Marked, ReplayError};
 use super::protocol::{DeadLetterId, Message, millis, now_ms};
-use super::{Lanes, Limits};
+use super::{Lanes, Limits, StartError};
 
 /// Resumes what `store` holds and starts the spool's thread, which takes
 /// its messages from `messages`.
@@ -32,12 +32,12 @@ pub(super) fn start(
     limits: Limits,
     lanes: Lanes,
     messages: mpsc::Receiver<Message>,
-) -> Result<JoinHandle<()>, String> {
+) -> Result<JoinHandle<()>, StartError> {
     let spool = thread::SpoolThread::resume(store, limits, lanes)?;
     std::thread::Builder::new()
         .name("spool".to_owned())
         .spawn(move || spool.run(&messages))
-        .map_err(|err| format!("cannot start the spool thread: {err}"))
+        .map_err(StartError::Thread)
 }
 
 impl From<rusqlite::Error> for BackendError {

@@ -20,6 +20,7 @@ use super::dedupe::Dedupe;
 use super::levels::Level;
 use super::store::{self, Fsync, Store};
 use crate::event::Event;
+use crate::spool::StartError;
 use crate::spool::protocol::{Message, Receipt, Rejection, Work, now_ms};
 use crate::spool::{Lanes, Limits};
 
@@ -61,8 +62,11 @@ impl SpoolThread {
         store: Store,
         limits: Limits,
         lanes: Lanes,
-    ) -> Result<SpoolThread, String> {
-        let unreadable = |err| format!("cannot read the spool {}: {err}", store.path().display());
+    ) -> Result<SpoolThread, StartError> {
+        let unreadable = |source| StartError::Unreadable {
+            path: store.path().to_owned(),
+            source,
+        };
         let unfinished = store.unfinished().map_err(unreadable)?;
         let pending_bytes = store.pending_bytes().map_err(unreadable)?;
         let dedupe = Dedupe::new(&store, limits.dedupe_window, limits.max_dedupe_bytes)
