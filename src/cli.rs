@@ -124,15 +124,9 @@ fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
 
 fn run(file: PathBuf) -> ExitCode {
     keep_freed_c_memory();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match start_runtime(&mut tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("jobhook: cannot start the runtime: {err}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     // A SIGHUP from here on asks for a reload (kept until the watcher
     // runs); it never ends a daemon still starting.
@@ -273,15 +267,9 @@ fn send(
         },
         _ => Box::new(BufReader::new(std::io::stdin())),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match start_runtime(&mut tokio::runtime::Builder::new_current_thread()) {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("jobhook: cannot start the runtime: {err}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let mut out = std::io::stdout().lock();
     match runtime.block_on(client::send(&endpoint, input, phase, &mut out)) {
@@ -293,4 +281,14 @@ fn send(
             ExitCode::from(code)
         }
     }
+}
+
+/// Builds a runtime, or says why it cannot (exit code 1).
+fn start_runtime(
+    builder: &mut tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|err| {
+        eprintln!("jobhook: cannot start the runtime: {err}");
+        ExitCode::from(1)
+    })
 }

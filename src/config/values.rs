@@ -18,23 +18,37 @@ use serde::de::{self, Deserializer};
 /// them to a clock overflows.
 pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000);
 
+/// A value written as a whole number or as text, as sizes, durations and
+/// counts with a keyword may be.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum WholeOrText {
+    Whole(u64),
+    Text(String),
+}
+
+impl WholeOrText {
+    /// Reads one; anything else is an error saying what was `expected`.
+    pub fn read<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        expected: &str,
+    ) -> Result<WholeOrText, D::Error> {
+        WholeOrText::deserialize(deserializer).map_err(|_| de::Error::custom(expected))
+    }
+}
+
 /// A duration written `"5s"`, `"250ms"`, `"1h 30m"`, or as whole seconds (`5`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seconds(pub Duration);
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Whole(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer).map_err(|_| {
-            de::Error::custom("expected a duration such as \"5s\", \"2m\" or a number of seconds")
-        })? {
-            Raw::Whole(seconds) => within_range(Duration::from_secs(seconds), &seconds.to_string()),
-            Raw::Text(text) => parse_duration(&text),
+        let expected = "expected a duration such as \"5s\", \"2m\" or a number of seconds";
+        match WholeOrText::read(deserializer, expected)? {
+            WholeOrText::Whole(seconds) => {
+                within_range(Duration::from_secs(seconds), &seconds.to_string())
+            }
+            WholeOrText::Text(text) => parse_duration(&text),
         }
         .map(Seconds)
         .map_err(de::Error::custom)
@@ -80,17 +94,12 @@ pub struct Bytes(pub u64);
 
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Whole(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer).map_err(|_| {
-            de::Error::custom("expected a size such as \"1MiB\" or a number of bytes")
-        })? {
-            Raw::Whole(bytes) => Ok(Bytes(bytes)),
-            Raw::Text(text) => text
+        match WholeOrText::read(
+            deserializer,
+            "expected a size such as \"1MiB\" or a number of bytes",
+        )? {
+            WholeOrText::Whole(bytes) => Ok(Bytes(bytes)),
+            WholeOrText::Text(text) => text
                 .trim()
                 .parse::<bytesize::ByteSize>()
                 .map(|size| Bytes(size.as_u64()))

@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::config::values::{SecretSource, count_between};
+use crate::config::values::{SecretSource, WholeOrText, count_between};
 use crate::config::{from_value, split};
 use crate::handlers::template::Template;
 use crate::http::settings::ConnectionSettings;
@@ -88,24 +88,18 @@ pub const MAX_CONCURRENCY: usize = 1024;
 
 impl<'de> Deserialize<'de> for Concurrency {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Concurrency, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Count(i64),
-            Word(String),
-        }
         let expected = format!("expected a number from 1 to {MAX_CONCURRENCY}, or \"adaptive\"");
-        match Written::deserialize(deserializer)? {
-            Written::Count(count) if (1..=MAX_CONCURRENCY as i64).contains(&count) => {
+        match WholeOrText::read(deserializer, &expected)? {
+            WholeOrText::Whole(count) if (1..=MAX_CONCURRENCY as u64).contains(&count) => {
                 Ok(Concurrency::Fixed(count as usize))
             }
-            Written::Count(count) => Err(de::Error::custom(format!(
+            WholeOrText::Whole(count) => Err(de::Error::custom(format!(
                 "{count} is out of range: {expected}"
             ))),
-            Written::Word(word) if word.eq_ignore_ascii_case("adaptive") => {
+            WholeOrText::Text(word) if word.eq_ignore_ascii_case("adaptive") => {
                 Ok(Concurrency::Adaptive)
             }
-            Written::Word(word) => Err(de::Error::custom(format!("{word:?}: {expected}"))),
+            WholeOrText::Text(word) => Err(de::Error::custom(format!("{word:?}: {expected}"))),
         }
     }
 }
