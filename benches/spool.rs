@@ -45,7 +45,7 @@ async fn run(fsync: Fsync) -> f64 {
         filling: 0.8,
         emptying: 0.2,
     };
-    let spool = Spool::start(store, limits, lanes).unwrap();
+    let spool = Spool::start(store, limits, lanes, Default::default()).unwrap();
     let queue = Arc::new(spool.queue());
     let workers: Vec<_> = receivers
         .into_iter()

@@ -1,18 +1,17 @@
-//! The command line (SPEC §1): `run`, `check`, `send`.
+//! The command line (SPEC §1): `run`, `check`, `send`, `deadletter`,
+//! `service`.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::chain::Pipeline;
-use crate::config::{self, Diagnostic};
+use crate::config;
 use crate::event::Phase;
-use crate::setup::{self, Config};
-use crate::{client, daemon, deadletter, logging, reload, spool};
+use crate::setup;
+use crate::{client, daemon, deadletter, service};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +59,12 @@ enum Command {
         #[command(subcommand)]
         action: deadletter::Action,
     },
+    /// Install or uninstall jobhook as a service (systemd unit, or Windows
+    /// service). Exit codes: 0 ok, 1 refused.
+    Service {
+        #[command(subcommand)]
+        action: service::Action,
+    },
 }
 
 fn parse_phase(name: &str) -> Result<Phase, NotAChain> {
@@ -77,9 +82,9 @@ struct NotAChain;
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config_file = config::locate(cli.config);
+    let config_file = config::locate(cli.config.clone());
     match cli.command {
-        Command::Run => run(config_file),
+        Command::Run => service::run(config_file),
         Command::Check => check(config_file),
         Command::Send {
             socket,
@@ -96,107 +101,9 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-    }
-}
-
-/// Loads and builds the config, printing every problem to stderr.
-fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
-    let loaded = setup::load(&file);
-    let Some(config) = loaded.config else {
-        loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
-        return None;
-    };
-    match Pipeline::build(&config) {
-        Ok((pipeline, mut warnings)) => {
-            warnings.extend(loaded.diagnostics);
-            Some((config, pipeline, warnings))
-        }
-        Err(problems) => {
-            loaded
-                .diagnostics
-                .iter()
-                .chain(&problems)
-                .for_each(|d| eprintln!("{d}"));
-            None
-        }
-    }
-}
-
-fn run(file: PathBuf) -> ExitCode {
-    keep_freed_c_memory();
-    let runtime = match start_runtime(&mut tokio::runtime::Builder::new_multi_thread()) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    // A SIGHUP from here on asks for a reload (kept until the watcher
-    // runs); it never ends a daemon still starting.
-    let hangups = runtime.block_on(async { reload::hangups() });
-    let Some((config, pipeline, warnings)) = load(file) else {
-        return ExitCode::from(1);
-    };
-    let _log_files = match logging::init(&config.log) {
-        Ok(files) => files,
-        Err(err) => {
-            eprintln!("jobhook: {err:#}");
-            return ExitCode::from(1);
-        }
-    };
-    for warning in &warnings {
-        warn!("{warning}");
-    }
-    let store = match spool::Store::open(&config.daemon.spool_dir, config.daemon.fsync) {
-        Ok(store) => store,
-        Err(err) => {
-            tracing::error!("{:#}", anyhow::Error::new(err));
-            return ExitCode::from(1);
-        }
-    };
-    let code = runtime.block_on(async {
-        let listener = match daemon::bind(&config) {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::error!("{err}");
-                return ExitCode::from(2);
-            }
-        };
-        let shutdown = CancellationToken::new();
-        let daemon = daemon::run(config, pipeline, store, listener, hangups, shutdown.clone());
-        tokio::select! {
-            result = daemon => match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    tracing::error!("{}", config::values::error_chain(&err));
-                    ExitCode::from(1)
-                }
-            },
-            // Whatever the daemon was doing is dropped unfinished: every
-            // acked event is in the spool already, and progress not yet
-            // recorded is redone (at least once) at the next start.
-            () = daemon::stop_requests(shutdown) => {
-                tracing::error!("second stop signal: exiting now; events stay in the spool");
-                ExitCode::from(1)
-            }
-        }
-    });
-    // Tasks a second stop signal left running are dropped, not waited for
-    // (their events are still in the spool); threads stuck in a file
-    // system end with the process.
-    runtime.shutdown_background();
-    code
-}
-
-/// SQLite allocates through the C library's malloc (Rust code through
-/// mimalloc). glibc gives freed memory at the top of a thread's heap back to
-/// the kernel once more than its trim threshold is free; the spool thread's
-/// commits crossed it on every commit, and each `madvise` then interrupted
-/// the other CPUs to flush their TLBs (README "Benchmarks" has the cost).
-/// A high threshold keeps that memory for the next commit.
-fn keep_freed_c_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a malloc tunable; called before any thread
-    // of ours starts.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        // The service's config is where `-c` says, or the system-wide file:
+        // never one found in the current folder.
+        Command::Service { action } => service::command(action, cli.config),
     }
 }
 
@@ -267,7 +174,7 @@ fn send(
         },
         _ => Box::new(BufReader::new(std::io::stdin())),
     };
-    let runtime = match start_runtime(&mut tokio::runtime::Builder::new_current_thread()) {
+    let runtime = match daemon::start_runtime(&mut tokio::runtime::Builder::new_current_thread()) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
@@ -281,14 +188,4 @@ fn send(
             ExitCode::from(code)
         }
     }
-}
-
-/// Builds a runtime, or says why it cannot (exit code 1).
-fn start_runtime(
-    builder: &mut tokio::runtime::Builder,
-) -> Result<tokio::runtime::Runtime, ExitCode> {
-    builder.enable_all().build().map_err(|err| {
-        eprintln!("jobhook: cannot start the runtime: {err}");
-        ExitCode::from(1)
-    })
 }

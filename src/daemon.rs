@@ -6,19 +6,161 @@
 //! is left (and every retry still waiting) stays in the spool and is resumed
 //! at the next start. A second SIGTERM or SIGINT ends the wait at once
 //! ([`stop_requests`]).
+//!
+//! Whoever supervises the daemon (systemd, the Windows service manager) is
+//! told through a [`Supervision`]: ready once the socket is bound, the spool
+//! open and the pipeline built; stopping when the stop begins; and a
+//! heartbeat from the spool thread and from the runtime.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::chain::Pipeline;
+use crate::config::{self, Diagnostic};
 use crate::ingest::{self, Limits, Listener};
-use crate::setup::Config;
+use crate::lifecycle::{Observer, Supervision};
+use crate::setup::{self, Config};
 use crate::spool::{self, Lanes, Spool, StartError, Store};
-use crate::{reload, worker};
+use crate::{logging, reload, worker};
+
+/// How often the runtime's heartbeat is beaten.
+const RUNTIME_BEAT: Duration = Duration::from_secs(1);
+
+/// `jobhook run`, from the config file to the exit code (SPEC §1: 0 clean
+/// stop, 1 bad config, 2 cannot bind), in a console and as a service alike.
+/// The stop begins when `shutdown` is cancelled; `stop_now` resolving ends
+/// it at once (a second stop request), leaving what is unfinished in the
+/// spool.
+pub fn main(
+    file: PathBuf,
+    supervision: Supervision,
+    shutdown: CancellationToken,
+    stop_now: impl Future<Output = ()>,
+) -> ExitCode {
+    keep_freed_c_memory();
+    let runtime = match start_runtime(&mut tokio::runtime::Builder::new_multi_thread()) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    // A SIGHUP from here on asks for a reload (kept until the watcher
+    // runs); it never ends a daemon still starting.
+    let hangups = runtime.block_on(async { reload::hangups() });
+    let Some((config, pipeline, warnings)) = load(file) else {
+        return ExitCode::from(1);
+    };
+    let _log_files = match logging::init(&config.log) {
+        Ok(files) => files,
+        Err(err) => {
+            eprintln!("jobhook: {err:#}");
+            return ExitCode::from(1);
+        }
+    };
+    for warning in &warnings {
+        warn!("{warning}");
+    }
+    let store = match spool::Store::open(&config.daemon.spool_dir, config.daemon.fsync) {
+        Ok(store) => store,
+        Err(err) => {
+            error!("{:#}", anyhow::Error::new(err));
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        let listener = match bind(&config) {
+            Ok(listener) => listener,
+            Err(err) => {
+                error!("{err}");
+                return ExitCode::from(2);
+            }
+        };
+        let daemon = run(
+            config,
+            pipeline,
+            store,
+            listener,
+            hangups,
+            supervision,
+            shutdown,
+        );
+        tokio::select! {
+            result = daemon => match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    error!("{}", config::values::error_chain(&err));
+                    ExitCode::from(1)
+                }
+            },
+            // Whatever the daemon was doing is dropped unfinished: every
+            // acked event is in the spool already, and progress not yet
+            // recorded is redone (at least once) at the next start.
+            () = stop_now => {
+                error!("second stop signal: exiting now; events stay in the spool");
+                ExitCode::from(1)
+            }
+        }
+    });
+    // Tasks a second stop request left running are dropped, not waited for
+    // (their events are still in the spool); threads stuck in a file
+    // system end with the process.
+    runtime.shutdown_background();
+    code
+}
+
+/// Loads and builds the config, printing every problem to stderr.
+pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
+    let loaded = setup::load(&file);
+    let Some(config) = loaded.config else {
+        loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
+        return None;
+    };
+    match Pipeline::build(&config) {
+        Ok((pipeline, mut warnings)) => {
+            warnings.extend(loaded.diagnostics);
+            Some((config, pipeline, warnings))
+        }
+        Err(problems) => {
+            loaded
+                .diagnostics
+                .iter()
+                .chain(&problems)
+                .for_each(|d| eprintln!("{d}"));
+            None
+        }
+    }
+}
+
+/// Builds a runtime, or says why it cannot (exit code 1).
+pub fn start_runtime(
+    builder: &mut tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|err| {
+        eprintln!("jobhook: cannot start the runtime: {err}");
+        ExitCode::from(1)
+    })
+}
+
+/// SQLite allocates through the C library's malloc (Rust code through
+/// mimalloc). glibc gives freed memory at the top of a thread's heap back to
+/// the kernel once more than its trim threshold is free; the spool thread's
+/// commits crossed it on every commit, and each `madvise` then interrupted
+/// the other CPUs to flush their TLBs (README "Benchmarks" has the cost).
+/// A high threshold keeps that memory for the next commit.
+fn keep_freed_c_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc tunable; called before any thread
+    // of ours starts.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
 
 /// Opens the ingest endpoint named by the config.
 pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
@@ -37,9 +179,15 @@ pub async fn run(
     store: Store,
     listener: Listener,
     hangups: mpsc::Receiver<()>,
+    supervision: Supervision,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
+    let Supervision {
+        observers,
+        spool: spool_beat,
+        runtime: runtime_beat,
+    } = supervision;
     let daemon = &config.daemon;
     let workers = daemon.worker_count();
     let (lanes, receivers) = Lanes::new(workers);
@@ -55,7 +203,16 @@ pub async fn run(
             emptying: config.hooks.queue_emptying_threshold,
         },
         lanes,
+        spool_beat,
     )?;
+    // A runtime whose workers are all stuck runs this no more.
+    let beating = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(RUNTIME_BEAT);
+        loop {
+            ticks.tick().await;
+            runtime_beat.beat();
+        }
+    });
     let queue = spool.queue();
     let (pipelines, current) = watch::channel(Arc::new(pipeline));
     let abandon = CancellationToken::new();
@@ -69,13 +226,24 @@ pub async fn run(
         ));
     }
     tracker.close();
+    info!(workers, config = %config.file.display(), "jobhook started");
+    // Before the reloader starts: a reload is never announced before this.
+    observers.ready();
+    tokio::spawn({
+        let (observers, shutdown) = (observers.clone(), shutdown.clone());
+        let within = daemon.shutdown_timeout.0;
+        async move {
+            shutdown.cancelled().await;
+            observers.stopping(within);
+        }
+    });
     let reloads = tokio::spawn(reload::watch(
         config.clone(),
         pipelines,
         hangups,
+        observers,
         shutdown.clone(),
     ));
-    info!(workers, config = %config.file.display(), "jobhook started");
 
     let limits = Limits {
         max_connections: daemon.max_connections,
@@ -104,6 +272,7 @@ pub async fn run(
     // The last commit waits on the disk: off the runtime, so that a second
     // stop signal is still heard while the disk hangs.
     let _ = tokio::task::spawn_blocking(move || spool.stop()).await;
+    beating.abort();
     info!("jobhook stopped");
     Ok(())
 }

@@ -31,14 +31,17 @@
 //! settings in a data-only `settings.rs` beside its code. [`setup`] reads
 //! and validates `handlers.toml` as a whole, [`reload`] watches it and swaps
 //! in a new pipeline when it changes, [`daemon`] wires the parts and stops
-//! them in order, [`handoff`] hands a batch of calls to a thread of its own
-//! and watches each, [`logging`] sets up the daemon's own log, [`client`] is
-//! `jobhook send`, [`deadletter`] is `jobhook deadletter`, and [`cli`] is
-//! the command line.
+//! them in order, [`lifecycle`] is what the daemon tells its supervisor
+//! (ready, reloading, reloaded, stopping; the event path's heartbeat),
+//! [`service`] is systemd's notify protocol and watchdog, the Windows service
+//! and `jobhook service install`, [`handoff`] hands a batch of calls to a
+//! thread of its own and watches each, [`logging`] sets up the daemon's own
+//! log, [`client`] is `jobhook send`, [`deadletter`] is `jobhook deadletter`,
+//! and [`cli`] is the command line.
 //!
-//! Only what the binary (`cli`) and the benchmarks (`event`, `spool`) use is
-//! public; everything else is `pub(crate)`, so code nothing calls is
-//! reported as dead.
+//! Only what the binary (`cli`) and the benchmarks (`event`, `spool`, and
+//! the `lifecycle` heartbeat the spool takes) use is public; everything else
+//! is `pub(crate)`, so code nothing calls is reported as dead.
 
 pub(crate) mod chain;
 pub mod cli;
@@ -52,9 +55,11 @@ pub(crate) mod handlers;
 pub(crate) mod handoff;
 pub(crate) mod http;
 pub(crate) mod ingest;
+pub mod lifecycle;
 pub(crate) mod logging;
 pub(crate) mod lua;
 pub(crate) mod reload;
+pub(crate) mod service;
 pub(crate) mod setup;
 pub mod spool;
 pub(crate) mod worker;

@@ -20,6 +20,6 @@ pub mod values;
 pub use common::{CommonSettings, from_value, split};
 pub use diagnostic::{Diagnostic, Locator, Position, closest};
 pub use keys::keys_of;
-pub use locate::locate;
+pub use locate::{default_config_path, locate};
 pub use per_phase::PerPhase;
 pub use sections::{Backoff, DaemonSettings, Hooks, LogFormat, LogSettings, Rotation, Top};

@@ -254,7 +254,7 @@ mod tests {
             filling: 0.8,
             emptying: 0.2,
         };
-        let spool = Spool::start(store, limits, senders).unwrap();
+        let spool = Spool::start(store, limits, senders, Default::default()).unwrap();
         (spool.queue(), spool, receivers, dir)
     }
 

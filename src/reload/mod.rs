@@ -27,6 +27,7 @@ use snapshot::{SETTLE, SETTLE_READS, Snapshot};
 
 use crate::chain::{Pipeline, Previous};
 use crate::config;
+use crate::lifecycle::{Observer, Observers, Reloaded};
 use crate::setup::{self, Config};
 
 /// How long the watcher waits for a burst of file events to end.
@@ -48,14 +49,19 @@ struct Reloader {
     snapshot: Snapshot,
     /// Reload failures since the last success (reported when one succeeds).
     failures: u64,
+    /// Told when a reload begins and how it ends.
+    observers: Observers,
 }
 
 /// Watches and reloads until `shutdown` fires. Workers read the current
-/// pipeline from `pipelines` at the start of each event.
+/// pipeline from `pipelines` at the start of each event. `observers` are
+/// told of every reload ([`Observer::reloading`], then
+/// [`Observer::reloaded`]).
 pub async fn watch(
     config: Arc<Config>,
     pipelines: watch::Sender<Arc<Pipeline>>,
     mut hangups: mpsc::Receiver<()>,
+    observers: Observers,
     shutdown: CancellationToken,
 ) {
     let (changes, mut changed) = mpsc::unbounded_channel::<Instant>();
@@ -93,6 +99,7 @@ pub async fn watch(
         started: config,
         pipelines,
         failures: 0,
+        observers,
     };
     // A change made between loading the config and watching it.
     reloader
@@ -132,10 +139,26 @@ fn watch_folders(debouncer: &mut Debouncer<RecommendedWatcher, RecommendedCache>
 }
 
 impl Reloader {
-    /// Returns whether a new pipeline was swapped in. Files are read and the
-    /// pipeline built on a thread of their own, which a stop does not wait
-    /// for: a disk that hangs can delay a reload, never a shutdown.
+    /// Reloads if the files changed (or on a signal, whatever they hold),
+    /// telling the observers; returns whether a new pipeline was swapped in.
     async fn reload(&mut self, trigger: Trigger, shutdown: &CancellationToken) -> bool {
+        if !self.changed(trigger, shutdown).await {
+            return false;
+        }
+        self.observers.reloading();
+        let outcome = self.apply(trigger, shutdown).await;
+        if let Reloaded::Refused { problems } = &outcome {
+            self.failed(problems);
+        }
+        self.observers.reloaded(&outcome);
+        outcome == Reloaded::Applied
+    }
+
+    /// Waits for the files to settle; whether they differ from what the
+    /// running pipeline was built from (always, for a signal). Files are
+    /// read on a thread of their own, which a stop does not wait for: a disk
+    /// that hangs can delay a reload, never a shutdown.
+    async fn changed(&mut self, trigger: Trigger, shutdown: &CancellationToken) -> bool {
         let (file, scripts_dir) = (
             self.running.file.clone(),
             self.running.daemon.scripts_dir.clone(),
@@ -156,6 +179,12 @@ impl Reloader {
             return false; // an editor's temporary file, a log written beside the config
         }
         self.snapshot = snapshot;
+        true
+    }
+
+    /// Builds the config as the files now hold it (off the runtime, like
+    /// [`Reloader::changed`]) and swaps it in unless it is refused.
+    async fn apply(&mut self, trigger: Trigger, shutdown: &CancellationToken) -> Reloaded {
         let started = Instant::now();
         let file = self.running.file.clone();
         let running = self.running.clone();
@@ -166,49 +195,44 @@ impl Reloader {
         })
         .await
         else {
-            return false; // stopping
+            return Reloaded::Abandoned;
         };
-        match built {
-            Ok((config, pipeline, warnings)) => {
-                if let Some(reason) = accident(&self.running, &config) {
-                    self.failed(&[format!(
-                        "{}: {reason}; not applied (restart jobhook to apply it on purpose)",
-                        config.file.display()
-                    )]);
-                    return false;
-                }
-                for warning in warnings {
-                    warn!("{warning}");
-                }
-                for key in restart_needed(&self.started, &config) {
-                    warn!(
-                        "{key} changed; it takes effect at the next restart (keeping the running value)"
-                    );
-                }
-                self.pipelines.send_replace(Arc::new(pipeline));
-                let since_change = match trigger {
-                    Trigger::Change { seen } => seen.elapsed().as_millis(),
-                    Trigger::Signal => started.elapsed().as_millis(),
-                };
-                let resolved = std::mem::take(&mut self.failures);
-                info!(
-                    build_ms = started.elapsed().as_millis(),
-                    since_change_ms = since_change,
-                    "config reloaded{}",
-                    if resolved > 0 {
-                        format!(" (after {resolved} failed reload(s), now resolved)")
-                    } else {
-                        String::new()
-                    }
-                );
-                self.running = Arc::new(config);
-                true
-            }
-            Err(problems) => {
-                self.failed(&problems);
-                false
-            }
+        let (config, pipeline, warnings) = match built {
+            Ok(built) => built,
+            Err(problems) => return Reloaded::Refused { problems },
+        };
+        if let Some(reason) = accident(&self.running, &config) {
+            return Reloaded::Refused {
+                problems: vec![format!(
+                    "{}: {reason}; not applied (restart jobhook to apply it on purpose)",
+                    config.file.display()
+                )],
+            };
         }
+        for warning in warnings {
+            warn!("{warning}");
+        }
+        for key in restart_needed(&self.started, &config) {
+            warn!("{key} changed; it takes effect at the next restart (keeping the running value)");
+        }
+        self.pipelines.send_replace(Arc::new(pipeline));
+        let since_change = match trigger {
+            Trigger::Change { seen } => seen.elapsed().as_millis(),
+            Trigger::Signal => started.elapsed().as_millis(),
+        };
+        let resolved = std::mem::take(&mut self.failures);
+        info!(
+            build_ms = started.elapsed().as_millis(),
+            since_change_ms = since_change,
+            "config reloaded{}",
+            if resolved > 0 {
+                format!(" (after {resolved} failed reload(s), now resolved)")
+            } else {
+                String::new()
+            }
+        );
+        self.running = Arc::new(config);
+        Reloaded::Applied
     }
 
     fn failed(&mut self, problems: &[String]) {

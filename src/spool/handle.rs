@@ -14,6 +14,7 @@ use super::progress::Recorder;
 use super::protocol::{Accepted, Message, Rejection};
 use super::sqlite::{self, Fsync, Store};
 use crate::event::Event;
+use crate::lifecycle::Heartbeat;
 
 /// Settings the spool works by.
 #[derive(Debug, Clone, Copy)]
@@ -56,10 +57,16 @@ pub enum StartError {
 
 impl Spool {
     /// Resumes what `store` holds and starts the backend's thread, which
-    /// hands committed and due events to `lanes`.
-    pub fn start(store: Store, limits: Limits, lanes: Lanes) -> Result<Spool, StartError> {
+    /// hands committed and due events to `lanes` and beats `heartbeat` each
+    /// time round its loop (a watchdog reads it).
+    pub fn start(
+        store: Store,
+        limits: Limits,
+        lanes: Lanes,
+        heartbeat: Heartbeat,
+    ) -> Result<Spool, StartError> {
         let (sender, receiver) = mpsc::channel();
-        let thread = sqlite::start(store, limits, lanes, receiver)?;
+        let thread = sqlite::start(store, limits, lanes, receiver, heartbeat)?;
         Ok(Spool {
             sender,
             thread: Some(thread),

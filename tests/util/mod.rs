@@ -29,6 +29,8 @@ pub struct Daemon {
     child: Option<Child>,
     /// A command the daemon is run under (`prlimit …`), if any.
     wrapper: Vec<String>,
+    /// Environment variables set for the daemon (beside `JOBHOOK_LOG`).
+    env: Vec<(String, String)>,
 }
 
 /// Writes `handlers.toml` into a fresh temp dir, with `[daemon] socket` set
@@ -68,6 +70,16 @@ impl Daemon {
     /// Starts like [`Daemon::start_with`], with the binary run by the
     /// command `wrapper` (e.g. `["prlimit", "--fsize=1000"]`).
     pub fn start_under(wrapper: &[&str], config: &str, files: &[(&str, &str)]) -> Daemon {
+        Daemon::start_in(wrapper, &[], config, files)
+    }
+
+    /// Starts like [`Daemon::start_under`], with the variables `env` set.
+    pub fn start_in(
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+        config: &str,
+        files: &[(&str, &str)],
+    ) -> Daemon {
         let (dir, config) = config_dir(config);
         write_files(dir.path(), files);
         let socket = dir.path().join("run/jobhook.sock");
@@ -77,6 +89,10 @@ impl Daemon {
             socket,
             child: None,
             wrapper: wrapper.iter().map(|arg| arg.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
         };
         daemon.spawn();
         daemon
@@ -106,6 +122,7 @@ impl Daemon {
             .args(["run", "-c"])
             .arg(&self.config)
             .env("JOBHOOK_LOG", "info")
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -24,6 +24,7 @@ pub use store::{Fsync, OpenError, Store};
 use super::dead_letters::{BackendError, DeadLetter, DeadLetters, Marked, ReplayError};
 use super::protocol::{DeadLetterId, Message, millis, now_ms};
 use super::{Lanes, Limits, StartError};
+use crate::lifecycle::Heartbeat;
 
 /// Resumes what `store` holds and starts the spool's thread, which takes
 /// its messages from `messages`.
@@ -32,11 +33,12 @@ pub(super) fn start(
     limits: Limits,
     lanes: Lanes,
     messages: mpsc::Receiver<Message>,
+    heartbeat: Heartbeat,
 ) -> Result<JoinHandle<()>, StartError> {
     let spool = thread::SpoolThread::resume(store, limits, lanes)?;
     std::thread::Builder::new()
         .name("spool".to_owned())
-        .spawn(move || spool.run(&messages))
+        .spawn(move || spool.run(&messages, &heartbeat))
         .map_err(StartError::Thread)
 }
 

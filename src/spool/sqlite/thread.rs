@@ -20,6 +20,7 @@ use super::dedupe::Dedupe;
 use super::levels::Level;
 use super::store::{self, Fsync, Store};
 use crate::event::Event;
+use crate::lifecycle::Heartbeat;
 use crate::spool::StartError;
 use crate::spool::protocol::{Message, Receipt, Rejection, Work, now_ms};
 use crate::spool::{Lanes, Limits};
@@ -89,13 +90,15 @@ impl SpoolThread {
         Ok(thread)
     }
 
-    pub(super) fn run(mut self, receiver: &mpsc::Receiver<Message>) {
+    /// Runs until stopped, beating `heartbeat` each time round.
+    pub(super) fn run(mut self, receiver: &mpsc::Receiver<Message>, heartbeat: &Heartbeat) {
         let mut housekeeping = Instant::now();
         // With `fsync = "always"` a second new event waits for the next commit.
         let mut held: Option<Message> = None;
         // Reused from batch to batch.
         let mut batch: Vec<Message> = Vec::new();
         loop {
+            heartbeat.beat();
             let first = match held.take() {
                 Some(message) => Some(message),
                 None => match receiver.recv_timeout(self.next_wake(housekeeping)) {
@@ -312,7 +315,7 @@ mod tests {
         let open = || Store::open(dir.path(), Fsync::Never).unwrap();
         // Twenty events of one job accepted, never handled.
         let (lanes, unhandled) = Lanes::new(1);
-        let spool = Spool::start(open(), limits(100), lanes).unwrap();
+        let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
         for i in 0..20 {
             assert!(submit(&spool, &format!("old{i}")).await.is_ok());
         }
@@ -320,7 +323,7 @@ mod tests {
         drop(unhandled);
 
         let (lanes, mut receivers) = Lanes::new(1);
-        let spool = Arc::new(Spool::start(open(), limits(5), lanes).unwrap());
+        let spool = Arc::new(Spool::start(open(), limits(5), lanes, Heartbeat::default()).unwrap());
         let lane = &mut receivers[0];
         let recorder = spool.recorder();
         let mut newer = None;
