@@ -165,10 +165,9 @@ fn keep_freed_c_memory() {
 /// Opens the ingest endpoint named by the config.
 pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
     #[cfg(unix)]
-    let endpoint = config.daemon.socket.as_path();
+    return Listener::bind(&config.daemon.socket, config.daemon.socket_mode.0);
     #[cfg(windows)]
-    let endpoint = config.daemon.pipe.as_str();
-    Listener::bind(endpoint, config.daemon.socket_mode.0)
+    return Listener::bind(&config.daemon.pipe, &config.daemon.pipe_clients);
 }
 
 /// Runs until `shutdown` fires, then stops in order. `hangups` are SIGHUPs

@@ -169,6 +169,20 @@ mod tests {
     }
 
     #[test]
+    fn the_part_silent_longer_than_the_limit_is_stuck_and_one_not_started_is_not() {
+        let supervision = Supervision::default();
+        assert_eq!(supervision.stuck(Duration::ZERO), None);
+        supervision.spool.beat();
+        supervision.runtime.beat();
+        std::thread::sleep(Duration::from_millis(30));
+        supervision.runtime.beat();
+        assert_eq!(supervision.stuck(Duration::from_secs(5)), None);
+        let (part, silent) = supervision.stuck(Duration::from_millis(20)).expect("stuck");
+        assert_eq!(part, "the spool thread");
+        assert!(silent >= Duration::from_millis(30), "{silent:?}");
+    }
+
+    #[test]
     fn a_heartbeat_has_no_age_until_it_beats_and_clones_share_it() {
         let heartbeat = Heartbeat::default();
         assert_eq!(heartbeat.age(), None);

@@ -43,6 +43,11 @@ pub struct DaemonSettings {
     pub socket_mode: FileMode,
     /// Windows named pipe that clients write events to. Default `\\.\pipe\jobhook`.
     pub pipe: String,
+    /// Windows: the accounts that may write events to the pipe (`DOMAIN\name`,
+    /// a local name, `NT SERVICE\name`, or a SID), beside SYSTEM,
+    /// Administrators and the account jobhook runs as. Remote clients are
+    /// always refused. Default none.
+    pub pipe_clients: Vec<String>,
     /// Folder of Lua scripts: `lua_script` paths and `require` resolve here,
     /// and drop-in handlers are found here. Relative to the config file's
     /// directory unless absolute. Default `"scripts"`.
@@ -112,6 +117,7 @@ impl Default for DaemonSettings {
             socket: PathBuf::from("/run/jobhook/jobhook.sock"),
             socket_mode: FileMode(0o660),
             pipe: r"\\.\pipe\jobhook".to_owned(),
+            pipe_clients: Vec::new(),
             scripts_dir: PathBuf::from("scripts"),
             workers: 0,
             max_event_bytes: Bytes(1 << 20),

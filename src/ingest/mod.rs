@@ -6,6 +6,8 @@
 
 mod connection;
 mod framing;
+#[cfg(windows)]
+mod pipe_access;
 mod slots;
 #[cfg(unix)]
 mod unix;

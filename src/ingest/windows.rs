@@ -1,4 +1,5 @@
-//! The Windows named pipe. Same protocol and limits as the Unix socket.
+//! The Windows named pipe. Same protocol and limits as the Unix socket;
+//! every instance carries the same [`PipeAccess`] (who may connect).
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::pipe_access::PipeAccess;
 use super::slots::Slots;
 use super::{BindError, Limits, connection};
 use crate::spool::Queue;
@@ -14,27 +16,44 @@ use crate::spool::Queue;
 /// A named pipe with one instance waiting for the next client.
 pub struct Listener {
     name: String,
+    access: PipeAccess,
     waiting: NamedPipeServer,
 }
 
+/// Creates an instance of the pipe `name` that `access` admits.
+fn instance(
+    options: &ServerOptions,
+    name: &str,
+    access: &PipeAccess,
+) -> std::io::Result<NamedPipeServer> {
+    // SAFETY: `access` outlives the call and holds a valid descriptor.
+    unsafe { options.create_with_security_attributes_raw(name, access.attributes()) }
+}
+
 impl Listener {
-    /// Creates the first instance of the pipe; fails if another process owns
-    /// the name. (`_mode` applies to Unix sockets only.)
-    pub fn bind(name: &str, _mode: u32) -> Result<Listener, BindError> {
-        let waiting = ServerOptions::new()
-            .first_pipe_instance(true)
-            .create(name)
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::PermissionDenied => BindError::InUse {
-                    path: name.to_owned(),
-                },
-                _ => BindError::Io {
-                    path: name.to_owned(),
-                    source,
-                },
-            })?;
+    /// Creates the first instance of the pipe, which only `clients` (with
+    /// SYSTEM, Administrators and the daemon's own account) may open; fails
+    /// if another process owns the name.
+    pub fn bind(name: &str, clients: &[String]) -> Result<Listener, BindError> {
+        let io_error = |source| BindError::Io {
+            path: name.to_owned(),
+            source,
+        };
+        let access = PipeAccess::new(clients).map_err(io_error)?;
+        let waiting = instance(
+            ServerOptions::new().first_pipe_instance(true),
+            name,
+            &access,
+        )
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied => BindError::InUse {
+                path: name.to_owned(),
+            },
+            _ => io_error(source),
+        })?;
         Ok(Listener {
             name: name.to_owned(),
+            access,
             waiting,
         })
     }
@@ -54,7 +73,7 @@ impl Listener {
             }
             // Create the next instance before serving this one, so a client
             // arriving meanwhile finds the pipe.
-            let next = match ServerOptions::new().create(&self.name) {
+            let next = match instance(&ServerOptions::new(), &self.name, &self.access) {
                 Ok(next) => next,
                 Err(err) => {
                     warn!(error = %err, "cannot create the next pipe instance");

@@ -41,7 +41,7 @@ fn compared(running: &Config, new: &Config) -> Vec<(&'static str, bool)> {
     }
     let (daemon, next) = (&running.daemon, &new.daemon);
     let daemon_keys = compared!("daemon", daemon, next;
-        socket, socket_mode, pipe, workers, max_event_bytes, max_connections, idle_timeout,
+        socket, socket_mode, pipe, pipe_clients, workers, max_event_bytes, max_connections, idle_timeout,
         stall_timeout, queue_capacity, shutdown_timeout, spool_dir, fsync, max_spool_bytes,
         dedupe_window, max_dedupe_bytes,
     );
