@@ -43,7 +43,8 @@ const FINAL_COMMIT: Duration = Duration::from_secs(15);
 /// The config file `run` was given: the service main (called by the
 /// service manager's dispatcher, without our arguments) reads it here.
 static CONFIG: OnceLock<PathBuf> = OnceLock::new();
-/// The daemon's exit code, for `run` to return once the dispatcher does.
+/// Whether the service's daemon failed, for `run` to return once the
+/// dispatcher does.
 static FAILED: AtomicBool = AtomicBool::new(false);
 
 /// `jobhook run`: as the service when the service manager started it, else
@@ -151,13 +152,12 @@ impl Status {
         let status = ServiceStatus {
             service_type: ServiceType::OWN_PROCESS,
             current_state: state,
-            // A stop (or the system's shutdown) is accepted while starting
-            // and running.
-            controls_accepted: match state {
-                ServiceState::Running | ServiceState::StartPending => {
-                    ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
-                }
-                _ => ServiceControlAccept::empty(),
+            // Stop and the system's shutdown, once running (the service
+            // manager sends no control to a pending service anyway).
+            controls_accepted: if state == ServiceState::Running {
+                ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
+            } else {
+                ServiceControlAccept::empty()
             },
             exit_code,
             checkpoint: next,
