@@ -18,6 +18,15 @@ const UNIT: &str = "etc/systemd/system/jobhook.service";
 const SYSUSERS: &str = "etc/sysusers.d/jobhook.conf";
 const TMPFILES: &str = "etc/tmpfiles.d/jobhook.conf";
 const CONFIG: &str = "etc/jobhook/handlers.toml";
+/// What install writes only where there is no config yet, and uninstall
+/// never removes.
+const OPERATORS: [&str; 5] = [
+    CONFIG,
+    "etc/jobhook/scripts/_history.lua",
+    "etc/jobhook/scripts/chat_message.lua",
+    "etc/jobhook/scripts/enrich.lua",
+    "etc/jobhook/scripts/route_failures.lua",
+];
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -78,24 +87,18 @@ fn snapshot(root: &Path) -> BTreeMap<String, (Vec<u8>, u32, SystemTime)> {
     files
 }
 
+fn names<T>(files: &BTreeMap<String, T>) -> Vec<&str> {
+    files.keys().map(String::as_str).collect()
+}
+
 #[test]
 fn install_writes_the_service_files_once_and_uninstall_keeps_config_and_spool() {
     let root = tempfile::tempdir().unwrap();
     succeeded(&service(&["install"], root.path()));
     let written = snapshot(root.path());
-    let names: Vec<&str> = written.keys().map(String::as_str).collect();
     assert_eq!(
-        names,
-        [
-            CONFIG,
-            "etc/jobhook/scripts/_history.lua",
-            "etc/jobhook/scripts/chat_message.lua",
-            "etc/jobhook/scripts/enrich.lua",
-            "etc/jobhook/scripts/route_failures.lua",
-            UNIT,
-            SYSUSERS,
-            TMPFILES,
-        ]
+        names(&written),
+        [&OPERATORS[..], &[UNIT, SYSUSERS, TMPFILES]].concat()
     );
     // The packaged files, but for the binary the unit names: this one.
     let binary = Path::new(BIN).canonicalize().unwrap();
@@ -138,17 +141,9 @@ fn install_writes_the_service_files_once_and_uninstall_keeps_config_and_spool() 
     std::fs::write(root.path().join("var/lib/jobhook/spool/spool.db"), "events").unwrap();
     succeeded(&service(&["uninstall"], root.path()));
     let left = snapshot(root.path());
-    let names: Vec<&str> = left.keys().map(String::as_str).collect();
     assert_eq!(
-        names,
-        [
-            CONFIG,
-            "etc/jobhook/scripts/_history.lua",
-            "etc/jobhook/scripts/chat_message.lua",
-            "etc/jobhook/scripts/enrich.lua",
-            "etc/jobhook/scripts/route_failures.lua",
-            "var/lib/jobhook/spool/spool.db",
-        ]
+        names(&left),
+        [&OPERATORS[..], &["var/lib/jobhook/spool/spool.db"]].concat()
     );
     succeeded(&service(&["uninstall"], root.path()));
 }
