@@ -3,6 +3,8 @@
 //! whatever `workers` is; the adaptive limit backs off from an endpoint
 //! that is overloaded; events of one job stay in order.
 
+#![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
+
 mod util;
 
 use std::collections::HashMap;
