@@ -26,6 +26,7 @@ pub use windows::Listener;
 pub enum BindError {
     #[error("{path}: another jobhook is already listening there")]
     InUse { path: String },
+    #[cfg(unix)]
     #[error("{path} is {kind}, not a socket; refusing to replace it (check `[daemon] socket`)")]
     NotASocket { path: String, kind: &'static str },
     #[error("cannot listen on {path}: {source}")]
