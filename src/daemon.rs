@@ -33,6 +33,9 @@ use crate::{logging, reload, worker};
 
 /// How often the runtime's heartbeat is beaten.
 const RUNTIME_BEAT: Duration = Duration::from_secs(1);
+/// What a supervisor is told to allow, after `shutdown_timeout`, for the
+/// spool's last commit.
+const LAST_COMMIT: Duration = Duration::from_secs(15);
 
 /// `jobhook run`, from the config file to the exit code (SPEC §1: 0 clean
 /// stop, 1 bad config, 2 cannot bind), in a console and as a service alike.
@@ -230,7 +233,7 @@ pub async fn run(
     observers.ready();
     tokio::spawn({
         let (observers, shutdown) = (observers.clone(), shutdown.clone());
-        let within = daemon.shutdown_timeout.0;
+        let within = daemon.shutdown_timeout.0 + LAST_COMMIT;
         async move {
             shutdown.cancelled().await;
             observers.stopping(within);

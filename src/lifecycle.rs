@@ -37,8 +37,8 @@ pub trait Observer: Send + Sync {
     /// A reload ended; events keep being accepted whatever the outcome.
     fn reloaded(&self, _outcome: &Reloaded) {}
     /// Once, when a stop begins: no new events are accepted, those accepted
-    /// are given `within` (`shutdown_timeout`) to finish; the stop then
-    /// takes only the spool's last commit.
+    /// are given `shutdown_timeout` to finish, then the spool commits what
+    /// is left; the whole stop should be over `within`.
     fn stopping(&self, _within: Duration) {}
 }
 

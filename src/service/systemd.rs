@@ -17,9 +17,6 @@ use crate::lifecycle::{Observer, Observers, Reloaded, Supervision};
 /// least once a second while idle, the runtime's heartbeat once a second.
 const SILENT_LIMIT: Duration = Duration::from_secs(3);
 
-/// Time allowed for the spool's last commit after `shutdown_timeout`.
-const FINAL_COMMIT: Duration = Duration::from_secs(15);
-
 /// What the daemon reports to systemd, if systemd started it: a notifier,
 /// and a watchdog thread if `WatchdogSec=` is set.
 pub fn supervision() -> Supervision {
@@ -35,8 +32,11 @@ pub fn supervision() -> Supervision {
         let spawned = std::thread::Builder::new()
             .name("watchdog".to_owned())
             .spawn(move || watchdog(&watched, timeout));
+        // Before the log is set up: straight to stderr (the journal).
         if let Err(err) = spawned {
-            error!("cannot start the watchdog thread: {err}; systemd will restart jobhook");
+            eprintln!(
+                "jobhook: cannot start the watchdog thread: {err}; systemd will restart jobhook"
+            );
         }
     }
     supervision
@@ -76,11 +76,10 @@ impl Observer for Notifier {
 
     fn stopping(&self, within: Duration) {
         // A shutdown_timeout longer than the unit's TimeoutStopSec= is
-        // honoured: systemd waits that long (and the last commit's) first.
-        let extended = within + FINAL_COMMIT;
+        // honoured: systemd waits for the whole stop.
         notify(&[
             NotifyState::Stopping,
-            NotifyState::ExtendTimeoutUsec(u32::try_from(extended.as_micros()).unwrap_or(u32::MAX)),
+            NotifyState::ExtendTimeoutUsec(u32::try_from(within.as_micros()).unwrap_or(u32::MAX)),
             NotifyState::Status("stopping: finishing accepted events"),
         ]);
     }

@@ -37,8 +37,6 @@ const START_HINT: Duration = Duration::from_secs(30);
 /// How often a stop in progress is reported, each time with the next
 /// checkpoint: the service manager waits as long as they keep coming.
 const STOP_REPORT: Duration = Duration::from_secs(5);
-/// Time allowed for the spool's last commit after `shutdown_timeout`.
-const FINAL_COMMIT: Duration = Duration::from_secs(15);
 
 /// The config file `run` was given: the service main (called by the
 /// service manager's dispatcher, without our arguments) reads it here.
@@ -179,11 +177,11 @@ impl Observer for Status {
     }
 
     /// Reports `StopPending` now and then every [`STOP_REPORT`] with a new
-    /// checkpoint, for as long as the stop may take (`within`, then the
-    /// last commit); past that the service manager may judge it hung.
+    /// checkpoint, for as long as the stop may take (`within`); past that
+    /// the service manager may judge it hung.
     fn stopping(&self, within: Duration) {
         let status = self.clone();
-        let reports = (within + FINAL_COMMIT).as_secs() / STOP_REPORT.as_secs() + 1;
+        let reports = within.as_secs() / STOP_REPORT.as_secs() + 1;
         std::thread::spawn(move || {
             for _ in 0..reports {
                 status.report(ServiceState::StopPending, STOP_REPORT * 2);
