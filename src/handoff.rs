@@ -11,9 +11,10 @@
 //! how long the item under way has been running, and the thread — once it
 //! gets back, if ever — starts none of the remaining items.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 /// The last sign of progress of one thread, over every batch handed to it:
@@ -28,11 +29,11 @@ impl Pulse {
     }
 
     fn beat(&self) {
-        *lock(&self.0) = Instant::now();
+        *self.0.lock() = Instant::now();
     }
 
     fn last(&self) -> Instant {
-        *lock(&self.0)
+        *self.0.lock()
     }
 }
 
@@ -83,7 +84,7 @@ impl<R> Progress<R> {
     /// Marks the start of the next item; false once the caller gave up (the
     /// item must not be started).
     pub fn begin(&self) -> bool {
-        let shared = lock(&self.shared);
+        let shared = self.shared.lock();
         if shared.given_up {
             return false;
         }
@@ -93,7 +94,7 @@ impl<R> Progress<R> {
 
     /// The result of the item begun last.
     pub fn end(&self, result: R) {
-        lock(&self.shared).results.push(result);
+        self.shared.lock().results.push(result);
     }
 }
 
@@ -118,7 +119,7 @@ impl<R> Waiting<R> {
     /// has started no item for longer than `patience`.
     pub async fn outcome(mut self, patience: Duration) -> Outcome<R> {
         loop {
-            let since = lock(&self.shared).since();
+            let since = self.shared.lock().since();
             let deadline = tokio::time::Instant::from_std(since + patience);
             if tokio::time::timeout_at(deadline, &mut self.finished)
                 .await
@@ -128,7 +129,7 @@ impl<R> Waiting<R> {
             }
             // Checked and given up under one lock: an item the thread starts
             // meanwhile is either seen here or never started.
-            let mut shared = lock(&self.shared);
+            let mut shared = self.shared.lock();
             let stalled = shared.since().elapsed();
             if stalled >= patience {
                 shared.given_up = true;
@@ -141,7 +142,7 @@ impl<R> Waiting<R> {
     }
 
     fn take(&self, stuck: Option<Duration>) -> Outcome<R> {
-        let mut shared = lock(&self.shared);
+        let mut shared = self.shared.lock();
         shared.given_up = true;
         Outcome {
             results: std::mem::take(&mut shared.results),
@@ -152,16 +153,8 @@ impl<R> Waiting<R> {
 
 impl<R> Drop for Waiting<R> {
     fn drop(&mut self) {
-        lock(&self.shared).given_up = true;
+        self.shared.lock().given_up = true;
     }
-}
-
-/// Locks a mutex whose holder may have panicked (every holder leaves the
-/// data consistent between statements).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@
 //! chain.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -79,7 +80,7 @@ pub async fn work(
                 break 'lane;
             }
             if let Some(job) = job {
-                shared.lock_jobs().insert(job, VecDeque::new());
+                shared.jobs.lock().insert(job, VecDeque::new());
             }
             tasks.spawn(shared.clone().run_job(work));
         }
@@ -103,7 +104,7 @@ impl Shared {
         let Some(job) = work.event.job_id() else {
             return Some(work);
         };
-        match self.lock_jobs().get_mut(&job) {
+        match self.jobs.lock().get_mut(&job) {
             Some(queue) => {
                 queue.push_back(work);
                 None
@@ -149,7 +150,7 @@ impl Shared {
                 return;
             }
             next = job.and_then(|job| {
-                let mut jobs = self.lock_jobs();
+                let mut jobs = self.jobs.lock();
                 let next = jobs.get_mut(&job).and_then(VecDeque::pop_front);
                 if next.is_none() {
                     jobs.remove(&job);
@@ -161,12 +162,6 @@ impl Shared {
                 next
             });
         }
-    }
-
-    fn lock_jobs(&self) -> MutexGuard<'_, HashMap<Uuid, VecDeque<Work>>> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -185,7 +180,7 @@ impl Drop for Leaving {
         if self.emptied {
             return;
         }
-        let queued = self.shared.lock_jobs().remove(&self.job);
+        let queued = self.shared.jobs.lock().remove(&self.job);
         for work in queued.into_iter().flatten() {
             not_handled(&work);
         }

@@ -10,9 +10,10 @@
 //! [`DECREASE`]; one that used the whole limit with answers as fast as
 //! before raises it (doubling until the first trouble, then by one).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::debug;
@@ -137,7 +138,7 @@ impl Limiter {
     /// Waits for room for one more request.
     pub async fn acquire(&self) -> Permit<'_> {
         let permit = self.permits.clone().acquire_owned().await.ok();
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         state.in_flight += 1;
         if state.in_flight >= state.limit {
             state.window.full = true;
@@ -152,18 +153,12 @@ impl Limiter {
     /// show; the tests read it today).
     #[cfg(test)]
     pub fn load(&self) -> (usize, usize) {
-        let state = self.lock();
+        let state = self.state.lock();
         (state.limit, state.in_flight)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn release(&self, permit: Option<OwnedSemaphorePermit>, signal: Option<Signal>) {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         state.in_flight -= 1;
         if let Some(permit) = permit
             && state.owed > 0

@@ -17,9 +17,10 @@
 //! thread and no worker for more than one `timeout`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::open_files::{FileError, OpenFiles};
@@ -155,7 +156,7 @@ impl Writer {
 
     /// The running thread, started if there is none.
     fn thread(&self, path: &Arc<Path>) -> Result<Thread, WriteError> {
-        let mut slot = lock(&self.thread);
+        let mut slot = self.thread.lock();
         if let Some(thread) = slot.as_ref().filter(|thread| !thread.writes.is_closed()) {
             return Ok(thread.clone());
         }
@@ -185,7 +186,7 @@ impl Writer {
 impl Thread {
     /// The operation under way, if it has been for longer than `patience`.
     fn not_finished(&self, patience: Duration) -> Option<WriteError> {
-        let busy = lock(&self.busy);
+        let busy = self.busy.lock();
         let busy = busy.as_ref()?;
         let under_way = busy.since.elapsed();
         (under_way > patience).then(|| WriteError::NotFinished {
@@ -218,24 +219,16 @@ fn run(mut writes: mpsc::Receiver<Write>, busy: &Mutex<Option<Busy>>) {
                 together.extend_from_slice(&next);
                 count += 1;
             }
-            *lock(busy) = Some(Busy {
+            *busy.lock() = Some(Busy {
                 path: path.clone(),
                 since: Instant::now(),
             });
             let written = files.append(&path, &together);
-            *lock(busy) = None;
+            *busy.lock() = None;
             for _ in 1..count {
                 progress.end(written.as_ref().map_err(FileError::again).copied());
             }
             progress.end(written);
         }
     }
-}
-
-/// Locks a mutex whose holder may have panicked (the data stays usable:
-/// every holder leaves it consistent between statements).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
