@@ -22,10 +22,29 @@ pub enum ReadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} is not a regular file (it is {kind})", path.display())]
-    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(transparent)]
+    NotRegular(#[from] NotRegular),
     #[error("{} is larger than {limit} bytes", path.display())]
     TooLarge { path: PathBuf, limit: u64 },
+}
+
+/// A path that names something other than a regular file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} is not a regular file (it is {kind})", path.display())]
+pub struct NotRegular {
+    pub path: PathBuf,
+    pub kind: &'static str,
+}
+
+/// Refuses `path` unless `metadata` (of it) says it is a regular file.
+pub(crate) fn require_regular(path: &Path, metadata: &std::fs::Metadata) -> Result<(), NotRegular> {
+    match metadata.is_file() {
+        true => Ok(()),
+        false => Err(NotRegular {
+            path: path.to_owned(),
+            kind: kind_of(&metadata.file_type()),
+        }),
+    }
 }
 
 /// Reads the regular file at `path` (following symlinks), refusing anything
@@ -37,12 +56,7 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     };
     let file = open_without_blocking(path).map_err(io)?;
     let metadata = file.metadata().map_err(io)?;
-    if !metadata.is_file() {
-        return Err(ReadError::NotRegular {
-            path: path.to_owned(),
-            kind: kind_of(&metadata.file_type()),
-        });
-    }
+    require_regular(path, &metadata)?;
     let too_large = || ReadError::TooLarge {
         path: path.to_owned(),
         limit,

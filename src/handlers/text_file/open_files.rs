@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::whole_line;
-use crate::config::read::kind_of;
+use crate::config::read::{NotRegular, require_regular};
 
 /// How often an open file is checked for having been rotated away.
 const ROTATION_CHECK: Duration = Duration::from_secs(1);
@@ -31,8 +31,8 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} is not a regular file (it is {kind})", path.display())]
-    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(transparent)]
+    NotRegular(#[from] NotRegular),
 }
 
 impl FileError {
@@ -43,10 +43,7 @@ impl FileError {
                 path: path.clone(),
                 source: std::io::Error::new(source.kind(), source.to_string()),
             },
-            FileError::NotRegular { path, kind } => FileError::NotRegular {
-                path: path.clone(),
-                kind,
-            },
+            FileError::NotRegular(not_regular) => FileError::NotRegular(not_regular.clone()),
         }
     }
 }
@@ -135,15 +132,8 @@ fn open_append(path: &Path) -> Result<File, FileError> {
         path: path.to_owned(),
         source,
     };
-    let refuse_other_than_a_file = |metadata: std::fs::Metadata| match metadata.is_file() {
-        true => Ok(()),
-        false => Err(FileError::NotRegular {
-            path: path.to_owned(),
-            kind: kind_of(&metadata.file_type()),
-        }),
-    };
     if let Ok(metadata) = std::fs::metadata(path) {
-        refuse_other_than_a_file(metadata)?;
+        require_regular(path, &metadata)?;
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
@@ -156,7 +146,7 @@ fn open_append(path: &Path) -> Result<File, FileError> {
         options.custom_flags(libc::O_NONBLOCK);
     }
     let file = options.open(path).map_err(io)?;
-    refuse_other_than_a_file(file.metadata().map_err(io)?)?;
+    require_regular(path, &file.metadata().map_err(io)?)?;
     Ok(file)
 }
 
