@@ -67,6 +67,16 @@ struct Shared<R> {
 }
 
 impl<R> Shared<R> {
+    /// Ends the batch for the thread (no item starts after this) and takes
+    /// the results so far.
+    fn give_up(&mut self, stuck: Option<Duration>) -> Outcome<R> {
+        self.given_up = true;
+        Outcome {
+            results: std::mem::take(&mut self.results),
+            stuck,
+        }
+    }
+
     /// The last sign of progress that counts for this batch.
     fn since(&self) -> Instant {
         self.handed_over.max(self.pulse.last())
@@ -125,28 +135,15 @@ impl<R> Waiting<R> {
                 .await
                 .is_ok()
             {
-                return self.take(None);
+                return self.shared.lock().give_up(None);
             }
             // Checked and given up under one lock: an item the thread starts
             // meanwhile is either seen here or never started.
             let mut shared = self.shared.lock();
             let stalled = shared.since().elapsed();
             if stalled >= patience {
-                shared.given_up = true;
-                return Outcome {
-                    results: std::mem::take(&mut shared.results),
-                    stuck: Some(stalled),
-                };
+                return shared.give_up(Some(stalled));
             }
-        }
-    }
-
-    fn take(&self, stuck: Option<Duration>) -> Outcome<R> {
-        let mut shared = self.shared.lock();
-        shared.given_up = true;
-        Outcome {
-            results: std::mem::take(&mut shared.results),
-            stuck,
         }
     }
 }

@@ -3,9 +3,10 @@
 //! A [`Pipeline`] is built complete from a valid config (every handler ready)
 //! before it is used, so a bad config never leaves half a pipeline running.
 //! Each handler's attempts and retries are run the same way for every
-//! library ([`Stage`]), with its `timeout` handed to `Handler::handle`
-//! (which knows what part of an attempt it bounds); the handler's error
-//! says whether a retry may help.
+//! library ([`Stage`]), with its `timeout` handed to `Handler::handle_many`
+//! (which knows what part of an attempt it bounds, for each event); the
+//! handler's error says whether a retry may help. Running events through a
+//! chain, in groups, is `run.rs`.
 
 mod filter;
 mod leftover;

@@ -136,7 +136,7 @@ impl Handler {
         let timeout = section.common.timeout.0;
         match &section.library {
             LibrarySettings::TextFile(settings) => Ok(Handler::TextFile(
-                text_file::TextFileHandler::new(settings, context.dir, timeout)?,
+                text_file::TextFileHandler::new(settings, context.dir)?,
             )),
             LibrarySettings::Http(settings) => http::HttpHandler::new(settings, context.http())
                 .map(|handler| Handler::Http(Box::new(handler)))

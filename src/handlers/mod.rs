@@ -60,7 +60,7 @@ impl Handler {
                 results
             }
             Handler::TextFile(handler) => handler
-                .handle_many(events)
+                .handle_many(events, timeout)
                 .await
                 .into_iter()
                 .map(|result| result.map(|()| None))

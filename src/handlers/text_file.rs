@@ -35,9 +35,6 @@ pub enum SettingsError {
 pub struct TextFileHandler {
     path: FilePath,
     line: Line,
-    /// The handler's `timeout`: a write under way for longer makes later
-    /// attempts fail at once.
-    timeout: Duration,
     writer: Writer,
 }
 
@@ -56,11 +53,7 @@ enum Line {
 }
 
 impl TextFileHandler {
-    pub fn new(
-        settings: &Settings,
-        config_dir: &Path,
-        timeout: Duration,
-    ) -> Result<Self, SettingsError> {
+    pub fn new(settings: &Settings, config_dir: &Path) -> Result<Self, SettingsError> {
         let line = match (settings.format, &settings.template) {
             (Format::Json, None) => Line::Json,
             (Format::Json, Some(_)) => {
@@ -84,19 +77,23 @@ impl TextFileHandler {
         Ok(TextFileHandler {
             path,
             line,
-            timeout,
             writer: Writer::default(),
         })
     }
 
     /// Appends one line per event, in order; an event's write is given up
-    /// once it has been under way for the handler's `timeout`.
-    pub async fn handle_many(&self, events: &[&Event]) -> Vec<Result<(), HandlerError>> {
+    /// once it has been under way for `timeout` (and while one has, later
+    /// attempts fail at once).
+    pub async fn handle_many(
+        &self,
+        events: &[&Event],
+        timeout: Duration,
+    ) -> Vec<Result<(), HandlerError>> {
         let lines = events
             .iter()
             .map(|event| (self.path(event), self.line(event)))
             .collect();
-        let Appended { written, rest } = self.writer.append_many(lines, self.timeout).await;
+        let Appended { written, rest } = self.writer.append_many(lines, timeout).await;
         let mut results: Vec<Result<(), HandlerError>> = written
             .into_iter()
             .map(|result| result.map_err(|err| HandlerError::retryable(error_chain(&err))))
@@ -145,12 +142,15 @@ mod tests {
     }
 
     async fn handle(h: &TextFileHandler, event: &Event) -> Result<(), HandlerError> {
-        h.handle_many(&[event]).await.pop().unwrap()
+        h.handle_many(&[event], Duration::from_secs(5))
+            .await
+            .pop()
+            .unwrap()
     }
 
     fn handler(dir: &Path, toml: &str) -> TextFileHandler {
         let settings: Settings = toml::from_str(toml).unwrap();
-        TextFileHandler::new(&settings, dir, Duration::from_secs(5)).unwrap()
+        TextFileHandler::new(&settings, dir).unwrap()
     }
 
     #[tokio::test]
@@ -205,7 +205,7 @@ mod tests {
     fn template_with_json_format_is_a_config_error() {
         let settings: Settings = toml::from_str("file_path = \"a\"\ntemplate = \"{Id}\"").unwrap();
         assert!(
-            TextFileHandler::new(&settings, Path::new("."), Duration::from_secs(1))
+            TextFileHandler::new(&settings, Path::new("."))
                 .unwrap_err()
                 .to_string()
                 .contains("template")
@@ -255,7 +255,9 @@ mod tests {
             .enumerate()
             .map(|(i, kind)| event(&format!(r#"{{"Id":"{i}","JobType":"{kind}"}}"#)))
             .collect();
-        let results = h.handle_many(&events.iter().collect::<Vec<_>>()).await;
+        let results = h
+            .handle_many(&events.iter().collect::<Vec<_>>(), Duration::from_secs(5))
+            .await;
         let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
         assert_eq!(failed, [false, false, true, false]);
         let text = std::fs::read_to_string(dir.path().join("ok/all.log")).unwrap();

@@ -166,11 +166,16 @@ impl ScriptPool {
             }
             return Ok(());
         }
-        called.push(Err(HandlerError::retryable(match outcome.stuck {
+        let error = match outcome.stuck {
             // `Borrowed` counts and logs the state abandoned.
             Some(_) => format!("timed out after {}", humantime::format_duration(patience)),
-            None => describe(&thread_ended()),
-        })));
+            None => {
+                // The thread ended by itself: nothing was given up on.
+                borrowed.thread = None;
+                describe(&thread_ended())
+            }
+        };
+        called.push(Err(HandlerError::retryable(error)));
         Ok(())
     }
 

@@ -1,9 +1,10 @@
 //! The files a writer thread keeps open, and how one is opened.
 //!
-//! Files are opened in append mode and kept open; each line goes out in
-//! one `write` call, so lines stay whole (on local file systems even with
-//! other processes appending too); a write that fails partway is cut off
-//! again ([`whole_line`](super::whole_line)). A file that logrotate moved
+//! Files are opened in append mode and kept open; the lines handed over
+//! for one file in a row go out together, normally in one `write` call, so
+//! lines stay whole (on local file systems even with other processes
+//! appending too); a write that fails partway is cut off again
+//! ([`whole_line`](super::whole_line)). A file that logrotate moved
 //! or deleted is noticed within a second and reopened. Only regular files
 //! are written: a FIFO or a device is refused before it is opened.
 

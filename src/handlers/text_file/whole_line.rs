@@ -9,9 +9,9 @@ use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::path::Path;
 
-/// Writes all of `line` (which ends with a newline) at the end of `file`,
-/// opened for appending at `path`; on failure, nothing of it stays in the
-/// file.
+/// Writes all of `line` (one or more whole lines, ending with a newline) at
+/// the end of `file`, opened for appending at `path`; on failure, nothing
+/// of it stays in the file.
 pub fn append(file: &mut File, path: &Path, line: &[u8]) -> io::Result<()> {
     let mut written = 0;
     while written < line.len() {
