@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo bench --bench load                                   # socket → text file, 4 clients
-//! cargo bench --bench load -- --handler http --workers 64    # socket → HTTP → local sink
+//! cargo bench --bench load -- --handler http --latency 50ms --jobs 10000  # socket → slow HTTP sink
 //! cargo bench --bench load -- --handler lua                  # socket → Lua → text file
 //! cargo bench --bench load -- --fsync never                  # spool commits not synced
 //! cargo bench --bench load -- --rate 10000 --events 100000   # fixed rate: ack latency
