@@ -143,6 +143,8 @@ fn waiting_for_the_ntlm_connection_is_not_the_attempts_time() {
         .collect();
     ids.sort();
     assert_eq!(ids, ["e0", "e1", "e2", "e3", "e4", "e5"], "{log}");
+    // They did queue: one request at a time on the one connection.
+    assert_eq!(server.peak_in_flight(), 1, "{log}");
     assert!(!log.contains("waiting for the server's answer"), "{log}");
     assert!(!log.contains("no retries left"), "{log}");
 }

@@ -175,7 +175,7 @@ fn a_top_level_chunk_runs_under_memory_limit() {
     let bomb = "local a = string.rep('x', 2^30)\nfunction handle() end";
     for (text, files) in [
         (
-            format!("{CHAIN}memory_limit = \"32MiB\"\n"),
+            CHAIN.replace("retries = 0\n", "retries = 0\nmemory_limit = \"32MiB\"\n"),
             vec![("scripts/script.lua", bomb)],
         ),
         (
@@ -191,7 +191,7 @@ fn a_top_level_chunk_runs_under_memory_limit() {
         let output = jobhook(&["check", "-c", config.to_str().unwrap()], None);
         let printed = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(1), "{printed}");
-        assert!(printed.contains("memory"), "{printed}");
+        assert!(printed.contains("memory_limit exceeded"), "{printed}");
     }
 }
 
@@ -364,6 +364,16 @@ fn acks_continue_while_a_script_is_stuck_in_any_way() {
                 .any(|line| line.contains(&format!("\"Id\":\"{id}\"")))
         })
     });
+    // ...after its script had really failed it (not run through).
+    let log = daemon.log();
+    for stuck in ["loop", "tostring", "c-call", "memory"] {
+        assert!(
+            log.lines()
+                .any(|line| line.contains(&format!("id=\"{stuck}\""))
+                    && line.contains("no retries left")),
+            "{stuck} did not fail its attempt:\n{log}"
+        );
+    }
 }
 
 /// Review finding: each call given up on left its thread running, so a
