@@ -41,60 +41,59 @@ impl Pipeline {
             while !rest.is_empty() {
                 let group;
                 (group, rest) = rest.split_at(group_size(chain, rest.len()));
-                ends.extend(self.run_chain(group, spool, stop).await);
+                ends.extend(run_chain(chain, group, spool, stop).await);
             }
         }
         ends
     }
+}
 
-    /// [`Pipeline::run`] for events of one phase.
-    async fn run_chain(
-        &self,
-        works: &[Work],
-        spool: &dyn Progress,
-        stop: &CancellationToken,
-    ) -> Vec<RunEnd> {
-        let chain = self.chain(works[0].event.phase());
-        let mut runs: Vec<Run> = works
-            .iter()
-            .map(|work| Run::start(work, chain, spool))
+/// [`Pipeline::run`] for events of one phase, through its `chain`.
+async fn run_chain(
+    chain: &[Arc<Stage>],
+    works: &[Work],
+    spool: &dyn Progress,
+    stop: &CancellationToken,
+) -> Vec<RunEnd> {
+    let mut runs: Vec<Run> = works
+        .iter()
+        .map(|work| Run::start(work, chain, spool))
+        .collect();
+    'stages: for (index, stage) in chain.iter().enumerate() {
+        let last = index + 1 == chain.len();
+        let waiting: Vec<usize> = (0..runs.len())
+            .filter(|&i| runs[i].waits_for(stage))
             .collect();
-        'stages: for (index, stage) in chain.iter().enumerate() {
-            let last = index + 1 == chain.len();
-            let waiting: Vec<usize> = (0..runs.len())
-                .filter(|&i| runs[i].waits_for(stage))
-                .collect();
-            let per_call = if !stage.waits_on_network() {
-                waiting.len().max(1)
-            } else {
-                1
+        let per_call = if !stage.waits_on_network() {
+            waiting.len().max(1)
+        } else {
+            1
+        };
+        for group in waiting.chunks(per_call) {
+            if stop.is_cancelled() {
+                // Nothing more is handed to a handler once stopping.
+                for run in &mut runs {
+                    run.abandon(spool);
+                }
+                break 'stages;
+            }
+            for &i in group {
+                runs[i].prepare(stage, spool);
+            }
+            let attempts = {
+                let calls: Vec<Call> = group.iter().map(|&i| runs[i].call()).collect();
+                let attempts = stage.attempt_many(&calls, stop);
+                match &calls[..] {
+                    [call] => attempts.instrument(call.span.clone()).await,
+                    _ => attempts.await,
+                }
             };
-            for group in waiting.chunks(per_call) {
-                if stop.is_cancelled() {
-                    // Nothing more is handed to a handler once stopping.
-                    for run in &mut runs {
-                        run.abandon(spool);
-                    }
-                    break 'stages;
-                }
-                for &i in group {
-                    runs[i].prepare(stage, spool);
-                }
-                let attempts = {
-                    let calls: Vec<Call> = group.iter().map(|&i| runs[i].call()).collect();
-                    let attempts = stage.attempt_many(&calls, stop);
-                    match &calls[..] {
-                        [call] => attempts.instrument(call.span.clone()).await,
-                        _ => attempts.await,
-                    }
-                };
-                for (&i, attempt) in group.iter().zip(attempts) {
-                    runs[i].settle(stage, last, attempt, spool);
-                }
+            for (&i, attempt) in group.iter().zip(attempts) {
+                runs[i].settle(stage, last, attempt, spool);
             }
         }
-        runs.into_iter().map(|run| run.finish(spool)).collect()
     }
+    runs.into_iter().map(|run| run.finish(spool)).collect()
 }
 
 /// How long a group of events should usually take through a chain. An

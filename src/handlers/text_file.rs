@@ -108,17 +108,21 @@ impl TextFileHandler {
     }
 
     fn line(&self, event: &Event) -> Vec<u8> {
-        let mut line = Vec::with_capacity(512);
         match &self.line {
-            Line::Json => line.extend_from_slice(event.json()),
+            Line::Json => {
+                let json = event.json();
+                let mut line = Vec::with_capacity(json.len() + 1);
+                line.extend_from_slice(json);
+                line.push(b'\n');
+                line
+            }
             Line::Text(template) => {
                 let mut text = String::with_capacity(128);
                 template.render(event, Escape::Line, &mut text);
-                line.extend_from_slice(text.as_bytes());
+                text.push('\n');
+                text.into_bytes()
             }
         }
-        line.push(b'\n');
-        line
     }
 
     fn path(&self, event: &Event) -> Arc<Path> {

@@ -164,10 +164,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     let stopping = shutdown.is_cancelled();
     while let Ok(Ok(Some(frame))) = tokio::time::timeout(Duration::ZERO, lines.next()).await {
         let pending = if stopping {
-            Pending::Ready(Reply::rejected(
-                Rejection::ShuttingDown.code(),
-                Rejection::ShuttingDown.message().to_owned(),
-            ))
+            Pending::Ready(Reply::from_outcome(Err(Rejection::ShuttingDown)))
         } else {
             answer(frame, queue, limits.max_event_bytes)
         };

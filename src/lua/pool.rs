@@ -11,11 +11,12 @@
 //! Nothing ever waits for a script's thread: not a reload, not a stop.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -132,7 +133,7 @@ impl ScriptPool {
             .acquire()
             .await
             .map_err(|_| HandlerError::retryable("the script's Lua states are closed"))?;
-        let thread = self.free.lock().ok().and_then(|mut free| free.pop());
+        let thread = self.free.lock().pop();
         let thread = match thread {
             Some(thread) => thread,
             None => self.fresh_thread(patience).await?,
@@ -237,9 +238,7 @@ impl Drop for Borrowed<'_> {
             return;
         };
         if self.answered {
-            if let Ok(mut free) = self.pool.free.lock() {
-                free.push(thread);
-            }
+            self.pool.free.lock().push(thread);
             return;
         }
         thread.abandon(&self.pool.stuck);

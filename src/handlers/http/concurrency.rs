@@ -10,11 +10,10 @@
 //! [`DECREASE`]; one that used the whole limit with answers as fast as
 //! before raises it (doubling until the first trouble, then by one).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -51,7 +50,7 @@ pub enum Signal {
 /// The limit of one handler.
 #[derive(Debug)]
 pub struct Limiter {
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
     state: Mutex<State>,
     limits: Limits,
 }
@@ -95,7 +94,7 @@ impl Window {
 #[derive(Debug)]
 pub struct Permit<'a> {
     limiter: &'a Limiter,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<SemaphorePermit<'a>>,
 }
 
 impl Limits {
@@ -122,7 +121,7 @@ impl Limiter {
         }
         .max(1);
         Limiter {
-            permits: Arc::new(Semaphore::new(limit)),
+            permits: Semaphore::new(limit),
             state: Mutex::new(State {
                 limit,
                 in_flight: 0,
@@ -137,7 +136,7 @@ impl Limiter {
 
     /// Waits for room for one more request.
     pub async fn acquire(&self) -> Permit<'_> {
-        let permit = self.permits.clone().acquire_owned().await.ok();
+        let permit = self.permits.acquire().await.ok();
         let mut state = self.state.lock();
         state.in_flight += 1;
         if state.in_flight >= state.limit {
@@ -157,7 +156,7 @@ impl Limiter {
         (state.limit, state.in_flight)
     }
 
-    fn release(&self, permit: Option<OwnedSemaphorePermit>, signal: Option<Signal>) {
+    fn release(&self, permit: Option<SemaphorePermit<'_>>, signal: Option<Signal>) {
         let mut state = self.state.lock();
         state.in_flight -= 1;
         if let Some(permit) = permit
