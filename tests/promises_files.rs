@@ -40,26 +40,7 @@ fn ids(prefix: &str, count: usize) -> Vec<String> {
 
 #[test]
 fn a_fifo_as_file_path_is_refused_and_every_other_event_goes_on() {
-    let config = r#"
-[daemon]
-shutdown_timeout = "2s"
-
-[hooks]
-OnStart = ["audit"]
-OnFinish = ["fifo", "audit"]
-
-[handlers.fifo]
-library = "TextFileHandler"
-file_path = "out/fifo.log"
-retries = 1
-retry_interval = "50ms"
-timeout = "1s"
-
-[handlers.audit]
-library = "TextFileHandler"
-file_path = "out/audit.log"
-"#;
-    let mut daemon = Daemon::start(config);
+    let mut daemon = Daemon::start(&blocked_then_audit("fifo", "1s", "2s"));
     mkfifo(&daemon.path("out/fifo.log"));
     // Enough events for every worker, and every runtime thread, to meet the FIFO.
     send_promptly(&daemon, "OnFinish", &ids("fifo", 16));
@@ -131,8 +112,9 @@ impl HungOpens {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn hung_config(timeout: &str, shutdown_timeout: &str) -> String {
+/// `out/NAME.log` (which a test makes block or refuse writes), retried once,
+/// then an audit file that every event reaches.
+fn blocked_then_audit(name: &str, timeout: &str, shutdown_timeout: &str) -> String {
     format!(
         r#"
 [daemon]
@@ -140,11 +122,11 @@ shutdown_timeout = "{shutdown_timeout}"
 
 [hooks]
 OnStart = ["audit"]
-OnFinish = ["hung", "audit"]
+OnFinish = ["{name}", "audit"]
 
-[handlers.hung]
+[handlers.{name}]
 library = "TextFileHandler"
-file_path = "out/hung.log"
+file_path = "out/{name}.log"
 retries = 1
 retry_interval = "50ms"
 timeout = "{timeout}"
@@ -159,7 +141,7 @@ file_path = "out/audit.log"
 #[cfg(target_os = "linux")]
 #[test]
 fn a_hung_open_fails_at_the_timeout_then_at_once_and_other_events_go_on() {
-    let mut daemon = Daemon::start(&hung_config("500ms", "30s"));
+    let mut daemon = Daemon::start(&blocked_then_audit("hung", "500ms", "30s"));
     let Some(hung) = HungOpens::on(&daemon.path("out/hung.log")) else {
         return;
     };
@@ -182,7 +164,7 @@ fn a_hung_open_fails_at_the_timeout_then_at_once_and_other_events_go_on() {
 #[cfg(target_os = "linux")]
 #[test]
 fn sigterm_exits_within_shutdown_timeout_with_an_open_hung_and_the_event_stays_spooled() {
-    let mut daemon = Daemon::start(&hung_config("60s", "1s"));
+    let mut daemon = Daemon::start(&blocked_then_audit("hung", "60s", "1s"));
     let Some(hung) = HungOpens::on(&daemon.path("out/hung.log")) else {
         return;
     };

@@ -15,15 +15,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use util::*;
 
-const AUDIT: &str = r#"
-[hooks]
-OnFinish = ["audit"]
-
-[handlers.audit]
-library = "TextFileHandler"
-file_path = "out/audit.log"
-"#;
-
 /// Runs `jobhook run` on `config` (written to `dir/handlers.toml` unless a
 /// file is there) and returns its output once it exits; a daemon that keeps
 /// running fails the test.

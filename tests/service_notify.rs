@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use util::disk::{Disk, Kind};
-use util::{Daemon, eventually, sample};
+use util::{AUDIT, Daemon, eventually, sample};
 
 /// One second: the daemon pings every half second.
 const WATCHDOG_USEC: &str = "1000000";
@@ -83,20 +83,11 @@ impl Systemd {
     }
 }
 
-const CONFIG: &str = r#"
-[hooks]
-OnFinish = ["audit"]
-
-[handlers.audit]
-library = "TextFileHandler"
-file_path = "out/audit.log"
-format = "json"
-"#;
-
 #[test]
 fn ready_reloading_and_stopping_are_told_and_the_watchdog_is_fed() {
     let systemd = Systemd::listen();
-    let mut daemon = systemd.start(CONFIG, &[]);
+    // `format = "json"` is there for the edit below to change.
+    let mut daemon = systemd.start(&format!("{AUDIT}format = \"json\"\n"), &[]);
     let states = systemd.wait_for_states(1);
     assert!(states[0].starts_with("READY=1\n"), "{states:?}");
     assert!(states[0].contains("STATUS=accepting events"), "{states:?}");
@@ -185,7 +176,7 @@ fn the_watchdog_goes_quiet_while_the_spool_is_stuck_on_its_disk() {
     };
     let spool = disk.path().join("spool");
     let config = format!(
-        "[daemon]\nspool_dir = {:?}\n{CONFIG}",
+        "[daemon]\nspool_dir = {:?}\n{AUDIT}",
         spool.to_str().unwrap()
     );
     let systemd = Systemd::listen();

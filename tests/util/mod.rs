@@ -336,6 +336,29 @@ pub fn wait_for_lines(path: &Path, count: usize) -> Vec<String> {
     lines(path)
 }
 
+/// A chain with one text-file handler writing `out/audit.log`.
+pub const AUDIT: &str = r#"
+[hooks]
+OnFinish = ["audit"]
+
+[handlers.audit]
+library = "TextFileHandler"
+file_path = "out/audit.log"
+"#;
+
+/// Runs `jobhook check` on `config`, which must be refused (exit 1) with a
+/// report containing `expected`; returns the report.
+pub fn check_refuses(config: &Path, expected: &str) -> String {
+    let output = jobhook(&["check", "-c", config.to_str().unwrap()], None);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(expected),
+        "expected {expected:?} in:\n{report}"
+    );
+    report
+}
+
 /// Runs the binary with arguments and optional standard input.
 pub fn jobhook(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(BIN)
