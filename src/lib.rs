@@ -43,6 +43,7 @@
 //! the `lifecycle` heartbeat the spool takes) use is public; everything else
 //! is `pub(crate)`, so code nothing calls is reported as dead.
 
+pub(crate) mod admin;
 pub(crate) mod chain;
 pub mod cli;
 pub(crate) mod client;
@@ -62,4 +63,5 @@ pub(crate) mod reload;
 pub(crate) mod service;
 pub(crate) mod setup;
 pub mod spool;
+pub(crate) mod telemetry;
 pub(crate) mod worker;

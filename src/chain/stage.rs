@@ -12,6 +12,7 @@ use crate::config::CommonSettings;
 use crate::event::Event;
 use crate::failure::{HandlerError, Retry};
 use crate::handlers::Handler;
+use crate::telemetry::{HandlerMetrics, Outcome, live};
 
 /// One handler with the settings the chain applies around it.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ pub struct Stage {
     /// What one event usually costs the handler, in nanoseconds (a moving
     /// average); `u64::MAX` until measured.
     pace: AtomicU64,
+    metrics: HandlerMetrics,
 }
 
 /// What became of one attempt at one stage.
@@ -55,6 +57,7 @@ impl Stage {
             timeout: common.timeout.0,
             handler,
             pace: AtomicU64::new(u64::MAX),
+            metrics: HandlerMetrics::new(name),
         }
     }
 
@@ -127,14 +130,21 @@ impl Stage {
                 [call] => info_span!(parent: call.span, "handler", name = %self.name),
                 _ => Span::none(),
             };
-            tokio::select! {
+            self.metrics.started(events.len());
+            let handled = tokio::select! {
                 biased;
                 () = stop.cancelled() => None,
                 results = self.handler.handle_many(&events, self.timeout).instrument(span) => Some(results),
-            }
+            };
+            self.metrics.ended(events.len(), started.elapsed());
+            handled
         };
+        let took = started.elapsed();
+        // What each event's attempt took, as the metrics and the live
+        // stream report it (a group's time, shared out).
+        let each = took / events.len().max(1) as u32;
         if handled.is_some() {
-            self.measure(calls.len(), started.elapsed());
+            self.measure(calls.len(), took);
         }
         let mut results = handled.map(Vec::into_iter);
         calls
@@ -151,6 +161,7 @@ impl Stage {
                     );
                     self.judge(
                         call,
+                        each,
                         result.unwrap_or_else(|| {
                             Err(HandlerError::retryable(
                                 "the handler gave no answer for this event",
@@ -163,11 +174,18 @@ impl Stage {
     }
 
     /// What the outcome of one attempt means: delivered, retried or given up.
-    fn judge(&self, call: &Call<'_>, result: Result<Option<Event>, HandlerError>) -> Attempt {
+    /// `took` is the attempt's share of its group's time.
+    fn judge(
+        &self,
+        call: &Call<'_>,
+        took: Duration,
+        result: Result<Option<Event>, HandlerError>,
+    ) -> Attempt {
         let attempts = call.prior + 1;
         let error = match result {
             Ok(replaced) => {
                 debug!(parent: call.span, handler = %self.name, attempts, "delivered");
+                self.count(call.event, Outcome::Success, took, None);
                 return Attempt::Delivered(replaced);
             }
             Err(error) => error,
@@ -176,15 +194,25 @@ impl Stage {
         let _entered = span.enter();
         let Retry::Later { after } = error.retry else {
             error!(attempts, error = %error, "failed permanently; not retried");
+            self.count(call.event, Outcome::Failure, took, Some(&error));
             return Attempt::Failed { attempts, error };
         };
         if attempts > self.retry.retries {
             error!(attempts, error = %error, "failed; no retries left");
+            self.count(call.event, Outcome::Failure, took, Some(&error));
             return Attempt::Failed { attempts, error };
         }
         let wait = self.retry.delay(attempts, after);
         warn!(attempts, error = %error, retry_in = %humantime::format_duration(wait), "attempt failed");
+        self.count(call.event, Outcome::Retry, took, Some(&error));
         Attempt::Retry { attempts, wait }
+    }
+
+    /// Counts an attempt's outcome and tells the live stream.
+    fn count(&self, event: &Event, outcome: Outcome, took: Duration, error: Option<&HandlerError>) {
+        self.metrics.outcome(outcome);
+        let error = error.map(|error| error.to_string());
+        live::outcome(&self.name, event, outcome, took, error.as_deref());
     }
 }
 

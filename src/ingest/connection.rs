@@ -21,6 +21,7 @@ use super::framing::{Frame, LineReader};
 use super::slots::Activity;
 use crate::event::Event;
 use crate::spool::{Accepted, Queue, Rejection, Ticket};
+use crate::telemetry;
 
 /// Answers one client may have outstanding before its reader pauses.
 const PIPELINE_DEPTH: usize = 1024;
@@ -87,6 +88,7 @@ pub async fn serve<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let _connected = telemetry::Connected::count();
     let (answers, pending) = mpsc::channel(PIPELINE_DEPTH);
     let reader = read_lines(read, answers, &queue, limits, &activity, &shutdown);
     let writer = write_replies(write, pending, limits.stall_timeout, &activity);
@@ -164,6 +166,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     let stopping = shutdown.is_cancelled();
     while let Ok(Ok(Some(frame))) = tokio::time::timeout(Duration::ZERO, lines.next()).await {
         let pending = if stopping {
+            telemetry::counters::rejected(Rejection::ShuttingDown.code());
             Pending::Ready(Reply::from_outcome(Err(Rejection::ShuttingDown)))
         } else {
             answer(frame, queue, limits.max_event_bytes)
@@ -177,16 +180,19 @@ async fn read_lines<R: AsyncRead + Unpin>(
 
 /// The answer to one frame: a rejection at once, or the queue's ticket.
 fn answer(frame: Frame<'_>, queue: &Queue, max_event_bytes: usize) -> Pending {
-    match frame {
+    let (code, error) = match frame {
         Frame::Line(line) => match Event::from_line(line, jiff::Timestamp::now()) {
-            Ok(event) => Pending::Queued(queue.submit(event)),
-            Err(err) => Pending::Ready(Reply::rejected(err.code(), err.to_string())),
+            Ok(event) => return Pending::Queued(queue.submit(event)),
+            Err(err) => (err.code(), err.to_string()),
         },
-        Frame::TooLarge => Pending::Ready(Reply::rejected(
+        Frame::TooLarge => (
             "too_large",
             format!("line is longer than max_event_bytes ({max_event_bytes} bytes)"),
-        )),
-    }
+        ),
+    };
+    // Refusals by the spool are counted there.
+    telemetry::counters::rejected(code);
+    Pending::Ready(Reply::rejected(code, error))
 }
 
 /// Writes the replies in order. A client that takes none of them for

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::admin::AdminSettings;
 use crate::config::read::{MAX_FILE_BYTES, read_regular_text};
 use crate::config::values::error_chain;
 use crate::config::{
@@ -43,6 +44,8 @@ pub struct Config {
     pub ssl: BTreeMap<String, SslSettings>,
     /// `[api]`: the API client scripts call as `client`.
     pub api: Option<ApiSettings>,
+    /// `[admin]`: the admin API, `/health` and `/metrics`; absent, none.
+    pub admin: Option<AdminSettings>,
     /// The text this was parsed from; hot reload compares the file with it.
     pub text: String,
 }
@@ -102,6 +105,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
     let handler_table = root.get_mut().remove("handlers");
     let api_table = root.get_mut().remove("api");
     let ssl_table = root.get_mut().remove("ssl");
+    let admin_table = root.get_mut().remove("admin");
     // Names of every section, including broken ones, so that a typo inside a
     // section is not reported again at each hook that names it.
     let declared: Vec<String> = handler_table
@@ -122,6 +126,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         .map(|table| handlers::parse_all(table, &locator, &mut diagnostics))
         .unwrap_or_default();
     let api = api_table.and_then(|table| parse_api(table, &locator, &mut diagnostics));
+    let admin = admin_table.and_then(|table| parse_admin(table, &locator, &mut diagnostics));
     let ssl = match ssl_table.map(from_value::<BTreeMap<String, SslSettings>>) {
         None => Some(BTreeMap::new()),
         Some(Ok(ssl)) => Some(ssl),
@@ -176,6 +181,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         hooks: top.hooks,
         ssl,
         api,
+        admin,
         handlers,
         dir,
         text: text.to_owned(),
@@ -305,6 +311,46 @@ fn warn_unverified(
             );
         }
     }
+}
+
+/// `[admin]`: a listener reachable from elsewhere only when asked for, and
+/// token names that tell their holders apart in the log.
+fn parse_admin(
+    table: Spanned<DeValue<'_>>,
+    locator: &Locator<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<AdminSettings> {
+    let span = table.span();
+    let admin = match from_value::<AdminSettings>(table) {
+        Ok(admin) => admin,
+        Err(err) => {
+            diagnostics.push(locator.toml_error(&err, &[]));
+            return None;
+        }
+    };
+    if !admin.listen.ip().is_loopback() && !admin.allow_remote {
+        diagnostics.push(locator.error(
+            Some(span.clone()),
+            format!(
+                "[admin] listen = \"{}\" is not a loopback address; set allow_remote = true \
+                 to serve the admin API to other hosts",
+                admin.listen
+            ),
+        ));
+    }
+    let mut names = HashSet::new();
+    for token in &admin.tokens {
+        if !names.insert(token.name.as_str()) {
+            diagnostics.push(locator.error(
+                Some(span.clone()),
+                format!(
+                    "[[admin.tokens]] name `{}` is used twice; the log tells tokens apart by name",
+                    token.name
+                ),
+            ));
+        }
+    }
+    Some(admin)
 }
 
 /// `[api]`: its own keys and the connection keys, each half read on its own.

@@ -3,7 +3,7 @@
 //! ([`Recorder`](super::Recorder)), and stops it. Each talks to the backend
 //! only through [`Message`]s, whatever the backend is.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use super::lanes::Lanes;
 use super::progress::Recorder;
 use super::protocol::{Accepted, Message, Rejection};
 use super::sqlite::{self, Fsync, Store};
+use super::status::Status;
 use crate::event::Event;
 use crate::lifecycle::Heartbeat;
 
@@ -39,6 +40,7 @@ pub struct Limits {
 /// The running spool: the thread its backend runs on.
 pub struct Spool {
     sender: mpsc::Sender<Message>,
+    status: Arc<Status>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -66,9 +68,11 @@ impl Spool {
         heartbeat: Heartbeat,
     ) -> Result<Spool, StartError> {
         let (sender, receiver) = mpsc::channel();
-        let thread = sqlite::start(store, limits, lanes, receiver, heartbeat)?;
+        let status = Arc::new(Status::default());
+        let thread = sqlite::start(store, limits, lanes, receiver, heartbeat, status.clone())?;
         Ok(Spool {
             sender,
+            status,
             thread: Some(thread),
         })
     }
@@ -78,6 +82,11 @@ impl Spool {
         Queue {
             spool: self.sender.clone(),
         }
+    }
+
+    /// Its levels, as the backend last saw them.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
     }
 
     /// The workers' side.

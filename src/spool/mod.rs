@@ -13,7 +13,8 @@
 //! - `jobhook deadletter` lists, replays and purges through [`DeadLetters`]
 //!   ([`open_dead_letters`]);
 //! - the daemon opens the backend ([`Store::open`]), starts it
-//!   ([`Spool::start`]) and stops it ([`Spool::close_lanes`], [`Spool::stop`]).
+//!   ([`Spool::start`]) and stops it ([`Spool::close_lanes`], [`Spool::stop`]);
+//! - `/health` and `/metrics` read its levels from a [`Status`].
 //!
 //! What every backend guarantees:
 //!
@@ -45,6 +46,7 @@ mod lanes;
 mod progress;
 mod protocol;
 mod sqlite;
+mod status;
 
 use std::path::Path;
 
@@ -57,6 +59,7 @@ pub use protocol::{
     millis, now_ms,
 };
 pub use sqlite::{Fsync, OpenError, Store};
+pub use status::Status;
 
 /// Opens the dead letters of the spool in `spool_dir`, beside a running
 /// daemon or a stopped one, for `jobhook deadletter`; never creates a spool.

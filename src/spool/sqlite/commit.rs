@@ -18,6 +18,7 @@ use tracing::{error, info};
 use super::admission::{Admission, Policy};
 use super::store::Fsync;
 use super::thread::SpoolThread;
+use crate::telemetry;
 use crate::spool::protocol::{Dead, Message, Receipt, Record, Rejection, Retry, StageDone, now_ms};
 
 /// How soon a failed commit is tried again when nothing else comes.
@@ -130,12 +131,15 @@ impl SpoolThread {
                 let refused = Rejection::Unwritable(cause.clone());
                 let replies = answers.into_iter().map(|(reply, _)| reply);
                 for reply in replies.chain(submits.map(|(_, reply)| reply)) {
+                    telemetry::counters::rejected(refused.code());
                     let _ = reply.send(Err(refused.clone()));
                 }
                 self.keep_unwritten(records, cause, stop);
+                self.status.set_writable(false);
                 return stop;
             }
         };
+        self.status.set_writable(true);
         if self.unwritten.cause.take().is_some() {
             info!(spool = %self.store.path().display(), "the spool can be written again");
         }
@@ -147,7 +151,14 @@ impl SpoolThread {
             self.with_progress.remove(&receipt);
         }
         for (reply, answer) in answers {
+            match &answer {
+                Ok(accepted) => self.accepted.accepted(accepted.duplicate),
+                Err(rejection) => telemetry::counters::rejected(rejection.code()),
+            }
             let _ = reply.send(answer);
+        }
+        if telemetry::live::listening() {
+            dispatch.iter().for_each(|work| telemetry::live::accepted(&work.event));
         }
         self.due.extend(retries.into_iter().map(std::cmp::Reverse));
         for work in dispatch {

@@ -16,14 +16,14 @@ mod levels;
 mod store;
 mod thread;
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 pub use store::{Fsync, OpenError, Store};
 
 use super::dead_letters::{BackendError, DeadLetter, DeadLetters, Marked, ReplayError};
 use super::protocol::{DeadLetterId, Message, millis, now_ms};
-use super::{Lanes, Limits, StartError};
+use super::{Lanes, Limits, StartError, Status};
 use crate::lifecycle::Heartbeat;
 
 /// Resumes what `store` holds and starts the spool's thread, which takes
@@ -34,8 +34,9 @@ pub(super) fn start(
     lanes: Lanes,
     messages: mpsc::Receiver<Message>,
     heartbeat: Heartbeat,
+    status: Arc<Status>,
 ) -> Result<JoinHandle<()>, StartError> {
-    let spool = thread::SpoolThread::resume(store, limits, lanes)?;
+    let spool = thread::SpoolThread::resume(store, limits, lanes, status)?;
     std::thread::Builder::new()
         .name("spool".to_owned())
         .spawn(move || spool.run(&messages, &heartbeat))

@@ -9,7 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use tracing::{error, info};
@@ -23,7 +23,8 @@ use crate::event::Event;
 use crate::lifecycle::Heartbeat;
 use crate::spool::StartError;
 use crate::spool::protocol::{Message, Receipt, Rejection, Work, now_ms};
-use crate::spool::{Lanes, Limits};
+use crate::spool::{Lanes, Limits, Status};
+use crate::telemetry::AcceptedMetrics;
 
 /// Most events committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -54,6 +55,9 @@ pub(super) struct SpoolThread {
     pub(super) waiting_for_room: VecDeque<WaitingForRoom>,
     /// What failed commits left to write.
     pub(super) unwritten: Unwritten,
+    /// Levels and writability, for `/health` and `/metrics`.
+    pub(super) status: Arc<Status>,
+    pub(super) accepted: AcceptedMetrics,
 }
 
 impl SpoolThread {
@@ -63,6 +67,7 @@ impl SpoolThread {
         store: Store,
         limits: Limits,
         lanes: Lanes,
+        status: Arc<Status>,
     ) -> Result<SpoolThread, StartError> {
         let unreadable = |source| StartError::Unreadable {
             path: store.path().to_owned(),
@@ -85,8 +90,13 @@ impl SpoolThread {
             waiting_for_room: VecDeque::new(),
             backlog: VecDeque::new(),
             unwritten: Unwritten::default(),
+            status,
+            accepted: AcceptedMetrics::register(),
         };
         thread.schedule(unfinished);
+        if let Ok(pending) = thread.store.pending() {
+            thread.status.set_levels(pending, thread.pending_bytes);
+        }
         Ok(thread)
     }
 
@@ -135,6 +145,7 @@ impl SpoolThread {
             }
             if stop {
                 for waiting in self.waiting_for_room.drain(..) {
+                    crate::telemetry::counters::rejected(Rejection::ShuttingDown.code());
                     let _ = waiting.reply.send(Err(Rejection::ShuttingDown));
                 }
                 if let Err(err) = self.store.end_run() {
@@ -233,6 +244,9 @@ impl SpoolThread {
         }
         self.dedupe.forget(&mut self.store, now_ms());
         self.watch_level();
+        if let Ok(pending) = self.store.pending() {
+            self.status.set_levels(pending, self.pending_bytes);
+        }
     }
 
     /// Events found in the spool at start: resumed, or scheduled when their
