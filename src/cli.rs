@@ -1,5 +1,5 @@
 //! The command line (SPEC §1): `run`, `check`, `send`, `deadletter`,
-//! `service`.
+//! `handlers`, `reload`, `tail`, `service`.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use crate::chain::Pipeline;
 use crate::config;
 use crate::event::Phase;
 use crate::setup;
-use crate::{client, daemon, deadletter, service};
+use crate::{admin_cli, client, daemon, deadletter, service};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,6 +59,30 @@ enum Command {
         #[command(subcommand)]
         action: deadletter::Action,
     },
+    /// List, show, enable, disable, register and remove handlers through
+    /// the running daemon's admin API. Exit codes: 0 ok, 1 refused, 2
+    /// cannot reach the daemon.
+    Handlers {
+        #[command(subcommand)]
+        action: admin_cli::HandlersAction,
+        #[command(flatten)]
+        access: admin_cli::Access,
+    },
+    /// Reload the running daemon's config through its admin API and say
+    /// how it went. Exit codes: 0 applied, 1 refused, 2 cannot reach.
+    Reload {
+        #[command(flatten)]
+        access: admin_cli::Access,
+    },
+    /// Follow the running daemon: each event accepted and each handler
+    /// outcome, as they happen (admin API, permission events:read).
+    Tail {
+        /// Only this handler's outcomes (accepted events are always shown).
+        #[arg(long, value_name = "NAME")]
+        handler: Option<String>,
+        #[command(flatten)]
+        access: admin_cli::Access,
+    },
     /// Install or uninstall jobhook as a service (systemd unit, or Windows
     /// service). Exit codes: 0 ok, 1 refused.
     Service {
@@ -101,6 +125,11 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Handlers { action, access } => admin_cli::handlers(&config_file, &access, action),
+        Command::Reload { access } => admin_cli::reload(&config_file, &access),
+        Command::Tail { handler, access } => {
+            admin_cli::tail(&config_file, &access, handler.as_deref())
+        }
         // The service's config is where `-c` says, or the system-wide file:
         // never one found in the current folder.
         Command::Service { action } => service::command(action, cli.config),
@@ -123,6 +152,16 @@ fn check(file: PathBuf) -> ExitCode {
         },
         None => None,
     };
+    if let Some(config) = &loaded.config
+        && let Err(problems) = daemon::admin_tokens(config)
+    {
+        let nowhere = config::Position {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+        };
+        diagnostics.extend(problems.into_iter().map(|problem| nowhere.error(problem)));
+    }
     for diagnostic in &diagnostics {
         println!("{diagnostic}");
     }

@@ -26,10 +26,10 @@ use tracing::{error, info, warn};
 use crate::chain::Pipeline;
 use crate::config::{self, Diagnostic};
 use crate::ingest::{self, Limits, Listener};
-use crate::lifecycle::{Observer, Supervision};
+use crate::lifecycle::{Observer, Observers, Supervision};
 use crate::setup::{self, Config};
 use crate::spool::{self, Lanes, Spool, StartError, Store};
-use crate::{logging, reload, worker};
+use crate::{admin, logging, reload, telemetry, worker};
 
 /// How often the runtime's heartbeat is beaten.
 const RUNTIME_BEAT: Duration = Duration::from_secs(1);
@@ -59,6 +59,13 @@ pub fn main(
     let Some((config, pipeline, warnings)) = load(file) else {
         return ExitCode::from(1);
     };
+    let admin = match admin_tokens(&config) {
+        Ok(admin) => admin,
+        Err(problems) => {
+            problems.iter().for_each(|problem| eprintln!("{problem}"));
+            return ExitCode::from(1);
+        }
+    };
     let _log_files = match logging::init(&config.log) {
         Ok(files) => files,
         Err(err) => {
@@ -84,11 +91,21 @@ pub fn main(
                 return ExitCode::from(2);
             }
         };
+        let admin = match admin.map(|tokens| bind_admin(&config, tokens)).transpose() {
+            Ok(admin) => admin,
+            Err(err) => {
+                error!("{:#}", anyhow::Error::new(err));
+                return ExitCode::from(2);
+            }
+        };
         let daemon = run(
             config,
             pipeline,
             store,
-            listener,
+            Listeners {
+                events: listener,
+                admin,
+            },
             hangups,
             supervision,
             shutdown,
@@ -117,13 +134,18 @@ pub fn main(
     code
 }
 
-/// Loads and builds the config, printing every problem to stderr.
+/// Loads and builds the config, printing every problem to stderr. With an
+/// admin API, metrics are recorded from here on (the pipeline's handlers
+/// take their handles as they are built).
 pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
     let loaded = setup::load(&file);
     let Some(config) = loaded.config else {
         loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
         return None;
     };
+    if config.admin.is_some() {
+        telemetry::counters::install();
+    }
     match Pipeline::build(&config) {
         Ok((pipeline, mut warnings)) => {
             warnings.extend(loaded.diagnostics);
@@ -165,6 +187,32 @@ fn keep_freed_c_memory() {
     }
 }
 
+/// The admin API's tokens, read from where the config says (`None`
+/// without an admin API); the problems, one per token that cannot be read.
+pub fn admin_tokens(config: &Config) -> Result<Option<admin::Tokens>, Vec<String>> {
+    let Some(settings) = &config.admin else {
+        return Ok(None);
+    };
+    admin::Tokens::resolve(&settings.tokens, &config.dir).map(Some)
+}
+
+/// The admin API's address, bound, with its tokens.
+fn bind_admin(
+    config: &Config,
+    tokens: admin::Tokens,
+) -> Result<(admin::Listener, admin::Tokens), admin::BindError> {
+    let settings = config.admin.as_ref().expect("tokens come from [admin]");
+    Ok((admin::Listener::bind(settings)?, tokens))
+}
+
+/// What the daemon listens on.
+pub struct Listeners {
+    /// The ingest socket (Windows: pipe).
+    pub events: Listener,
+    /// The admin API, when configured.
+    pub admin: Option<(admin::Listener, admin::Tokens)>,
+}
+
 /// Opens the ingest endpoint named by the config.
 pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
     #[cfg(unix)]
@@ -179,7 +227,7 @@ pub async fn run(
     config: Config,
     pipeline: Pipeline,
     store: Store,
-    listener: Listener,
+    listeners: Listeners,
     hangups: mpsc::Receiver<()>,
     supervision: Supervision,
     shutdown: CancellationToken,
@@ -190,6 +238,8 @@ pub async fn run(
         spool: spool_beat,
         runtime: runtime_beat,
     } = supervision;
+    let health = Arc::new(admin::Health::default());
+    let observers = Observers::new(vec![Arc::new(observers), health.clone()]);
     let daemon = &config.daemon;
     let workers = daemon.worker_count();
     let (lanes, receivers) = Lanes::new(workers);
@@ -228,6 +278,28 @@ pub async fn run(
         ));
     }
     tracker.close();
+    let (configs, _running_config) = watch::channel(config.clone());
+    let (reload_requester, reload_requests) = reload::requests();
+    // The admin API serves until the daemon has stopped (`/health` says
+    // so meanwhile).
+    let admin_stop = CancellationToken::new();
+    let admin_served = listeners.admin.map(|(listener, tokens)| {
+        let shared = admin::Shared {
+            tokens,
+            reload: reload_requester,
+            spool: spool.status(),
+            spool_dir: daemon.spool_dir.clone(),
+            fsync: daemon.fsync,
+            health,
+            metrics: telemetry::counters::install(),
+            shutdown: admin_stop.clone(),
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            let settings = config.admin.as_ref().expect("listening for [admin]");
+            listener.serve(settings, shared).await;
+        })
+    });
     info!(workers, config = %config.file.display(), "jobhook started");
     // Before the reloader starts: a reload is never announced before this.
     observers.ready();
@@ -240,9 +312,10 @@ pub async fn run(
         }
     });
     let reloads = tokio::spawn(reload::watch(
-        config.clone(),
+        configs,
         pipelines,
         hangups,
+        reload_requests,
         observers,
         shutdown.clone(),
     ));
@@ -253,7 +326,10 @@ pub async fn run(
         idle_timeout: daemon.idle_timeout.0,
         stall_timeout: daemon.stall_timeout.0,
     };
-    listener.serve(Arc::new(queue), limits, shutdown).await;
+    listeners
+        .events
+        .serve(Arc::new(queue), limits, shutdown)
+        .await;
     let _ = reloads.await;
     // Every connection has ended. The spool hands out no more events (due
     // retries wait for the next start); the workers drain their lanes.
@@ -274,6 +350,10 @@ pub async fn run(
     // The last commit waits on the disk: off the runtime, so that a second
     // stop signal is still heard while the disk hangs.
     let _ = tokio::task::spawn_blocking(move || spool.stop()).await;
+    admin_stop.cancel();
+    if let Some(served) = admin_served {
+        let _ = served.await;
+    }
     beating.abort();
     info!("jobhook stopped");
     Ok(())

@@ -44,6 +44,7 @@
 //! is `pub(crate)`, so code nothing calls is reported as dead.
 
 pub(crate) mod admin;
+pub(crate) mod admin_cli;
 pub(crate) mod chain;
 pub mod cli;
 pub(crate) mod client;

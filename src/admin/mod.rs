@@ -1,6 +1,154 @@
-//! The admin API (SPEC §8): handlers, dead letters, reload, the live event
-//! stream, `/health` and `/metrics`, over HTTP on `[admin] listen`.
+//! The admin API (SPEC §8) on `[admin] listen`: handlers, dead letters,
+//! reload, the live event stream, `/health` and `/metrics`.
+//!
+//! Every route but `/health` and `/metrics` needs a bearer token with the
+//! route's permission ([`auth`]); errors are JSON ([`error`]). Requests are
+//! bounded in size (`max_body_bytes`) and time (`request_timeout`, except
+//! the `/events` stream, which ends when the daemon stops). Each change is
+//! logged with the token's name, the route and the result.
 
+mod auth;
+mod dead_letters;
+mod error;
+mod events;
+mod health;
+mod metrics;
+mod reload;
 mod settings;
 
-pub use settings::{AdminSettings, Permission, TokenSettings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+pub use auth::Tokens;
+pub use health::Health;
+pub use settings::AdminSettings;
+
+use crate::reload::Requester;
+use crate::spool::{Fsync, Status};
+
+/// How often histograms are folded into what `/metrics` renders (without
+/// it, their samples pile up between scrapes).
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// What the routes work with.
+pub struct Shared {
+    pub tokens: Tokens,
+    pub reload: Requester,
+    pub spool: Arc<Status>,
+    pub spool_dir: PathBuf,
+    pub fsync: Fsync,
+    pub health: Arc<Health>,
+    pub metrics: Option<PrometheusHandle>,
+    /// Ends the `/events` streams when the daemon stops.
+    pub shutdown: CancellationToken,
+}
+
+/// The bound listening socket, before the daemon is ready to serve.
+pub struct Listener {
+    listener: std::net::TcpListener,
+    address: SocketAddr,
+}
+
+/// The admin address could not be bound (exit code 2, as for the socket).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on the admin address {address}")]
+pub struct BindError {
+    address: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+impl Listener {
+    pub fn bind(settings: &AdminSettings) -> Result<Listener, BindError> {
+        let address = settings.listen;
+        let bound = std::net::TcpListener::bind(address).and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        });
+        match bound {
+            Ok(listener) => Ok(Listener {
+                address: listener.local_addr().unwrap_or(address),
+                listener,
+            }),
+            Err(source) => Err(BindError { address, source }),
+        }
+    }
+
+    /// Serves until `shared.shutdown` fires.
+    pub async fn serve(self, settings: &AdminSettings, shared: Shared) {
+        let listener = match tokio::net::TcpListener::from_std(self.listener) {
+            Ok(listener) => listener,
+            Err(err) => {
+                error!(address = %self.address, "cannot serve the admin API: {err}");
+                return;
+            }
+        };
+        if let Some(handle) = shared.metrics.clone() {
+            let stop = shared.shutdown.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(UPKEEP);
+                while stop.run_until_cancelled(ticks.tick()).await.is_some() {
+                    handle.run_upkeep();
+                }
+            });
+        }
+        let shutdown = shared.shutdown.clone();
+        let router = router(Arc::new(shared), settings);
+        info!(address = %self.address, "admin API listening");
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            error!(address = %self.address, "the admin API stopped: {err}");
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>, settings: &AdminSettings) -> Router {
+    let timeout = settings.request_timeout.0;
+    let bounded = Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
+        .route("/reload", post(reload::reload))
+        .route(
+            "/deadletter",
+            get(dead_letters::list).delete(dead_letters::purge),
+        )
+        .route("/deadletter/replay", post(dead_letters::replay))
+        .layer(middleware::from_fn_with_state(timeout, within));
+    Router::new()
+        .route("/events", get(events::events))
+        .merge(bounded)
+        .fallback(|| async { error::ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(
+            settings.max_body_bytes.0.try_into().unwrap_or(usize::MAX),
+        ))
+        .with_state(shared)
+}
+
+/// Answers 503 when a request takes longer than `request_timeout`.
+async fn within(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the request took longer than request_timeout ({})",
+                humantime::format_duration(timeout)
+            ),
+        )
+        .into_response(),
+    }
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -29,6 +29,7 @@ use crate::chain::{Pipeline, Previous};
 use crate::config;
 use crate::lifecycle::{Observer, Observers, Reloaded};
 use crate::setup::{self, Config};
+use crate::telemetry;
 
 /// How long the watcher waits for a burst of file events to end.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -37,12 +38,47 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 enum Trigger {
     /// Files changed; handlers whose settings did not change are kept.
     Change { seen: Instant },
-    /// SIGHUP: every handler is built anew (secret files are read again).
+    /// SIGHUP or a [`Request`]: every handler is built anew (secret files
+    /// are read again), whether or not the files changed.
     Signal,
+}
+
+/// A reload asked for through the admin API, answered once it ended.
+pub struct Request(oneshot::Sender<Report>);
+
+/// How a requested reload ended.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub outcome: Reloaded,
+    /// Warnings about the config now running (when applied).
+    pub warnings: Vec<String>,
+    /// Handlers in the running pipeline afterwards.
+    pub handlers: usize,
+}
+
+/// Asks the reloader for reloads and waits for each one's [`Report`].
+#[derive(Clone)]
+pub struct Requester(mpsc::Sender<Request>);
+
+/// A requester and the receiver [`watch`] takes its requests from.
+pub fn requests() -> (Requester, mpsc::Receiver<Request>) {
+    let (send, receive) = mpsc::channel(8);
+    (Requester(send), receive)
+}
+
+impl Requester {
+    /// Reloads now; `None` when the daemon is stopping.
+    pub async fn reload(&self) -> Option<Report> {
+        let (answer, report) = oneshot::channel();
+        self.0.send(Request(answer)).await.ok()?;
+        report.await.ok()
+    }
 }
 
 struct Reloader {
     running: Arc<Config>,
+    /// Told each config swapped in (the admin API shows the running one).
+    configs: watch::Sender<Arc<Config>>,
     /// The `[daemon]` settings the daemon started with, which need a restart.
     started: Arc<Config>,
     pipelines: watch::Sender<Arc<Pipeline>>,
@@ -53,14 +89,17 @@ struct Reloader {
     observers: Observers,
 }
 
-/// Watches and reloads until `shutdown` fires. Workers read the current
-/// pipeline from `pipelines` at the start of each event. `observers` are
-/// told of every reload ([`Observer::reloading`], then
-/// [`Observer::reloaded`]).
+/// Watches and reloads until `shutdown` fires, starting from the config in
+/// `configs`. Workers read the current pipeline from `pipelines` at the
+/// start of each event; `configs` holds the config it was built from.
+/// Reloads happen on file changes, `hangups` and `requests` (each answered
+/// with its [`Report`]). `observers` are told of every reload
+/// ([`Observer::reloading`], then [`Observer::reloaded`]).
 pub async fn watch(
-    config: Arc<Config>,
+    configs: watch::Sender<Arc<Config>>,
     pipelines: watch::Sender<Arc<Pipeline>>,
     mut hangups: mpsc::Receiver<()>,
+    mut requests: mpsc::Receiver<Request>,
     observers: Observers,
     shutdown: CancellationToken,
 ) {
@@ -88,6 +127,7 @@ pub async fn watch(
             None
         }
     };
+    let config = configs.borrow().clone();
     if let Some(debouncer) = &mut debouncer {
         watch_folders(debouncer, &config);
     }
@@ -97,6 +137,7 @@ pub async fn watch(
         snapshot: initial,
         running: config.clone(),
         started: config,
+        configs,
         pipelines,
         failures: 0,
         observers,
@@ -111,6 +152,7 @@ pub async fn watch(
         )
         .await;
     loop {
+        let mut answer = None;
         let trigger = tokio::select! {
             () = shutdown.cancelled() => return,
             Some(seen) = changed.recv() => Trigger::Change { seen },
@@ -118,11 +160,37 @@ pub async fn watch(
                 info!("SIGHUP received: reloading the config");
                 Trigger::Signal
             }
+            Some(Request(reply)) = requests.recv() => {
+                info!("reload requested through the admin API");
+                answer = Some(reply);
+                Trigger::Signal
+            }
         };
-        if reloader.reload(trigger, &shutdown).await
+        let report = reloader.reload(trigger, &shutdown).await;
+        if let Some(Report {
+            outcome: Reloaded::Applied,
+            ..
+        }) = &report
             && let Some(debouncer) = &mut debouncer
         {
             watch_folders(debouncer, &reloader.running);
+        }
+        if let Some(answer) = answer {
+            let outcome = match report {
+                Some(report) => report,
+                None if shutdown.is_cancelled() => return,
+                None => Report {
+                    outcome: Reloaded::Refused {
+                        problems: vec![format!(
+                            "{}: the config is still being written; not reloaded (try again)",
+                            reloader.running.file.display()
+                        )],
+                    },
+                    warnings: Vec::new(),
+                    handlers: reloader.pipelines.borrow().handler_count(),
+                },
+            };
+            let _ = answer.send(outcome);
         }
     }
 }
@@ -140,18 +208,25 @@ fn watch_folders(debouncer: &mut Debouncer<RecommendedWatcher, RecommendedCache>
 
 impl Reloader {
     /// Reloads if the files changed (or on a signal, whatever they hold),
-    /// telling the observers; returns whether a new pipeline was swapped in.
-    async fn reload(&mut self, trigger: Trigger, shutdown: &CancellationToken) -> bool {
+    /// telling the observers; says how it ended, or `None` when nothing was
+    /// reloaded (the files had not changed, were still being written, or
+    /// the daemon is stopping).
+    async fn reload(&mut self, trigger: Trigger, shutdown: &CancellationToken) -> Option<Report> {
         if !self.changed(trigger, shutdown).await {
-            return false;
+            return None;
         }
         self.observers.reloading();
-        let outcome = self.apply(trigger, shutdown).await;
+        let (outcome, warnings) = self.apply(trigger, shutdown).await;
         if let Reloaded::Refused { problems } = &outcome {
             self.failed(problems);
         }
+        telemetry::counters::reloaded(outcome == Reloaded::Applied);
         self.observers.reloaded(&outcome);
-        outcome == Reloaded::Applied
+        Some(Report {
+            outcome,
+            warnings,
+            handlers: self.pipelines.borrow().handler_count(),
+        })
     }
 
     /// Waits for the files to settle; whether they differ from what the
@@ -183,8 +258,13 @@ impl Reloader {
     }
 
     /// Builds the config as the files now hold it (off the runtime, like
-    /// [`Reloader::changed`]) and swaps it in unless it is refused.
-    async fn apply(&mut self, trigger: Trigger, shutdown: &CancellationToken) -> Reloaded {
+    /// [`Reloader::changed`]) and swaps it in unless it is refused; the
+    /// warnings about it come back with the outcome.
+    async fn apply(
+        &mut self,
+        trigger: Trigger,
+        shutdown: &CancellationToken,
+    ) -> (Reloaded, Vec<String>) {
         let started = Instant::now();
         let file = self.running.file.clone();
         let running = self.running.clone();
@@ -195,21 +275,20 @@ impl Reloader {
         })
         .await
         else {
-            return Reloaded::Abandoned;
+            return (Reloaded::Abandoned, Vec::new());
         };
         let (config, pipeline, warnings) = match built {
             Ok(built) => built,
-            Err(problems) => return Reloaded::Refused { problems },
+            Err(problems) => return (Reloaded::Refused { problems }, Vec::new()),
         };
         if let Some(reason) = accident(&self.running, &config) {
-            return Reloaded::Refused {
-                problems: vec![format!(
-                    "{}: {reason}; not applied (restart jobhook to apply it on purpose)",
-                    config.file.display()
-                )],
-            };
+            let problems = vec![format!(
+                "{}: {reason}; not applied (restart jobhook to apply it on purpose)",
+                config.file.display()
+            )];
+            return (Reloaded::Refused { problems }, Vec::new());
         }
-        for warning in warnings {
+        for warning in &warnings {
             warn!("{warning}");
         }
         for key in restart_needed(&self.started, &config) {
@@ -232,7 +311,8 @@ impl Reloader {
             }
         );
         self.running = Arc::new(config);
-        Reloaded::Applied
+        self.configs.send_replace(self.running.clone());
+        (Reloaded::Applied, warnings)
     }
 
     fn failed(&mut self, problems: &[String]) {

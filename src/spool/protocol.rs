@@ -36,7 +36,7 @@ pub type Reply = oneshot::Sender<Result<Accepted, Rejection>>;
 pub struct Receipt(pub(super) i64);
 
 /// A dead letter, as `jobhook deadletter` lists it and takes it back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct DeadLetterId(pub(super) i64);
 

@@ -33,7 +33,10 @@ pub fn install() -> Option<PrometheusHandle> {
     RECORDER
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(HANDLER_DURATION.to_owned()), DURATION_BUCKETS)
+                .set_buckets_for_metric(
+                    Matcher::Full(HANDLER_DURATION.to_owned()),
+                    DURATION_BUCKETS,
+                )
                 .expect("the bucket list is not empty");
             let handle = builder.install_recorder().ok()?;
             describe();
@@ -44,16 +47,42 @@ pub fn install() -> Option<PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(EVENTS_ACCEPTED, "Events accepted and committed to the spool (duplicates included).");
+    describe_counter!(
+        EVENTS_ACCEPTED,
+        "Events accepted and committed to the spool (duplicates included)."
+    );
     describe_counter!(EVENTS_REJECTED, "Event lines refused, by reply code.");
-    describe_counter!(EVENTS_DUPLICATE, "Events answered as duplicates of an Id accepted before.");
-    describe_counter!(HANDLER_ATTEMPTS, "Handler attempts, by handler and outcome (success, failure, retry).");
-    describe_histogram!(HANDLER_DURATION, metrics::Unit::Seconds, "How long handler attempts took.");
-    describe_counter!(DEAD_LETTERS, "Events a handler gave up on, kept as dead letters.");
-    describe_gauge!(SPOOL_PENDING_EVENTS, "Events in the spool whose chain has not finished.");
-    describe_gauge!(SPOOL_BYTES, metrics::Unit::Bytes, "Bytes of the pending events (bounded by max_spool_bytes).");
+    describe_counter!(
+        EVENTS_DUPLICATE,
+        "Events answered as duplicates of an Id accepted before."
+    );
+    describe_counter!(
+        HANDLER_ATTEMPTS,
+        "Handler attempts, by handler and outcome (success, failure, retry)."
+    );
+    describe_histogram!(
+        HANDLER_DURATION,
+        metrics::Unit::Seconds,
+        "How long handler attempts took."
+    );
+    describe_counter!(
+        DEAD_LETTERS,
+        "Events a handler gave up on, kept as dead letters."
+    );
+    describe_gauge!(
+        SPOOL_PENDING_EVENTS,
+        "Events in the spool whose chain has not finished."
+    );
+    describe_gauge!(
+        SPOOL_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of the pending events (bounded by max_spool_bytes)."
+    );
     describe_gauge!(HANDLER_IN_FLIGHT, "Attempts running now, by handler.");
-    describe_counter!(CONFIG_RELOADS, "Config reloads, by result (success, failure).");
+    describe_counter!(
+        CONFIG_RELOADS,
+        "Config reloads, by result (success, failure)."
+    );
     describe_gauge!(CONNECTIONS, "Clients connected to the ingest socket.");
 }
 
@@ -125,9 +154,7 @@ pub enum Outcome {
 
 impl HandlerMetrics {
     pub fn new(handler: &str) -> HandlerMetrics {
-        let attempts = |outcome: &'static str| {
-            counter!(HANDLER_ATTEMPTS, "handler" => handler.to_owned(), "outcome" => outcome)
-        };
+        let attempts = |outcome: &'static str| counter!(HANDLER_ATTEMPTS, "handler" => handler.to_owned(), "outcome" => outcome);
         HandlerMetrics {
             success: attempts("success"),
             failure: attempts("failure"),

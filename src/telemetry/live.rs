@@ -79,7 +79,12 @@ pub fn accepted(event: &Event) {
     if !listening() {
         return;
     }
-    let text = |name: &str| event.field(name).and_then(|value| value.as_str()).map(str::to_owned);
+    let text = |name: &str| {
+        event
+            .field(name)
+            .and_then(|value| value.as_str())
+            .map(str::to_owned)
+    };
     publish(Live::Accepted {
         id: event.id().to_owned(),
         job_id: text("JobId"),
@@ -89,7 +94,13 @@ pub fn accepted(event: &Event) {
 }
 
 /// A handler's attempt ended.
-pub fn outcome(handler: &str, event: &Event, outcome: Outcome, took: Duration, error: Option<&str>) {
+pub fn outcome(
+    handler: &str,
+    event: &Event,
+    outcome: Outcome,
+    took: Duration,
+    error: Option<&str>,
+) {
     if !listening() {
         return;
     }
@@ -162,10 +173,19 @@ mod tests {
         }
         let missed = listener.next().await.unwrap_err();
         assert_eq!(missed.missed, 10);
-        let Live::Accepted { id, job_type, phase, .. } = listener.next().await.unwrap() else {
+        let Live::Accepted {
+            id,
+            job_type,
+            phase,
+            ..
+        } = listener.next().await.unwrap()
+        else {
             panic!("expected an accepted event")
         };
-        assert_eq!((id.as_str(), job_type.as_deref(), phase), ("e10", Some("Inventory"), "OnFinish"));
+        assert_eq!(
+            (id.as_str(), job_type.as_deref(), phase),
+            ("e10", Some("Inventory"), "OnFinish")
+        );
         drop(listener);
     }
 }

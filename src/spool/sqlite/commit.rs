@@ -18,8 +18,8 @@ use tracing::{error, info};
 use super::admission::{Admission, Policy};
 use super::store::Fsync;
 use super::thread::SpoolThread;
-use crate::telemetry;
 use crate::spool::protocol::{Dead, Message, Receipt, Record, Rejection, Retry, StageDone, now_ms};
+use crate::telemetry;
 
 /// How soon a failed commit is tried again when nothing else comes.
 pub(super) const RETRY_FAILED_COMMIT: Duration = Duration::from_millis(500);
@@ -158,7 +158,9 @@ impl SpoolThread {
             let _ = reply.send(answer);
         }
         if telemetry::live::listening() {
-            dispatch.iter().for_each(|work| telemetry::live::accepted(&work.event));
+            dispatch
+                .iter()
+                .for_each(|work| telemetry::live::accepted(&work.event));
         }
         self.due.extend(retries.into_iter().map(std::cmp::Reverse));
         for work in dispatch {
