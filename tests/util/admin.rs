@@ -156,22 +156,4 @@ impl Stream {
     pub fn socket(&self) -> &TcpStream {
         self.reader.get_ref()
     }
-
-    /// Makes the socket's receive buffer as small as the kernel allows, so
-    /// that a reader that stops reading is felt by the sender at once.
-    pub fn shrink_receive_buffer(&self) {
-        use std::os::fd::AsRawFd;
-        let size: libc::c_int = 4096;
-        // SAFETY: setsockopt on a socket we own, with a c_int option value.
-        let done = unsafe {
-            libc::setsockopt(
-                self.socket().as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&raw const size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(done, 0, "setsockopt SO_RCVBUF");
-    }
 }
