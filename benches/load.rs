@@ -9,6 +9,7 @@
 //! cargo bench --bench load -- --rate 10000 --events 100000   # fixed rate: ack latency
 //! cargo bench --bench load -- --socket run/jobhook.sock      # against a running daemon
 //! cargo bench --bench load -- --daemon-binary /tmp/jobhook-before  # another build
+//! cargo bench --bench load -- --admin                        # with metrics recorded
 //! ```
 //!
 //! Without `--socket` it starts the daemon itself on a temporary config with
@@ -82,6 +83,10 @@ mod driver {
         /// `concurrency` of the HTTP handler: a number or `adaptive`.
         #[arg(long, default_value = "adaptive")]
         concurrency: String,
+        /// Give the daemon an admin API (on a free loopback port), so that
+        /// metrics are recorded: what counting costs the event path.
+        #[arg(long)]
+        admin: bool,
         /// Send to this socket instead of starting a daemon.
         #[arg(long)]
         socket: Option<PathBuf>,
@@ -582,7 +587,12 @@ mod driver {
                 &config,
                 format!(
                     "[daemon]\nsocket = \"jobhook.sock\"\nworkers = {workers}\nqueue_capacity = {queue_capacity}\nfsync = \"{fsync}\"\n\
-                     [hooks]\n{chain}"
+                     [hooks]\n{chain}{}",
+                    if args.admin {
+                        "\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+                    } else {
+                        ""
+                    }
                 ),
             )
             .unwrap();

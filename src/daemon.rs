@@ -278,7 +278,7 @@ pub async fn run(
         ));
     }
     tracker.close();
-    let (configs, _running_config) = watch::channel(config.clone());
+    let (configs, running_config) = watch::channel(config.clone());
     let (reload_requester, reload_requests) = reload::requests();
     // The admin API serves until the daemon has stopped (`/health` says
     // so meanwhile).
@@ -286,6 +286,9 @@ pub async fn run(
     let admin_served = listeners.admin.map(|(listener, tokens)| {
         let shared = admin::Shared {
             tokens,
+            config: running_config,
+            pipeline: current.clone(),
+            changes: tokio::sync::Mutex::new(()),
             reload: reload_requester,
             spool: spool.status(),
             spool_dir: daemon.spool_dir.clone(),

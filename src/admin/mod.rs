@@ -11,6 +11,7 @@ mod auth;
 mod dead_letters;
 mod error;
 mod events;
+mod handlers;
 mod health;
 mod metrics;
 mod reload;
@@ -28,6 +29,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -35,7 +37,9 @@ pub use auth::Tokens;
 pub use health::Health;
 pub use settings::AdminSettings;
 
+use crate::chain::Pipeline;
 use crate::reload::Requester;
+use crate::setup::Config;
 use crate::spool::{Fsync, Status};
 
 /// How often histograms are folded into what `/metrics` renders (without
@@ -45,6 +49,12 @@ const UPKEEP: Duration = Duration::from_secs(5);
 /// What the routes work with.
 pub struct Shared {
     pub tokens: Tokens,
+    /// The config now running, as the reloader swaps it in, and the
+    /// pipeline built from it.
+    pub config: watch::Receiver<Arc<Config>>,
+    pub pipeline: watch::Receiver<Arc<Pipeline>>,
+    /// Held while a change is written and applied: one at a time.
+    pub changes: tokio::sync::Mutex<()>,
     pub reload: Requester,
     pub spool: Arc<Status>,
     pub spool_dir: PathBuf,
@@ -53,6 +63,23 @@ pub struct Shared {
     pub metrics: Option<PrometheusHandle>,
     /// Ends the `/events` streams when the daemon stops.
     pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// The running config and pipeline.
+    fn running(&self) -> (Arc<Config>, Arc<Pipeline>) {
+        (self.config.borrow().clone(), self.pipeline.borrow().clone())
+    }
+
+    /// A handler as it now runs, if it does.
+    fn shown(&self, name: &str) -> Option<crate::registration::HandlerObject> {
+        let (config, pipeline) = self.running();
+        let live = crate::registration::Live {
+            config: &config,
+            pipeline: &pipeline,
+        };
+        live.show(name).ok()
+    }
 }
 
 /// The bound listening socket, before the daemon is ready to serve.
@@ -122,6 +149,10 @@ fn router(shared: Arc<Shared>, settings: &AdminSettings) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
         .route("/reload", post(reload::reload))
+        .route("/handlers", get(handlers::list).post(handlers::register))
+        .route("/handlers/{name}", get(handlers::show).delete(handlers::remove))
+        .route("/handlers/{name}/enable", post(handlers::enable))
+        .route("/handlers/{name}/disable", post(handlers::disable))
         .route(
             "/deadletter",
             get(dead_letters::list).delete(dead_letters::purge),
