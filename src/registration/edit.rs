@@ -7,6 +7,8 @@ use toml_edit::{Array, DocumentMut, Item, Table, TableLike, Value};
 
 use super::RegistrationError;
 use super::input::Registration;
+use super::keys::{canonical, section_keys};
+use crate::handlers::LIBRARY_KEYS;
 
 const HANDLERS: &str = "handlers";
 const HOOKS: &str = "hooks";
@@ -21,7 +23,10 @@ pub fn register(text: &str, registration: &Registration) -> Result<String, Regis
         return Err(RegistrationError::Exists { name: name.clone() });
     }
     let mut table = Table::new();
-    table.insert("library", Item::Value(registration.library.as_str().into()));
+    table.insert(
+        LIBRARY_KEYS[0],
+        Item::Value(registration.library.as_str().into()),
+    );
     for (key, value) in &registration.settings {
         table.insert(key, Item::Value(value.clone()));
     }
@@ -58,11 +63,18 @@ pub fn register(text: &str, registration: &Registration) -> Result<String, Regis
 }
 
 /// `text` with `enabled` of handler `name` set: the value replaced where it
-/// is written (its comment kept), or added as the section's last key.
+/// is written (under its alias too, its comment kept), or added as the
+/// section's last key.
 pub fn set_enabled(text: &str, name: &str, enabled: bool) -> Result<String, RegistrationError> {
     let mut document = parse(text)?;
     let section = section_mut(&mut document, name)?;
-    match section.get_mut(ENABLED).and_then(Item::as_value_mut) {
+    let keys = section_keys(None);
+    let written = section
+        .iter()
+        .map(|(key, _)| key.to_owned())
+        .find(|key| canonical(key, &keys) == Some(ENABLED))
+        .unwrap_or_else(|| ENABLED.to_owned());
+    match section.get_mut(&written).and_then(Item::as_value_mut) {
         Some(value) => {
             let decor = value.decor().clone();
             *value = enabled.into();
@@ -130,36 +142,153 @@ fn not_a_table(key: &str) -> RegistrationError {
     }
 }
 
-/// Adds `name` to the end of `chain`, laid out like the entry before it
-/// (on a line of its own in an array written one entry per line).
+/// Adds `name` to the end of `chain`, laid out like the entry before it:
+/// on a line of its own, indented the same, in an array written one entry
+/// per line. (What precedes an entry also holds the comment after the
+/// entry before it; that is not copied.)
 fn append(chain: &mut Array, name: &str) {
-    let prefix = chain
+    let own_line = chain
         .iter()
         .last()
         .and_then(|last| last.decor().prefix()?.as_str())
-        .filter(|prefix| prefix.contains('\n'))
-        .unwrap_or(if chain.is_empty() { "" } else { " " })
-        .to_owned();
+        .and_then(|prefix| prefix.rsplit_once('\n'))
+        .map(|(_, indent)| format!("\n{indent}"));
+    let prefix = own_line.unwrap_or_else(|| if chain.is_empty() { "" } else { " " }.to_owned());
     let mut entry = Value::from(name);
     entry.decor_mut().set_prefix(prefix);
     chain.push_formatted(entry);
 }
 
-/// Removes `name` from `chain`; the entry that becomes first keeps no
-/// leading space (`["a", "b"]` less `a` is `["b"]`).
+/// Removes `name` from `chain` with its line in an array written one entry
+/// per line: the comment after it and the lines above it go, the comment
+/// after the entry before it stays. In an array on one line, the entry
+/// that becomes first keeps no leading space (`["a", "b"]` less `a` is
+/// `["b"]`).
+///
+/// What precedes an entry is the rest of the line before it (that entry's
+/// comment), a newline, the lines above it, its indent; what follows the
+/// last entry is its comment and a newline.
 fn take_out(chain: &mut Array, name: &str) {
     let Some(index) = chain.iter().position(|entry| entry.as_str() == Some(name)) else {
         return;
     };
-    chain.remove(index);
-    if index == 0
-        && let Some(first) = chain.get_mut(0)
-        && first
-            .decor()
-            .prefix()
-            .and_then(|prefix| prefix.as_str())
-            .is_some_and(|prefix| !prefix.contains('\n'))
-    {
-        first.decor_mut().set_prefix("");
+    let removed = chain.remove(index);
+    let text =
+        |raw: Option<&toml_edit::RawString>| raw.and_then(|raw| raw.as_str()).map(str::to_owned);
+    let before = text(removed.decor().prefix()).unwrap_or_default();
+    // The comment of the entry before the removed one.
+    let kept = before.split_once('\n').map(|(comment, _)| comment);
+    let joined = |after: &str| {
+        let (_, rest) = after.split_once('\n')?;
+        Some(format!("{}\n{rest}", kept?))
+    };
+    match chain.get_mut(index) {
+        Some(next) => {
+            let after = text(next.decor().prefix()).unwrap_or_default();
+            if let Some(prefix) = joined(&after) {
+                next.decor_mut().set_prefix(prefix);
+            } else if index == 0 && !after.contains('\n') {
+                next.decor_mut().set_prefix("");
+            }
+        }
+        None => {
+            let after = text(Some(chain.trailing())).unwrap_or_default();
+            if let Some(trailing) = joined(&after) {
+                chain.set_trailing(trailing);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+[hooks]
+OnStart = [
+    \"a\",  # first
+    \"b\",
+]
+OnFinish = [\"a\", \"b\"]
+
+[handlers.a]
+library = \"LuaHandler\"
+Enabled = false  # until it is tested
+lua_script = \"a.lua\"
+
+[handlers.b]
+library = \"LuaHandler\"
+lua_script = \"b.lua\"
+";
+
+    #[test]
+    fn enabled_is_set_where_it_is_written_even_under_its_alias() {
+        let enabled = set_enabled(TEXT, "a", true).unwrap();
+        assert_eq!(
+            enabled,
+            TEXT.replace("Enabled = false  #", "Enabled = true  #")
+        );
+        let disabled = set_enabled(TEXT, "b", false).unwrap();
+        assert_eq!(
+            disabled,
+            TEXT.replace("\"b.lua\"\n", "\"b.lua\"\nenabled = false\n")
+        );
+    }
+
+    #[test]
+    fn chains_keep_their_layout() {
+        let registration = Registration {
+            name: "c".to_owned(),
+            library: "LuaHandler".to_owned(),
+            phases: vec![
+                "OnStart".to_owned(),
+                "OnFinish".to_owned(),
+                "OnError".to_owned(),
+            ],
+            settings: vec![("lua_script".to_owned(), "c.lua".into())],
+        };
+        let registered = register(TEXT, &registration).unwrap();
+        let expected = TEXT
+            .replace("    \"b\",\n]", "    \"b\",\n    \"c\",\n]")
+            .replace("[\"a\", \"b\"]", "[\"a\", \"b\", \"c\"]\nOnError = [\"c\"]")
+            + "\n[handlers.c]\nlibrary = \"LuaHandler\"\nlua_script = \"c.lua\"\n";
+        assert_eq!(registered, expected);
+        let removed = remove(&registered, "a").unwrap();
+        assert!(
+            removed.contains("OnStart = [\n    \"b\",\n    \"c\",\n]"),
+            "{removed}"
+        );
+        assert!(removed.contains("OnFinish = [\"b\", \"c\"]"), "{removed}");
+        assert!(!removed.contains("[handlers.a]") && !removed.contains("until it is tested"));
+    }
+
+    #[test]
+    fn an_entry_goes_with_its_line_and_comments() {
+        let chain = "\
+OnStart = [
+    \"a\",  # first
+    # b is new
+    \"b\",  # second
+    \"c\",
+]
+";
+        let text = format!("[hooks]\n{chain}\n[handlers.a]\n\n[handlers.b]\n\n[handlers.c]\n");
+        let without = |name| {
+            let text = remove(&text, name).unwrap();
+            text.split("\n\n").next().unwrap().to_owned()
+        };
+        assert_eq!(
+            without("b"),
+            "[hooks]\nOnStart = [\n    \"a\",  # first\n    \"c\",\n]"
+        );
+        assert_eq!(
+            without("c"),
+            "[hooks]\nOnStart = [\n    \"a\",  # first\n    # b is new\n    \"b\",  # second\n]"
+        );
+        assert_eq!(
+            without("a"),
+            "[hooks]\nOnStart = [\n    # b is new\n    \"b\",  # second\n    \"c\",\n]"
+        );
     }
 }

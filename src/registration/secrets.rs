@@ -14,6 +14,8 @@
 //! but reads a plain string as public: `url`, the handler's address, whose
 //! secret form is for URLs carrying a token ([`URL_KEY`]).
 
+use std::sync::OnceLock;
+
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use toml::Spanned;
@@ -38,13 +40,27 @@ pub struct Hidden {
 }
 
 impl Hidden {
-    /// Asks the common settings and each of `library`'s settings types which of its keys take a
-    /// secret, and which any table.
-    pub fn of(library: Library) -> Hidden {
-        let mut hidden = Hidden::default();
-        hidden.each::<CommonSettings>();
-        library.settings_types(&mut hidden);
-        hidden
+    /// What `library` hides: asked once of the common settings and each of
+    /// the library's settings types (which of their keys take a secret,
+    /// which any table), then kept.
+    pub fn of(library: Library) -> &'static Hidden {
+        static ALL: OnceLock<Vec<(Library, Hidden)>> = OnceLock::new();
+        let all = ALL.get_or_init(|| {
+            Library::NAMES
+                .iter()
+                .filter_map(|name| Library::parse(name))
+                .map(|library| {
+                    let mut hidden = Hidden::default();
+                    hidden.each::<CommonSettings>();
+                    library.settings_types(&mut hidden);
+                    (library, hidden)
+                })
+                .collect()
+        });
+        all.iter()
+            .find(|(known, _)| *known == library)
+            .map(|(_, hidden)| hidden)
+            .expect("every library is in Library::NAMES")
     }
 
     /// `value` of `key` (snake_case) as the admin API shows it.
@@ -80,7 +96,8 @@ impl SettingsTypes for Hidden {
 
 /// Whether `T` reads `value` (TOML) as the value of `key`: reading a table
 /// holding only that key fails at the value if it does not (other
-/// problems, such as a missing required key, are placed elsewhere).
+/// problems, such as a missing required key, are placed elsewhere). A
+/// problem placed nowhere counts as taken: in doubt, a value is hidden.
 fn takes<T: DeserializeOwned>(key: &str, value: &str) -> bool {
     let text = format!("{key} = {value}");
     let at = text.len() - value.len()..text.len();

@@ -46,15 +46,16 @@ const OWN_FIELDS: [&str; 3] = ["display_name", "enabled", "job_types"];
 /// Every handler: the sections in the order written, then the drop-ins in
 /// the order they join chains.
 pub fn list(config: &Config, pipeline: &Pipeline) -> Vec<HandlerObject> {
-    let written: toml::Table = toml::from_str(&config.text).unwrap_or_default();
-    let sections = written.get("handlers").and_then(toml::Value::as_table);
-    let mut sections_written: Vec<&HandlerSection> = config.handlers.iter().collect();
-    sections_written.sort_by_key(|section| (section.position.line, section.position.column));
-    let mut objects: Vec<HandlerObject> = sections_written
+    let document: toml::Table = toml::from_str(&config.text).unwrap_or_default();
+    let tables = document.get("handlers").and_then(toml::Value::as_table);
+    // `config.handlers` is in name order.
+    let mut sections: Vec<&HandlerSection> = config.handlers.iter().collect();
+    sections.sort_by_key(|section| (section.position.line, section.position.column));
+    let mut objects: Vec<HandlerObject> = sections
         .into_iter()
         .map(|section| {
-            let settings = sections.and_then(|all| all.get(&section.name)?.as_table());
-            of_section(config, section, settings)
+            let written = tables.and_then(|tables| tables.get(&section.name)?.as_table());
+            of_section(config, section, written)
         })
         .collect();
     for phase in Phase::ALL {
