@@ -29,7 +29,10 @@
 //! settings in (value types, `FILE:LINE:COL` problems, `[daemon]`, `[log]`,
 //! `[hooks]`); it reads none of the components, each of which keeps its own
 //! settings in a data-only `settings.rs` beside its code. [`setup`] reads
-//! and validates `handlers.toml` as a whole, [`reload`] watches it and swaps
+//! and validates `handlers.toml` as a whole, [`registration`] lists handlers
+//! with their secrets hidden and registers, enables, disables and removes
+//! them by editing `handlers.toml` (keeping its comments, validating before
+//! writing, atomically) for the admin API, [`reload`] watches it and swaps
 //! in a new pipeline when it changes, [`daemon`] wires the parts and stops
 //! them in order, [`lifecycle`] is what the daemon tells its supervisor
 //! (ready, reloading, reloaded, stopping; the event path's heartbeat),
@@ -60,6 +63,7 @@ pub(crate) mod ingest;
 pub mod lifecycle;
 pub(crate) mod logging;
 pub(crate) mod lua;
+pub(crate) mod registration;
 pub(crate) mod reload;
 pub(crate) mod service;
 pub(crate) mod setup;

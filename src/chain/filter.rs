@@ -22,6 +22,16 @@ impl Filter {
         }
     }
 
+    /// Whether the handler takes events at all (`enabled`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The `JobType`s or `JobTypeId`s taken; `None`: all.
+    pub fn job_types(&self) -> Option<&[String]> {
+        self.job_types.as_deref()
+    }
+
     /// Why the handler does not take `event`; `None` when it does.
     pub fn mismatch(&self, event: &Event) -> Option<Mismatch> {
         if !self.enabled {

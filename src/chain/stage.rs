@@ -61,6 +61,11 @@ impl Stage {
         }
     }
 
+    /// Which events the handler takes.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
     /// Whether the handler only writes local files. The success of the
     /// stages before it is sent to the spool only after it (with the
     /// run's end, if nothing that waits on another process follows), so a

@@ -19,9 +19,15 @@ use super::values::{List, Results, Seconds};
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommonSettings {
-    /// `false` skips this handler in every chain. Default `true`.
-    #[serde(default = "default_enabled")]
+    /// `false` skips this handler in every chain. Alias `Enabled`. Default
+    /// `true`.
+    #[serde(alias = "Enabled", default = "default_enabled")]
     pub enabled: bool,
+    /// A name for people, shown by the admin API (`DisplayName`); logs and
+    /// hooks use the section's name. Alias `DisplayName`. Default: the
+    /// section's name.
+    #[serde(alias = "DisplayName")]
+    pub display_name: Option<String>,
     /// Only events whose `JobType` or `JobTypeId` is one of these (any case).
     /// An array or one comma-separated string. Alias `JobTypes`. Default: all.
     #[serde(alias = "JobTypes")]

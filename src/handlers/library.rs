@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -37,6 +38,29 @@ impl Library {
         ConnectionSettings::keys()
     }
 
+    /// The library's name as `library = "…"` writes it (`HttpHandler`).
+    pub fn name(self) -> &'static str {
+        Library::ALL
+            .into_iter()
+            .find(|(library, _)| *library == self)
+            .map_or("", |(_, name)| name)
+    }
+
+    /// Calls `visit` with each settings type the library reads from its
+    /// section (what is not `library` or a common key), so that what is
+    /// asked of the types (their keys, which of them hold secrets) cannot
+    /// drift from the types.
+    pub fn settings_types(self, visit: &mut impl SettingsTypes) {
+        match self {
+            Library::TextFile => visit.each::<text_file::settings::Settings>(),
+            Library::Http => {
+                visit.each::<http::settings::Settings>();
+                visit.each::<ConnectionSettings>();
+            }
+            Library::Lua => visit.each::<lua::settings::Settings>(),
+        }
+    }
+
     /// Reads a library name as written in `library = "…"` (any case).
     pub fn parse(name: &str) -> Option<Library> {
         Library::ALL
@@ -44,6 +68,12 @@ impl Library {
             .find(|(_, known)| known.eq_ignore_ascii_case(name))
             .map(|(library, _)| library)
     }
+}
+
+/// Something done for each settings type of a library
+/// ([`Library::settings_types`]).
+pub trait SettingsTypes {
+    fn each<T: DeserializeOwned>(&mut self);
 }
 
 /// The library-specific half of a section.
@@ -71,6 +101,15 @@ impl LibrarySettings {
             )?)),
             Library::Lua => LibrarySettings::Lua(from_value(table(keys))?),
         })
+    }
+
+    /// The library these settings are of.
+    pub fn library(&self) -> Library {
+        match self {
+            LibrarySettings::TextFile(_) => Library::TextFile,
+            LibrarySettings::Http(_) => Library::Http,
+            LibrarySettings::Lua(_) => Library::Lua,
+        }
     }
 
     /// The `[ssl.NAME]` section the handler's connection names, if any.

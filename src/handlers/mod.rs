@@ -13,8 +13,8 @@ pub mod text_file;
 
 use std::time::Duration;
 
-pub use library::{BuildError, Context, LibrarySettings};
-pub use section::{HandlerSection, parse_all};
+pub use library::{BuildError, Context, Library, LibrarySettings, SettingsTypes};
+pub use section::{HandlerSection, LIBRARY_KEYS, parse_all};
 
 use crate::event::Event;
 use crate::failure::HandlerError;

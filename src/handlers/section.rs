@@ -7,8 +7,8 @@ use toml::de::DeValue;
 use super::library::{Library, LibrarySettings};
 use crate::config::{CommonSettings, Diagnostic, Locator, Position, closest, from_value, split};
 
-/// The key naming a section's library, with its alias.
-const LIBRARY_KEYS: &[&str] = &["library", "LibraryName"];
+/// The key naming a section's library, then its alias.
+pub const LIBRARY_KEYS: &[&str] = &["library", "LibraryName"];
 
 /// One `[handlers.NAME]` section.
 #[derive(Debug)]
