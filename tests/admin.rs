@@ -28,8 +28,8 @@ fn event(id: &str) -> String {
     )
 }
 
-/// A daemon with an admin API whose token `ops` may do everything and
-/// `reader` only read handlers; on the audit chain plus `extra`, or on
+/// A daemon with an admin API whose token `ops` may do everything,
+/// `reader` only read handlers and `watcher` only follow events; on the audit chain plus `extra`, or on
 /// `extra` alone when it has its own `[hooks]`.
 fn daemon_with_admin(extra: &str) -> (Daemon, Api) {
     let port = free_port();
@@ -38,6 +38,7 @@ fn daemon_with_admin(extra: &str) -> (Daemon, Api) {
         &[
             ("ops", "ops-secret-token", ALL),
             ("reader", "reader-secret-token", &["handlers:read"]),
+            ("watcher", "events-secret-token", &["events:read"]),
         ],
     );
     let handlers = if extra.contains("[hooks]") {
@@ -67,6 +68,19 @@ fn every_route_asks_for_its_permission() {
     let (_daemon, api) = daemon_with_admin("");
     // (method, path, body, permission)
     let routes: &[(&str, &str, Option<&str>, &str)] = &[
+        ("GET", "/handlers", None, "handlers:read"),
+        ("GET", "/handlers/audit", None, "handlers:read"),
+        ("POST", "/handlers/audit/disable", None, "handlers:modify"),
+        ("POST", "/handlers/audit/enable", None, "handlers:modify"),
+        (
+            "POST",
+            "/handlers",
+            Some(
+                r#"{"Name":"extra","ClassName":"TextFileHandler","SupportedEvents":["OnFinish"],"FilePath":"out/extra.log"}"#,
+            ),
+            "handlers:modify",
+        ),
+        ("DELETE", "/handlers/extra", None, "handlers:modify"),
         ("POST", "/reload", None, "reload"),
         ("GET", "/deadletter", None, "deadletter:read"),
         (
@@ -98,7 +112,11 @@ fn every_route_asks_for_its_permission() {
             401,
             "{what} with a wrong token"
         );
-        let lacking = call(Some("reader-secret-token"));
+        // `reader` may only read handlers, `watcher` only follow events.
+        let lacking = match *permission {
+            "handlers:read" => call(Some("events-secret-token")),
+            _ => call(Some("reader-secret-token")),
+        };
         assert_eq!(
             lacking.status, 403,
             "{what} without {permission}: {lacking:?}"
@@ -110,7 +128,10 @@ fn every_route_asks_for_its_permission() {
                 .contains(permission)
         );
         let allowed = call(Some("ops-secret-token"));
-        assert_eq!(allowed.status, 200, "{what} with {permission}: {allowed:?}");
+        assert!(
+            [200, 201].contains(&allowed.status),
+            "{what} with {permission}: {allowed:?}"
+        );
         assert!(allowed.headers.contains("application/json"), "{allowed:?}");
     }
     // The stream asks for events:read before it starts.
@@ -524,4 +545,263 @@ fn check_refuses_a_remote_listener_and_unreadable_tokens() {
 #[allow(dead_code)]
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
+}
+
+/// A config with comments everywhere, as an operator keeps it.
+const COMMENTED: &str = r#"
+# The chains. OnFinish ends in the audit file.
+[hooks]
+OnStart = ["audit"]   # every start
+OnFinish = [
+  "audit",  # always first
+]
+
+# Keeps a line per event.
+[handlers.audit]
+library = "TextFileHandler"
+file_path = "out/audit.log"   # relative to this file
+
+# The ITSM endpoint (off for now).
+[handlers.itsm]
+library = "HttpHandler"
+url = "https://itsm.invalid/api"
+basic_user = "svc"
+basic_password = "itsm-secret-password"
+signing_secret = "itsm-signing-secret"
+enabled = false
+"#;
+
+/// The lines of `after` that are not in `before` and the other way round.
+fn changed_lines(before: &str, after: &str) -> (Vec<String>, Vec<String>) {
+    let only = |a: &str, b: &str| -> Vec<String> {
+        let b: Vec<&str> = b.lines().collect();
+        a.lines()
+            .filter(|line| !b.contains(line))
+            .map(str::to_owned)
+            .collect()
+    };
+    (only(before, after), only(after, before))
+}
+
+#[test]
+fn handlers_are_registered_changed_and_removed_keeping_the_operators_file() {
+    let sink = HttpServer::start();
+    let (daemon, api) = daemon_with_admin(COMMENTED);
+    let token = Some("ops-secret-token");
+    let read = || std::fs::read_to_string(&daemon.config).unwrap();
+
+    let listed = api.get("/handlers", Some("reader-secret-token")).json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["audit", "itsm"]);
+    let itsm = api.get("/handlers/itsm", token).json();
+    assert_eq!(
+        (itsm["ClassName"].as_str(), itsm["Enabled"].as_bool()),
+        (Some("HttpHandler"), Some(false))
+    );
+    assert_eq!(itsm["Settings"]["basic_password"], "<redacted>", "{itsm}");
+    assert_eq!(api.get("/handlers/nobody", token).status, 404);
+
+    // Register: the new section and a chain entry are the only new lines.
+    let before = read();
+    let registration = format!(
+        r#"{{"Name":"notify","DisplayName":"Notify the ITSM","ClassName":"HttpHandler",
+            "SupportedEvents":["OnFinish"],"JobTypes":["Inventory"],
+            "URL":"{}","BasicUser":"svc","BasicPassword":"notify-secret-password"}}"#,
+        sink.url("/hook")
+    );
+    let registered = api.post("/handlers", token, Some(&registration));
+    assert_eq!(registered.status, 201, "{registered:?}");
+    assert_eq!(
+        registered.json()["handler"]["SupportedEvents"],
+        serde_json::json!(["OnFinish"])
+    );
+    let after = read();
+    let (removed, added) = changed_lines(&before, &after);
+    assert!(removed.is_empty(), "register removed {removed:?}");
+    assert!(
+        added.iter().any(|line| line.contains("[handlers.notify]")),
+        "{added:?}"
+    );
+    assert!(
+        added.iter().any(|line| line.trim() == r#""notify","#)
+            || added.iter().any(|line| line.contains("\"notify\"")),
+        "{added:?}"
+    );
+    assert!(
+        after.contains("# The ITSM endpoint (off for now).") && after.contains("# always first")
+    );
+    // It is live: it handles the next event.
+    assert_eq!(daemon.send(&[&event("r1")])[0]["ok"], true);
+    let delivered = sink.wait_for(1);
+    assert_eq!(delivered[0].json()["Id"], "r1");
+    // A second registration of the name: 409, file unchanged.
+    let again = api.post("/handlers", token, Some(&registration));
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(read(), after);
+
+    // Enable and disable touch one line each.
+    let before = read();
+    assert_eq!(api.post("/handlers/itsm/enable", token, None).status, 200);
+    let (removed, added) = changed_lines(&before, &read());
+    assert_eq!(
+        (removed, added),
+        (
+            vec!["enabled = false".to_owned()],
+            vec!["enabled = true".to_owned()]
+        )
+    );
+    assert_eq!(api.get("/handlers/itsm", token).json()["Enabled"], true);
+    let before = read();
+    let disabled = api.post("/handlers/notify/disable", token, None);
+    assert_eq!(disabled.status, 200, "{disabled:?}");
+    let (removed, added) = changed_lines(&before, &read());
+    assert_eq!(
+        (removed.len(), added),
+        (0, vec!["enabled = false".to_owned()])
+    );
+
+    // Delete: the section and its chain entry go, nothing else.
+    let before = read();
+    assert_eq!(api.delete("/handlers/notify", token).status, 200);
+    let after = read();
+    let (removed, added) = changed_lines(&before, &after);
+    assert!(added.is_empty(), "{added:?}");
+    assert!(
+        removed
+            .iter()
+            .any(|line| line.contains("[handlers.notify]")),
+        "{removed:?}"
+    );
+    assert!(!after.contains("notify"), "{after}");
+    assert!(after.contains("# Keeps a line per event."));
+    assert_eq!(api.get("/handlers/notify", token).status, 404);
+
+    // A bad registration: 422 with every problem; the file is untouched.
+    let before = read();
+    let bad = api.post(
+        "/handlers",
+        token,
+        Some(r#"{"Name":"broken","ClassName":"HttpHandler","SupportedEvents":["OnFnish"],"URL":"http://127.0.0.1:9/","Retires":3}"#),
+    );
+    assert_eq!(bad.status, 422, "{bad:?}");
+    let problems = bad.json()["problems"].to_string();
+    assert!(
+        problems.contains("`Retires`") && problems.contains("OnFnish"),
+        "{problems}"
+    );
+    assert_eq!(read(), before);
+    let shapeless = api.post("/handlers", token, Some(r#"{"ClassName":"HttpHandler"}"#));
+    assert_eq!(shapeless.status, 400, "{shapeless:?}");
+    assert_eq!(api.post("/handlers", token, Some("not json")).status, 400);
+
+    // Someone edits the file (badly: the running config stays): a change
+    // made on what the daemon read would lose that edit, so it is refused.
+    let edited = format!("{before}\n[handlers.half_written\n");
+    std::fs::write(&daemon.config, &edited).unwrap();
+    daemon.log_line("config reload failed");
+    let conflict = api.post("/handlers/audit/disable", token, None);
+    assert_eq!(conflict.status, 409, "{conflict:?}");
+    assert_eq!(read(), edited);
+
+    // No secret in any answer or log line.
+    let answers = [
+        api.get("/handlers", token).body,
+        api.get("/handlers/itsm", token).body,
+        registered.body.clone(),
+    ];
+    let log = daemon.log();
+    for secret in [
+        "itsm-secret-password",
+        "itsm-signing-secret",
+        "notify-secret-password",
+        "ops-secret-token",
+        "reader-secret-token",
+    ] {
+        for answer in &answers {
+            assert!(!answer.contains(secret), "{secret} in an answer: {answer}");
+        }
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+    assert!(
+        log.contains("route=\"POST /handlers\"") || log.contains("route=POST /handlers"),
+        "{log}"
+    );
+}
+
+#[test]
+fn handlers_commands_print_tables_and_json_and_say_why_they_are_refused() {
+    let (daemon, _api) = daemon_with_admin(COMMENTED);
+    let config = daemon.config.to_str().unwrap().to_owned();
+    let token_file = daemon.path("token");
+    std::fs::write(&token_file, "ops-secret-token\n").unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .args(["-c", &config, "--token-file", token_file.to_str().unwrap()])
+            .env_remove("JOBHOOK_TOKEN");
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, table, _) = run(&["handlers", "list"], None);
+    assert_eq!(code, Some(0));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("LIBRARY"),
+        "{table}"
+    );
+    assert!(
+        lines.iter().any(|line| line.starts_with("itsm")
+            && line.contains("HttpHandler")
+            && line.contains(" no ")),
+        "{table}"
+    );
+    let registration = r#"{"Name":"copy","ClassName":"TextFileHandler","SupportedEvents":["OnStart"],"FilePath":"out/copy.log"}"#;
+    let (code, out, err) = run(&["handlers", "register", "-"], Some(registration));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("handler `copy` registered"), "{out}");
+    let (code, shown, _) = run(&["handlers", "show", "copy", "--json"], None);
+    assert_eq!(code, Some(0));
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["Settings"]["file_path"], "out/copy.log");
+    let (code, shown, _) = run(&["handlers", "show", "itsm"], None);
+    assert_eq!(code, Some(0));
+    assert!(shown.contains("basic_password = <redacted>"), "{shown}");
+    assert!(!shown.contains("itsm-secret-password"));
+    let (code, _, err) = run(&["handlers", "disable", "nobody"], None);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("404: no handler named `nobody`"), "{err}");
+    let (code, out, _) = run(&["handlers", "remove", "copy"], None);
+    assert_eq!((code, out.trim()), (Some(0), "handler `copy` removed"));
+    let (code, _, err) = run(
+        &["handlers", "register", "-"],
+        Some("{\"Name\":\"x\",\"ClassName\":\"HttpHandler\",\"SupportedEvents\":[\"OnStart\"]}"),
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("422") && err.contains("handlers.toml:"),
+        "{err}"
+    );
 }

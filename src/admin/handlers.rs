@@ -32,9 +32,17 @@ pub async fn list(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<HandlerObject>>, ApiError> {
-    shared.tokens.authorize(&headers, Permission::HandlersRead)?;
+    shared
+        .tokens
+        .authorize(&headers, Permission::HandlersRead)?;
     let (config, pipeline) = shared.running();
-    Ok(Json(Live { config: &config, pipeline: &pipeline }.list()))
+    Ok(Json(
+        Live {
+            config: &config,
+            pipeline: &pipeline,
+        }
+        .list(),
+    ))
 }
 
 pub async fn show(
@@ -42,9 +50,14 @@ pub async fn show(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<HandlerObject>, ApiError> {
-    shared.tokens.authorize(&headers, Permission::HandlersRead)?;
+    shared
+        .tokens
+        .authorize(&headers, Permission::HandlersRead)?;
     let (config, pipeline) = shared.running();
-    let live = Live { config: &config, pipeline: &pipeline };
+    let live = Live {
+        config: &config,
+        pipeline: &pipeline,
+    };
     live.show(&name).map(Json).map_err(refusal)
 }
 
@@ -53,7 +66,10 @@ pub async fn register(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Changed>), ApiError> {
-    let token = shared.tokens.authorize(&headers, Permission::HandlersModify)?.to_owned();
+    let token = shared
+        .tokens
+        .authorize(&headers, Permission::HandlersModify)?
+        .to_owned();
     let outcome = async {
         let registration = Registration::from_json(body).map_err(refusal)?;
         let name = registration.name.clone();
@@ -89,11 +105,17 @@ async fn set_enabled(
     name: String,
     enabled: bool,
 ) -> Result<Json<Changed>, ApiError> {
-    let token = shared.tokens.authorize(&headers, Permission::HandlersModify)?.to_owned();
+    let token = shared
+        .tokens
+        .authorize(&headers, Permission::HandlersModify)?
+        .to_owned();
     let verb = if enabled { "enable" } else { "disable" };
     let outcome = async {
         let target = name.clone();
-        change(&shared, &name, move |live| live.set_enabled(&target, enabled)).await?;
+        change(&shared, &name, move |live| {
+            live.set_enabled(&target, enabled)
+        })
+        .await?;
         Ok(Changed {
             message: format!("handler `{name}` {verb}d"),
             handler: shared.shown(&name),
@@ -108,7 +130,10 @@ pub async fn remove(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Changed>, ApiError> {
-    let token = shared.tokens.authorize(&headers, Permission::HandlersModify)?.to_owned();
+    let token = shared
+        .tokens
+        .authorize(&headers, Permission::HandlersModify)?
+        .to_owned();
     let outcome = async {
         let target = name.clone();
         change(&shared, &name, move |live| live.remove(&target)).await?;
@@ -132,7 +157,10 @@ async fn change(
     let _one_at_a_time = shared.changes.lock().await;
     let (config, pipeline) = shared.running();
     tokio::task::spawn_blocking(move || {
-        let live = Live { config: &config, pipeline: &pipeline };
+        let live = Live {
+            config: &config,
+            pipeline: &pipeline,
+        };
         let candidate = edit(&live)?;
         live.commit(&candidate)
     })
@@ -142,7 +170,9 @@ async fn change(
     match shared.reload.reload().await.map(|report| report.outcome) {
         Some(Reloaded::Applied) => Ok(()),
         Some(Reloaded::Refused { problems }) => Err(ApiError::refused(
-            format!("handlers.toml was written, but the reload did not apply the change to `{name}`"),
+            format!(
+                "handlers.toml was written, but the reload did not apply the change to `{name}`"
+            ),
             problems,
         )),
         Some(Reloaded::Abandoned) | None => Err(ApiError::new(
@@ -165,9 +195,10 @@ fn logged<T>(token: &str, route: &str, outcome: Result<T, ApiError>) -> Result<T
 fn refusal(err: RegistrationError) -> ApiError {
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match err {
-        RegistrationError::Invalid { problems } => {
-            ApiError::refused("the change would make the config invalid; nothing was written", problems)
-        }
+        RegistrationError::Invalid { problems } => ApiError::refused(
+            "the change would make the config invalid; nothing was written",
+            problems,
+        ),
         err => ApiError::new(status, crate::config::values::error_chain(&err)),
     }
 }

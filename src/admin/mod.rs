@@ -150,7 +150,10 @@ fn router(shared: Arc<Shared>, settings: &AdminSettings) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/reload", post(reload::reload))
         .route("/handlers", get(handlers::list).post(handlers::register))
-        .route("/handlers/{name}", get(handlers::show).delete(handlers::remove))
+        .route(
+            "/handlers/{name}",
+            get(handlers::show).delete(handlers::remove),
+        )
         .route("/handlers/{name}/enable", post(handlers::enable))
         .route("/handlers/{name}/disable", post(handlers::disable))
         .route(

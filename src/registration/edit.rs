@@ -152,8 +152,21 @@ fn append(chain: &mut Array, name: &str) {
         .last()
         .and_then(|last| last.decor().prefix()?.as_str())
         .and_then(|prefix| prefix.rsplit_once('\n'))
-        .map(|(_, indent)| format!("\n{indent}"));
-    let prefix = own_line.unwrap_or_else(|| if chain.is_empty() { "" } else { " " }.to_owned());
+        .map(|(_, indent)| indent.to_owned());
+    let prefix = match own_line {
+        // One entry per line: the comment after the last entry (the
+        // array's trailing text up to its newline) stays on that entry's
+        // line, and the new entry takes a line of its own below it.
+        Some(indent) => {
+            let trailing = chain.trailing().as_str().unwrap_or("\n").to_owned();
+            let (comment, rest) = trailing.split_once('\n').unwrap_or((&trailing, ""));
+            let prefix = format!("{comment}\n{indent}");
+            chain.set_trailing(format!("\n{rest}"));
+            prefix
+        }
+        None if chain.is_empty() => String::new(),
+        None => " ".to_owned(),
+    };
     let mut entry = Value::from(name);
     entry.decor_mut().set_prefix(prefix);
     chain.push_formatted(entry);

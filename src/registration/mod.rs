@@ -19,10 +19,6 @@
 //!
 //! Handlers are identified by their name: `Id` is the name.
 
-// Nothing calls this yet outside its tests: the admin API's routes will
-// (issue 19). Remove this once they do.
-#![cfg_attr(not(test), allow(dead_code))]
-
 mod edit;
 mod error;
 mod input;
