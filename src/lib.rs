@@ -40,7 +40,10 @@
 //! and `jobhook service install`, [`handoff`] hands a batch of calls to a
 //! thread of its own and watches each, [`logging`] sets up the daemon's own
 //! log, [`client`] is `jobhook send`, [`deadletter`] is `jobhook deadletter`,
-//! and [`cli`] is the command line.
+//! and [`cli`] is the command line. [`admin`] is the admin API (handlers,
+//! dead letters, reload, `/events`, `/health`, `/metrics`), [`admin_cli`]
+//! the commands that call it, and [`telemetry`] the metric handles and live
+//! stream the event path records into.
 //!
 //! Only what the binary (`cli`) and the benchmarks (`event`, `spool`, and
 //! the `lifecycle` heartbeat the spool takes) use is public; everything else

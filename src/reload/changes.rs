@@ -51,7 +51,10 @@ fn compared(running: &Config, new: &Config) -> Vec<(&'static str, bool)> {
     daemon_keys
         .into_iter()
         .chain(hook_keys)
-        .chain([("[log]", running.log != new.log)])
+        .chain([
+            ("[log]", running.log != new.log),
+            ("[admin]", running.admin != new.admin),
+        ])
         .collect()
 }
 
