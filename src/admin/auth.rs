@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::settings::{Permission, TokenSettings};
 use crate::config::values::error_chain;
+use crate::config::{Permission, TokenSettings};
 
 /// The tokens of `[[admin.tokens]]`.
 pub struct Tokens(Vec<Token>);

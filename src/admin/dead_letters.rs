@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::Shared;
 use super::error::ApiError;
-use super::settings::Permission;
+use crate::config::Permission;
 use crate::config::values::{error_chain, parse_duration};
 use crate::spool::{self, DeadLetter, DeadLetterId, DeadLetters, ReplayError};
 

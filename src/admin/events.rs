@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Shared;
 use super::error::ApiError;
-use super::settings::Permission;
+use crate::config::Permission;
 use crate::telemetry::live::{self, Live, Missed};
 
 #[derive(Deserialize)]

@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::Shared;
 use super::error::ApiError;
-use super::settings::Permission;
+use crate::config::Permission;
 use crate::lifecycle::Reloaded;
 use crate::registration::{HandlerObject, Live, Registration, RegistrationError};
 

@@ -15,7 +15,6 @@ mod handlers;
 mod health;
 mod metrics;
 mod reload;
-mod settings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,9 +34,9 @@ use tracing::{error, info};
 
 pub use auth::Tokens;
 pub use health::Health;
-pub use settings::AdminSettings;
 
 use crate::chain::Pipeline;
+use crate::config::AdminSettings;
 use crate::reload::Requester;
 use crate::setup::Config;
 use crate::spool::{Fsync, Status};

@@ -1,13 +1,15 @@
 //! The config language every component's settings are written in: value
 //! types (`values`), reading a file safely (`read`), problems reported as
 //! `FILE:LINE:COL: message` (`diagnostic`), the daemon's own sections
-//! (`[daemon]`, `[log]`, `[hooks]`) and the settings every handler shares.
+//! (`[daemon]`, `[log]`, `[hooks]`, `[admin]`) and the settings every
+//! handler shares.
 //!
 //! A leaf: it reads no component built from it (only the value types of
 //! `event` and `spool`). Each component keeps its own
 //! settings beside its code, written in these types; `crate::setup` reads
 //! the whole file.
 
+mod admin;
 mod common;
 mod diagnostic;
 mod keys;
@@ -17,6 +19,7 @@ pub mod read;
 mod sections;
 pub mod values;
 
+pub use admin::{AdminSettings, Permission, TokenSettings};
 pub use common::{CommonSettings, from_value, split};
 pub use diagnostic::{Diagnostic, Locator, Position, closest};
 pub use keys::keys_of;

@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::admin::AdminSettings;
 use crate::config::read::{MAX_FILE_BYTES, read_regular_text};
 use crate::config::values::error_chain;
 use crate::config::{
-    DaemonSettings, Diagnostic, Hooks, Locator, LogSettings, Position, Top, closest, from_value,
-    split,
+    AdminSettings, DaemonSettings, Diagnostic, Hooks, Locator, LogSettings, Position, Top, closest,
+    from_value, split,
 };
 use crate::handlers::{self, HandlerSection};
 use crate::http::SslSettings;

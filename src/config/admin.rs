@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use crate::config::values::{Bytes, Seconds, SecretSource};
+use super::values::{Bytes, Seconds, SecretSource};
 
 /// `[admin]`: the HTTP admin API, `/health` and `/metrics`. Absent: no
 /// listener. Changing it needs a restart.
