@@ -11,6 +11,7 @@ use crate::chain::Pipeline;
 use crate::config;
 use crate::event::Phase;
 use crate::setup;
+use crate::sources::Sources;
 use crate::{client, daemon, deadletter, service};
 
 #[derive(Debug, Parser)]
@@ -123,6 +124,10 @@ fn check(file: PathBuf) -> ExitCode {
         },
         None => None,
     };
+    // Sources are built as the daemon builds them: clients made, secrets read.
+    if let Some(Err(problems)) = loaded.config.as_ref().map(Sources::build) {
+        diagnostics.extend(problems);
+    }
     for diagnostic in &diagnostics {
         println!("{diagnostic}");
     }

@@ -5,6 +5,8 @@
 //!
 //! - [`ingest`] — the Unix socket (Windows: named pipe). Reads NDJSON lines,
 //!   answers every line in order, never lets one client hold up another.
+//! - [`sources`] — events the daemon fetches itself (Keyfactor Command's job
+//!   history), committed to the spool with each source's cursor.
 //! - [`event`] — turns a line into a validated [`event::Event`]; every
 //!   rejection names the field.
 //! - [`spool`] — an event is accepted once the spool has committed it to
@@ -61,5 +63,6 @@ pub(crate) mod lua;
 pub(crate) mod reload;
 pub(crate) mod service;
 pub(crate) mod setup;
+pub(crate) mod sources;
 pub mod spool;
 pub(crate) mod worker;

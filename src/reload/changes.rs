@@ -3,6 +3,7 @@
 //! start keep their running value.
 
 use crate::setup::Config;
+use crate::sources::settings::JobHistorySettings;
 
 /// Why `new` looks like an accident rather than an edit, if it does: a
 /// config that lost every hook, or whose `[daemon]` settings all fell back to
@@ -23,8 +24,9 @@ pub fn accident(running: &Config, new: &Config) -> Option<&'static str> {
 }
 
 /// Settings read once at start, whose new value needs a restart: every
-/// `[daemon]` key but `scripts_dir`, the spool's `[hooks]` thresholds, and
-/// `[log]`.
+/// `[daemon]` key but `scripts_dir`, the spool's `[hooks]` thresholds,
+/// `[log]`, and `[sources]` (a source runs as it started; its cursor lives
+/// on in the spool across the restart).
 pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     compared(running, new)
         .into_iter()
@@ -52,6 +54,16 @@ fn compared(running: &Config, new: &Config) -> Vec<(&'static str, bool)> {
         .into_iter()
         .chain(hook_keys)
         .chain([("[log]", running.log != new.log)])
+        .chain([("[sources]", sources(running) != sources(new))])
+        .collect()
+}
+
+/// Each source's name and settings (not where its section is written).
+fn sources(config: &Config) -> Vec<(&str, &JobHistorySettings)> {
+    config
+        .sources
+        .iter()
+        .map(|source| (source.name.as_str(), &source.job_history))
         .collect()
 }
 
