@@ -142,7 +142,9 @@ impl JobHistoryApi {
             .append_pair("ReturnLimit", &limit.to_string())
             .append_pair("SortField", "JobHistoryId")
             .append_pair("SortAscending", &descending.to_string());
-        let shown = redact(url.as_str());
+        // Messages name the endpoint and the filter (never a query value
+        // of base_url's, which may hold a token).
+        let shown = format!("{} ({filter})", redact(self.url.as_str()));
         tokio::time::timeout(self.timeout, self.exchange(&url, &shown))
             .await
             .unwrap_or_else(|_| {
