@@ -254,84 +254,37 @@ fn every_finished_record_is_delivered_once_across_restarts_and_kills_between_a_l
     assert_eq!(offered_again.count(), 0, "{log}");
 }
 
+/// A config whose `[sources.command]` section holds `keys`; its first key is
+/// on line 10 of the file (`config_dir` adds two lines before it).
+fn source_config(keys: &str) -> (tempfile::TempDir, PathBuf) {
+    let text = format!(
+        "[hooks]\nOnFinish = [\"out\"]\n[handlers.out]\nlibrary = \"TextFileHandler\"\n\
+         file_path = \"out.log\"\n[sources.command]\n{keys}\n"
+    );
+    config_dir(&text)
+}
+
 #[test]
 fn check_reports_source_problems_with_their_position() {
-    let (_dir, path) = config_dir(
-        r#"
-[hooks]
-OnFinish = ["out"]
-[handlers.out]
-library = "TextFileHandler"
-file_path = "out.log"
-[sources.command]
-type = "keyfactor_job_history"
-base_url = "https://command.example.com/KeyfactorAPI/"
-intervall = "10s"
-"#,
-    );
+    let base = "type = \"keyfactor_job_history\"\nbase_url = \"https://command.example.com/KeyfactorAPI/\"";
+    let (_dir, path) = source_config(&format!("{base}\nintervall = \"10s\""));
     let report = check_refuses(&path, "source `command`: unknown field `intervall`");
     assert!(report.contains("did you mean `interval`?"), "{report}");
-    assert!(report.contains("handlers.toml:12:1"), "{report}");
+    assert!(report.contains("handlers.toml:11:1"), "{report}");
 
-    let (_dir, path) = config_dir(
-        r#"
-[hooks]
-OnFinish = ["out"]
-[handlers.out]
-library = "TextFileHandler"
-file_path = "out.log"
-[sources.command]
-type = "keyfactor_jobhistory"
-base_url = "https://command.example.com/KeyfactorAPI/"
-"#,
-    );
+    let (_dir, path) = source_config(&format!("{base}\nstart = \"yesterday\""));
+    let report = check_refuses(&path, "expected \"now\", \"all\" or a JobHistoryId");
+    assert!(report.contains("handlers.toml:11:9"), "{report}");
+
+    let (_dir, path) = source_config(&format!("{base}\nssl_config = \"corp\""));
+    let report = check_refuses(&path, "source `command`: ssl_config names [ssl.corp]");
+    assert!(report.contains("handlers.toml:11:14"), "{report}");
+
+    let (_dir, path) = source_config("type = \"keyfactor_jobhistory\"\nbase_url = \"https://c/\"");
     check_refuses(&path, "did you mean `keyfactor_job_history`?");
 
-    let (_dir, path) = config_dir(
-        r#"
-[hooks]
-OnFinish = ["out"]
-[handlers.out]
-library = "TextFileHandler"
-file_path = "out.log"
-[sources.command]
-type = "keyfactor_job_history"
-base_url = "command.example.com"
-ssl_config = "corp"
-start = "yesterday"
-"#,
-    );
-    let report = check_refuses(&path, "expected \"now\", \"all\" or a JobHistoryId");
-    assert!(report.contains("handlers.toml:13:9"), "{report}");
-
-    let (_dir, path) = config_dir(
-        r#"
-[hooks]
-OnFinish = ["out"]
-[handlers.out]
-library = "TextFileHandler"
-file_path = "out.log"
-[sources.command]
-type = "keyfactor_job_history"
-base_url = "command.example.com"
-ssl_config = "corp"
-"#,
-    );
-    let report = check_refuses(&path, "source `command`: ssl_config names [ssl.corp]");
-    assert!(report.contains("handlers.toml:12:14"), "{report}");
-
-    let (_dir, path) = config_dir(
-        r#"
-[hooks]
-OnFinish = ["out"]
-[handlers.out]
-library = "TextFileHandler"
-file_path = "out.log"
-[sources.command]
-type = "keyfactor_job_history"
-base_url = "command.example.com"
-"#,
-    );
+    let (_dir, path) =
+        source_config("type = \"keyfactor_job_history\"\nbase_url = \"command.example.com\"");
     check_refuses(
         &path,
         "source `command`: base_url: \"command.example.com\" is not an http(s) URL",

@@ -78,6 +78,25 @@ mod tests {
     const APPLIED_ON_RELOAD: &[&str] = &["scripts_dir"];
 
     #[test]
+    fn a_changed_source_needs_a_restart_and_a_moved_one_does_not() {
+        let parse = |text: &str| {
+            let text = format!(
+                "[hooks]\nOnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"TextFileHandler\"\n\
+                 file_path = \"x\"\n{text}"
+            );
+            crate::setup::parse(&text, Path::new("/etc/jobhook/handlers.toml"))
+                .config
+                .expect("valid")
+        };
+        let source = "[sources.kf]\ntype = \"keyfactor_job_history\"\nbase_url = \"https://c/\"\n";
+        let running = parse(source);
+        let moved = parse(&format!("\n\n{source}"));
+        assert!(restart_needed(&running, &moved).is_empty());
+        let changed = parse(&format!("{source}interval = \"1m\"\n"));
+        assert_eq!(restart_needed(&running, &changed), ["[sources]"]);
+    }
+
+    #[test]
     fn every_daemon_key_but_the_reloaded_ones_is_compared() {
         let text = "[hooks]\nOnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"TextFileHandler\"\nfile_path = \"x\"\n";
         let config = crate::setup::parse(text, Path::new("/etc/jobhook/handlers.toml"))

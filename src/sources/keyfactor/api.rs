@@ -115,13 +115,7 @@ impl JobHistoryApi {
         settings: &JobHistorySettings,
         context: http::Context<'_>,
     ) -> Result<Self, BuildError> {
-        let mut base = settings.base_url.clone();
-        if !base.ends_with('/') {
-            base.push('/');
-        }
-        let url = Url::parse(&base)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https"))
+        let url = http::base_url(&settings.base_url)
             .and_then(|base| base.join("OrchestratorJobs/JobHistory").ok())
             .ok_or_else(|| BuildError::BaseUrl(settings.base_url.clone()))?;
         let host = url.host_str().unwrap_or_default().to_owned();
