@@ -113,6 +113,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_sample_answer_has_two_finished_records_that_become_events() {
+        let sample = include_str!("../../../examples/keyfactor/job-history.json");
+        let records: Vec<Value> = serde_json::from_str(sample).unwrap();
+        let finished: Vec<&Value> = records.iter().filter(|record| finished(record)).collect();
+        assert_eq!(finished.len(), 2);
+        for record in finished {
+            event(record, id(record).unwrap(), Timestamp::now()).unwrap();
+        }
+    }
+
+    #[test]
     fn only_a_completed_status_is_finished() {
         assert!(!finished(&json!({"Status": "InProcess"})));
         assert!(!finished(&json!({})));
