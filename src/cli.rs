@@ -125,7 +125,9 @@ fn check(file: PathBuf) -> ExitCode {
         None => None,
     };
     // Sources are built as the daemon builds them: clients made, secrets read.
-    if let Some(Err(problems)) = loaded.config.as_ref().map(Sources::build) {
+    if let Some(config) = &loaded.config
+        && let Err(problems) = Sources::build(&config.sources, config.http())
+    {
         diagnostics.extend(problems);
     }
     for diagnostic in &diagnostics {

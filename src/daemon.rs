@@ -128,9 +128,13 @@ pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Sources, Vec<Diagnostic>
         loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
         return None;
     };
-    match Pipeline::build(&config)
-        .and_then(|(pipeline, warnings)| Ok((pipeline, Sources::build(&config)?, warnings)))
-    {
+    match Pipeline::build(&config).and_then(|(pipeline, warnings)| {
+        Ok((
+            pipeline,
+            Sources::build(&config.sources, config.http())?,
+            warnings,
+        ))
+    }) {
         Ok((pipeline, sources, mut warnings)) => {
             warnings.extend(loaded.diagnostics);
             Some((config, pipeline, sources, warnings))

@@ -213,6 +213,14 @@ impl Config {
         self.daemon == default
     }
 
+    /// What building an HTTP client needs from the config.
+    pub fn http(&self) -> crate::http::Context<'_> {
+        crate::http::Context {
+            dir: &self.dir,
+            ssl: &self.ssl,
+        }
+    }
+
     fn resolve_paths(&mut self) {
         let dir = &self.dir;
         self.daemon.resolve_paths(dir);

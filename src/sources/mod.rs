@@ -20,24 +20,25 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Diagnostic;
 use crate::config::values::error_chain;
-use crate::setup::Config;
+use crate::http;
 use crate::spool::Queue;
 use keyfactor::JobHistorySource;
+use settings::SourceSection;
 
 /// Every source of a config, built (clients made, secrets read).
 #[derive(Debug)]
 pub struct Sources(Vec<JobHistorySource>);
 
 impl Sources {
-    /// Builds every `[sources.NAME]`; each problem names its section.
-    pub fn build(config: &Config) -> Result<Sources, Vec<Diagnostic>> {
-        let context = crate::http::Context {
-            dir: &config.dir,
-            ssl: &config.ssl,
-        };
+    /// Builds every `[sources.NAME]` section; each problem names its
+    /// section.
+    pub fn build(
+        sections: &[SourceSection],
+        context: http::Context<'_>,
+    ) -> Result<Sources, Vec<Diagnostic>> {
         let mut sources = Vec::new();
         let mut problems = Vec::new();
-        for section in &config.sources {
+        for section in sections {
             match JobHistorySource::new(section, context) {
                 Ok(source) => sources.push(source),
                 Err(err) => problems.push(section.position.error(format!(

@@ -48,7 +48,7 @@ pub type CursorReply = oneshot::Sender<Result<Option<String>, Arc<str>>>;
 /// How a source is answered: one answer per event, in order.
 pub type BatchReply = oneshot::Sender<Result<Vec<Accepted>, Rejection>>;
 
-/// What a source (`crate::sources`) found in one look: the events, and its
+/// What an event source (`[sources.NAME]`) found in one look: the events, and its
 /// cursor once they are in (opaque to the spool; the source reads it back
 /// at start). The cursor is stored in the commit that stores the events, so
 /// a crash keeps both or neither.

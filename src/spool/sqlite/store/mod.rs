@@ -91,7 +91,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 -- Looked for every second: without it, every dead letter is read each time.
 CREATE INDEX IF NOT EXISTS dead_letters_to_replay ON dead_letters (id) WHERE replay = 1;
--- Where each source (`crate::sources`) stands: written in the commit that
+-- Where each event source ([sources.NAME]) stands: written in the commit that
 -- stores the events it brought.
 CREATE TABLE IF NOT EXISTS source_cursors (
     source TEXT PRIMARY KEY,
