@@ -23,7 +23,7 @@
 //!   A failed attempt is a [`failure::HandlerError`] that says whether a
 //!   retry may help.
 //! - [`http`] — outgoing HTTP clients (TLS sections, proxies, authentication),
-//!   shared by the HTTP handler and the API client given to Lua.
+//!   shared by the HTTP handler, the API client given to Lua and sources.
 //! - [`lua`] — sandboxed Lua states on their own threads, the API scripts
 //!   call, and drop-in scripts that join chains by themselves.
 //!

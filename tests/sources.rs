@@ -62,18 +62,19 @@ fn events(daemon: &Daemon) -> Vec<Value> {
 #[test]
 fn backfills_every_finished_record_once_a_page_at_a_time_with_the_parameters_command_expects() {
     let command = FakeCommand::start();
+    // Runs of one scheduled job: one JobId, so its events keep their order.
     for n in 1..=7 {
-        command.put(record(n, "WinCertInventory", "Completed", "Success"));
+        let mut run = record(n, "WinCertInventory", "Completed", "Success");
+        run["JobId"] = "0b4b411a-4b26-4492-a575-a10adb43a08a".into();
+        command.put(run);
     }
     let daemon = Daemon::start(&config(&command, "start = \"all\"\npage_size = 3"));
     wait_for_exactly(&daemon, &[1, 2, 3, 4, 5, 6, 7]);
-    // In JobHistoryId order (one JobId each, so one lane each: the order is
-    // the spool's, which takes each page in order).
     let found: Vec<i64> = events(&daemon)
         .iter()
         .map(|event| event["JobHistoryId"].as_i64().unwrap())
         .collect();
-    assert_eq!(found.len(), 7);
+    assert_eq!(found, [1, 2, 3, 4, 5, 6, 7], "in JobHistoryId order");
 
     let requests = command.requests();
     let pages: Vec<&str> = requests

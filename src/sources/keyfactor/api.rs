@@ -79,6 +79,12 @@ pub enum FetchError {
          permission in Command, which JobHistory needs"
     )]
     Forbidden { url: String },
+    #[error(
+        "GET {url}: Command refused the NTLM credentials of {user}; no further logon is \
+         tried (so the account is not locked out) until the daemon restarts with fixed \
+         ntlm_user / ntlm_password"
+    )]
+    NtlmRefused { url: String, user: String },
     #[error("GET {url} answered {status}: {snippet}")]
     Status {
         url: String,
@@ -105,7 +111,9 @@ impl FetchError {
     pub fn needs_a_person(&self) -> bool {
         matches!(
             self,
-            FetchError::Unauthorized { .. } | FetchError::Forbidden { .. }
+            FetchError::Unauthorized { .. }
+                | FetchError::Forbidden { .. }
+                | FetchError::NtlmRefused { .. }
         )
     }
 }
@@ -170,6 +178,12 @@ impl JobHistoryApi {
         let answer = match self.endpoint.deliver(request, Duration::MAX).await {
             Ok(answer) => answer,
             Err(SendError::Http(err)) => return Err(failed(self.endpoint.describe(err))),
+            Err(SendError::Refused { user }) => {
+                return Err(FetchError::NtlmRefused {
+                    url: shown.to_owned(),
+                    user,
+                });
+            }
             Err(other) => return Err(failed(other.to_string())),
         };
         // The answer holds an NTLM connection until its body is read.
