@@ -128,13 +128,11 @@ pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Sources, Vec<Diagnostic>
         loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
         return None;
     };
-    match Pipeline::build(&config).and_then(|(pipeline, warnings)| {
-        Ok((
-            pipeline,
-            Sources::build(&config.sources, config.http())?,
-            warnings,
-        ))
-    }) {
+    let built = Pipeline::build(&config).and_then(|(pipeline, warnings)| {
+        let sources = Sources::build(&config.sources, config.http())?;
+        Ok((pipeline, sources, warnings))
+    });
+    match built {
         Ok((pipeline, sources, mut warnings)) => {
             warnings.extend(loaded.diagnostics);
             Some((config, pipeline, sources, warnings))

@@ -75,21 +75,21 @@ impl Pipeline {
         previous: Option<Previous<'_>>,
     ) -> Result<(Pipeline, Vec<Diagnostic>), Vec<Diagnostic>> {
         let scripts = lua::Fingerprint::of(&config.daemon.scripts_dir);
-        let scripting = Scripting::new(
-            config.api.as_ref(),
-            config.http(),
-            &config.daemon.scripts_dir,
-        )
-        .map_err(|err| {
-            vec![
-                Position {
-                    file: config.file.clone(),
-                    line: 1,
-                    column: 1,
-                }
-                .error(error_chain(&err)),
-            ]
-        })?;
+        let http = crate::http::Context {
+            dir: &config.dir,
+            ssl: &config.ssl,
+        };
+        let scripting = Scripting::new(config.api.as_ref(), http, &config.daemon.scripts_dir)
+            .map_err(|err| {
+                vec![
+                    Position {
+                        file: config.file.clone(),
+                        line: 1,
+                        column: 1,
+                    }
+                    .error(error_chain(&err)),
+                ]
+            })?;
         let context = handlers::Context {
             dir: &config.dir,
             ssl: &config.ssl,
