@@ -125,8 +125,9 @@ impl JobHistorySource {
             self.commit(queue, cursor, next, finished).await?;
         }
         loop {
+            let before = cursor.after();
             let query = Query::After {
-                id: cursor.after(),
+                id: before,
                 limit: self.page_size,
             };
             let records = self.api.fetch(query).await?;
@@ -134,7 +135,9 @@ impl JobHistorySource {
             let mut next = cursor.clone();
             let finished = next.take_new(records);
             self.commit(queue, cursor, next, finished).await?;
-            if !full {
+            // A full page of nothing new (a server that ignored the filter)
+            // must not be asked for again at once.
+            if !full || cursor.after() == before {
                 return Ok(());
             }
         }
