@@ -217,6 +217,14 @@ fn refusals_name_the_permission_and_failures_back_off_until_command_answers() {
     });
 }
 
+/// One text value read from the daemon's spool (read-only, beside the
+/// daemon).
+fn spool_value(daemon: &Daemon, sql: &str) -> Option<String> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let spool = rusqlite::Connection::open_with_flags(daemon.path("var/spool/spool.db"), flags);
+    spool.ok()?.query_row(sql, [], |row| row.get(0)).ok()
+}
+
 #[test]
 fn every_finished_record_is_delivered_once_across_restarts_and_kills_between_a_look_and_its_commit()
 {
@@ -224,6 +232,13 @@ fn every_finished_record_is_delivered_once_across_restarts_and_kills_between_a_l
     let mut daemon = Daemon::start(&config(&command, "start = \"all\"\npage_size = 2"));
     let mut delivered = Vec::new();
     for round in 0..4 {
+        // Every event of the rounds before has finished (none left in the
+        // spool), so a handler never runs twice: what the file shows is what
+        // the source offered.
+        eventually("no event left in the spool", || {
+            spool_value(&daemon, "SELECT CAST(COUNT(*) AS TEXT) FROM events").as_deref()
+                == Some("0")
+        });
         let first = round * 5 + 1;
         let batch: Vec<i64> = (first..first + 5).collect();
         // Killed as soon as Command has answered with the round's records:
@@ -237,11 +252,16 @@ fn every_finished_record_is_delivered_once_across_restarts_and_kills_between_a_l
         daemon.restart();
         delivered.extend(batch);
         wait_for_exactly(&daemon, &delivered);
-        // Every event finished (its handler's success committed) before the
-        // next kill, so that a kill only ever falls between a look and its commit.
-        std::thread::sleep(Duration::from_millis(400));
     }
     daemon.stop();
+    let cursor = spool_value(
+        &daemon,
+        "SELECT cursor FROM source_cursors WHERE source = 'command'",
+    );
+    assert_eq!(
+        cursor.as_deref(),
+        Some(r#"{"start":"all","after":20,"open":[]}"#)
+    );
     daemon.restart();
     std::thread::sleep(Duration::from_millis(800));
     wait_for_exactly(&daemon, &delivered);
@@ -253,6 +273,20 @@ fn every_finished_record_is_delivered_once_across_restarts_and_kills_between_a_l
         .filter(|line| line.contains("job history records accepted"))
         .filter(|line| !line.contains("duplicates=0"));
     assert_eq!(offered_again.count(), 0, "{log}");
+}
+
+#[test]
+fn a_stop_abandons_a_look_in_progress_and_the_next_start_makes_it_again() {
+    let command = FakeCommand::start();
+    command.put(record(1, "WinCertInventory", "Completed", "Success"));
+    // The first look (after the cursor is set up) hangs on Command.
+    command.mishap(Mishap::Slow(Duration::from_secs(20)));
+    let mut daemon = Daemon::start(&config(&command, "start = 0\ntimeout = \"1m\""));
+    eventually("the look under way", || !command.requests().is_empty());
+    daemon.stop_within(Duration::from_secs(5));
+    assert!(lines(&out(&daemon)).is_empty());
+    daemon.restart();
+    wait_for_exactly(&daemon, &[1]);
 }
 
 /// A config whose `[sources.command]` section holds `keys`; its first key is
