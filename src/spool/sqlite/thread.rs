@@ -350,6 +350,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_source_batch_is_refused_whole_while_the_lanes_are_full_but_a_cursor_alone_goes_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lanes, _receivers) = Lanes::new(1);
+        let store = Store::open(dir.path(), Fsync::Never).unwrap();
+        let spool = Spool::start(store, limits(2), lanes, Heartbeat::default()).unwrap();
+        let queue = spool.queue();
+        // Taken whole while there is room, even past it.
+        assert_eq!(
+            queue
+                .submit_batch(batch("1", &["a", "b", "c"]))
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        let full = queue.submit_batch(batch("2", &["d"])).await;
+        assert_eq!(full, Err(Rejection::Overloaded));
+        assert_eq!(queue.cursor("command").await.unwrap().as_deref(), Some("1"));
+        assert!(
+            queue
+                .submit_batch(batch("3", &[]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(queue.cursor("command").await.unwrap().as_deref(), Some("3"));
+        spool.stop();
+    }
+
+    #[tokio::test]
     async fn events_left_from_the_last_run_are_loaded_as_the_lanes_have_room() {
         let dir = tempfile::tempdir().unwrap();
         let open = || Store::open(dir.path(), Fsync::Never).unwrap();
