@@ -11,6 +11,7 @@ use crate::chain::Pipeline;
 use crate::config;
 use crate::event::Phase;
 use crate::setup;
+use crate::sources::Sources;
 use crate::{admin_cli, client, daemon, deadletter, service};
 
 #[derive(Debug, Parser)]
@@ -161,6 +162,12 @@ fn check(file: PathBuf) -> ExitCode {
             column: 0,
         };
         diagnostics.extend(problems.into_iter().map(|problem| nowhere.error(problem)));
+    }
+    // Sources are built as the daemon builds them: clients made, secrets read.
+    if let Some(config) = &loaded.config
+        && let Err(problems) = Sources::build(&config.sources, config.http())
+    {
+        diagnostics.extend(problems);
     }
     for diagnostic in &diagnostics {
         println!("{diagnostic}");

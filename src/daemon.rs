@@ -1,4 +1,5 @@
-//! The daemon: ingest → queue → workers → chains, and the orderly stop.
+//! The daemon: ingest and sources → queue → workers → chains, and the
+//! orderly stop.
 //!
 //! Stopping (SIGTERM, SIGINT, service stop) goes: stop accepting; answer the
 //! lines clients already sent; let the workers finish the events in their
@@ -28,6 +29,7 @@ use crate::config::{self, Diagnostic};
 use crate::ingest::{self, Limits, Listener};
 use crate::lifecycle::{Observer, Observers, Supervision};
 use crate::setup::{self, Config};
+use crate::sources::Sources;
 use crate::spool::{self, Lanes, Spool, StartError, Store};
 use crate::{admin, logging, reload, telemetry, worker};
 
@@ -56,7 +58,7 @@ pub fn main(
     // A SIGHUP from here on asks for a reload (kept until the watcher
     // runs); it never ends a daemon still starting.
     let hangups = runtime.block_on(async { reload::hangups() });
-    let Some((config, pipeline, warnings)) = load(file) else {
+    let Some((config, pipeline, sources, warnings)) = load(file) else {
         return ExitCode::from(1);
     };
     let admin = match admin_tokens(&config) {
@@ -101,6 +103,7 @@ pub fn main(
         let daemon = run(
             config,
             pipeline,
+            sources,
             store,
             Listeners {
                 events: listener,
@@ -134,10 +137,10 @@ pub fn main(
     code
 }
 
-/// Loads and builds the config, printing every problem to stderr. With an
-/// admin API, metrics are recorded from here on (the pipeline's handlers
-/// take their handles as they are built).
-pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
+/// Loads and builds the config (its pipeline and its sources), printing
+/// every problem to stderr. With an admin API, metrics are recorded from
+/// here on (the pipeline's handlers take their handles as they are built).
+pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Sources, Vec<Diagnostic>)> {
     let loaded = setup::load(&file);
     let Some(config) = loaded.config else {
         loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
@@ -146,10 +149,14 @@ pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Vec<Diagnostic>)> {
     if config.admin.is_some() {
         telemetry::counters::install();
     }
-    match Pipeline::build(&config) {
-        Ok((pipeline, mut warnings)) => {
+    let built = Pipeline::build(&config).and_then(|(pipeline, warnings)| {
+        let sources = Sources::build(&config.sources, config.http())?;
+        Ok((pipeline, sources, warnings))
+    });
+    match built {
+        Ok((pipeline, sources, mut warnings)) => {
             warnings.extend(loaded.diagnostics);
-            Some((config, pipeline, warnings))
+            Some((config, pipeline, sources, warnings))
         }
         Err(problems) => {
             loaded
@@ -223,9 +230,11 @@ pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
 
 /// Runs until `shutdown` fires, then stops in order. `hangups` are SIGHUPs
 /// ([`reload::hangups`]), listened for since before the socket was bound.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Config,
     pipeline: Pipeline,
+    sources: Sources,
     store: Store,
     listeners: Listeners,
     hangups: mpsc::Receiver<()>,
@@ -265,7 +274,7 @@ pub async fn run(
             runtime_beat.beat();
         }
     });
-    let queue = spool.queue();
+    let queue = Arc::new(spool.queue());
     let (pipelines, current) = watch::channel(Arc::new(pipeline));
     let abandon = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -303,7 +312,13 @@ pub async fn run(
             listener.serve(settings, shared).await;
         })
     });
-    info!(workers, config = %config.file.display(), "jobhook started");
+    // Sources stop at `shutdown`, before the spool closes its lanes: a look
+    // in progress is abandoned (what it committed stays).
+    let sourcing = TaskTracker::new();
+    let source_count = sources.len();
+    sources.start(&queue, &shutdown, &sourcing);
+    sourcing.close();
+    info!(workers, sources = source_count, config = %config.file.display(), "jobhook started");
     // Before the reloader starts: a reload is never announced before this.
     observers.ready();
     tokio::spawn({
@@ -329,10 +344,8 @@ pub async fn run(
         idle_timeout: daemon.idle_timeout.0,
         stall_timeout: daemon.stall_timeout.0,
     };
-    listeners
-        .events
-        .serve(Arc::new(queue), limits, shutdown)
-        .await;
+    listeners.events.serve(queue, limits, shutdown).await;
+    sourcing.wait().await;
     let _ = reloads.await;
     // Every connection has ended. The spool hands out no more events (due
     // retries wait for the next start); the workers drain their lanes.

@@ -5,6 +5,8 @@
 //!
 //! - [`ingest`] — the Unix socket (Windows: named pipe). Reads NDJSON lines,
 //!   answers every line in order, never lets one client hold up another.
+//! - [`sources`] — events the daemon fetches itself (Keyfactor Command's job
+//!   history), committed to the spool with each source's cursor.
 //! - [`event`] — turns a line into a validated [`event::Event`]; every
 //!   rejection names the field.
 //! - [`spool`] — an event is accepted once the spool has committed it to
@@ -21,7 +23,7 @@
 //!   A failed attempt is a [`failure::HandlerError`] that says whether a
 //!   retry may help.
 //! - [`http`] — outgoing HTTP clients (TLS sections, proxies, authentication),
-//!   shared by the HTTP handler and the API client given to Lua.
+//!   shared by the HTTP handler, the API client given to Lua and sources.
 //! - [`lua`] — sandboxed Lua states on their own threads, the API scripts
 //!   call, and drop-in scripts that join chains by themselves.
 //!
@@ -70,6 +72,7 @@ pub(crate) mod registration;
 pub(crate) mod reload;
 pub(crate) mod service;
 pub(crate) mod setup;
+pub(crate) mod sources;
 pub mod spool;
 pub(crate) mod telemetry;
 pub(crate) mod worker;

@@ -1,6 +1,6 @@
 //! An HTTP destination as configured: authentication, proxy and TLS settings
-//! (shared by `HttpHandler` sections and the `[api]` section Lua scripts call)
-//! and the ready client built from them.
+//! (shared by `HttpHandler` sections, the `[api]` section Lua scripts call
+//! and `[sources.*]`) and the ready client built from them.
 
 use std::time::Duration;
 

@@ -147,6 +147,18 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Clien
     Ok(map)
 }
 
+/// A configured API base URL (`[api]`, a source's `base_url`), ending in
+/// `/` so that paths join under it; `None` unless it is http(s).
+pub fn base_url(text: &str) -> Option<reqwest::Url> {
+    let mut base = text.to_owned();
+    if !base.ends_with('/') {
+        base.push('/');
+    }
+    reqwest::Url::parse(&base)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+}
+
 /// The URL for messages (logs, dead letters, errors): without a password,
 /// and with every query value replaced, since tokens often travel there
 /// (`?api_key=…`). Text that is not a URL loses everything after `?`.

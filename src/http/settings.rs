@@ -1,7 +1,7 @@
 //! What the config says about outgoing HTTP: `[ssl.NAME]` sections and the
 //! connection keys (authentication, proxy, TLS section) that `HttpHandler`
-//! sections and `[api]` share. Data only: the clients are built in
-//! `endpoint` and `tls`.
+//! sections, `[api]` and `[sources.*]` share. Data only: the clients are
+//! built in `endpoint` and `tls`.
 
 use std::path::PathBuf;
 

@@ -40,14 +40,8 @@ impl ApiClient {
     }
 
     pub fn new(settings: &ApiSettings, http: http::Context<'_>) -> Result<ApiClient, ApiError> {
-        let mut base = settings.base_url.clone();
-        if !base.ends_with('/') {
-            base.push('/');
-        }
-        let base_url = Url::parse(&base)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https"))
-            .ok_or_else(|| ApiError::BaseUrl(base.clone()))?;
+        let base_url = http::base_url(&settings.base_url)
+            .ok_or_else(|| ApiError::BaseUrl(settings.base_url.clone()))?;
         let host = base_url.host_str().unwrap_or_default().to_owned();
         Ok(ApiClient {
             endpoint: Endpoint::new(&settings.connection, &host, http).map_err(ApiError::Client)?,

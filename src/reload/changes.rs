@@ -3,6 +3,7 @@
 //! start keep their running value.
 
 use crate::setup::Config;
+use crate::sources::settings::JobHistorySettings;
 
 /// Why `new` looks like an accident rather than an edit, if it does: a
 /// config that lost every hook, or whose `[daemon]` settings all fell back to
@@ -23,8 +24,9 @@ pub fn accident(running: &Config, new: &Config) -> Option<&'static str> {
 }
 
 /// Settings read once at start, whose new value needs a restart: every
-/// `[daemon]` key but `scripts_dir`, the spool's `[hooks]` thresholds, and
-/// `[log]`.
+/// `[daemon]` key but `scripts_dir`, the spool's `[hooks]` thresholds,
+/// `[log]`, and `[sources]` (a source runs as it started; its cursor lives
+/// on in the spool across the restart).
 pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     compared(running, new)
         .into_iter()
@@ -55,6 +57,16 @@ fn compared(running: &Config, new: &Config) -> Vec<(&'static str, bool)> {
             ("[log]", running.log != new.log),
             ("[admin]", running.admin != new.admin),
         ])
+        .chain([("[sources]", sources(running) != sources(new))])
+        .collect()
+}
+
+/// Each source's name and settings (not where its section is written).
+fn sources(config: &Config) -> Vec<(&str, &JobHistorySettings)> {
+    config
+        .sources
+        .iter()
+        .map(|source| (source.name.as_str(), &source.job_history))
         .collect()
 }
 
@@ -67,6 +79,25 @@ mod tests {
 
     /// `[daemon]` keys a reload applies; every other one needs a restart.
     const APPLIED_ON_RELOAD: &[&str] = &["scripts_dir"];
+
+    #[test]
+    fn a_changed_source_needs_a_restart_and_a_moved_one_does_not() {
+        let parse = |text: &str| {
+            let text = format!(
+                "[hooks]\nOnFinish = [\"sink\"]\n[handlers.sink]\nlibrary = \"TextFileHandler\"\n\
+                 file_path = \"x\"\n{text}"
+            );
+            crate::setup::parse(&text, Path::new("/etc/jobhook/handlers.toml"))
+                .config
+                .expect("valid")
+        };
+        let source = "[sources.kf]\ntype = \"keyfactor_job_history\"\nbase_url = \"https://c/\"\n";
+        let running = parse(source);
+        let moved = parse(&format!("\n\n{source}"));
+        assert!(restart_needed(&running, &moved).is_empty());
+        let changed = parse(&format!("{source}interval = \"1m\"\n"));
+        assert_eq!(restart_needed(&running, &changed), ["[sources]"]);
+    }
 
     #[test]
     fn every_daemon_key_but_the_reloaded_ones_is_compared() {

@@ -1,5 +1,6 @@
 //! `handlers.toml` as a whole: reads it, has `config` read the daemon's own
-//! sections and each component read its own (`handlers`, `http`, `lua`),
+//! sections and each component read its own (`handlers`, `http`, `lua`,
+//! `sources`),
 //! and checks what crosses sections (hooks name handlers, `ssl_config` names
 //! an `[ssl.NAME]`). Building runnable handlers from a valid config is the
 //! chain's job (`crate::chain::Pipeline::build`).
@@ -23,6 +24,8 @@ use crate::handlers::{self, HandlerSection};
 use crate::http::SslSettings;
 use crate::http::settings::ConnectionSettings;
 use crate::lua::ApiSettings;
+use crate::sources::section as sources;
+use crate::sources::settings::SourceSection;
 
 /// A validated configuration. Paths in it are absolute (resolved against `dir`).
 #[derive(Debug)]
@@ -45,6 +48,8 @@ pub struct Config {
     pub api: Option<ApiSettings>,
     /// `[admin]`: the admin API, `/health` and `/metrics`; absent, none.
     pub admin: Option<AdminSettings>,
+    /// `[sources.NAME]` sections: events the daemon fetches itself.
+    pub sources: Vec<SourceSection>,
     /// The text this was parsed from; hot reload compares the file with it.
     pub text: String,
 }
@@ -105,6 +110,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
     let api_table = root.get_mut().remove("api");
     let ssl_table = root.get_mut().remove("ssl");
     let admin_table = root.get_mut().remove("admin");
+    let source_table = root.get_mut().remove("sources");
     // Names of every section, including broken ones, so that a typo inside a
     // section is not reported again at each hook that names it.
     let declared: Vec<String> = handler_table
@@ -126,6 +132,9 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         .unwrap_or_default();
     let api = api_table.and_then(|table| parse_api(table, &locator, &mut diagnostics));
     let admin = admin_table.and_then(|table| parse_admin(table, &locator, &mut diagnostics));
+    let sources = source_table
+        .map(|table| sources::parse_all(table, &locator, &mut diagnostics))
+        .unwrap_or_default();
     let ssl = match ssl_table.map(from_value::<BTreeMap<String, SslSettings>>) {
         None => Some(BTreeMap::new()),
         Some(Ok(ssl)) => Some(ssl),
@@ -157,7 +166,14 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
             "[daemon] max_event_bytes is larger than max_spool_bytes: the largest event could never be spooled",
         ));
     }
-    check_ssl_names(&ssl, &handlers, api.as_ref(), &locator, &mut diagnostics);
+    check_ssl_names(
+        &ssl,
+        &handlers,
+        api.as_ref(),
+        &sources,
+        &locator,
+        &mut diagnostics,
+    );
     warn_unverified(&ssl, text, &locator, &mut diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Loaded::failed(diagnostics);
@@ -181,6 +197,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         ssl,
         api,
         admin,
+        sources,
         handlers,
         dir,
         text: text.to_owned(),
@@ -199,6 +216,14 @@ impl Config {
         let mut default = DaemonSettings::default();
         default.resolve_paths(&self.dir);
         self.daemon == default
+    }
+
+    /// What building an HTTP client needs from the config.
+    pub fn http(&self) -> crate::http::Context<'_> {
+        crate::http::Context {
+            dir: &self.dir,
+            ssl: &self.ssl,
+        }
     }
 
     fn resolve_paths(&mut self) {
@@ -261,6 +286,7 @@ fn check_ssl_names(
     ssl: &BTreeMap<String, SslSettings>,
     handlers: &[HandlerSection],
     api: Option<&ApiSettings>,
+    sources: &[SourceSection],
     locator: &Locator<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
@@ -273,6 +299,10 @@ fn check_ssl_names(
         .chain(api.and_then(|api| {
             let name = api.connection.ssl_config.as_ref()?;
             Some(("[api]".to_owned(), name))
+        }))
+        .chain(sources.iter().filter_map(|source| {
+            let name = source.job_history.connection.ssl_config.as_ref()?;
+            Some((format!("source `{}`", source.name), name))
         }));
     for (user, name) in users {
         if !ssl.contains_key(name.get_ref()) {

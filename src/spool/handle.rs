@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::lanes::Lanes;
 use super::progress::Recorder;
-use super::protocol::{Accepted, Message, Rejection};
+use super::protocol::{Accepted, Message, Rejection, SourceBatch};
 use super::sqlite::{self, Fsync, Store};
 use super::status::Status;
 use crate::event::Event;
@@ -108,7 +108,8 @@ impl Spool {
     }
 }
 
-/// The ingest side: offers events to the spool.
+/// The ingest side: offers events to the spool, from clients and from
+/// sources.
 pub struct Queue {
     spool: mpsc::Sender<Message>,
 }
@@ -124,6 +125,52 @@ impl Queue {
             Err(_) => Ticket(None),
         }
     }
+}
+
+impl Queue {
+    /// Offers a source's events with its new cursor, committed together; the
+    /// answer comes once they are committed, or says why nothing was. A
+    /// batch with events is refused `overloaded` while the workers' lanes
+    /// are full or the spool is over `max_spool_bytes` (one with room is
+    /// taken whole, so the lanes may hold up to one batch more than
+    /// `queue_capacity`); a batch of only a cursor always goes in.
+    pub async fn submit_batch(&self, batch: SourceBatch) -> Result<Vec<Accepted>, Rejection> {
+        let (reply, answer) = oneshot::channel();
+        for event in &batch.events {
+            event.json();
+        }
+        if self
+            .spool
+            .send(Message::SubmitBatch { batch, reply })
+            .is_err()
+        {
+            return Err(Rejection::ShuttingDown);
+        }
+        answer.await.unwrap_or(Err(Rejection::ShuttingDown))
+    }
+
+    /// The cursor `source` last committed, if any.
+    pub async fn cursor(&self, source: &str) -> Result<Option<String>, CursorError> {
+        let (reply, answer) = oneshot::channel();
+        let source = source.to_owned();
+        self.spool
+            .send(Message::ReadCursor { source, reply })
+            .map_err(|_| CursorError::ShuttingDown)?;
+        match answer.await {
+            Ok(Ok(cursor)) => Ok(cursor),
+            Ok(Err(cause)) => Err(CursorError::Unreadable(cause)),
+            Err(_) => Err(CursorError::ShuttingDown),
+        }
+    }
+}
+
+/// Why a source's cursor could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    #[error("the spool cannot be read: {0}")]
+    Unreadable(std::sync::Arc<str>),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
 }
 
 /// The answer to one submitted event, once the spool has committed it.

@@ -7,6 +7,9 @@
 //! sit beside it without touching ingest, chain or workers:
 //!
 //! - ingest submits an event with [`Queue::submit`] and gets a [`Ticket`];
+//! - a source submits what one look found, with its cursor, as a
+//!   [`SourceBatch`] ([`Queue::submit_batch`]), and reads its cursor back at
+//!   start ([`Queue::cursor`]);
 //! - the spool hands committed and due events to the workers as [`Work`] in
 //!   [`Lanes`] (by `JobId`);
 //! - a chain reports each step through [`Progress`] ([`Recorder`]);
@@ -21,6 +24,10 @@
 //! - **Ack after a durable commit.** A ticket resolves `Ok` only once the
 //!   event is committed (synced as `fsync` says); a refusal says why
 //!   ([`Rejection`]), and a refused event was not kept.
+//! - **A source's cursor goes with its events.** A [`SourceBatch`]'s events
+//!   and cursor are committed in one transaction, or not at all: after a
+//!   crash the source resumes from a cursor that matches what the spool
+//!   holds, so it neither loses nor re-delivers a record.
 //! - **Dedupe.** An `Id` accepted within `dedupe_window` is answered as a
 //!   duplicate and not handled again.
 //! - **At least once, per handler.** A handler whose success was recorded
@@ -51,12 +58,12 @@ mod status;
 use std::path::Path;
 
 pub use dead_letters::{BackendError, DeadLetter, DeadLetters, Marked, ReplayError};
-pub use handle::{Limits, Queue, Spool, StartError, Ticket};
+pub use handle::{CursorError, Limits, Queue, Spool, StartError, Ticket};
 pub use lanes::{Lane, Lanes};
 pub use progress::{Progress, Recorder};
 pub use protocol::{
-    Accepted, Dead, DeadLetterId, Receipt, Rejection, Replay, Resume, Retry, StageDone, Work,
-    millis, now_ms,
+    Accepted, Dead, DeadLetterId, Receipt, Rejection, Replay, Resume, Retry, SourceBatch,
+    StageDone, Work, millis, now_ms,
 };
 pub use sqlite::{Fsync, OpenError, Store};
 pub use status::Status;

@@ -11,14 +11,26 @@ use tokio::sync::oneshot;
 
 use crate::event::Event;
 
-/// What a spool backend is told: by ingest (new events), by workers
-/// (progress), by the daemon (stopping).
+/// What a spool backend is told: by ingest (new events), by sources (pages
+/// of events with their cursor), by workers (progress), by the daemon
+/// (stopping).
 pub enum Message {
     /// A new event (its JSON already made by the sender, off the spool's
     /// thread); `reply` is answered once it is committed or refused.
     Submit {
         event: Event,
         reply: Reply,
+    },
+    /// A source's events and the cursor they bring it to, committed in one
+    /// transaction or not at all; `reply` is answered once committed.
+    SubmitBatch {
+        batch: SourceBatch,
+        reply: BatchReply,
+    },
+    /// Where a source stands, as last committed.
+    ReadCursor {
+        source: String,
+        reply: CursorReply,
     },
     Record(Record),
     /// No more events go to the workers (they are finishing up).
@@ -29,6 +41,25 @@ pub enum Message {
 
 /// How a new event's client is answered.
 pub type Reply = oneshot::Sender<Result<Accepted, Rejection>>;
+
+/// Where a source stands, or why the spool could not read it.
+pub type CursorReply = oneshot::Sender<Result<Option<String>, Arc<str>>>;
+
+/// How a source is answered: one answer per event, in order.
+pub type BatchReply = oneshot::Sender<Result<Vec<Accepted>, Rejection>>;
+
+/// What an event source (`[sources.NAME]`) found in one look: the events, and its
+/// cursor once they are in (opaque to the spool; the source reads it back
+/// at start). The cursor is stored in the commit that stores the events, so
+/// a crash keeps both or neither.
+#[derive(Debug)]
+pub struct SourceBatch {
+    /// The source's name (`[sources.NAME]`).
+    pub source: String,
+    pub cursor: String,
+    /// Their JSON already made by the sender, as with [`Message::Submit`].
+    pub events: Vec<Event>,
+}
 
 /// An accepted event in the spool, as the spool knows it: handed out with
 /// its [`Work`], handed back with each progress record.

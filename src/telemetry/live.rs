@@ -64,14 +64,38 @@ struct Stream {
     listeners: AtomicUsize,
 }
 
-static STREAM: LazyLock<Stream> = LazyLock::new(|| Stream {
-    sender: broadcast::channel(CAPACITY).0,
-    listeners: AtomicUsize::new(0),
-});
+impl Stream {
+    fn new() -> Stream {
+        Stream {
+            sender: broadcast::channel(CAPACITY).0,
+            listeners: AtomicUsize::new(0),
+        }
+    }
+
+    fn listening(&self) -> bool {
+        self.listeners.load(Ordering::Relaxed) > 0
+    }
+
+    fn publish(&self, entry: Live) {
+        // No receiver left (the last one just went): nothing to do.
+        let _ = self.sender.send(entry);
+    }
+
+    fn listen(&'static self) -> Listener {
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+        Listener {
+            receiver: self.sender.subscribe(),
+            stream: self,
+        }
+    }
+}
+
+/// The daemon's one stream.
+static STREAM: LazyLock<Stream> = LazyLock::new(Stream::new);
 
 /// Whether anyone listens (publish only then).
 pub fn listening() -> bool {
-    STREAM.listeners.load(Ordering::Relaxed) > 0
+    STREAM.listening()
 }
 
 /// An event was committed.
@@ -79,18 +103,22 @@ pub fn accepted(event: &Event) {
     if !listening() {
         return;
     }
+    STREAM.publish(accepted_entry(event));
+}
+
+fn accepted_entry(event: &Event) -> Live {
     let text = |name: &str| {
         event
             .field(name)
             .and_then(|value| value.as_str())
             .map(str::to_owned)
     };
-    publish(Live::Accepted {
+    Live::Accepted {
         id: event.id().to_owned(),
         job_id: text("JobId"),
         job_type: text("JobType"),
         phase: event.phase().as_str(),
-    });
+    }
 }
 
 /// A handler's attempt ended.
@@ -104,7 +132,7 @@ pub fn outcome(
     if !listening() {
         return;
     }
-    publish(Live::Outcome {
+    STREAM.publish(Live::Outcome {
         handler: handler.to_owned(),
         id: event.id().to_owned(),
         outcome,
@@ -113,23 +141,16 @@ pub fn outcome(
     });
 }
 
-fn publish(entry: Live) {
-    // No receiver left (the last one just went): nothing to do.
-    let _ = STREAM.sender.send(entry);
-}
-
 /// One listener's place in the stream; it stops counting as a listener when
 /// dropped.
 pub struct Listener {
     receiver: broadcast::Receiver<Live>,
+    stream: &'static Stream,
 }
 
 /// Starts listening from now on.
 pub fn listen() -> Listener {
-    STREAM.listeners.fetch_add(1, Ordering::Relaxed);
-    Listener {
-        receiver: STREAM.sender.subscribe(),
-    }
+    STREAM.listen()
 }
 
 impl Listener {
@@ -148,7 +169,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        STREAM.listeners.fetch_sub(1, Ordering::Relaxed);
+        self.stream.listeners.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -165,11 +186,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_listener_that_falls_behind_is_told_how_many_it_missed() {
-        let mut listener = listen();
-        assert!(listening());
+        // A stream of its own: other tests' events go to the daemon's.
+        let stream: &'static Stream = Box::leak(Box::new(Stream::new()));
+        assert!(!stream.listening());
+        let mut listener = stream.listen();
+        assert!(stream.listening());
         let total = CAPACITY + 10;
         for n in 0..total {
-            accepted(&event(&format!("e{n}")));
+            stream.publish(accepted_entry(&event(&format!("e{n}"))));
         }
         let missed = listener.next().await.unwrap_err();
         assert_eq!(missed.missed, 10);
@@ -187,5 +211,6 @@ mod tests {
             ("e10", Some("Inventory"), "OnFinish")
         );
         drop(listener);
+        assert!(!stream.listening());
     }
 }

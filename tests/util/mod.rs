@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod admin;
+pub mod command;
 pub mod disk;
 pub mod http;
 pub mod pki;

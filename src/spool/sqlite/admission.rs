@@ -8,6 +8,10 @@
 //! absorbed, a queue that stays full is reported (`overloaded` after
 //! [`ADMISSION_WAIT`]). Past `max_spool_bytes`, new events are refused at
 //! once.
+//!
+//! A source's batch never waits (its source looks again later): it is taken
+//! whole, with its cursor, while the lanes have any room, and refused
+//! `overloaded` otherwise.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -15,7 +19,8 @@ use std::time::{Duration, Instant};
 use super::store::{Batch, NewEvents};
 use super::thread::SpoolThread;
 use crate::event::Event;
-use crate::spool::protocol::{Accepted, Rejection, Reply, Work};
+use crate::spool::protocol::{Accepted, BatchReply, Rejection, Reply, SourceBatch, Work};
+use crate::telemetry::{AcceptedMetrics, counters};
 
 /// How long a new event waits for room in the lanes before it is refused
 /// as `overloaded`.
@@ -51,13 +56,52 @@ pub(super) struct Policy {
     pub(super) over_bytes: bool,
 }
 
+/// The answers a commit owes, sent once it is known whether it succeeded.
+#[derive(Default)]
+pub(super) struct Answers {
+    pub(super) events: Vec<(Reply, Result<Accepted, Rejection>)>,
+    pub(super) batches: Vec<(BatchReply, Result<Vec<Accepted>, Rejection>)>,
+}
+
+impl Answers {
+    /// Sends each answer, counting it.
+    pub(super) fn send(self, metrics: &AcceptedMetrics) {
+        for (reply, answer) in self.events {
+            match &answer {
+                Ok(accepted) => metrics.accepted(accepted.duplicate),
+                Err(rejection) => counters::rejected(rejection.code()),
+            }
+            let _ = reply.send(answer);
+        }
+        for (reply, answer) in self.batches {
+            if let Ok(accepted) = &answer {
+                accepted
+                    .iter()
+                    .for_each(|accepted| metrics.accepted(accepted.duplicate));
+            }
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Sends `refused` instead of each answer: the commit failed.
+    pub(super) fn refuse(self, refused: &Rejection) {
+        for (reply, _) in self.events {
+            counters::rejected(refused.code());
+            let _ = reply.send(Err(refused.clone()));
+        }
+        for (reply, _) in self.batches {
+            let _ = reply.send(Err(refused.clone()));
+        }
+    }
+}
+
 /// The commit's new events: each is stored, waits or is refused, and its
 /// answer and its work are lined up for after the commit.
 pub(super) struct Admission<'t, 'a> {
     new_events: NewEvents<'t>,
     policy: Policy,
     now: i64,
-    answers: &'a mut Vec<(Reply, Result<Accepted, Rejection>)>,
+    answers: &'a mut Answers,
     dispatch: &'a mut Vec<Work>,
     /// Bytes of the bodies stored, and of the ids remembered.
     pub(super) stored_bytes: u64,
@@ -69,7 +113,7 @@ impl<'t, 'a> Admission<'t, 'a> {
         batch: &'t Batch<'_>,
         policy: Policy,
         now: i64,
-        answers: &'a mut Vec<(Reply, Result<Accepted, Rejection>)>,
+        answers: &'a mut Answers,
         dispatch: &'a mut Vec<Work>,
     ) -> rusqlite::Result<Admission<'t, 'a>> {
         Ok(Admission {
@@ -122,6 +166,63 @@ impl<'t, 'a> Admission<'t, 'a> {
         Ok(())
     }
 
+    /// Takes each source batch whole, with its cursor, or refuses it. A
+    /// statement that fails fails the commit; the batches not yet looked at
+    /// are left in `batches`.
+    pub(super) fn admit_batches(
+        &mut self,
+        batches: &mut impl Iterator<Item = (SourceBatch, BatchReply)>,
+    ) -> rusqlite::Result<()> {
+        for (batch, reply) in batches {
+            let refusal = if self.policy.closed {
+                Some(Rejection::ShuttingDown)
+            } else if !batch.events.is_empty()
+                && (self.policy.over_bytes || self.dispatch.len() >= self.policy.room)
+            {
+                Some(Rejection::Overloaded)
+            } else {
+                None
+            };
+            match refusal {
+                Some(rejection) => self.answers.batches.push((reply, Err(rejection))),
+                None => self.take_batch(batch, reply)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a batch's events (duplicates answered as such) and its cursor.
+    fn take_batch(&mut self, batch: SourceBatch, reply: BatchReply) -> rusqlite::Result<()> {
+        let mut accepted = Vec::with_capacity(batch.events.len());
+        let stored = || -> rusqlite::Result<()> {
+            for event in batch.events {
+                let (id, body) = (event.id(), event.json());
+                let receipt = self.new_events.store(id, body, self.now)?;
+                accepted.push(Accepted {
+                    id: id.to_owned(),
+                    duplicate: receipt.is_none(),
+                });
+                if let Some(receipt) = receipt {
+                    self.stored_bytes += body.len() as u64;
+                    self.remembered_bytes += id.len() as u64;
+                    self.dispatch.push(Work::new(receipt, event));
+                }
+            }
+            self.new_events.set_cursor(&batch.source, &batch.cursor)
+        };
+        match stored() {
+            Ok(()) => {
+                self.answers.batches.push((reply, Ok(accepted)));
+                Ok(())
+            }
+            Err(err) => {
+                let cause = Rejection::Unwritable(err.to_string().into());
+                self.answers.batches.push((reply, Err(cause)));
+                Err(err)
+            }
+        }
+    }
+
     /// Whether this commit takes no more new events.
     fn full(&self) -> bool {
         let taken = self.dispatch.len();
@@ -141,7 +242,7 @@ impl<'t, 'a> Admission<'t, 'a> {
                     id: id.to_owned(),
                     duplicate: stored.is_none(),
                 };
-                self.answers.push((reply, Ok(accepted)));
+                self.answers.events.push((reply, Ok(accepted)));
                 if let Some(receipt) = stored {
                     self.stored_bytes += body.len() as u64;
                     self.remembered_bytes += id.len() as u64;
@@ -151,13 +252,13 @@ impl<'t, 'a> Admission<'t, 'a> {
             }
             Err(err) => {
                 let cause = Rejection::Unwritable(err.to_string().into());
-                self.answers.push((reply, Err(cause)));
+                self.answers.events.push((reply, Err(cause)));
                 Err(err)
             }
         }
     }
 
     fn refuse(&mut self, reply: Reply, rejection: Rejection) {
-        self.answers.push((reply, Err(rejection)));
+        self.answers.events.push((reply, Err(rejection)));
     }
 }

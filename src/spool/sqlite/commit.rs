@@ -1,5 +1,7 @@
-//! One group commit: the new events that arrived together and the workers'
-//! progress records, in one transaction; then the answers and the dispatch.
+//! One group commit: the new events that arrived together (sources' batches
+//! with their cursors among them) and the workers' progress records, in one
+//! transaction; then the answers and the dispatch, and the cursors asked
+//! for, as committed.
 //!
 //! A commit that fails (a full disk, a file made read-only or immutable)
 //! makes nothing of the batch durable. Its new events are refused with the
@@ -15,10 +17,12 @@ use std::time::Duration;
 
 use tracing::{error, info};
 
-use super::admission::{Admission, Policy};
+use super::admission::{Admission, Answers, Policy};
 use super::store::Fsync;
 use super::thread::SpoolThread;
-use crate::spool::protocol::{Dead, Message, Receipt, Record, Rejection, Retry, StageDone, now_ms};
+use crate::spool::protocol::{
+    CursorReply, Dead, Message, Receipt, Record, Rejection, Retry, StageDone, now_ms,
+};
 use crate::telemetry;
 
 /// How soon a failed commit is tried again when nothing else comes.
@@ -45,16 +49,20 @@ impl SpoolThread {
         let mut stop = false;
         let mut close = false;
         let mut submits = Vec::with_capacity(batch.len());
+        let mut batches = Vec::new();
+        let mut cursor_reads = Vec::new();
         let mut records = std::mem::take(&mut self.unwritten.records);
         for message in batch.drain(..) {
             match message {
                 Message::Submit { event, reply } => submits.push((event, reply)),
+                Message::SubmitBatch { batch, reply } => batches.push((batch, reply)),
+                Message::ReadCursor { source, reply } => cursor_reads.push((source, reply)),
                 Message::Record(record) => records.push(record),
                 Message::CloseLanes => close = true,
                 Message::Stop => stop = true,
             }
         }
-        let mut answers = Vec::with_capacity(submits.len());
+        let mut answers = Answers::default();
         let mut dispatch = Vec::with_capacity(submits.len());
         let mut retries = Vec::new();
         let now = now_ms();
@@ -78,6 +86,7 @@ impl SpoolThread {
         let mut grown: i64 = 0;
         // New events not yet looked at when a statement fails stay here.
         let mut submits = submits.into_iter();
+        let mut batches = batches.into_iter();
         let outcome = (|| -> rusqlite::Result<u64> {
             let transaction = self.store.batch()?;
             let policy = Policy {
@@ -89,6 +98,7 @@ impl SpoolThread {
             let mut admission =
                 Admission::prepare(&transaction, policy, now, &mut answers, &mut dispatch)?;
             admission.admit(&mut self.waiting_for_room, &mut submits)?;
+            admission.admit_batches(&mut batches)?;
             for record in &records {
                 let progress_rows = match record {
                     Record::StageDone(StageDone { receipt, .. }) if finished.contains(receipt) => {
@@ -129,11 +139,15 @@ impl SpoolThread {
             Err(err) => {
                 let cause: Arc<str> = err.to_string().into();
                 let refused = Rejection::Unwritable(cause.clone());
-                let replies = answers.into_iter().map(|(reply, _)| reply);
-                for reply in replies.chain(submits.map(|(_, reply)| reply)) {
+                answers.refuse(&refused);
+                for reply in submits.map(|(_, reply)| reply) {
                     telemetry::counters::rejected(refused.code());
                     let _ = reply.send(Err(refused.clone()));
                 }
+                for reply in batches.map(|(_, reply)| reply) {
+                    let _ = reply.send(Err(refused.clone()));
+                }
+                self.answer_cursor_reads(cursor_reads);
                 self.keep_unwritten(records, cause, stop);
                 self.status.set_writable(false);
                 return stop;
@@ -150,13 +164,8 @@ impl SpoolThread {
         for receipt in cleared {
             self.with_progress.remove(&receipt);
         }
-        for (reply, answer) in answers {
-            match &answer {
-                Ok(accepted) => self.accepted.accepted(accepted.duplicate),
-                Err(rejection) => telemetry::counters::rejected(rejection.code()),
-            }
-            let _ = reply.send(answer);
-        }
+        answers.send(&self.accepted);
+        self.answer_cursor_reads(cursor_reads);
         if telemetry::live::listening() {
             dispatch
                 .iter()
@@ -167,6 +176,14 @@ impl SpoolThread {
             self.dispatch(work);
         }
         stop
+    }
+
+    /// Answers each source that asked where it stands, as committed.
+    fn answer_cursor_reads(&self, reads: Vec<(String, CursorReply)>) {
+        for (source, reply) in reads {
+            let cursor = self.store.cursor(&source);
+            let _ = reply.send(cursor.map_err(|err| err.to_string().into()));
+        }
     }
 
     /// Keeps the records of a failed commit for the next one, and says why

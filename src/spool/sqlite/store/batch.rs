@@ -1,6 +1,7 @@
-//! What one group commit writes: the new events it admits, the workers'
-//! progress records, and the finished events it deletes — keeping count of
-//! the bytes of event bodies stored and deleted.
+//! What one group commit writes: the new events it admits (and the cursors
+//! of the sources that brought them), the workers' progress records, and
+//! the finished events it deletes — keeping count of the bytes of event
+//! bodies stored and deleted.
 
 use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
@@ -179,5 +180,20 @@ impl NewEvents<'_> {
         self.insert
             .execute(params![id, body, None::<String>, None::<i64>, now])?;
         Ok(Some(Receipt(self.transaction.last_insert_rowid())))
+    }
+
+    /// Sets where `source` stands, in the same transaction as its events.
+    pub(in crate::spool::sqlite) fn set_cursor(
+        &self,
+        source: &str,
+        cursor: &str,
+    ) -> rusqlite::Result<()> {
+        self.transaction
+            .prepare_cached(
+                "INSERT INTO source_cursors (source, cursor) VALUES (?1, ?2) \
+                 ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor",
+            )?
+            .execute(params![source, cursor])?;
+        Ok(())
     }
 }

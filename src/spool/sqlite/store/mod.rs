@@ -1,5 +1,6 @@
 //! The spool's SQLite database (WAL): accepted events, each handler's
-//! progress on them, the ids seen recently, and dead letters. Every SQL
+//! progress on them, the ids seen recently, dead letters and the sources'
+//! cursors. Every SQL
 //! statement of the crate is in this folder, behind typed methods.
 //!
 //! Only the spool thread writes events and ids, and only one daemon opens a
@@ -90,6 +91,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 -- Looked for every second: without it, every dead letter is read each time.
 CREATE INDEX IF NOT EXISTS dead_letters_to_replay ON dead_letters (id) WHERE replay = 1;
+-- Where each event source ([sources.NAME]) stands: written in the commit that
+-- stores the events it brought.
+CREATE TABLE IF NOT EXISTS source_cursors (
+    source TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL
+) WITHOUT ROWID;
 -- The daemon's current or last run (`spool/run_marker.rs`).
 CREATE TABLE IF NOT EXISTS run (
     only INTEGER PRIMARY KEY CHECK (only = 1),
@@ -269,6 +276,17 @@ impl Store {
                 |row| row.get::<_, i64>(0),
             )
             .map(|bytes| bytes.max(0) as u64)
+    }
+
+    /// The cursor `source` last committed.
+    pub(super) fn cursor(&self, source: &str) -> rusqlite::Result<Option<String>> {
+        self.connection
+            .query_row(
+                "SELECT cursor FROM source_cursors WHERE source = ?1",
+                [source],
+                |row| row.get(0),
+            )
+            .optional()
     }
 
     /// Bytes of the ids remembered for dedupe.
