@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::budget::Budget;
 use super::lanes::Lanes;
 use super::progress::Recorder;
-use super::protocol::{Accepted, Message, Rejection};
+use super::protocol::{Accepted, Message, Rejection, Reply};
 use super::sqlite::{self, Fsync, Store};
 use crate::event::Event;
 use crate::lifecycle::Heartbeat;
@@ -25,6 +26,10 @@ pub struct Limits {
     pub in_memory: usize,
     /// Bytes of pending events at most; more are `overloaded`.
     pub max_bytes: u64,
+    /// Bytes of events submitted and not yet answered at most, from every
+    /// connection together ([`budget_bytes`](super::budget_bytes)); more
+    /// wait to be submitted.
+    pub submitted_bytes: usize,
     /// An `Id` accepted within this long is a duplicate.
     pub dedupe_window: Duration,
     /// Bytes of ids remembered for dedupe at most; beyond, the oldest are
@@ -39,6 +44,7 @@ pub struct Limits {
 /// The running spool: the thread its backend runs on.
 pub struct Spool {
     sender: mpsc::Sender<Message>,
+    budget: Budget,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -69,6 +75,7 @@ impl Spool {
         let thread = sqlite::start(store, limits, lanes, receiver, heartbeat)?;
         Ok(Spool {
             sender,
+            budget: Budget::new(limits.submitted_bytes),
             thread: Some(thread),
         })
     }
@@ -77,6 +84,7 @@ impl Spool {
     pub fn queue(&self) -> Queue {
         Queue {
             spool: self.sender.clone(),
+            budget: self.budget.clone(),
         }
     }
 
@@ -102,14 +110,21 @@ impl Spool {
 /// The ingest side: offers events to the spool.
 pub struct Queue {
     spool: mpsc::Sender<Message>,
+    budget: Budget,
 }
 
 impl Queue {
-    /// Offers an event; the ticket resolves once it is committed or refused.
-    pub fn submit(&self, event: Event) -> Ticket {
-        let (reply, answer) = oneshot::channel();
+    /// Offers an event, once the ingest budget has room for it (waiting
+    /// for that is the connection's backpressure); the ticket resolves once
+    /// it is committed or refused.
+    pub async fn submit(&self, event: Event) -> Ticket {
         // Serialised here, on the connection's thread, not on the spool's.
-        event.json();
+        let share = self.budget.take(event.json().len()).await;
+        let (sender, answer) = oneshot::channel();
+        let reply = Reply {
+            sender,
+            _share: share,
+        };
         match self.spool.send(Message::Submit { event, reply }) {
             Ok(()) => Ticket(Some(answer)),
             Err(_) => Ticket(None),

@@ -130,7 +130,7 @@ impl SpoolThread {
                 let refused = Rejection::Unwritable(cause.clone());
                 let replies = answers.into_iter().map(|(reply, _)| reply);
                 for reply in replies.chain(submits.map(|(_, reply)| reply)) {
-                    let _ = reply.send(Err(refused.clone()));
+                    reply.send(Err(refused.clone()));
                 }
                 self.keep_unwritten(records, cause, stop);
                 return stop;
@@ -147,7 +147,7 @@ impl SpoolThread {
             self.with_progress.remove(&receipt);
         }
         for (reply, answer) in answers {
-            let _ = reply.send(answer);
+            reply.send(answer);
         }
         self.due.extend(retries.into_iter().map(std::cmp::Reverse));
         for work in dispatch {

@@ -135,7 +135,7 @@ impl SpoolThread {
             }
             if stop {
                 for waiting in self.waiting_for_room.drain(..) {
-                    let _ = waiting.reply.send(Err(Rejection::ShuttingDown));
+                    waiting.reply.send(Err(Rejection::ShuttingDown));
                 }
                 if let Err(err) = self.store.end_run() {
                     error!(
@@ -296,6 +296,7 @@ mod tests {
             fsync: Fsync::Never,
             in_memory,
             max_bytes: 1 << 30,
+            submitted_bytes: crate::spool::budget_bytes(1 << 20),
             dedupe_window: Duration::from_secs(3600),
             max_dedupe_bytes: 1 << 20,
             filling: 0.8,
@@ -306,7 +307,7 @@ mod tests {
     async fn submit(spool: &Spool, id: &str) -> Result<Accepted, Rejection> {
         let line = format!(r#"{{"Id":"{id}","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}}"#);
         let event = Event::from_line(line.as_bytes(), jiff::Timestamp::now()).unwrap();
-        spool.queue().submit(event).outcome().await
+        spool.queue().submit(event).await.outcome().await
     }
 
     #[tokio::test]
