@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use util::disk::{Disk, Kind};
 use util::http::{HttpServer, Reply};
 use util::*;
 
@@ -45,6 +46,16 @@ fn peak_rss(pid: u32) -> u64 {
         .and_then(|kib| kib.parse().ok())
         .expect("VmHWM in kB");
     kib * 1024
+}
+
+/// The CPU time process `pid` has used (user and system).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line, in clock ticks (100 a second).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
 }
 
 /// `count` lines of just under `MAX_EVENT_BYTES`, ids `client-i`.
@@ -171,4 +182,93 @@ fn hostile_clients_cannot_grow_memory_past_the_stated_bound() {
             .collect();
         acked.is_subset(&delivered)
     });
+}
+
+/// The ids of the events `server` received.
+fn delivered(server: &HttpServer) -> HashSet<String> {
+    server
+        .requests()
+        .iter()
+        .filter_map(|request| request.json()["Id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `count` small events, ids `prefix-i`.
+fn events(prefix: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!(r#"{{"Id":"{prefix}-{i}"}}"#))
+        .collect()
+}
+
+/// The spool's file system fills up (a small tmpfs, as root) while events
+/// acked before are still being delivered: new events are refused
+/// `overloaded` naming the cause, the daemon stays up, the progress of the
+/// deliveries under way waits in memory; once space returns, the daemon
+/// takes events again by itself, every event acked before or after is
+/// delivered, none refused is, and the spool passes SQLite's integrity check.
+#[test]
+fn a_full_spool_disk_refuses_events_loses_none_and_recovers_by_itself() {
+    let Some(disk) = Disk::mount(Kind::Tmpfs, "16m") else {
+        return;
+    };
+    let server = HttpServer::start();
+    server.otherwise(|_| Reply::After(Duration::from_millis(200), Box::new(Reply::status(200))));
+    let spool = disk.path().join("spool");
+    let mut daemon = Daemon::start(&format!(
+        "[daemon]\nspool_dir = \"{}\"\n[hooks]\nOnFinish = [\"itsm\"]\n\
+         [handlers.itsm]\nlibrary = \"HttpHandler\"\nurl = \"{}\"\nconcurrency = 1\n",
+        spool.display(),
+        server.url("/events")
+    ));
+    let before = events("before", 20);
+    let before: Vec<&str> = before.iter().map(String::as_str).collect();
+    assert!(daemon.send(&before).iter().all(reply_ok));
+
+    let ballast = disk.fill();
+    let during = events("during", 10);
+    let during: Vec<&str> = during.iter().map(String::as_str).collect();
+    for refused in daemon.send(&during) {
+        assert_eq!(code(&refused), "overloaded", "{refused}");
+        let error = refused["error"].as_str().unwrap();
+        assert!(error.contains("database or disk is full"), "{error}");
+    }
+    daemon.log_line("the spool cannot be written");
+    // Deliveries go on meanwhile; their progress cannot be written, and
+    // waits without a busy loop.
+    let cpu = cpu_time(daemon.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let spent = cpu_time(daemon.pid()) - cpu;
+    assert!(spent < Duration::from_secs(1), "{spent:?} of CPU in 3 s");
+    assert_eq!(code(&daemon.send(&during[..1])[0]), "overloaded");
+
+    std::fs::remove_file(ballast).unwrap();
+    daemon.log_line("the spool can be written again");
+    let after = events("after", 10);
+    let after: Vec<&str> = after.iter().map(String::as_str).collect();
+    assert!(daemon.send(&after).iter().all(reply_ok));
+
+    let acked: HashSet<String> = (0..20)
+        .map(|i| format!("before-{i}"))
+        .chain((0..10).map(|i| format!("after-{i}")))
+        .collect();
+    eventually("every acked event delivered", || {
+        acked.is_subset(&delivered(&server))
+    });
+    assert!(
+        delivered(&server)
+            .iter()
+            .all(|id| !id.starts_with("during")),
+        "a refused event was delivered"
+    );
+    assert!(daemon.stop().success(), "{}", daemon.log());
+    let db = rusqlite::Connection::open(spool.join("spool.db")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    // Every event finished, its progress written: nothing left to redo.
+    let left: i64 = db
+        .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "events left in the spool");
 }

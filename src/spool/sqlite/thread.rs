@@ -150,9 +150,14 @@ impl SpoolThread {
 
     fn next_wake(&self, housekeeping: Instant) -> Duration {
         let until_housekeeping = HOUSEKEEPING.saturating_sub(housekeeping.elapsed());
-        let until_due = self.due.peek().map_or(Duration::MAX, |Reverse((due, _))| {
-            Duration::from_millis((due - now_ms()).max(0) as u64)
-        });
+        // A retry due while nothing is handed out waits for the commit
+        // retried below, not for a wake-up that would spin.
+        let until_due = match self.due.peek() {
+            Some(Reverse((due, _))) if self.handing_out() => {
+                Duration::from_millis((due - now_ms()).max(0) as u64)
+            }
+            _ => Duration::MAX,
+        };
         // Events waiting for room are taken as soon as there is some, and
         // refused when they have waited long enough.
         let until_refused = self
@@ -185,11 +190,20 @@ impl SpoolThread {
         }
     }
 
+    /// Whether the spool hands the workers more to do: not while their
+    /// progress records cannot be written. The workers finish what they
+    /// hold and wait, rather than running handlers whose progress would
+    /// only pile up in memory, to be redone after a crash; they go on once
+    /// a commit succeeds.
+    fn handing_out(&self) -> bool {
+        self.lanes.is_some() && self.unwritten.records.is_empty()
+    }
+
     /// Events whose retry is due go back to their lane.
     fn fire_due_retries(&mut self) {
         let now = now_ms();
         while let Some(Reverse((due, seq))) = self.due.peek().copied() {
-            if due > now || self.lanes.is_none() {
+            if due > now || !self.handing_out() {
                 return;
             }
             self.due.pop();
@@ -215,7 +229,7 @@ impl SpoolThread {
         // Replays wait for room like any event: `queue_capacity` at a time,
         // after the backlog, within `max_spool_bytes`.
         let room = self.room();
-        if self.lanes.is_some() && room > 0 {
+        if self.handing_out() && room > 0 {
             match self.store.take_replays(now_ms(), room) {
                 Ok(replays) => {
                     if !replays.is_empty() {
@@ -253,7 +267,7 @@ impl SpoolThread {
     /// Hands events left from the last run to the lanes while they have
     /// room (`queue_capacity`).
     fn load_backlog(&mut self) {
-        while self.lanes.is_some() && self.in_lanes < self.limits.in_memory {
+        while self.handing_out() && self.in_lanes < self.limits.in_memory {
             let Some(receipt) = self.backlog.pop_front() else {
                 return;
             };
