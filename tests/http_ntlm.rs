@@ -62,6 +62,37 @@ fn a_user_principal_name_works_too() {
     }
 }
 
+/// The three legs of a handshake share one connection, every time: 200
+/// events, each on a new connection (the server closes it after accepting),
+/// each needing a full handshake; every one succeeds with exactly three
+/// requests (the first, NEGOTIATE, AUTHENTICATE), no AUTHENTICATE reaches a
+/// connection that did not carry its CHALLENGE, and no attempt fails.
+#[test]
+fn two_hundred_handshakes_each_keep_their_legs_on_one_connection() {
+    const HANDSHAKES: usize = 200;
+    let scratch = tempfile::tempdir().unwrap();
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
+    let daemon = Daemon::start(&config(
+        server.peer.port,
+        r"CORP\svc-jobhook",
+        "Corr3ct-Horse",
+    ));
+    let events: Vec<String> = (0..HANDSHAKES)
+        .map(|i| format!(r#"{{"Id":"leg-{i}"}}"#))
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    assert!(daemon.send(&refs).iter().all(reply_ok));
+    assert_eq!(wait_for_lines(&server.record, HANDSHAKES).len(), HANDSHAKES);
+    let log = server.peer.log_text();
+    assert!(!log.contains("authenticate without a handshake"), "{log}");
+    let requests = log
+        .lines()
+        .filter(|line| line.contains("POST /events"))
+        .count();
+    assert_eq!(requests, 3 * HANDSHAKES, "{log}");
+    assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
+}
+
 #[test]
 fn a_wrong_password_fails_and_is_never_logged() {
     let scratch = tempfile::tempdir().unwrap();
