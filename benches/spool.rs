@@ -40,6 +40,7 @@ async fn run(fsync: Fsync) -> f64 {
         fsync,
         in_memory: 100_000,
         max_bytes: 1 << 30,
+        submitted_bytes: jobhook::spool::budget_bytes(1 << 20),
         dedupe_window: Duration::from_secs(3600),
         max_dedupe_bytes: 64 << 20,
         filling: 0.8,
@@ -73,7 +74,7 @@ async fn run(fsync: Fsync) -> f64 {
                         i % 64
                     );
                     let event = Event::from_line(line.as_bytes(), jiff::Timestamp::now()).unwrap();
-                    tickets.push_back(queue.submit(event));
+                    tickets.push_back(queue.submit(event).await);
                     if tickets.len() >= WINDOW {
                         assert!(tickets.pop_front().unwrap().outcome().await.is_ok());
                     }

@@ -258,6 +258,7 @@ pub async fn run(
             fsync: daemon.fsync,
             in_memory: daemon.queue_capacity,
             max_bytes: daemon.max_spool_bytes.0,
+            submitted_bytes: spool::budget_bytes(daemon.max_event_bytes.0),
             dedupe_window: daemon.dedupe_window.0,
             max_dedupe_bytes: daemon.max_dedupe_bytes.0,
             filling: config.hooks.queue_filling_threshold,

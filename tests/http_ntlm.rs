@@ -5,6 +5,8 @@
 
 mod util;
 
+use std::time::{Duration, Instant};
+
 use util::*;
 
 fn config(port: u16, user: &str, password: &str) -> String {
@@ -60,6 +62,64 @@ fn a_user_principal_name_works_too() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The three legs of a handshake share one connection, every time: 200
+/// events, each on a new connection (the server closes it after accepting),
+/// each needing a full handshake; every one succeeds with exactly three
+/// requests (the first, NEGOTIATE, AUTHENTICATE), no AUTHENTICATE reaches a
+/// connection that did not carry its CHALLENGE, and no attempt fails.
+///
+/// Ignored for now: the session sends its legs through reqwest's pool, and
+/// the 1 ms pause it leaves for a connection to go back to the pool does
+/// not always suffice on a loaded machine (an AUTHENTICATE lands on a new
+/// connection, and the handshake starts over). It passes once the session
+/// owns its connection (issue 22). Run it with
+/// `cargo test --test http_ntlm -- --ignored two_hundred`.
+#[test]
+#[ignore = "legs can still split over two connections until the NTLM session owns its connection"]
+fn two_hundred_handshakes_each_keep_their_legs_on_one_connection() {
+    const HANDSHAKES: usize = 200;
+    let scratch = tempfile::tempdir().unwrap();
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
+    let daemon = Daemon::start(&config(
+        server.peer.port,
+        r"CORP\svc-jobhook",
+        "Corr3ct-Horse",
+    ));
+    let events: Vec<String> = (0..HANDSHAKES)
+        .map(|i| format!(r#"{{"Id":"leg-{i}"}}"#))
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    assert!(daemon.send(&refs).iter().all(reply_ok));
+    // Slow on a loaded machine: 600 requests to a Python server, each
+    // handshake some crypto on either side.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while lines(&server.record).len() < HANDSHAKES {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {HANDSHAKES} accepted:\n{}",
+            lines(&server.record).len(),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The server logs a request once it has answered it, after its record.
+    let requests = || {
+        let log = server.peer.log_text();
+        let count = log
+            .lines()
+            .filter(|line| line.contains("POST /events"))
+            .count();
+        (count, log)
+    };
+    eventually("every request in the server's log", || {
+        requests().0 >= 3 * HANDSHAKES
+    });
+    let (count, log) = requests();
+    assert!(!log.contains("authenticate without a handshake"), "{log}");
+    assert_eq!(count, 3 * HANDSHAKES, "{log}");
+    assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
 }
 
 #[test]

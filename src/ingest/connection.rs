@@ -4,7 +4,9 @@
 //! which writes the answers in the order of the lines. The reader does not
 //! wait for answers, so a client may send many lines before reading; the
 //! bounded hand-over between them makes a client that never reads slow down
-//! only itself.
+//! only itself. Every buffer here is bounded: the read buffer, one line of
+//! at most `max_event_bytes`, [`PIPELINE_DEPTH`] answers owed, and the
+//! event being submitted, which waits for the spool's ingest budget.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,7 +149,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
             frame = lines.next() => frame,
         };
         let pending = match frame {
-            Ok(Some(frame)) => answer(frame, queue, limits.max_event_bytes),
+            Ok(Some(frame)) => answer(frame, queue, limits.max_event_bytes, shutdown).await,
             Ok(None) => return,
             Err(err) => {
                 debug!(error = %err, "client read failed");
@@ -169,7 +171,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
             telemetry::counters::rejected(Rejection::ShuttingDown.code());
             Pending::Ready(Reply::from_outcome(Err(Rejection::ShuttingDown)))
         } else {
-            answer(frame, queue, limits.max_event_bytes)
+            answer(frame, queue, limits.max_event_bytes, shutdown).await
         };
         activity.line_read();
         if answers.send(pending).await.is_err() {
@@ -178,11 +180,29 @@ async fn read_lines<R: AsyncRead + Unpin>(
     }
 }
 
-/// The answer to one frame: a rejection at once, or the queue's ticket.
-fn answer(frame: Frame<'_>, queue: &Queue, max_event_bytes: usize) -> Pending {
+/// The answer to one frame: a rejection at once, or the queue's ticket
+/// once the ingest budget has room for the event — until then this
+/// connection reads no more of its socket (backpressure); a refusal if the
+/// daemon starts stopping meanwhile. Refusals here are counted here; the
+/// spool counts its own.
+async fn answer(
+    frame: Frame<'_>,
+    queue: &Queue,
+    max_event_bytes: usize,
+    shutdown: &CancellationToken,
+) -> Pending {
     let (code, error) = match frame {
         Frame::Line(line) => match Event::from_line(line, jiff::Timestamp::now()) {
-            Ok(event) => return Pending::Queued(queue.submit(event)),
+            Ok(event) => {
+                return tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => {
+                        telemetry::counters::rejected(Rejection::ShuttingDown.code());
+                        Pending::Ready(Reply::from_outcome(Err(Rejection::ShuttingDown)))
+                    }
+                    ticket = queue.submit(event) => Pending::Queued(ticket),
+                };
+            }
             Err(err) => (err.code(), err.to_string()),
         },
         Frame::TooLarge => (
@@ -190,7 +210,6 @@ fn answer(frame: Frame<'_>, queue: &Queue, max_event_bytes: usize) -> Pending {
             format!("line is longer than max_event_bytes ({max_event_bytes} bytes)"),
         ),
     };
-    // Refusals by the spool are counted there.
     telemetry::counters::rejected(code);
     Pending::Ready(Reply::rejected(code, error))
 }
@@ -252,6 +271,7 @@ mod tests {
             fsync: Fsync::Never,
             in_memory: 1000,
             max_bytes: 1 << 30,
+            submitted_bytes: spool::budget_bytes(1 << 20),
             dedupe_window: std::time::Duration::from_secs(60),
             max_dedupe_bytes: 64 << 20,
             filling: 0.8,

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::budget::Budget;
 use super::lanes::Lanes;
 use super::progress::Recorder;
-use super::protocol::{Accepted, Message, Rejection, SourceBatch};
+use super::protocol::{Accepted, Message, Rejection, Reply, SourceBatch};
 use super::sqlite::{self, Fsync, Store};
 use super::status::Status;
 use crate::event::Event;
@@ -26,6 +27,10 @@ pub struct Limits {
     pub in_memory: usize,
     /// Bytes of pending events at most; more are `overloaded`.
     pub max_bytes: u64,
+    /// Bytes of events submitted and not yet answered at most, from every
+    /// connection together ([`budget_bytes`](super::budget_bytes)); more
+    /// wait to be submitted.
+    pub submitted_bytes: usize,
     /// An `Id` accepted within this long is a duplicate.
     pub dedupe_window: Duration,
     /// Bytes of ids remembered for dedupe at most; beyond, the oldest are
@@ -41,6 +46,7 @@ pub struct Limits {
 pub struct Spool {
     sender: mpsc::Sender<Message>,
     status: Arc<Status>,
+    budget: Budget,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -73,6 +79,7 @@ impl Spool {
         Ok(Spool {
             sender,
             status,
+            budget: Budget::new(limits.submitted_bytes),
             thread: Some(thread),
         })
     }
@@ -81,6 +88,7 @@ impl Spool {
     pub fn queue(&self) -> Queue {
         Queue {
             spool: self.sender.clone(),
+            budget: self.budget.clone(),
         }
     }
 
@@ -112,14 +120,21 @@ impl Spool {
 /// sources.
 pub struct Queue {
     spool: mpsc::Sender<Message>,
+    budget: Budget,
 }
 
 impl Queue {
-    /// Offers an event; the ticket resolves once it is committed or refused.
-    pub fn submit(&self, event: Event) -> Ticket {
-        let (reply, answer) = oneshot::channel();
+    /// Offers an event, once the ingest budget has room for it (waiting
+    /// for that is the connection's backpressure); the ticket resolves once
+    /// it is committed or refused.
+    pub async fn submit(&self, event: Event) -> Ticket {
         // Serialised here, on the connection's thread, not on the spool's.
-        event.json();
+        let share = self.budget.take(event.json().len()).await;
+        let (sender, answer) = oneshot::channel();
+        let reply = Reply {
+            sender,
+            _share: share,
+        };
         match self.spool.send(Message::Submit { event, reply }) {
             Ok(()) => Ticket(Some(answer)),
             Err(_) => Ticket(None),

@@ -42,11 +42,14 @@
 //!   whose handler does not run leaves its dead letter in place.
 //! - **Bounded.** At most `queue_capacity` events are in the lanes and
 //!   `max_spool_bytes` pending; beyond, new events wait, then are refused
-//!   `overloaded`. Crossing the thresholds raises queue events.
+//!   `overloaded`. Crossing the thresholds raises queue events. Events
+//!   submitted and not yet answered take at most `submitted_bytes` of
+//!   memory together ([`budget`]); beyond, [`Queue::submit`] waits.
 //!
 //! [`Receipt`]s and [`DeadLetterId`]s are opaque outside the spool: only
 //! the backend knows what they stand for.
 
+mod budget;
 mod dead_letters;
 mod handle;
 mod lanes;
@@ -57,6 +60,7 @@ mod status;
 
 use std::path::Path;
 
+pub use budget::budget_bytes;
 pub use dead_letters::{BackendError, DeadLetter, DeadLetters, Marked, ReplayError};
 pub use handle::{CursorError, Limits, Queue, Spool, StartError, Ticket};
 pub use lanes::{Lane, Lanes};

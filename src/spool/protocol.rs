@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use super::budget::Share;
 use crate::event::Event;
 
 /// What a spool backend is told: by ingest (new events), by sources (pages
@@ -39,8 +40,20 @@ pub enum Message {
     Stop,
 }
 
-/// How a new event's client is answered.
-pub type Reply = oneshot::Sender<Result<Accepted, Rejection>>;
+/// How a new event's client is answered; answering gives the event's
+/// share of the ingest budget back.
+#[derive(Debug)]
+pub struct Reply {
+    pub(super) sender: oneshot::Sender<Result<Accepted, Rejection>>,
+    pub(super) _share: Share,
+}
+
+impl Reply {
+    pub fn send(self, answer: Result<Accepted, Rejection>) {
+        // A client gone before its answer needs none.
+        let _ = self.sender.send(answer);
+    }
+}
 
 /// Where a source stands, or why the spool could not read it.
 pub type CursorReply = oneshot::Sender<Result<Option<String>, Arc<str>>>;

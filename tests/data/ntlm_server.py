@@ -4,13 +4,19 @@ Usage: python ntlm_server.py PORT RECORD_FILE
 Users come from the file named by NTLM_USER_FILE (DOMAIN:USER:PASSWORD lines).
 NTLM authenticates the connection: each connection keeps its own context,
 and once it completes, later requests on it are accepted without a new
-handshake, as IIS does. Every accepted request is appended to RECORD_FILE as
-one JSON line {"user": ..., "body": ...}.
+handshake, as IIS does; with NTLM_CLOSE_AFTER_ACCEPT=1 the connection is
+closed after each accepted request instead, so every request needs a new
+handshake on a new connection. Every accepted request is appended to
+RECORD_FILE as one JSON line {"user": ..., "body": ..., "port": the client's
+port}. An AUTHENTICATE that arrives on a connection that carried no
+CHALLENGE (its legs split over two connections) is logged as
+"authenticate without a handshake".
 """
 
 import base64
 import http.server
 import json
+import os
 import sys
 
 import spnego
@@ -31,6 +37,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.context = spnego.server(protocol="ntlm")
         context = getattr(self, "context", None)
         if context is None:
+            sys.stderr.write("authenticate without a handshake\n")
+            sys.stderr.flush()
             return self.challenge(None)
         try:
             answer = context.step(token)
@@ -54,9 +62,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def accept(self, body):
         with open(sys.argv[2], "a") as record:
-            record.write(json.dumps({"user": self.user, "body": json.loads(body)}) + "\n")
+            accepted = {"user": self.user, "body": json.loads(body), "port": self.client_address[1]}
+            record.write(json.dumps(accepted) + "\n")
         self.send_response(200)
         self.send_header("Content-Length", "0")
+        if os.environ.get("NTLM_CLOSE_AFTER_ACCEPT") == "1":
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
 
     def log_message(self, format, *args):

@@ -133,6 +133,12 @@ pub struct NtlmServer {
 }
 
 pub fn ntlm_server(dir: &Path) -> NtlmServer {
+    ntlm_server_with(dir, &[])
+}
+
+/// The NTLM server, with `env` set (`NTLM_CLOSE_AFTER_ACCEPT=1`: a new
+/// connection, and so a new handshake, for every request).
+pub fn ntlm_server_with(dir: &Path, env: &[(&str, &str)]) -> NtlmServer {
     let users = dir.join("ntlm-users");
     // A UPN travels as the user name with an empty domain (MS-NLMP 3.1.5.1.2),
     // so pyspnego's store lists it under no domain.
@@ -146,7 +152,10 @@ pub fn ntlm_server(dir: &Path) -> NtlmServer {
     let peer = start(
         "ntlm-server",
         &[script, "{port}", record.to_str().unwrap()],
-        &[("NTLM_USER_FILE", users.to_str().unwrap())],
+        &[("NTLM_USER_FILE", users.to_str().unwrap())]
+            .into_iter()
+            .chain(env.iter().copied())
+            .collect::<Vec<_>>(),
         dir,
     );
     NtlmServer { peer, record }

@@ -71,7 +71,7 @@ impl Answers {
                 Ok(accepted) => metrics.accepted(accepted.duplicate),
                 Err(rejection) => counters::rejected(rejection.code()),
             }
-            let _ = reply.send(answer);
+            reply.send(answer);
         }
         for (reply, answer) in self.batches {
             if let Ok(accepted) = &answer {
@@ -87,7 +87,7 @@ impl Answers {
     pub(super) fn refuse(self, refused: &Rejection) {
         for (reply, _) in self.events {
             counters::rejected(refused.code());
-            let _ = reply.send(Err(refused.clone()));
+            reply.send(Err(refused.clone()));
         }
         for (reply, _) in self.batches {
             let _ = reply.send(Err(refused.clone()));

@@ -142,7 +142,7 @@ impl SpoolThread {
                 answers.refuse(&refused);
                 for reply in submits.map(|(_, reply)| reply) {
                     telemetry::counters::rejected(refused.code());
-                    let _ = reply.send(Err(refused.clone()));
+                    reply.send(Err(refused.clone()));
                 }
                 for reply in batches.map(|(_, reply)| reply) {
                     let _ = reply.send(Err(refused.clone()));

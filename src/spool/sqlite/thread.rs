@@ -146,7 +146,7 @@ impl SpoolThread {
             if stop {
                 for waiting in self.waiting_for_room.drain(..) {
                     crate::telemetry::counters::rejected(Rejection::ShuttingDown.code());
-                    let _ = waiting.reply.send(Err(Rejection::ShuttingDown));
+                    waiting.reply.send(Err(Rejection::ShuttingDown));
                 }
                 if let Err(err) = self.store.end_run() {
                     error!(
@@ -161,9 +161,14 @@ impl SpoolThread {
 
     fn next_wake(&self, housekeeping: Instant) -> Duration {
         let until_housekeeping = HOUSEKEEPING.saturating_sub(housekeeping.elapsed());
-        let until_due = self.due.peek().map_or(Duration::MAX, |Reverse((due, _))| {
-            Duration::from_millis((due - now_ms()).max(0) as u64)
-        });
+        // A retry due while nothing is handed out waits for the commit
+        // retried below, not for a wake-up that would spin.
+        let until_due = match self.due.peek() {
+            Some(Reverse((due, _))) if self.handing_out() => {
+                Duration::from_millis((due - now_ms()).max(0) as u64)
+            }
+            _ => Duration::MAX,
+        };
         // Events waiting for room are taken as soon as there is some, and
         // refused when they have waited long enough.
         let until_refused = self
@@ -196,11 +201,20 @@ impl SpoolThread {
         }
     }
 
+    /// Whether the spool hands the workers more to do: not while their
+    /// progress records cannot be written. The workers finish what they
+    /// hold and wait, rather than running handlers whose progress would
+    /// only pile up in memory, to be redone after a crash; they go on once
+    /// a commit succeeds.
+    fn handing_out(&self) -> bool {
+        self.lanes.is_some() && self.unwritten.records.is_empty()
+    }
+
     /// Events whose retry is due go back to their lane.
     fn fire_due_retries(&mut self) {
         let now = now_ms();
         while let Some(Reverse((due, seq))) = self.due.peek().copied() {
-            if due > now || self.lanes.is_none() {
+            if due > now || !self.handing_out() {
                 return;
             }
             self.due.pop();
@@ -226,7 +240,7 @@ impl SpoolThread {
         // Replays wait for room like any event: `queue_capacity` at a time,
         // after the backlog, within `max_spool_bytes`.
         let room = self.room();
-        if self.lanes.is_some() && room > 0 {
+        if self.handing_out() && room > 0 {
             match self.store.take_replays(now_ms(), room) {
                 Ok(replays) => {
                     if !replays.is_empty() {
@@ -267,7 +281,7 @@ impl SpoolThread {
     /// Hands events left from the last run to the lanes while they have
     /// room (`queue_capacity`).
     fn load_backlog(&mut self) {
-        while self.lanes.is_some() && self.in_lanes < self.limits.in_memory {
+        while self.handing_out() && self.in_lanes < self.limits.in_memory {
             let Some(receipt) = self.backlog.pop_front() else {
                 return;
             };
@@ -310,6 +324,7 @@ mod tests {
             fsync: Fsync::Never,
             in_memory,
             max_bytes: 1 << 30,
+            submitted_bytes: crate::spool::budget_bytes(1 << 20),
             dedupe_window: Duration::from_secs(3600),
             max_dedupe_bytes: 1 << 20,
             filling: 0.8,
@@ -323,7 +338,7 @@ mod tests {
     }
 
     async fn submit(spool: &Spool, id: &str) -> Result<Accepted, Rejection> {
-        spool.queue().submit(event(id)).outcome().await
+        spool.queue().submit(event(id)).await.outcome().await
     }
 
     fn batch(cursor: &str, ids: &[&str]) -> SourceBatch {
