@@ -66,8 +66,10 @@ impl Hidden {
     /// `value` of `key` (snake_case) as the admin API shows it.
     pub fn show(&self, key: &str, value: Value) -> Value {
         if self.secrets.contains(&key) {
-            if key == URL_KEY && value.is_string() {
-                return value;
+            if key == URL_KEY
+                && let Value::String(url) = &value
+            {
+                return Value::from(without_password(url));
             }
             return Value::from(REDACTED);
         }
@@ -79,6 +81,24 @@ impl Hidden {
             ),
             value => value,
         }
+    }
+}
+
+/// A URL as shown: a password written in it (`https://user:pw@host/`) is
+/// replaced; anything that does not parse as a URL is shown as written
+/// (placeholders such as `{JobId}` are templates, not credentials).
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:{REDACTED}@{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -144,6 +164,21 @@ mod tests {
             let hidden = Hidden::of(library);
             assert!(hidden.secrets.is_empty() && hidden.tables.is_empty());
         }
+    }
+
+    #[test]
+    fn a_password_written_in_a_url_is_hidden() {
+        let http = Hidden::of(Library::Http);
+        let shown = |url: &str| http.show("url", Value::from(url));
+        assert_eq!(
+            shown("https://svc:hunter2@itsm.example.com/api/{JobId}?a=b@c"),
+            "https://svc:<redacted>@itsm.example.com/api/{JobId}?a=b@c"
+        );
+        assert_eq!(
+            shown("https://itsm.example.com/a@b"),
+            "https://itsm.example.com/a@b"
+        );
+        assert_eq!(shown("{Target}"), "{Target}");
     }
 
     #[test]
