@@ -169,12 +169,10 @@ impl Daemon {
     /// now) or `VmHWM` (the peak so far).
     pub fn memory_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status
-            .lines()
-            .find(|line| {
-                line.strip_prefix(field)
-                    .is_some_and(|rest| rest.starts_with(':'))
-            })?;
+        let line = status.lines().find(|line| {
+            line.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
 }
