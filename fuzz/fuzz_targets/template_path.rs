@@ -3,8 +3,8 @@
 //! shape as the template with `x` for every placeholder: as many parts, each
 //! of the same kind, so no field value adds a `..`, a root or a separator.
 //! A rendered URL, when the handler sends to it at all, has the scheme,
-//! path segments, query parameters and fragment of that same stand-in, and
-//! its host when no placeholder is in the host.
+//! path segments and fragment of that same stand-in, no more query
+//! parameters, and its host when no placeholder is in the host.
 
 #![no_main]
 
@@ -39,9 +39,9 @@ fuzz_target!(|data: &[u8]| {
             stand_in.path_segments().map(Iterator::count),
             "{rendered}"
         );
-        assert_eq!(
-            rendered.query_pairs().count(),
-            stand_in.query_pairs().count(),
+        // An empty value can leave a parameter out (`?{Missing}`), never add one.
+        assert!(
+            rendered.query_pairs().count() <= stand_in.query_pairs().count(),
             "{rendered}"
         );
         assert_eq!(rendered.fragment().is_some(), stand_in.fragment().is_some());
