@@ -30,18 +30,23 @@ fn main() {
 }
 
 #[cfg(unix)]
+mod common;
+
+#[cfg(unix)]
 mod driver {
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::process::Stdio;
+    use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     use clap::{Parser, ValueEnum};
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::UnixStream;
     use tokio::sync::{Semaphore, mpsc};
+
+    use crate::common::{Daemon, Sink, Tail, event};
 
     #[derive(Debug, Parser)]
     struct Args {
@@ -168,18 +173,31 @@ mod driver {
     }
 
     async fn spawned_run(args: &Args, run: usize) -> RunResult {
+        let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let sink = match args.handler {
-            Target::Http => Some(Sink::start(args.latency).await),
+            Target::Http => {
+                let arrivals = arrivals.clone();
+                Some(
+                    Sink::start(args.latency, Arc::default(), move |id| {
+                        let previous = arrivals
+                            .lock()
+                            .unwrap()
+                            .insert(id.to_owned(), Instant::now());
+                        assert!(previous.is_none(), "event {id} arrived twice");
+                    })
+                    .await,
+                )
+            }
             Target::File | Target::Lua => None,
         };
         let daemon = SpawnedDaemon::start(args, sink.as_ref());
-        let cpu_before = daemon.cpu_time();
-        let (mut result, clients) = drive(args, &daemon.socket, run).await;
+        let cpu_before = daemon.daemon.cpu_time();
+        let (mut result, clients) = drive(args, &daemon.daemon.socket, run).await;
         let waited = Instant::now();
         match &sink {
-            Some(sink) => {
+            Some(_) => {
                 wait_until_handled(result.accepted, "arrived at the sink", || {
-                    sink.arrivals.lock().unwrap().len()
+                    arrivals.lock().unwrap().len()
                 })
                 .await
             }
@@ -188,10 +206,10 @@ mod driver {
             }
         }
         result.handled_after = Some(result.elapsed + waited.elapsed());
-        result.daemon_cpu = Some(daemon.cpu_time().saturating_sub(cpu_before));
-        result.peak_rss_kib = daemon.peak_rss_kib();
+        result.daemon_cpu = Some(daemon.daemon.cpu_time().saturating_sub(cpu_before));
+        result.peak_rss_kib = daemon.daemon.memory_kib("VmHWM");
         if let Some(sink) = &sink {
-            let arrivals = sink.arrivals.lock().unwrap();
+            let arrivals = arrivals.lock().unwrap();
             for (client, sent) in clients.iter().enumerate() {
                 for (i, at) in sent.sent.iter().enumerate() {
                     if let Some(arrived) = arrivals.get(&event_id(run, client, i)) {
@@ -329,9 +347,10 @@ mod driver {
                         }
                     };
                     permit.forget();
+                    let job = (client * 7919 + i) % jobs;
                     batch
                         .bytes
-                        .extend_from_slice(event(run, client, i, jobs).as_bytes());
+                        .extend_from_slice(event(&event_id(run, client, i), job).as_bytes());
                     batch.events += 1;
                     if batch.bytes.len() >= 60 * 1024 {
                         batch.flush(&mut write, &sent_at).await;
@@ -406,66 +425,6 @@ mod driver {
         jobs: usize,
     }
 
-    /// A realistic orchestrator event (about 450 bytes); `jobs` jobs
-    /// interleaved.
-    fn event(run: usize, client: usize, i: usize, jobs: usize) -> String {
-        format!(
-            concat!(
-                r#"{{"Id":"{id}","AgentId":"6a0c7c2f-4f8a-4b9e-9d3e-1f2b3c4d5e6f","#,
-                r#""Username":"CORP\\svc-orchestrator","ClientMachine":"ORCH01.corp.example","#,
-                r#""JobResult":"Success","JobId":"3f1e5a2b-8c7d-4e6f-9a0b-{job:012x}","#,
-                r#""JobType":"WinCertInventory","JobTypeId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3","#,
-                r#""OperationType":"Unknown","CertificateId":null,"#,
-                r#""RequestTimestamp":"5/3/2023 11:18:48 PM","CurrentRetryCount":0}}"#,
-                "\n"
-            ),
-            id = event_id(run, client, i),
-            job = (client * 7919 + i) % jobs,
-        )
-    }
-
-    /// A keep-alive HTTP/1.1 sink that answers 200 after `latency` and
-    /// notes when each event `Id` arrived and how many requests it had in
-    /// hand at most.
-    struct Sink {
-        url: String,
-        arrivals: Arc<Mutex<HashMap<String, Instant>>>,
-        peak: Arc<AtomicUsize>,
-    }
-
-    /// What every connection of the sink shares.
-    #[derive(Clone)]
-    struct SinkState {
-        arrivals: Arc<Mutex<HashMap<String, Instant>>>,
-        latency: Duration,
-        in_flight: Arc<AtomicUsize>,
-        peak: Arc<AtomicUsize>,
-    }
-
-    impl Sink {
-        async fn start(latency: Duration) -> Sink {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}/events", listener.local_addr().unwrap());
-            let state = SinkState {
-                arrivals: Arc::default(),
-                latency,
-                in_flight: Arc::default(),
-                peak: Arc::default(),
-            };
-            let (arrivals, peak) = (state.arrivals.clone(), state.peak.clone());
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(sink_connection(stream, state.clone()));
-                }
-            });
-            Sink {
-                url,
-                arrivals,
-                peak,
-            }
-        }
-    }
-
     /// Waits until `handled()` reaches `count` accepted events; more than
     /// that means an event was handled twice.
     async fn wait_until_handled(count: usize, what: &str, handled: impl Fn() -> usize) {
@@ -484,57 +443,6 @@ mod driver {
         }
     }
 
-    async fn sink_connection(stream: tokio::net::TcpStream, state: SinkState) {
-        let (read, mut write) = stream.into_split();
-        let mut read = BufReader::new(read);
-        let mut line = String::new();
-        loop {
-            let mut length = 0;
-            loop {
-                line.clear();
-                if read.read_line(&mut line).await.unwrap_or(0) == 0 {
-                    return;
-                }
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if read.read_exact(&mut body).await.is_err() {
-                return;
-            }
-            let body = String::from_utf8_lossy(&body);
-            if let Some(rest) = body.split_once("\"Id\":\"").map(|(_, rest)| rest)
-                && let Some((id, _)) = rest.split_once('"')
-            {
-                let previous = state
-                    .arrivals
-                    .lock()
-                    .unwrap()
-                    .insert(id.to_owned(), Instant::now());
-                assert!(previous.is_none(), "event {id} arrived twice");
-            }
-            let in_flight = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-            state.peak.fetch_max(in_flight, Ordering::Relaxed);
-            if !state.latency.is_zero() {
-                tokio::time::sleep(state.latency).await;
-            }
-            state.in_flight.fetch_sub(1, Ordering::Relaxed);
-            if write
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    }
-
     /// The `concurrency` line of the HTTP handler's section (none for the
     /// default, so that builds from before the setting can be compared).
     fn concurrency(value: &str) -> String {
@@ -547,12 +455,10 @@ mod driver {
 
     /// A daemon started on a temporary config with one handler.
     struct SpawnedDaemon {
+        daemon: Daemon,
+        /// The handler's file, and the lines counted in it.
+        out: Mutex<(Tail, usize)>,
         _dir: tempfile::TempDir,
-        socket: PathBuf,
-        out: PathBuf,
-        /// Bytes of `out` already counted, and the lines in them.
-        counted: Mutex<(u64, usize)>,
-        child: Child,
     }
 
     impl SpawnedDaemon {
@@ -600,77 +506,20 @@ mod driver {
                 .daemon_binary
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_jobhook")));
-            let child = Command::new(binary)
-                .args(["run", "-c"])
-                .arg(&config)
-                .env("JOBHOOK_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
             let socket = dir.path().join("jobhook.sock");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-                assert!(Instant::now() < deadline, "daemon did not start");
-                std::thread::sleep(Duration::from_millis(10));
-            }
             SpawnedDaemon {
-                out: dir.path().join("out/events.log"),
-                counted: Mutex::new((0, 0)),
-                socket,
+                daemon: Daemon::start(&binary, &config, socket, "warn", Stdio::inherit()),
+                out: Mutex::new((Tail::new(dir.path().join("out/events.log")), 0)),
                 _dir: dir,
-                child,
             }
         }
 
-        /// Lines in the handler's file so far. Reads only what was added
-        /// since the last call, so polling a large file does not take CPU
-        /// from the daemon it measures.
+        /// Lines in the handler's file so far.
         fn lines(&self) -> usize {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut counted = self.counted.lock().unwrap();
-            let Ok(mut file) = std::fs::File::open(&self.out) else {
-                return counted.1;
-            };
-            let mut added = Vec::new();
-            if file.seek(SeekFrom::Start(counted.0)).is_ok() && file.read_to_end(&mut added).is_ok()
-            {
-                counted.0 += added.len() as u64;
-                counted.1 += added.iter().filter(|&&b| b == b'\n').count();
-            }
-            counted.1
-        }
-
-        /// CPU time (user and system, all threads) the daemon used so far.
-        fn cpu_time(&self) -> Duration {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-                .unwrap_or_default();
-            // Fields after the parenthesised command name; utime and stime
-            // are the 14th and 15th fields, in USER_HZ (100 on Linux).
-            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            let ticks: u64 = after_name
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|field| field.parse::<u64>().ok())
-                .sum();
-            Duration::from_millis(ticks * 10)
-        }
-
-        /// The daemon's peak resident memory so far (`VmHWM`), in KiB.
-        fn peak_rss_kib(&self) -> Option<u64> {
-            let status =
-                std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-            let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        }
-    }
-
-    impl Drop for SpawnedDaemon {
-        fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-            let _ = self.child.wait();
+            let mut out = self.out.lock().unwrap();
+            let (tail, count) = &mut *out;
+            tail.read(|_| *count += 1);
+            *count
         }
     }
 }

@@ -49,7 +49,9 @@
 //!
 //! Only what the binary (`cli`) and the benchmarks (`event`, `spool`, and
 //! the `lifecycle` heartbeat the spool takes) use is public; everything else
-//! is `pub(crate)`, so code nothing calls is reported as dead.
+//! is `pub(crate)`, so code nothing calls is reported as dead. The fuzz
+//! targets (`fuzz/`) reach the few internals they drive through
+//! [`fuzzing`], which exists only with the `fuzzing` feature.
 
 pub(crate) mod admin;
 pub(crate) mod admin_cli;
@@ -61,6 +63,9 @@ pub(crate) mod daemon;
 pub(crate) mod deadletter;
 pub mod event;
 pub(crate) mod failure;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod handlers;
 pub(crate) mod handoff;
 pub(crate) mod http;

@@ -55,6 +55,55 @@ fn check_prints_every_problem_with_its_position_and_exits_1() {
 }
 
 #[test]
+fn check_warns_about_secrets_everyone_can_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let (dir, config) = config_dir(
+        "[hooks]\nOnFinish = [\"itsm\"]\n[handlers.itsm]\nlibrary = \"HttpHandler\"\n\
+         url = \"http://127.0.0.1:9/x\"\nbasic_user = \"svc\"\nbasic_password = \"hunter2\"\n\
+         signing_secret = { file = \"token\" }\n",
+    );
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cr3t\n").unwrap();
+    let check = || {
+        let output = jobhook(&["check", "-c", config.to_str().unwrap()], None);
+        assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+        stdout(&output)
+    };
+    chmod(&config, 0o644);
+    chmod(&token, 0o604);
+    let text = check();
+    let (file, token_file) = (config.display(), token.display());
+    assert!(
+        text.contains(&format!(
+            "{file}:1:1: warning: {file} holds secrets written in it (handler `itsm` \
+             basic_password) and everyone can read it (mode 644): chmod 640 {file}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "warning: handler `itsm` signing_secret: the secret file {token_file} is readable \
+             by everyone (mode 604): chmod 600 {token_file}"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cr3t"),
+        "{text}"
+    );
+    // Closed: no warning. A config without a written secret may be read by all.
+    chmod(&config, 0o640);
+    chmod(&token, 0o600);
+    assert!(!check().contains("warning"));
+    std::fs::write(&config, VALID).unwrap();
+    chmod(&config, 0o644);
+    assert!(!check().contains("warning"));
+}
+
+#[test]
 fn check_finds_the_config_through_the_environment() {
     let (_dir, config) = config_dir(VALID);
     let output = std::process::Command::new(BIN)

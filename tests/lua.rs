@@ -79,7 +79,7 @@ fn the_api_client_calls_a_real_server_and_returns_status_body_and_headers() {
         end
     "#;
     let config = format!(
-        "{}\n[api]\nbase_url = \"{}\"\nbasic_user = \"svc\"\nbasic_password = \"secret\"\n",
+        "{}\n[api]\nbase_url = \"{}\"\nbasic_user = \"svc\"\nbasic_password = \"hunter2\"\n",
         lua_then_file(""),
         server.url("/KeyfactorAPI")
     );
@@ -97,7 +97,7 @@ fn the_api_client_calls_a_real_server_and_returns_status_body_and_headers() {
     );
     assert_eq!(
         request.header("authorization"),
-        Some("Basic c3ZjOnNlY3JldA==")
+        Some("Basic c3ZjOmh1bnRlcjI=")
     );
     let log = daemon.log();
     assert!(
@@ -105,7 +105,7 @@ fn the_api_client_calls_a_real_server_and_returns_status_body_and_headers() {
             && line.contains("handler=\"script\" id=\"api1\"")),
         "{log}"
     );
-    assert!(!log.contains("secret"), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
 }
 
 #[test]

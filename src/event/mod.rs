@@ -17,7 +17,7 @@ mod field;
 mod id;
 mod phase;
 mod validate;
-mod verbatim;
+pub(crate) mod verbatim;
 
 use std::sync::{Arc, OnceLock};
 
@@ -92,9 +92,16 @@ impl PartialEq for Event {
 impl Event {
     /// Parses and validates one wire line (without its newline).
     pub fn from_line(line: &[u8], received_at: Timestamp) -> Result<Event, EventError> {
-        if let Some(event) = verbatim::event(line, received_at) {
-            return Ok(event);
+        match verbatim::event(line, received_at) {
+            Some(event) => Ok(event),
+            None => Event::general(line, received_at),
         }
+    }
+
+    /// The general way for a line (see the module doc): what `from_line`
+    /// gives for every line the verbatim pass leaves to it, and the
+    /// reference that pass must agree with.
+    pub(crate) fn general(line: &[u8], received_at: Timestamp) -> Result<Event, EventError> {
         if line.trim_ascii_start().first() == Some(&b'{') {
             let fields: Map<String, Value> =
                 serde_json::from_slice(line).map_err(EventError::Parse)?;

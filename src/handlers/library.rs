@@ -12,6 +12,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{Handler, http, lua, text_file};
 use crate::config::from_value;
+use crate::config::values::SecretSource;
 use crate::http::SslSettings;
 use crate::http::settings::ConnectionSettings;
 use crate::lua::Scripting;
@@ -117,6 +118,14 @@ impl LibrarySettings {
         match self {
             LibrarySettings::Http(settings) => settings.connection.ssl_config.as_ref(),
             LibrarySettings::TextFile(_) | LibrarySettings::Lua(_) => None,
+        }
+    }
+
+    /// The secrets the section holds, by key.
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretSource)> {
+        match self {
+            LibrarySettings::Http(settings) => settings.secrets().collect(),
+            LibrarySettings::TextFile(_) | LibrarySettings::Lua(_) => Vec::new(),
         }
     }
 

@@ -66,6 +66,18 @@ impl ConnectionSettings {
     pub fn keys() -> &'static [&'static str] {
         keys_of::<ConnectionSettings>()
     }
+
+    /// The secrets these settings hold, by key.
+    pub fn secrets(&self) -> impl Iterator<Item = (&'static str, &SecretSource)> {
+        [
+            ("basic_password", &self.basic_password),
+            ("bearer_token", &self.bearer_token),
+            ("ntlm_password", &self.ntlm_password),
+            ("proxy_password", &self.proxy_password),
+        ]
+        .into_iter()
+        .filter_map(|(key, source)| Some((key, source.as_ref()?)))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -9,7 +9,7 @@
 //! with its state, without anything waiting for its thread.
 
 mod api;
-mod convert;
+pub(crate) mod convert;
 pub mod drop_in;
 mod guards;
 pub mod pool;

@@ -8,6 +8,8 @@
 //! Parsing keeps toml's spans so that every problem is reported as
 //! `FILE:LINE:COL: message`, and collects all problems rather than the first.
 
+mod secrets_at_rest;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -74,10 +76,17 @@ impl Loaded {
 }
 
 /// Reads and validates the config file at `file` (a regular file of at most
-/// [`MAX_FILE_BYTES`]).
+/// [`MAX_FILE_BYTES`]), and warns about secrets everyone can read
+/// (`secrets_at_rest`).
 pub fn load(file: &Path) -> Loaded {
     match read_regular_text(file, MAX_FILE_BYTES) {
-        Ok(text) => parse(&text, file),
+        Ok(text) => {
+            let mut loaded = parse(&text, file);
+            if let Some(config) = &loaded.config {
+                loaded.diagnostics.extend(secrets_at_rest::warnings(config));
+            }
+            loaded
+        }
         Err(err) => {
             let nowhere = Position {
                 file: file.to_owned(),

@@ -39,6 +39,14 @@ impl fmt::Debug for SecretSource {
 }
 
 impl SecretSource {
+    /// The file the secret is read from, when it is read from a file.
+    pub fn file(&self, config_dir: &Path) -> Option<std::path::PathBuf> {
+        match self {
+            SecretSource::File { file } => Some(config_dir.join(file)),
+            SecretSource::Literal(_) | SecretSource::Env { .. } => None,
+        }
+    }
+
     /// Reads the secret. Errors name where it was looked for, never its
     /// value; an empty secret is an error (a variable set to nothing, a file
     /// truncated by mistake).

@@ -2,8 +2,8 @@
 //!
 //! One pass over the line checks the known fields without copying anything
 //! (strings are borrowed from the line), and the event's JSON is the line
-//! itself with what validation adds written in: `Phase` and `ReceivedAt`
-//! (and `Id` and `EventType` when absent) at the end, and a .NET
+//! itself with what validation adds written in: `ReceivedAt` (and `Id`,
+//! `EventType` and `Phase` when absent) at the end, and a .NET
 //! `RequestTimestamp` rewritten in place as RFC 3339. Most events are usual
 //! ones, and this is cheaper than parsing the line into fields and writing
 //! them out again.
@@ -31,10 +31,11 @@ use raw::{Entries, Raw};
 
 /// The event the line is, if it is a usual one (see the module doc);
 /// `None` leaves it to the general way.
-pub(super) fn event(line: &[u8], received_at: Timestamp) -> Option<Event> {
+pub(crate) fn event(line: &[u8], received_at: Timestamp) -> Option<Event> {
     // Checked whole at once, not string by string as `from_slice` does.
     let Entries(entries) = serde_json::from_str(std::str::from_utf8(line).ok()?).ok()?;
-    let checked = Known::find(&entries)?.check(line)?;
+    let known = Known::find(&entries)?;
+    let checked = known.check(line)?;
     let generated_id = checked.id.is_none().then(|| Uuid::now_v7().to_string());
     let id = checked.id.or(generated_id.as_deref()).unwrap_or_default();
     let received_at = received_at.to_string();
@@ -44,7 +45,11 @@ pub(super) fn event(line: &[u8], received_at: Timestamp) -> Option<Event> {
             .event_type
             .is_none()
             .then_some((Field::EventType.name(), DEFAULT_EVENT_TYPE)),
-        Some((Field::Phase.name(), checked.phase.as_str())),
+        // A `Phase` the line has is the one it names, as written.
+        known
+            .get(Field::Phase)
+            .is_none()
+            .then_some((Field::Phase.name(), checked.phase.as_str())),
         Some((Field::ReceivedAt.name(), received_at.as_str())),
     ];
     let json = written(

@@ -54,6 +54,19 @@ fn a_usual_event_is_kept_as_written_with_the_added_fields_at_the_end() {
 }
 
 #[test]
+fn a_phase_the_client_sent_is_written_once() {
+    // Found writing the fuzz target's check that an event's JSON has each
+    // field once (fuzz/seeds/event_line/phase-twice): the verbatim pass
+    // added `Phase` at the end even when the line had it.
+    let event = same_as_general(r#"{"Id":"x","Phase":"OnStart"}"#);
+    let json = std::str::from_utf8(event.json()).unwrap();
+    assert_eq!(
+        json,
+        r#"{"Id":"x","Phase":"OnStart","EventType":"OrchestratorJob","ReceivedAt":"2026-01-02T03:04:05.5Z"}"#
+    );
+}
+
+#[test]
 fn usual_shapes_give_what_the_general_way_gives() {
     for line in [
         "{}",

@@ -9,7 +9,7 @@ mod retry_after;
 pub mod settings;
 mod setup_error;
 mod signing;
-mod target;
+pub(crate) mod target;
 
 use std::time::{Duration, Instant};
 

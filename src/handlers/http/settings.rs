@@ -105,6 +105,22 @@ impl<'de> Deserialize<'de> for Concurrency {
 }
 
 impl Settings {
+    /// The secrets the section holds, by key: a secret `url`, the signing
+    /// secret and the connection's.
+    pub fn secrets(&self) -> impl Iterator<Item = (&'static str, &SecretSource)> {
+        let url = match &self.url {
+            UrlSource::Secret { source, .. } => Some(("url", source)),
+            UrlSource::Written(_) => None,
+        };
+        url.into_iter()
+            .chain(
+                self.signing_secret
+                    .as_ref()
+                    .map(|source| ("signing_secret", source)),
+            )
+            .chain(self.connection.secrets())
+    }
+
     /// Reads a section's library keys: the connection keys into
     /// [`ConnectionSettings`], the others into [`Settings`].
     pub fn read(

@@ -40,6 +40,10 @@ pub struct Target {
     template: Template,
     /// The URL parsed once, when it has no placeholders.
     fixed: Option<Url>,
+    /// The path segments every rendered URL has: a value that renders
+    /// empty where the host goes (`https://{Host}/hooks`) lets a URL parser
+    /// take the path for the host, which changes their number.
+    segments: Option<usize>,
     /// The URL's host (NTLM binds its credentials to the host's name).
     pub host: String,
     /// In messages, a secret URL's stand-in (see [`UrlSource::Secret`]).
@@ -65,6 +69,7 @@ impl Target {
         };
         let mut target = Target {
             fixed: None,
+            segments: None,
             host: String::new(),
             secret,
             template,
@@ -78,6 +83,7 @@ impl Target {
             return Err(TargetError::DotSegment(target.show(&sample)));
         }
         target.host = parsed.host_str().unwrap_or_default().to_owned();
+        target.segments = parsed.path_segments().map(Iterator::count);
         target.fixed = target.template.is_constant().then_some(parsed);
         Ok(target)
     }
@@ -97,12 +103,20 @@ impl Target {
                 self.show(&text)
             )));
         }
-        Url::parse(&text).map_err(|err| {
+        let url = Url::parse(&text).map_err(|err| {
             HandlerError::permanent(format!(
                 "url {:?} with the event's fields filled in is not a URL: {err}",
                 self.show(&text)
             ))
-        })
+        })?;
+        if url.path_segments().map(Iterator::count) != self.segments {
+            return Err(HandlerError::permanent(format!(
+                "url {:?}: an event field's value (an empty host?) moved the URL's path into \
+                 its host; not sent",
+                self.show(&text)
+            )));
+        }
+        Ok(url)
     }
 
     /// A URL of this target as messages (logs, dead letters) show it:
@@ -172,6 +186,24 @@ mod tests {
         let debug = format!("{target:?}");
         assert!(debug.contains("<url from itsm.url>"), "{debug}");
         assert!(!debug.contains("s3cr3t"), "{debug}");
+    }
+
+    #[test]
+    fn an_empty_host_never_sends_to_the_path() {
+        // Found by fuzzing (fuzz/seeds/template_path/empty-host): with
+        // `Host` missing the URL read `https:///hooks/x`, whose host a URL
+        // parser takes to be `hooks`.
+        let template = Template::parse("https://{Host}/hooks/x").unwrap();
+        let target = Target::new(&UrlSource::Written(template), Path::new("/")).unwrap();
+        let at = jiff::Timestamp::now();
+        let missing = Event::from_line(br#"{"Id":"e1"}"#, at).unwrap();
+        let err = target.url(&missing).unwrap_err().to_string();
+        assert!(err.contains("moved the URL's path into its host"), "{err}");
+        let given = Event::from_line(br#"{"Id":"e2","Host":"h.example"}"#, at).unwrap();
+        assert_eq!(
+            target.url(&given).unwrap().as_str(),
+            "https://h.example/hooks/x"
+        );
     }
 
     #[test]

@@ -49,6 +49,25 @@ fn values_round_trip_with_their_types() {
 }
 
 #[test]
+fn floats_cross_and_come_back_exactly() {
+    // Found by fuzzing (fuzz/seeds/lua_convert/float-one-ulp): serde_json
+    // read the float written for 1.2345678905412369e29 as ...367e29.
+    let lua = Lua::new();
+    for text in [
+        "123456789054123678901234567890",
+        "1.2345678905412369e29",
+        "0.1",
+        "5e-324",
+        "1.7976931348623157e308",
+    ] {
+        let value = json_to_lua(&lua, text.as_bytes()).unwrap().unwrap();
+        // Rust's own parsing is correctly rounded.
+        let exact: f64 = text.parse().unwrap();
+        assert_eq!(from_lua(&lua, value).unwrap(), Json::from(exact), "{text}");
+    }
+}
+
+#[test]
 fn known_field_names_are_keys_like_any_other() {
     let lua = Lua::new();
     let names = FieldNames::new(&lua).unwrap();
