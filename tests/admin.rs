@@ -2,6 +2,8 @@
 //! route, `/health`, `/metrics`, `POST /reload`, dead letters, the live
 //! stream and the commands that use them (`jobhook reload`, `jobhook tail`).
 
+#![cfg(unix)] // Drives the Unix socket and the harness's Unix-only helpers.
+
 mod util;
 
 use std::io::{BufRead, BufReader};

@@ -2,6 +2,8 @@
 //! on 127.0.0.1: what the daemon asks for, and that every finished record
 //! becomes exactly one event, whatever happens between looks.
 
+#![cfg(unix)] // Drives the Unix socket and the harness's Unix-only helpers.
+
 mod util;
 
 use std::path::PathBuf;

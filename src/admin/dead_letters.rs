@@ -9,10 +9,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use tracing::info;
 
-use super::Shared;
 use super::error::ApiError;
+use super::{Shared, logged};
 use crate::config::Permission;
 use crate::config::values::{error_chain, parse_duration};
 use crate::spool::{self, DeadLetter, DeadLetterId, DeadLetters, ReplayError};
@@ -116,17 +115,9 @@ pub async fn replay(
             })
     })
     .await;
-    let result = match &marked {
-        Ok(marked) => format!("{} marked", marked.marked),
-        Err(err) => err.to_string(),
-    };
-    info!(
-        token,
-        route = "POST /deadletter/replay",
-        result,
-        "admin API"
-    );
-    let marked = marked?;
+    let marked = logged(&token, "POST /deadletter/replay", marked, |marked| {
+        format!("{} marked", marked.marked)
+    })?;
     Ok(Json(Replayed {
         marked: marked.marked,
         already: marked.already,
@@ -164,12 +155,10 @@ pub async fn purge(
         spool.purge(older_than).map_err(|err| internal(&err))
     })
     .await;
-    let result = match &purged {
-        Ok(purged) => format!("{purged} purged"),
-        Err(err) => err.to_string(),
-    };
-    info!(token, route = "DELETE /deadletter", result, "admin API");
-    Ok(Json(Purged { purged: purged? }))
+    let purged = logged(&token, "DELETE /deadletter", purged, |purged| {
+        format!("{purged} purged")
+    })?;
+    Ok(Json(Purged { purged }))
 }
 
 /// Runs `work` on the dead letters, on a thread that may block on the disk.

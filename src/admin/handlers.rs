@@ -11,10 +11,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
-use tracing::info;
 
-use super::Shared;
 use super::error::ApiError;
+use super::{Shared, logged};
 use crate::config::Permission;
 use crate::lifecycle::Reloaded;
 use crate::registration::{HandlerObject, Live, Registration, RegistrationError};
@@ -80,7 +79,8 @@ pub async fn register(
         })
     }
     .await;
-    logged(&token, "POST /handlers", outcome).map(|changed| (StatusCode::CREATED, Json(changed)))
+    logged(&token, "POST /handlers", outcome, done)
+        .map(|changed| (StatusCode::CREATED, Json(changed)))
 }
 
 pub async fn enable(
@@ -122,7 +122,13 @@ async fn set_enabled(
         })
     }
     .await;
-    logged(&token, &format!("POST /handlers/{name}/{verb}"), outcome).map(Json)
+    logged(
+        &token,
+        &format!("POST /handlers/{name}/{verb}"),
+        outcome,
+        done,
+    )
+    .map(Json)
 }
 
 pub async fn remove(
@@ -143,7 +149,7 @@ pub async fn remove(
         })
     }
     .await;
-    logged(&token, &format!("DELETE /handlers/{name}"), outcome).map(Json)
+    logged(&token, &format!("DELETE /handlers/{name}"), outcome, done).map(Json)
 }
 
 /// Makes the candidate text from the running config with `edit`, validates
@@ -182,14 +188,8 @@ async fn change(
     }
 }
 
-/// Logs a change's result with the token's name and the route.
-fn logged<T>(token: &str, route: &str, outcome: Result<T, ApiError>) -> Result<T, ApiError> {
-    let result = match &outcome {
-        Ok(_) => "done".to_owned(),
-        Err(err) => err.to_string(),
-    };
-    info!(token, route, result, "admin API");
-    outcome
+fn done(changed: &Changed) -> String {
+    changed.message.clone()
 }
 
 fn refusal(err: RegistrationError) -> ApiError {

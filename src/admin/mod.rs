@@ -171,6 +171,23 @@ fn router(shared: Arc<Shared>, settings: &AdminSettings) -> Router {
         .with_state(shared)
 }
 
+/// Logs a call that changes something with the token's name, the route
+/// and how it ended (`done` says it for a success), and passes the outcome
+/// on.
+fn logged<T>(
+    token: &str,
+    route: &str,
+    outcome: Result<T, error::ApiError>,
+    done: impl FnOnce(&T) -> String,
+) -> Result<T, error::ApiError> {
+    let result = match &outcome {
+        Ok(value) => done(value),
+        Err(err) => err.to_string(),
+    };
+    info!(token, route, result, "admin API");
+    outcome
+}
+
 /// Answers 503 when a request takes longer than `request_timeout`.
 async fn within(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(request)).await {

@@ -7,10 +7,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use tracing::info;
 
-use super::Shared;
 use super::error::ApiError;
+use super::{Shared, logged};
 use crate::config::Permission;
 use crate::lifecycle::Reloaded;
 use crate::reload::Report;
@@ -31,12 +30,10 @@ pub async fn reload(
         .authorize(&headers, Permission::Reload)?
         .to_owned();
     let answer = applied(shared.reload.reload().await);
-    let result = match &answer {
-        Ok(applied) => format!("applied, {} handlers", applied.handlers),
-        Err(err) => err.to_string(),
-    };
-    info!(token, route = "POST /reload", result, "admin API");
-    answer.map(Json)
+    logged(&token, "POST /reload", answer, |applied| {
+        format!("applied, {} handlers", applied.handlers)
+    })
+    .map(Json)
 }
 
 /// What a reload's report means to an API client.
