@@ -58,10 +58,11 @@ pub fn main(
     // A SIGHUP from here on asks for a reload (kept until the watcher
     // runs); it never ends a daemon still starting.
     let hangups = runtime.block_on(async { reload::hangups() });
-    let Some((config, pipeline, sources, warnings)) = load(file) else {
+    let Some((built, warnings)) = load(file) else {
         return ExitCode::from(1);
     };
-    let admin = match admin_tokens(&config) {
+    let config = &built.config;
+    let admin = match admin_tokens(config) {
         Ok(admin) => admin,
         Err(problems) => {
             problems.iter().for_each(|problem| eprintln!("{problem}"));
@@ -86,14 +87,17 @@ pub fn main(
         }
     };
     let code = runtime.block_on(async {
-        let listener = match bind(&config) {
+        let listener = match bind(&built.config) {
             Ok(listener) => listener,
             Err(err) => {
                 error!("{err}");
                 return ExitCode::from(2);
             }
         };
-        let admin = match admin.map(|tokens| bind_admin(&config, tokens)).transpose() {
+        let admin = match admin
+            .map(|tokens| bind_admin(&built.config, tokens))
+            .transpose()
+        {
             Ok(admin) => admin,
             Err(err) => {
                 error!("{:#}", anyhow::Error::new(err));
@@ -101,9 +105,7 @@ pub fn main(
             }
         };
         let daemon = run(
-            config,
-            pipeline,
-            sources,
+            built,
             store,
             Listeners {
                 events: listener,
@@ -137,10 +139,17 @@ pub fn main(
     code
 }
 
+/// A config and what was built from it, ready to run.
+pub struct Built {
+    pub config: Config,
+    pub pipeline: Pipeline,
+    pub sources: Sources,
+}
+
 /// Loads and builds the config (its pipeline and its sources), printing
 /// every problem to stderr. With an admin API, metrics are recorded from
 /// here on (the pipeline's handlers take their handles as they are built).
-pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Sources, Vec<Diagnostic>)> {
+pub fn load(file: PathBuf) -> Option<(Built, Vec<Diagnostic>)> {
     let loaded = setup::load(&file);
     let Some(config) = loaded.config else {
         loaded.diagnostics.iter().for_each(|d| eprintln!("{d}"));
@@ -156,7 +165,12 @@ pub fn load(file: PathBuf) -> Option<(Config, Pipeline, Sources, Vec<Diagnostic>
     match built {
         Ok((pipeline, sources, mut warnings)) => {
             warnings.extend(loaded.diagnostics);
-            Some((config, pipeline, sources, warnings))
+            let built = Built {
+                config,
+                pipeline,
+                sources,
+            };
+            Some((built, warnings))
         }
         Err(problems) => {
             loaded
@@ -230,11 +244,12 @@ pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
 
 /// Runs until `shutdown` fires, then stops in order. `hangups` are SIGHUPs
 /// ([`reload::hangups`]), listened for since before the socket was bound.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
-    config: Config,
-    pipeline: Pipeline,
-    sources: Sources,
+    Built {
+        config,
+        pipeline,
+        sources,
+    }: Built,
     store: Store,
     listeners: Listeners,
     hangups: mpsc::Receiver<()>,
