@@ -101,6 +101,18 @@ fn check_warns_about_secrets_everyone_can_read() {
     std::fs::write(&config, VALID).unwrap();
     chmod(&config, 0o644);
     assert!(!check().contains("warning"));
+    // An admin token written in the file is a secret too.
+    let with_token = format!(
+        "{VALID}\n[admin]\nlisten = \"127.0.0.1:9464\"\n[[admin.tokens]]\nname = \"ops\"\n\
+         token = \"t0ken-value\"\npermissions = [\"reload\"]\n"
+    );
+    std::fs::write(&config, with_token).unwrap();
+    let text = check();
+    assert!(
+        text.contains("holds secrets written in it ([[admin.tokens]] `ops` token)"),
+        "{text}"
+    );
+    assert!(!text.contains("t0ken-value"), "{text}");
 }
 
 #[test]

@@ -141,7 +141,7 @@ impl Stage {
                 () = stop.cancelled() => None,
                 results = self.handler.handle_many(&events, self.timeout).instrument(span) => Some(results),
             };
-            self.metrics.ended(events.len(), started.elapsed());
+            self.metrics.ended(events.len());
             handled
         };
         let took = started.elapsed();
@@ -215,9 +215,9 @@ impl Stage {
 
     /// Counts an attempt's outcome and tells the live stream.
     fn count(&self, event: &Event, outcome: Outcome, took: Duration, error: Option<&HandlerError>) {
-        self.metrics.outcome(outcome);
-        let error = error.map(|error| error.to_string());
-        live::outcome(&self.name, event, outcome, took, error.as_deref());
+        self.metrics.outcome(outcome, took);
+        let error = error.map(|error| error as &dyn std::fmt::Display);
+        live::outcome(&self.name, event, outcome, took, error);
     }
 }
 

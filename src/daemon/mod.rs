@@ -26,12 +26,17 @@ use tracing::{error, info, warn};
 
 use crate::chain::Pipeline;
 use crate::config::{self, Diagnostic};
-use crate::ingest::{self, Limits, Listener};
+use crate::ingest::Limits;
 use crate::lifecycle::{Observer, Observers, Supervision};
 use crate::setup::{self, Config};
 use crate::sources::Sources;
 use crate::spool::{self, Lanes, Spool, StartError, Store};
 use crate::{admin, logging, reload, telemetry, worker};
+
+mod listeners;
+
+use listeners::bind_admin;
+pub use listeners::{Listeners, admin_tokens, bind};
 
 /// How often the runtime's heartbeat is beaten.
 const RUNTIME_BEAT: Duration = Duration::from_secs(1);
@@ -206,40 +211,6 @@ fn keep_freed_c_memory() {
     unsafe {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
-}
-
-/// The admin API's tokens, read from where the config says (`None`
-/// without an admin API); the problems, one per token that cannot be read.
-pub fn admin_tokens(config: &Config) -> Result<Option<admin::Tokens>, Vec<String>> {
-    let Some(settings) = &config.admin else {
-        return Ok(None);
-    };
-    admin::Tokens::resolve(&settings.tokens, &config.dir).map(Some)
-}
-
-/// The admin API's address, bound, with its tokens.
-fn bind_admin(
-    config: &Config,
-    tokens: admin::Tokens,
-) -> Result<(admin::Listener, admin::Tokens), admin::BindError> {
-    let settings = config.admin.as_ref().expect("tokens come from [admin]");
-    Ok((admin::Listener::bind(settings)?, tokens))
-}
-
-/// What the daemon listens on.
-pub struct Listeners {
-    /// The ingest socket (Windows: pipe).
-    pub events: Listener,
-    /// The admin API, when configured.
-    pub admin: Option<(admin::Listener, admin::Tokens)>,
-}
-
-/// Opens the ingest endpoint named by the config.
-pub fn bind(config: &Config) -> Result<Listener, ingest::BindError> {
-    #[cfg(unix)]
-    return Listener::bind(&config.daemon.socket, config.daemon.socket_mode.0);
-    #[cfg(windows)]
-    return Listener::bind(&config.daemon.pipe, &config.daemon.pipe_clients);
 }
 
 /// Runs until `shutdown` fires, then stops in order. `hangups` are SIGHUPs

@@ -84,22 +84,41 @@ impl Hidden {
     }
 }
 
-/// A URL as shown: a password written in it (`https://user:pw@host/`) is
-/// replaced; anything that does not parse as a URL is shown as written
-/// (placeholders such as `{JobId}` are templates, not credentials).
+/// A URL as shown: credentials written in it (`https://user:pw@host/`,
+/// `https://TOKEN@host/`) and every query value (`?api_key=…`) are
+/// replaced, as [`crate::http::redact`] does for messages; the rest is
+/// shown as written, so placeholders such as `{JobId}` stay readable.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:{REDACTED}@{host}{path}")
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
+            None => format!("{REDACTED}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((before, query)) => {
+            let (query, fragment) = query
+                .split_once('#')
+                .map_or((query, None), |(q, f)| (q, Some(f)));
+            let hidden: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) => format!("{name}={REDACTED}"),
+                    None => pair.to_owned(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{before}?{}{fragment}", hidden.join("&"))
         }
-        None => url.to_owned(),
-    }
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 impl SettingsTypes for Hidden {
@@ -171,8 +190,12 @@ mod tests {
         let http = Hidden::of(Library::Http);
         let shown = |url: &str| http.show("url", Value::from(url));
         assert_eq!(
-            shown("https://svc:hunter2@itsm.example.com/api/{JobId}?a=b@c"),
-            "https://svc:<redacted>@itsm.example.com/api/{JobId}?a=b@c"
+            shown("https://svc:hunter2@itsm.example.com/api/{JobId}?api_key=k@y&x"),
+            "https://svc:<redacted>@itsm.example.com/api/{JobId}?api_key=<redacted>&x"
+        );
+        assert_eq!(
+            shown("https://TOKEN@itsm.example.com/"),
+            "https://<redacted>@itsm.example.com/"
         );
         assert_eq!(
             shown("https://itsm.example.com/a@b"),

@@ -1,6 +1,8 @@
-//! A candidate config checked as `jobhook check` checks a file: parsed,
-//! validated and built as a whole (secrets resolved, clients built, scripts
-//! compiled, drop-ins read), before anything is written.
+//! A candidate config checked before anything is written: parsed,
+//! validated and its pipeline built as a whole (secrets resolved, clients
+//! built, scripts compiled, drop-ins read). Handler changes touch only
+//! handlers and hooks, so the `[admin]` tokens and sources `jobhook check`
+//! also builds are left as they run.
 
 use std::path::Path;
 

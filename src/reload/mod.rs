@@ -15,12 +15,15 @@ use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 mod changes;
+mod requests;
 mod snapshot;
+
+pub use requests::{Report, Request, Requester, requests};
 
 use changes::{accident, restart_needed};
 use snapshot::{SETTLE, SETTLE_READS, Snapshot};
@@ -41,38 +44,6 @@ enum Trigger {
     /// SIGHUP or a [`Request`]: every handler is built anew (secret files
     /// are read again), whether or not the files changed.
     Signal,
-}
-
-/// A reload asked for through the admin API, answered once it ended.
-pub struct Request(oneshot::Sender<Report>);
-
-/// How a requested reload ended.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub outcome: Reloaded,
-    /// Warnings about the config now running (when applied).
-    pub warnings: Vec<String>,
-    /// Handlers in the running pipeline afterwards.
-    pub handlers: usize,
-}
-
-/// Asks the reloader for reloads and waits for each one's [`Report`].
-#[derive(Clone)]
-pub struct Requester(mpsc::Sender<Request>);
-
-/// A requester and the receiver [`watch`] takes its requests from.
-pub fn requests() -> (Requester, mpsc::Receiver<Request>) {
-    let (send, receive) = mpsc::channel(8);
-    (Requester(send), receive)
-}
-
-impl Requester {
-    /// Reloads now; `None` when the daemon is stopping.
-    pub async fn reload(&self) -> Option<Report> {
-        let (answer, report) = oneshot::channel();
-        self.0.send(Request(answer)).await.ok()?;
-        report.await.ok()
-    }
 }
 
 struct Reloader {
@@ -220,7 +191,10 @@ impl Reloader {
         if let Reloaded::Refused { problems } = &outcome {
             self.failed(problems);
         }
-        telemetry::counters::reloaded(outcome == Reloaded::Applied);
+        // A reload cut short by a stop is neither.
+        if outcome != Reloaded::Abandoned {
+            telemetry::counters::reloaded(outcome == Reloaded::Applied);
+        }
         self.observers.reloaded(&outcome);
         Some(Report {
             outcome,

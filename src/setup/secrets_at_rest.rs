@@ -1,7 +1,8 @@
 //! Secrets at rest: a secret every user of the machine can read is no
 //! secret. Each load warns when the config file holds a secret written in
 //! it, or a secret is read from a file (`{ file = "…" }`, an `[ssl.NAME]`
-//! `client_key`), and that file is readable by everyone (Unix mode `o+r`).
+//! `client_key`), and that file is readable by everyone (Unix mode `o+r`):
+//! handlers', `[api]`'s and sources' credentials and the admin API's tokens.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,16 @@ pub(super) fn warnings(config: &Config) -> Vec<Diagnostic> {
         for (key, source) in api.connection.secrets() {
             secrets.push((format!("[api] {key}"), &top, source));
         }
+    }
+    for source in &config.sources {
+        for (key, secret) in source.job_history.connection.secrets() {
+            let owner = format!("[sources.{}] {key}", source.name);
+            secrets.push((owner, &source.position, secret));
+        }
+    }
+    for token in config.admin.iter().flat_map(|admin| &admin.tokens) {
+        let owner = format!("[[admin.tokens]] `{}` token", token.name);
+        secrets.push((owner, &top, &token.token));
     }
     let mut diagnostics = Vec::new();
     let written: Vec<&str> = secrets

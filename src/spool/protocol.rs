@@ -49,7 +49,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Answers the event; a refusal is counted here, whichever way it came.
     pub fn send(self, answer: Result<Accepted, Rejection>) {
+        if let Err(rejection) = &answer {
+            crate::telemetry::counters::rejected(rejection.code());
+        }
         // A client gone before its answer needs none.
         let _ = self.sender.send(answer);
     }

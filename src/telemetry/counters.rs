@@ -170,16 +170,15 @@ impl HandlerMetrics {
         self.in_flight.increment(events as f64);
     }
 
-    /// `events` attempts that began together ended after `took` in all.
-    pub fn ended(&self, events: usize, took: Duration) {
+    /// `events` attempts that began together ended (or were abandoned).
+    pub fn ended(&self, events: usize) {
         self.in_flight.decrement(events as f64);
-        if events > 0 {
-            let each = took.as_secs_f64() / events as f64;
-            self.duration.record_many(each, events);
-        }
     }
 
-    pub fn outcome(&self, outcome: Outcome) {
+    /// One attempt ended with `outcome` after `took` (its share of its
+    /// group's time).
+    pub fn outcome(&self, outcome: Outcome, took: Duration) {
+        self.duration.record(took.as_secs_f64());
         match outcome {
             Outcome::Success => self.success.increment(1),
             Outcome::Retry => self.retry.increment(1),

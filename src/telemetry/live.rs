@@ -127,7 +127,7 @@ pub fn outcome(
     event: &Event,
     outcome: Outcome,
     took: Duration,
-    error: Option<&str>,
+    error: Option<&dyn std::fmt::Display>,
 ) {
     if !listening() {
         return;
@@ -137,7 +137,7 @@ pub fn outcome(
         id: event.id().to_owned(),
         outcome,
         duration_ms: took.as_secs_f64() * 1000.0,
-        error: error.map(str::to_owned),
+        error: error.map(ToString::to_string),
     });
 }
 
@@ -156,13 +156,11 @@ pub fn listen() -> Listener {
 impl Listener {
     /// The next entry, or how many were lost since the last one.
     pub async fn next(&mut self) -> Result<Live, Missed> {
-        loop {
-            match self.receiver.recv().await {
-                Ok(entry) => return Ok(entry),
-                Err(broadcast::error::RecvError::Lagged(missed)) => return Err(Missed { missed }),
-                // The sender lives in a static: never closed.
-                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-            }
+        match self.receiver.recv().await {
+            Ok(entry) => Ok(entry),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Err(Missed { missed }),
+            // The sender lives in a static: never closed.
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
 }

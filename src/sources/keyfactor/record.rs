@@ -61,8 +61,7 @@ pub fn event(record: &Value, id: i64, now: Timestamp) -> Result<Event, EventErro
         }
     }
     fields.insert(RAW_FIELD.into(), record.clone());
-    let line = serde_json::to_vec(&Value::Object(fields)).expect("a JSON map serialises");
-    Event::from_line(&line, now)
+    Event::from_fields(fields, now)
 }
 
 /// The record's `Result` (any case), or `Unknown` when it has none jobhook

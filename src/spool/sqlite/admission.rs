@@ -20,7 +20,7 @@ use super::store::{Batch, NewEvents};
 use super::thread::SpoolThread;
 use crate::event::Event;
 use crate::spool::protocol::{Accepted, BatchReply, Rejection, Reply, SourceBatch, Work};
-use crate::telemetry::{AcceptedMetrics, counters};
+use crate::telemetry::AcceptedMetrics;
 
 /// How long a new event waits for room in the lanes before it is refused
 /// as `overloaded`.
@@ -64,12 +64,12 @@ pub(super) struct Answers {
 }
 
 impl Answers {
-    /// Sends each answer, counting it.
+    /// Sends each answer, counting those accepted ([`Reply::send`] counts
+    /// refusals).
     pub(super) fn send(self, metrics: &AcceptedMetrics) {
         for (reply, answer) in self.events {
-            match &answer {
-                Ok(accepted) => metrics.accepted(accepted.duplicate),
-                Err(rejection) => counters::rejected(rejection.code()),
+            if let Ok(accepted) = &answer {
+                metrics.accepted(accepted.duplicate);
             }
             reply.send(answer);
         }
@@ -86,7 +86,6 @@ impl Answers {
     /// Sends `refused` instead of each answer: the commit failed.
     pub(super) fn refuse(self, refused: &Rejection) {
         for (reply, _) in self.events {
-            counters::rejected(refused.code());
             reply.send(Err(refused.clone()));
         }
         for (reply, _) in self.batches {

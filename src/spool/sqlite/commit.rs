@@ -141,7 +141,6 @@ impl SpoolThread {
                 let refused = Rejection::Unwritable(cause.clone());
                 answers.refuse(&refused);
                 for reply in submits.map(|(_, reply)| reply) {
-                    telemetry::counters::rejected(refused.code());
                     reply.send(Err(refused.clone()));
                 }
                 for reply in batches.map(|(_, reply)| reply) {

@@ -1,0 +1,131 @@
+use super::*;
+use std::sync::Arc;
+
+use crate::spool::protocol::{Accepted, SourceBatch};
+use crate::spool::{Progress, Spool};
+
+fn limits(in_memory: usize) -> Limits {
+    Limits {
+        fsync: Fsync::Never,
+        in_memory,
+        max_bytes: 1 << 30,
+        submitted_bytes: crate::spool::budget_bytes(1 << 20),
+        dedupe_window: Duration::from_secs(3600),
+        max_dedupe_bytes: 1 << 20,
+        filling: 0.8,
+        emptying: 0.2,
+    }
+}
+
+fn event(id: &str) -> Event {
+    let line = format!(r#"{{"Id":"{id}","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}}"#);
+    Event::from_line(line.as_bytes(), jiff::Timestamp::now()).unwrap()
+}
+
+async fn submit(spool: &Spool, id: &str) -> Result<Accepted, Rejection> {
+    spool.queue().submit(event(id)).await.outcome().await
+}
+
+fn batch(cursor: &str, ids: &[&str]) -> SourceBatch {
+    SourceBatch {
+        source: "command".to_owned(),
+        cursor: cursor.to_owned(),
+        events: ids.iter().map(|id| event(id)).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_source_batch_and_its_cursor_are_committed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Store::open(dir.path(), Fsync::Never).unwrap();
+    let (lanes, mut receivers) = Lanes::new(1);
+    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    let queue = spool.queue();
+    assert_eq!(queue.cursor("command").await.unwrap(), None);
+    let accepted = queue.submit_batch(batch("1", &["a", "b"])).await.unwrap();
+    assert_eq!(accepted.iter().filter(|a| a.duplicate).count(), 0);
+    assert_eq!(receivers[0].recv().await.unwrap().event.id(), "a");
+    assert_eq!(receivers[0].recv().await.unwrap().event.id(), "b");
+    let again = queue.submit_batch(batch("2", &["b"])).await.unwrap();
+    assert!(again[0].duplicate);
+    spool.close_lanes();
+    // Refused as a whole: its cursor is not written either.
+    let refused = queue.submit_batch(batch("3", &["c"])).await;
+    assert_eq!(refused, Err(Rejection::ShuttingDown));
+    spool.stop();
+
+    let (lanes, _receivers) = Lanes::new(1);
+    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    assert_eq!(
+        spool.queue().cursor("command").await.unwrap().as_deref(),
+        Some("2")
+    );
+    spool.stop();
+}
+
+#[tokio::test]
+async fn a_source_batch_is_refused_whole_while_the_lanes_are_full_but_a_cursor_alone_goes_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lanes, _receivers) = Lanes::new(1);
+    let store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let spool = Spool::start(store, limits(2), lanes, Heartbeat::default()).unwrap();
+    let queue = spool.queue();
+    // Taken whole while there is room, even past it.
+    assert_eq!(
+        queue
+            .submit_batch(batch("1", &["a", "b", "c"]))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let full = queue.submit_batch(batch("2", &["d"])).await;
+    assert_eq!(full, Err(Rejection::Overloaded));
+    assert_eq!(queue.cursor("command").await.unwrap().as_deref(), Some("1"));
+    assert!(
+        queue
+            .submit_batch(batch("3", &[]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(queue.cursor("command").await.unwrap().as_deref(), Some("3"));
+    spool.stop();
+}
+
+#[tokio::test]
+async fn events_left_from_the_last_run_are_loaded_as_the_lanes_have_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Store::open(dir.path(), Fsync::Never).unwrap();
+    // Twenty events of one job accepted, never handled.
+    let (lanes, unhandled) = Lanes::new(1);
+    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    for i in 0..20 {
+        assert!(submit(&spool, &format!("old{i}")).await.is_ok());
+    }
+    spool.stop();
+    drop(unhandled);
+
+    let (lanes, mut receivers) = Lanes::new(1);
+    let spool = Arc::new(Spool::start(open(), limits(5), lanes, Heartbeat::default()).unwrap());
+    let lane = &mut receivers[0];
+    let recorder = spool.recorder();
+    let mut newer = None;
+    for i in 0..20 {
+        let work = lane.recv().await.unwrap();
+        assert_eq!(work.event.id(), format!("old{i}"));
+        assert!(
+            lane.len() < 5,
+            "{} in the lane besides this one",
+            lane.len()
+        );
+        if i == 0 {
+            // A new event of the same job waits for the old ones.
+            let spool = spool.clone();
+            newer = Some(tokio::spawn(async move { submit(&spool, "new").await }));
+        }
+        recorder.finished(work.receipt);
+    }
+    assert_eq!(lane.recv().await.unwrap().event.id(), "new");
+    assert!(newer.unwrap().await.unwrap().is_ok());
+}
