@@ -235,16 +235,15 @@ fn every_finished_record_is_delivered_once_across_restarts_and_kills_between_a_l
     let mut delivered = Vec::new();
     for round in 0..4 {
         // Every event of the rounds before has finished (none left in the
-        // spool), so a handler never runs twice: what the file shows is what
-        // the source offered.
+        // spool), so none of them can be in a handler when the signal lands.
         eventually("no event left in the spool", || {
             spool_value(&daemon, "SELECT CAST(COUNT(*) AS TEXT) FROM events").as_deref()
                 == Some("0")
         });
         let first = round * 5 + 1;
         let batch: Vec<i64> = (first..first + 5).collect();
-        // Killed as soon as Command has answered with the round's records:
-        // the look's events are not committed yet.
+        // Killed as soon as Command has answered with the round's records,
+        // mostly before the look's events are committed.
         command.kill_after_records(daemon.pid());
         for n in &batch {
             command.put(record(*n, "WinCertInventory", "Completed", "Success"));
@@ -252,9 +251,20 @@ fn every_finished_record_is_delivered_once_across_restarts_and_kills_between_a_l
         eventually("the daemon killed after a look", || command.killed());
         daemon.wait();
         daemon.restart();
-        delivered.extend(batch);
-        wait_for_exactly(&daemon, &delivered);
+        delivered.extend(&batch);
+        // The signal may also land after the commit, while the handler
+        // writes: the spool then runs that event's handler again (its
+        // at-least-once window). Only this round's events may show twice.
+        eventually("every record delivered once", || {
+            let seen = ids_in(&out(&daemon));
+            let once = |n: &i64| seen.get(&id(*n)) == Some(&1);
+            let once_or_twice = |n: &i64| seen.get(&id(*n)).is_some_and(|count| *count <= 2);
+            seen.len() == delivered.len()
+                && delivered.iter().filter(|n| !batch.contains(n)).all(once)
+                && batch.iter().all(once_or_twice)
+        });
     }
+    let before = ids_in(&out(&daemon));
     daemon.stop();
     let cursor = spool_value(
         &daemon,
@@ -266,7 +276,7 @@ fn every_finished_record_is_delivered_once_across_restarts_and_kills_between_a_l
     );
     daemon.restart();
     std::thread::sleep(Duration::from_millis(800));
-    wait_for_exactly(&daemon, &delivered);
+    assert_eq!(ids_in(&out(&daemon)), before, "nothing delivered again");
     // The cursor moved with its events: no look after a restart offered the
     // spool a record it already had (dedupe would have hidden that above).
     let log = daemon.log();
