@@ -154,7 +154,7 @@ fn check(file: PathBuf) -> ExitCode {
         None => None,
     };
     if let Some(config) = &loaded.config
-        && let Err(problems) = daemon::admin_tokens(config)
+        && let Err(problems) = daemon::credentials(config)
     {
         let nowhere = config::Position {
             file: file.clone(),

@@ -5,6 +5,7 @@
 //!
 //! - [`ingest`] — the Unix socket (Windows: named pipe). Reads NDJSON lines,
 //!   answers every line in order, never lets one client hold up another.
+//!   Also `POST /events` over HTTP(S) (`[ingest.http]`), answered the same.
 //! - [`sources`] — events the daemon fetches itself (Keyfactor Command's job
 //!   history), committed to the spool with each source's cursor.
 //! - [`event`] — turns a line into a validated [`event::Event`]; every

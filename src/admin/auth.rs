@@ -12,7 +12,9 @@ use super::error::ApiError;
 use crate::config::values::error_chain;
 use crate::config::{Permission, TokenSettings};
 
-/// The tokens of `[[admin.tokens]]`.
+/// The tokens of `[[admin.tokens]]` (by default none: every request is
+/// refused).
+#[derive(Default)]
 pub struct Tokens(Vec<Token>);
 
 struct Token {

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 pub use auth::Tokens;
+pub use error::ApiError;
 pub use health::Health;
 
 use crate::chain::Pipeline;
@@ -47,7 +48,7 @@ const UPKEEP: Duration = Duration::from_secs(5);
 
 /// What the routes work with.
 pub struct Shared {
-    pub tokens: Tokens,
+    pub tokens: Arc<Tokens>,
     /// The config now running, as the reloader swaps it in, and the
     /// pipeline built from it.
     pub config: watch::Receiver<Arc<Config>>,
@@ -83,7 +84,7 @@ impl Shared {
 
 /// The bound listening socket, before the daemon is ready to serve.
 pub struct Listener {
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
     address: SocketAddr,
 }
 
@@ -96,31 +97,29 @@ pub struct BindError {
     source: std::io::Error,
 }
 
+/// Binds `address` for a server on the current runtime; with the address
+/// bound (the port chosen for port 0).
+pub(crate) fn bind_tcp(
+    address: SocketAddr,
+) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
 impl Listener {
     pub fn bind(settings: &AdminSettings) -> Result<Listener, BindError> {
         let address = settings.listen;
-        let bound = std::net::TcpListener::bind(address).and_then(|listener| {
-            listener.set_nonblocking(true)?;
-            Ok(listener)
-        });
-        match bound {
-            Ok(listener) => Ok(Listener {
-                address: listener.local_addr().unwrap_or(address),
-                listener,
-            }),
+        match bind_tcp(address) {
+            Ok((listener, address)) => Ok(Listener { listener, address }),
             Err(source) => Err(BindError { address, source }),
         }
     }
 
     /// Serves until `shared.shutdown` fires.
     pub async fn serve(self, settings: &AdminSettings, shared: Shared) {
-        let listener = match tokio::net::TcpListener::from_std(self.listener) {
-            Ok(listener) => listener,
-            Err(err) => {
-                error!(address = %self.address, "cannot serve the admin API: {err}");
-                return;
-            }
-        };
         if let Some(handle) = shared.metrics.clone() {
             let stop = shared.shutdown.clone();
             tokio::spawn(async move {
@@ -133,7 +132,7 @@ impl Listener {
         let shutdown = shared.shutdown.clone();
         let router = router(Arc::new(shared), settings);
         info!(address = %self.address, "admin API listening");
-        let served = axum::serve(listener, router)
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
         if let Err(err) = served {

@@ -93,7 +93,9 @@ fn default_request_timeout() -> Seconds {
     Seconds(Duration::from_secs(30))
 }
 
-fn socket_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+pub(super) fn socket_address<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(deserializer)?;
     text.parse().map_err(|_| {
         de::Error::custom(format!(

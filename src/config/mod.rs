@@ -1,7 +1,7 @@
 //! The config language every component's settings are written in: value
 //! types (`values`), reading a file safely (`read`), problems reported as
 //! `FILE:LINE:COL: message` (`diagnostic`), the daemon's own sections
-//! (`[daemon]`, `[log]`, `[hooks]`, `[admin]`) and the settings every
+//! (`[daemon]`, `[log]`, `[hooks]`, `[admin]`, `[ingest.http]`) and the settings every
 //! handler shares.
 //!
 //! A leaf: it reads no component built from it (only the value types of
@@ -12,6 +12,7 @@
 mod admin;
 mod common;
 mod diagnostic;
+mod ingest;
 mod keys;
 mod locate;
 mod per_phase;
@@ -22,6 +23,7 @@ pub mod values;
 pub use admin::{AdminSettings, Permission, TokenSettings};
 pub use common::{CommonSettings, from_value, split};
 pub use diagnostic::{Diagnostic, Locator, Position, closest};
+pub use ingest::{HttpIngestSettings, IngestSettings};
 pub use keys::keys_of;
 pub use locate::{default_config_path, locate};
 pub use per_phase::PerPhase;

@@ -31,12 +31,11 @@ use crate::lifecycle::{Observer, Observers, Supervision};
 use crate::setup::{self, Config};
 use crate::sources::Sources;
 use crate::spool::{self, Lanes, Spool, StartError, Store};
-use crate::{admin, logging, reload, telemetry, worker};
+use crate::{admin, ingest, logging, reload, telemetry, worker};
 
 mod listeners;
 
-use listeners::bind_admin;
-pub use listeners::{Listeners, admin_tokens, bind};
+pub use listeners::{Listeners, credentials};
 
 /// How often the runtime's heartbeat is beaten.
 const RUNTIME_BEAT: Duration = Duration::from_secs(1);
@@ -67,8 +66,8 @@ pub fn main(
         return ExitCode::from(1);
     };
     let config = &built.config;
-    let admin = match admin_tokens(config) {
-        Ok(admin) => admin,
+    let credentials = match credentials(config) {
+        Ok(credentials) => credentials,
         Err(problems) => {
             problems.iter().for_each(|problem| eprintln!("{problem}"));
             return ExitCode::from(1);
@@ -92,34 +91,14 @@ pub fn main(
         }
     };
     let code = runtime.block_on(async {
-        let listener = match bind(&built.config) {
-            Ok(listener) => listener,
+        let listeners = match Listeners::bind(&built.config, credentials) {
+            Ok(listeners) => listeners,
             Err(err) => {
-                error!("{err}");
+                error!("{err:#}");
                 return ExitCode::from(2);
             }
         };
-        let admin = match admin
-            .map(|tokens| bind_admin(&built.config, tokens))
-            .transpose()
-        {
-            Ok(admin) => admin,
-            Err(err) => {
-                error!("{:#}", anyhow::Error::new(err));
-                return ExitCode::from(2);
-            }
-        };
-        let daemon = run(
-            built,
-            store,
-            Listeners {
-                events: listener,
-                admin,
-            },
-            hangups,
-            supervision,
-            shutdown,
-        );
+        let daemon = run(built, store, listeners, hangups, supervision, shutdown);
         tokio::select! {
             result = daemon => match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -279,9 +258,9 @@ pub async fn run(
     // The admin API serves until the daemon has stopped (`/health` says
     // so meanwhile).
     let admin_stop = CancellationToken::new();
-    let admin_served = listeners.admin.map(|(listener, tokens)| {
+    let admin_served = listeners.admin.map(|listener| {
         let shared = admin::Shared {
-            tokens,
+            tokens: listeners.tokens.clone().unwrap_or_default(),
             config: running_config,
             pipeline: current.clone(),
             changes: tokio::sync::Mutex::new(()),
@@ -296,6 +275,39 @@ pub async fn run(
         let config = config.clone();
         tokio::spawn(async move {
             let settings = config.admin.as_ref().expect("listening for [admin]");
+            listener.serve(settings, shared).await;
+        })
+    });
+    let limits = Limits {
+        max_connections: daemon.max_connections,
+        max_event_bytes: daemon.max_event_bytes.0.try_into().unwrap_or(usize::MAX),
+        idle_timeout: daemon.idle_timeout.0,
+        stall_timeout: daemon.stall_timeout.0,
+    };
+    // Like the socket, HTTP ingest answers what it began before the spool
+    // closes.
+    let ingest_served = listeners.http.map(|listener| {
+        let settings = config
+            .http_ingest
+            .as_ref()
+            .expect("listening for [ingest.http]");
+        let access = match &listeners.tokens {
+            _ if settings.anonymous => ingest::http::Access::Anonymous,
+            tokens => ingest::http::Access::Tokens(tokens.clone().unwrap_or_default()),
+        };
+        let shared = ingest::http::Shared {
+            access,
+            queue: queue.clone(),
+            max_event_bytes: limits.max_event_bytes,
+            request_timeout: settings.request_timeout.0,
+            shutdown: shutdown.clone(),
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            let settings = config
+                .http_ingest
+                .as_ref()
+                .expect("listening for [ingest.http]");
             listener.serve(settings, shared).await;
         })
     });
@@ -325,13 +337,10 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let limits = Limits {
-        max_connections: daemon.max_connections,
-        max_event_bytes: daemon.max_event_bytes.0.try_into().unwrap_or(usize::MAX),
-        idle_timeout: daemon.idle_timeout.0,
-        stall_timeout: daemon.stall_timeout.0,
-    };
     listeners.events.serve(queue, limits, shutdown).await;
+    if let Some(served) = ingest_served {
+        let _ = served.await;
+    }
     sourcing.wait().await;
     let _ = reloads.await;
     // Every connection has ended. The spool hands out no more events (due

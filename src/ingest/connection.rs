@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -19,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::Limits;
-use super::framing::{Frame, LineReader};
+use super::framing::LineReader;
+use super::reply::{Pending, answer, shutting_down};
 use super::slots::Activity;
-use crate::event::Event;
-use crate::spool::{Accepted, Queue, Rejection, Ticket};
+use crate::spool::Queue;
 use crate::telemetry;
 
 /// Answers one client may have outstanding before its reader pauses.
@@ -31,50 +30,6 @@ const PIPELINE_DEPTH: usize = 1024;
 /// before the connection is dropped (a client that never reads would
 /// otherwise hold the daemon up forever).
 const REPLY_GRACE: Duration = Duration::from_secs(2);
-
-/// One reply line of the wire protocol (SPEC §2).
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum Reply {
-    Accepted {
-        ok: bool,
-        id: String,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        duplicate: bool,
-    },
-    Rejected {
-        ok: bool,
-        code: &'static str,
-        error: String,
-    },
-}
-
-impl Reply {
-    fn rejected(code: &'static str, error: String) -> Reply {
-        Reply::Rejected {
-            ok: false,
-            code,
-            error,
-        }
-    }
-
-    fn from_outcome(outcome: Result<Accepted, Rejection>) -> Reply {
-        match outcome {
-            Ok(accepted) => Reply::Accepted {
-                ok: true,
-                id: accepted.id,
-                duplicate: accepted.duplicate,
-            },
-            Err(rejection) => Reply::rejected(rejection.code(), rejection.message().to_owned()),
-        }
-    }
-}
-
-/// An answer that is ready, or will be once the queue has decided.
-enum Pending {
-    Ready(Reply),
-    Queued(Ticket),
-}
 
 /// Serves one connection until the client closes it, it times out (idle,
 /// or stalled mid-line or on its replies), its slot is given to another
@@ -179,48 +134,6 @@ async fn read_lines<R: AsyncRead + Unpin>(
     }
 }
 
-/// The answer to one frame: a rejection at once, or the queue's ticket
-/// once the ingest budget has room for the event — until then this
-/// connection reads no more of its socket (backpressure); a refusal if the
-/// daemon starts stopping meanwhile. Refusals here are counted here; the
-/// spool counts its own.
-async fn answer(
-    frame: Frame<'_>,
-    queue: &Queue,
-    max_event_bytes: usize,
-    shutdown: &CancellationToken,
-) -> Pending {
-    let (code, error) = match frame {
-        Frame::Line(line) => match Event::from_line(line, jiff::Timestamp::now()) {
-            Ok(event) => {
-                return tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => shutting_down(),
-                    ticket = queue.submit(event) => Pending::Queued(ticket),
-                };
-            }
-            Err(err) => (err.code(), err.to_string()),
-        },
-        Frame::TooLarge => (
-            "too_large",
-            format!("line is longer than max_event_bytes ({max_event_bytes} bytes)"),
-        ),
-    };
-    refused(code, error)
-}
-
-/// A refusal made here, counted (the spool counts its own).
-fn refused(code: &'static str, error: String) -> Pending {
-    telemetry::counters::rejected(code);
-    Pending::Ready(Reply::rejected(code, error))
-}
-
-/// The refusal of a line read while the daemon stops.
-fn shutting_down() -> Pending {
-    let stopping = Rejection::ShuttingDown;
-    refused(stopping.code(), stopping.message())
-}
-
 /// Writes the replies in order. A client that takes none of them for
 /// `stall_timeout` is given up on.
 async fn write_replies<W: AsyncWrite + Unpin>(
@@ -232,10 +145,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     let mut out = BufWriter::new(write);
     let mut line = Vec::with_capacity(128);
     while let Some(next) = pending.recv().await {
-        let reply = match next {
-            Pending::Ready(reply) => reply,
-            Pending::Queued(ticket) => Reply::from_outcome(ticket.outcome().await),
-        };
+        let reply = next.reply().await;
         line.clear();
         serde_json::to_writer(&mut line, &reply).expect("serialise reply");
         line.push(b'\n');

@@ -2,12 +2,15 @@
 //!
 //! Unix: a stream socket; Windows: a named pipe. Both serve connections with
 //! the same protocol code ([`connection::serve`]) and the same limits, and
-//! share out connections the same way ([`slots`]).
+//! share out connections the same way ([`slots`]). [`http`] takes events
+//! posted over HTTP(S) and answers each with the same [`reply`].
 
 mod connection;
 mod framing;
+pub mod http;
 #[cfg(windows)]
 mod pipe_access;
+mod reply;
 mod slots;
 #[cfg(unix)]
 mod unix;

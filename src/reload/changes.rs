@@ -56,6 +56,7 @@ fn compared(running: &Config, new: &Config) -> Vec<(&'static str, bool)> {
         .chain([
             ("[log]", running.log != new.log),
             ("[admin]", running.admin != new.admin),
+            ("[ingest.http]", running.http_ingest != new.http_ingest),
         ])
         .chain([("[sources]", sources(running) != sources(new))])
         .collect()

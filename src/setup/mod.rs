@@ -9,9 +9,11 @@
 //! `FILE:LINE:COL: message`, and collects all problems rather than the first.
 
 mod admin;
+mod ingest;
 mod secrets_at_rest;
 
 use admin::parse_admin;
+use ingest::parse_ingest;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,8 +24,8 @@ use toml::de::{DeTable, DeValue};
 use crate::config::read::{MAX_FILE_BYTES, read_regular_text};
 use crate::config::values::error_chain;
 use crate::config::{
-    AdminSettings, DaemonSettings, Diagnostic, Hooks, Locator, LogSettings, Position, Top, closest,
-    from_value, split,
+    AdminSettings, DaemonSettings, Diagnostic, Hooks, HttpIngestSettings, Locator, LogSettings,
+    Position, Top, closest, from_value, split,
 };
 use crate::handlers::{self, HandlerSection};
 use crate::http::SslSettings;
@@ -55,6 +57,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// `[sources.NAME]` sections: events the daemon fetches itself.
     pub sources: Vec<SourceSection>,
+    /// `[ingest.http]`: events posted over HTTP; absent, none.
+    pub http_ingest: Option<HttpIngestSettings>,
     /// The text this was parsed from; hot reload compares the file with it.
     pub text: String,
 }
@@ -123,6 +127,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
     let ssl_table = root.get_mut().remove("ssl");
     let admin_table = root.get_mut().remove("admin");
     let source_table = root.get_mut().remove("sources");
+    let ingest_table = root.get_mut().remove("ingest");
     // Names of every section, including broken ones, so that a typo inside a
     // section is not reported again at each hook that names it.
     let declared: Vec<String> = handler_table
@@ -147,6 +152,8 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
     let sources = source_table
         .map(|table| sources::parse_all(table, &locator, &mut diagnostics))
         .unwrap_or_default();
+    let http_ingest = ingest_table
+        .and_then(|table| parse_ingest(table, admin.as_ref(), &locator, &mut diagnostics));
     let ssl = match ssl_table.map(from_value::<BTreeMap<String, SslSettings>>) {
         None => Some(BTreeMap::new()),
         Some(Ok(ssl)) => Some(ssl),
@@ -210,6 +217,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         api,
         admin,
         sources,
+        http_ingest,
         handlers,
         dir,
         text: text.to_owned(),
@@ -243,6 +251,14 @@ impl Config {
         self.daemon.resolve_paths(dir);
         if let Some(log_dir) = &mut self.log.dir {
             *log_dir = dir.join(&*log_dir);
+        }
+        if let Some(http) = &mut self.http_ingest {
+            for path in [&mut http.tls_cert, &mut http.tls_key]
+                .into_iter()
+                .flatten()
+            {
+                *path = dir.join(&*path);
+            }
         }
     }
 }

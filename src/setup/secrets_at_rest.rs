@@ -1,7 +1,8 @@
 //! Secrets at rest: a secret every user of the machine can read is no
 //! secret. Each load warns when the config file holds a secret written in
 //! it, or a secret is read from a file (`{ file = "…" }`, an `[ssl.NAME]`
-//! `client_key`), and that file is readable by everyone (Unix mode `o+r`):
+//! `client_key`, `[ingest.http] tls_key`), and that file is readable by
+//! everyone (Unix mode `o+r`):
 //! handlers', `[api]`'s and sources' credentials and the admin API's tokens.
 
 use std::collections::BTreeSet;
@@ -69,6 +70,13 @@ pub(super) fn warnings(config: &Config) -> Vec<Diagnostic> {
                 config.dir.join(key),
             ));
         }
+    }
+    if let Some(key) = config
+        .http_ingest
+        .as_ref()
+        .and_then(|http| http.tls_key.clone())
+    {
+        files.push(("[ingest.http] tls_key".to_owned(), &top, key));
     }
     let mut warned = BTreeSet::new();
     for (owner, position, path) in files {
