@@ -22,6 +22,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use crate::chain::{Pipeline, RunEnd};
+use crate::reload::Running;
 use crate::spool::{Lane, Recorder, Work};
 
 /// Events a worker takes from its lane at most, to run through the chain
@@ -31,7 +32,7 @@ const BATCH: usize = 64;
 /// What a worker and its tasks share.
 #[derive(Clone)]
 struct Shared {
-    pipelines: watch::Receiver<Arc<Pipeline>>,
+    running: watch::Receiver<Running>,
     spool: Recorder,
     abandon: CancellationToken,
     /// Jobs with an event in a task: the events queued behind it.
@@ -45,12 +46,12 @@ struct Shared {
 /// the next start.
 pub async fn work(
     mut lane: Lane,
-    pipelines: watch::Receiver<Arc<Pipeline>>,
+    running: watch::Receiver<Running>,
     spool: Recorder,
     abandon: CancellationToken,
 ) {
     let shared = Shared {
-        pipelines,
+        running,
         spool,
         abandon,
         jobs: Arc::default(),
@@ -59,7 +60,7 @@ pub async fn work(
     let mut batch = Vec::with_capacity(BATCH);
     let mut here = Vec::with_capacity(BATCH);
     'lane: while lane.recv_many(&mut batch, BATCH).await > 0 {
-        let pipeline = shared.pipelines.borrow().clone();
+        let pipeline = shared.running.borrow().pipeline.clone();
         let mut works = batch.drain(..);
         while let Some(work) = works.next() {
             let Some(work) = shared.queue_behind_its_job(work) else {
@@ -141,7 +142,7 @@ impl Shared {
         });
         let mut next = Some(work);
         while let Some(work) = next {
-            let pipeline = self.pipelines.borrow().clone();
+            let pipeline = self.running.borrow().pipeline.clone();
             let ends = pipeline
                 .run(std::slice::from_ref(&work), &self.spool, &self.abandon)
                 .await;

@@ -38,7 +38,7 @@ pub use health::Health;
 
 use crate::chain::Pipeline;
 use crate::config::AdminSettings;
-use crate::reload::Requester;
+use crate::reload::{Requester, Running};
 use crate::setup::Config;
 use crate::spool::{Fsync, Status};
 
@@ -49,10 +49,9 @@ const UPKEEP: Duration = Duration::from_secs(5);
 /// What the routes work with.
 pub struct Shared {
     pub tokens: Arc<Tokens>,
-    /// The config now running, as the reloader swaps it in, and the
-    /// pipeline built from it.
-    pub config: watch::Receiver<Arc<Config>>,
-    pub pipeline: watch::Receiver<Arc<Pipeline>>,
+    /// The config now running and the pipeline built from it, as the
+    /// reloader swaps them in.
+    pub running: watch::Receiver<Running>,
     /// Held while a change is written and applied: one at a time.
     pub changes: tokio::sync::Mutex<()>,
     pub reload: Requester,
@@ -68,7 +67,8 @@ pub struct Shared {
 impl Shared {
     /// The running config and pipeline.
     fn running(&self) -> (Arc<Config>, Arc<Pipeline>) {
-        (self.config.borrow().clone(), self.pipeline.borrow().clone())
+        let running = self.running.borrow();
+        (running.config.clone(), running.pipeline.clone())
     }
 
     /// A handler as it now runs, if it does.

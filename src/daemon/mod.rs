@@ -241,19 +241,21 @@ pub async fn run(
         }
     });
     let queue = Arc::new(spool.queue());
-    let (pipelines, current) = watch::channel(Arc::new(pipeline));
+    let (swaps, running) = watch::channel(reload::Running {
+        config: config.clone(),
+        pipeline: Arc::new(pipeline),
+    });
     let abandon = CancellationToken::new();
     let tracker = TaskTracker::new();
     for lane in receivers {
         tracker.spawn(worker::work(
             lane,
-            current.clone(),
+            running.clone(),
             spool.recorder(),
             abandon.clone(),
         ));
     }
     tracker.close();
-    let (configs, running_config) = watch::channel(config.clone());
     let (reload_requester, reload_requests) = reload::requests();
     // The admin API serves until the daemon has stopped (`/health` says
     // so meanwhile).
@@ -261,8 +263,7 @@ pub async fn run(
     let admin_served = listeners.admin.map(|listener| {
         let shared = admin::Shared {
             tokens: listeners.tokens.clone().unwrap_or_default(),
-            config: running_config,
-            pipeline: current.clone(),
+            running,
             changes: tokio::sync::Mutex::new(()),
             reload: reload_requester,
             spool: spool.status(),
@@ -329,8 +330,7 @@ pub async fn run(
         }
     });
     let reloads = tokio::spawn(reload::watch(
-        configs,
-        pipelines,
+        swaps,
         hangups,
         reload_requests,
         observers,

@@ -46,13 +46,21 @@ enum Trigger {
     Signal,
 }
 
+/// The config now running and the pipeline built from it: swapped in
+/// together, so whoever reads one never sees the other's predecessor.
+#[derive(Clone)]
+pub struct Running {
+    pub config: Arc<Config>,
+    pub pipeline: Arc<Pipeline>,
+}
+
 struct Reloader {
     running: Arc<Config>,
-    /// Told each config swapped in (the admin API shows the running one).
-    configs: watch::Sender<Arc<Config>>,
     /// The `[daemon]` settings the daemon started with, which need a restart.
     started: Arc<Config>,
-    pipelines: watch::Sender<Arc<Pipeline>>,
+    /// Told each config and pipeline swapped in (workers run events on the
+    /// pipeline, the admin API shows both).
+    swaps: watch::Sender<Running>,
     snapshot: Snapshot,
     /// Reload failures since the last success (reported when one succeeds).
     failures: u64,
@@ -60,15 +68,12 @@ struct Reloader {
     observers: Observers,
 }
 
-/// Watches and reloads until `shutdown` fires, starting from the config in
-/// `configs`. Workers read the current pipeline from `pipelines` at the
-/// start of each event; `configs` holds the config it was built from.
-/// Reloads happen on file changes, `hangups` and `requests` (each answered
+/// Watches and reloads until `shutdown` fires, starting from what `swaps`
+/// holds; each reload applied is sent on it. Reloads happen on file changes, `hangups` and `requests` (each answered
 /// with its [`Report`]). `observers` are told of every reload
 /// ([`Observer::reloading`], then [`Observer::reloaded`]).
 pub async fn watch(
-    configs: watch::Sender<Arc<Config>>,
-    pipelines: watch::Sender<Arc<Pipeline>>,
+    swaps: watch::Sender<Running>,
     mut hangups: mpsc::Receiver<()>,
     mut requests: mpsc::Receiver<Request>,
     observers: Observers,
@@ -98,18 +103,17 @@ pub async fn watch(
             None
         }
     };
-    let config = configs.borrow().clone();
+    let Running { config, pipeline } = swaps.borrow().clone();
     if let Some(debouncer) = &mut debouncer {
         watch_folders(debouncer, &config);
     }
 
-    let initial = Snapshot::running(&config, &pipelines.borrow());
+    let initial = Snapshot::running(&config, &pipeline);
     let mut reloader = Reloader {
         snapshot: initial,
         running: config.clone(),
         started: config,
-        configs,
-        pipelines,
+        swaps,
         failures: 0,
         observers,
     };
@@ -158,7 +162,7 @@ pub async fn watch(
                         )],
                     },
                     warnings: Vec::new(),
-                    handlers: reloader.pipelines.borrow().handler_count(),
+                    handlers: reloader.swaps.borrow().pipeline.handler_count(),
                 },
             };
             let _ = answer.send(outcome);
@@ -199,7 +203,7 @@ impl Reloader {
         Some(Report {
             outcome,
             warnings,
-            handlers: self.pipelines.borrow().handler_count(),
+            handlers: self.swaps.borrow().pipeline.handler_count(),
         })
     }
 
@@ -242,7 +246,7 @@ impl Reloader {
         let started = Instant::now();
         let file = self.running.file.clone();
         let running = self.running.clone();
-        let previous_pipeline = self.pipelines.borrow().clone();
+        let previous_pipeline = self.swaps.borrow().pipeline.clone();
         let reuse = matches!(trigger, Trigger::Change { .. });
         let Some(built) = off_runtime(shutdown, move || {
             build(file, &running, &previous_pipeline, reuse)
@@ -268,7 +272,6 @@ impl Reloader {
         for key in restart_needed(&self.started, &config) {
             warn!("{key} changed; it takes effect at the next restart (keeping the running value)");
         }
-        self.pipelines.send_replace(Arc::new(pipeline));
         let since_change = match trigger {
             Trigger::Change { seen } => seen.elapsed().as_millis(),
             Trigger::Signal => started.elapsed().as_millis(),
@@ -285,7 +288,10 @@ impl Reloader {
             }
         );
         self.running = Arc::new(config);
-        self.configs.send_replace(self.running.clone());
+        self.swaps.send_replace(Running {
+            config: self.running.clone(),
+            pipeline: Arc::new(pipeline),
+        });
         (Reloaded::Applied, warnings)
     }
 

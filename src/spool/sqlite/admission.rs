@@ -195,17 +195,7 @@ impl<'t, 'a> Admission<'t, 'a> {
         let mut accepted = Vec::with_capacity(batch.events.len());
         let stored = || -> rusqlite::Result<()> {
             for event in batch.events {
-                let (id, body) = (event.id(), event.json());
-                let receipt = self.new_events.store(id, body, self.now)?;
-                accepted.push(Accepted {
-                    id: id.to_owned(),
-                    duplicate: receipt.is_none(),
-                });
-                if let Some(receipt) = receipt {
-                    self.stored_bytes += body.len() as u64;
-                    self.remembered_bytes += id.len() as u64;
-                    self.dispatch.push(Work::new(receipt, event));
-                }
+                accepted.push(self.store(event)?);
             }
             self.new_events.set_cursor(&batch.source, &batch.cursor)
         };
@@ -222,31 +212,36 @@ impl<'t, 'a> Admission<'t, 'a> {
         }
     }
 
+    /// Stores the event unless its `Id` was seen within the dedupe window
+    /// (a duplicate is not handled again), and hands it to a lane.
+    fn store(&mut self, event: Event) -> rusqlite::Result<Accepted> {
+        let (id, body) = (event.id(), event.json());
+        let receipt = self.new_events.store(id, body, self.now)?;
+        let accepted = Accepted {
+            id: id.to_owned(),
+            duplicate: receipt.is_none(),
+        };
+        if let Some(receipt) = receipt {
+            self.stored_bytes += body.len() as u64;
+            self.remembered_bytes += id.len() as u64;
+            self.dispatch.push(Work::new(receipt, event));
+        }
+        Ok(accepted)
+    }
+
     /// Whether this commit takes no more new events.
     fn full(&self) -> bool {
         let taken = self.dispatch.len();
         taken >= self.policy.room || (self.policy.one_event_each && taken > 0)
     }
 
-    /// Stores the event, unless its `Id` was seen within the dedupe window
-    /// (then it is answered as a duplicate and not handled again).
-    /// A statement that fails fails the commit; the event is still
-    /// answered, with the cause, as the rest of the batch will be.
+    /// Stores the event ([`Admission::store`]). A statement that fails
+    /// fails the commit; the event is still answered, with the cause, as the
+    /// rest of the batch will be.
     fn take(&mut self, event: Event, reply: Reply) -> rusqlite::Result<()> {
-        let id = event.id();
-        let body = event.json();
-        match self.new_events.store(id, body, self.now) {
-            Ok(stored) => {
-                let accepted = Accepted {
-                    id: id.to_owned(),
-                    duplicate: stored.is_none(),
-                };
+        match self.store(event) {
+            Ok(accepted) => {
                 self.answers.events.push((reply, Ok(accepted)));
-                if let Some(receipt) = stored {
-                    self.stored_bytes += body.len() as u64;
-                    self.remembered_bytes += id.len() as u64;
-                    self.dispatch.push(Work::new(receipt, event));
-                }
                 Ok(())
             }
             Err(err) => {
