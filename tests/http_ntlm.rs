@@ -69,15 +69,7 @@ fn a_user_principal_name_works_too() {
 /// each needing a full handshake; every one succeeds with exactly three
 /// requests (the first, NEGOTIATE, AUTHENTICATE), no AUTHENTICATE reaches a
 /// connection that did not carry its CHALLENGE, and no attempt fails.
-///
-/// Ignored for now: the session sends its legs through reqwest's pool, and
-/// the 1 ms pause it leaves for a connection to go back to the pool does
-/// not always suffice on a loaded machine (an AUTHENTICATE lands on a new
-/// connection, and the handshake starts over). It passes once the session
-/// owns its connection (issue 22). Run it with
-/// `cargo test --test http_ntlm -- --ignored two_hundred`.
 #[test]
-#[ignore = "legs can still split over two connections until the NTLM session owns its connection"]
 fn two_hundred_handshakes_each_keep_their_legs_on_one_connection() {
     const HANDSHAKES: usize = 200;
     let scratch = tempfile::tempdir().unwrap();
