@@ -139,11 +139,11 @@ impl NtlmSession {
         line: &mut Line,
         build: &impl Fn(Option<String>) -> RequestBuilder,
     ) -> Result<Response, SendError> {
-        let send = async |line: &mut Line, authorization: Option<String>| {
+        let leg = async |line: &mut Line, authorization: Option<String>| {
             let request = build(authorization).build().map_err(SendError::Http)?;
             line.send(&self.dialer, request).await
         };
-        let (mut response, _) = send(line, None).await?;
+        let (mut response, _) = leg(line, None).await?;
         for _ in 0..=RESTARTS {
             if !asks_for_ntlm(&response) {
                 return Ok(response);
@@ -151,7 +151,7 @@ impl NtlmSession {
             finish(response).await?;
             let (handshake, negotiate) =
                 Handshake::start(&self.credentials, &self.host).map_err(SendError::Protocol)?;
-            let (challenged, challenged_on) = send(line, Some(header(&negotiate))).await?;
+            let (challenged, challenged_on) = leg(line, Some(header(&negotiate))).await?;
             let challenge = match ntlm_header(&challenged) {
                 Some(token) if !token.is_empty() => token,
                 _ => return Ok(challenged),
@@ -161,7 +161,7 @@ impl NtlmSession {
                 .authenticate(&challenge)
                 .map_err(SendError::Protocol)?;
             let answered_on;
-            (response, answered_on) = send(line, Some(header(&authenticate))).await?;
+            (response, answered_on) = leg(line, Some(header(&authenticate))).await?;
             if !asks_for_ntlm(&response) {
                 self.logged_on();
                 return Ok(response);
