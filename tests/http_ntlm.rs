@@ -150,6 +150,22 @@ fn through_a_proxy_the_legs_share_one_tunnel() {
     });
 }
 
+/// Through a SOCKS5 proxy, each handshake keeps to one tunnel too.
+#[test]
+fn through_socks5_the_legs_share_one_tunnel() {
+    let scratch = tempfile::tempdir().unwrap();
+    let socks = socks::start();
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
+    let proxied = format!(
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"socks5\"\n",
+        socks.port
+    );
+    let daemon =
+        Daemon::start(&(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse") + &proxied));
+    delivers_three(&daemon, &server);
+    assert!(socks.tunnels() >= 3, "{} tunnels", socks.tunnels());
+}
+
 /// A proxy that refuses its credentials (407 to the CONNECT) fails the
 /// attempt for good, naming why, and the server never hears of it.
 #[test]

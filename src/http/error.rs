@@ -51,7 +51,7 @@ impl SendError {
     /// Whether another attempt may succeed. A proxy that wants other
     /// credentials (407) refuses the next attempt too, whether it answered
     /// a request (an `http://` target: the handler sees the status) or a
-    /// CONNECT (an `https://` target: the error here).
+    /// CONNECT (an `https://` target, or any NTLM one: the error here).
     pub fn is_retryable(&self) -> bool {
         match self {
             SendError::Http(err) => !proxy_refused(err),

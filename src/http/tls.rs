@@ -18,6 +18,8 @@ use super::settings::{SslSettings, TlsVersion};
 use crate::config::read::{MAX_FILE_BYTES, ReadError, read_regular};
 
 /// Why an `[ssl.NAME]` section cannot be used; each names the section.
+/// (rustls's errors are boxed: they would make every `Result` carrying this
+/// one large.)
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("[ssl.{section}] {key}")]
@@ -34,7 +36,7 @@ pub enum TlsError {
         section: String,
         path: PathBuf,
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
     #[error("[ssl.{section}] ca_only = true needs a ca_file")]
     CaOnlyWithoutFile { section: String },
@@ -49,7 +51,7 @@ pub enum TlsError {
     Identity {
         section: String,
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
     #[error(
         "[ssl.{section}] client_cert {}: an X.509 version 1 certificate, which rustls cannot \
@@ -61,7 +63,7 @@ pub enum TlsError {
         section: String,
         path: PathBuf,
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
     #[error("[ssl.{section}] client_cert and client_key go together")]
     HalfIdentity { section: String },
@@ -70,7 +72,7 @@ pub enum TlsError {
     Verifier {
         section: Option<String>,
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
 }
 
@@ -87,17 +89,10 @@ pub fn client_config(
     let mut config = match section {
         Some((name, settings)) => settings.config(name, provider, config_dir)?,
         None => {
-            let verifier =
-                Verifier::new(provider.clone()).map_err(|source| TlsError::Verifier {
-                    section: None,
-                    source,
-                })?;
+            let verifier = Verifier::new(provider.clone()).map_err(unverifiable(None))?;
             ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .map_err(|source| TlsError::Verifier {
-                    section: None,
-                    source,
-                })?
+                .map_err(unverifiable(None))?
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(verifier))
                 .with_no_client_auth()
@@ -123,17 +118,13 @@ impl SslSettings {
                 source,
             })
         };
-        let verifier_failed = |source| TlsError::Verifier {
-            section: Some(section()),
-            source,
-        };
         let versions: &[&rustls::SupportedProtocolVersion] = match self.min_tls_version {
             TlsVersion::Tls12 => rustls::ALL_VERSIONS,
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
         };
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
-            .map_err(verifier_failed)?;
+            .map_err(unverifiable(Some(name)))?;
         let roots = match &self.ca_file {
             Some(ca_file) => {
                 let pem = read("ca_file", ca_file)?;
@@ -165,7 +156,7 @@ impl SslSettings {
                         store.add(root).map_err(|source| TlsError::BadCertificate {
                             section: section(),
                             path: ca_file.clone(),
-                            source,
+                            source: Box::new(source),
                         })?;
                     }
                     builder.with_root_certificates(store)
@@ -173,12 +164,13 @@ impl SslSettings {
                 Some((_, roots)) => builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(
-                        Verifier::new_with_extra_roots(roots, provider).map_err(verifier_failed)?,
+                        Verifier::new_with_extra_roots(roots, provider)
+                            .map_err(unverifiable(Some(name)))?,
                     )),
                 None => builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(
-                        Verifier::new(provider).map_err(verifier_failed)?,
+                        Verifier::new(provider).map_err(unverifiable(Some(name)))?,
                     )),
             }
         };
@@ -204,17 +196,26 @@ impl SslSettings {
                         Some(CertificateProblem::Version1) => TlsError::Version1ClientCertificate {
                             section: section(),
                             path: config_dir.join(cert),
-                            source,
+                            source: Box::new(source),
                         },
                         _ => TlsError::Identity {
                             section: section(),
-                            source,
+                            source: Box::new(source),
                         },
                     })
             }
             (None, None) => Ok(builder.with_no_client_auth()),
             _ => Err(TlsError::HalfIdentity { section: section() }),
         }
+    }
+}
+
+/// The error for a verifier (trust store, TLS versions) that cannot be set
+/// up, naming the section if there is one.
+fn unverifiable(section: Option<&str>) -> impl FnOnce(rustls::Error) -> TlsError + '_ {
+    move |source| TlsError::Verifier {
+        section: section.map(str::to_owned),
+        source: Box::new(source),
     }
 }
 

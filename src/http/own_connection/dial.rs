@@ -76,7 +76,7 @@ impl Dialer {
         let stream = match intercept {
             None => ready_call(tcp(), destination)
                 .await
-                .map_err(|source| ConnectionError::Connect(source))?,
+                .map_err(ConnectionError::Connect)?,
             Some(proxy) => self.through(&proxy, destination).await.map_err(|source| {
                 ConnectionError::Proxy {
                     proxy: proxy.uri().to_string(),
@@ -198,5 +198,35 @@ impl Service<Uri> for TlsToProxy {
             let tcp = tcp().call(proxy).await?.into_inner();
             Ok(TokioIo::new(tls.connect(name, tcp).await?))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+
+    use super::*;
+
+    #[test]
+    fn the_proxy_gets_basic_credentials_and_no_proxy_hosts_go_direct() {
+        let spec = ProxySpec {
+            url: "http://proxy.example:3128".to_owned(),
+            credentials: Some(("svc".to_owned(), "p@ss:w rd".to_owned().into())),
+            no_proxy: Some("direct.example, .corp.example".to_owned()),
+        };
+        let matcher = matcher(&spec).unwrap();
+        let proxied = matcher
+            .intercept(&"http://itsm.example/x".parse().unwrap())
+            .unwrap();
+        assert_eq!(proxied.uri().host(), Some("proxy.example"));
+        let expected = format!("Basic {}", BASE64.encode("svc:p@ss:w rd"));
+        assert_eq!(proxied.basic_auth().unwrap(), expected.as_str());
+        for direct in ["https://direct.example/", "http://itsm.corp.example/"] {
+            assert!(
+                matcher.intercept(&direct.parse().unwrap()).is_none(),
+                "{direct}"
+            );
+        }
     }
 }

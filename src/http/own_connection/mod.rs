@@ -137,3 +137,29 @@ fn for_connection(request: reqwest::Request) -> Result<hyper::Request<reqwest::B
         .or_insert(HeaderValue::from_static("*/*"));
     Ok(request)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_connection(url: &str) -> hyper::Request<reqwest::Body> {
+        let request = reqwest::Client::new()
+            .post(url)
+            .header(ACCEPT, "application/json")
+            .build()
+            .unwrap();
+        for_connection(request).unwrap()
+    }
+
+    #[test]
+    fn a_request_goes_in_origin_form_with_its_host_and_user_agent() {
+        let request = on_connection("http://itsm.example:8080/events/1?x=a%20b");
+        assert_eq!(request.uri(), "/events/1?x=a%20b");
+        assert_eq!(request.headers()[HOST], "itsm.example:8080");
+        assert_eq!(request.headers()[USER_AGENT], crate::http::USER_AGENT);
+        // The caller's own headers win over the defaults.
+        assert_eq!(request.headers()[ACCEPT], "application/json");
+        let request = on_connection("https://itsm.example/");
+        assert_eq!(request.headers()[HOST], "itsm.example");
+    }
+}
