@@ -205,32 +205,76 @@ fn no_proxy_hosts_are_reached_directly() {
     delivers_three(&daemon, &server);
 }
 
+/// PEM files of a certificate for 127.0.0.1 and its key, and the CA that
+/// issued it, in `dir`: their paths.
+struct TlsFiles {
+    cert: String,
+    key: String,
+    ca: String,
+}
+
+fn tls_files(dir: &std::path::Path) -> TlsFiles {
+    let ca = pki::authority("NTLM test CA");
+    let leaf = pki::leaf(&ca, &["127.0.0.1"]);
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    TlsFiles {
+        cert: file("server.pem", &leaf.cert_pem),
+        key: file("server.key", &leaf.key_pem),
+        ca: file("ca.pem", &ca.pem),
+    }
+}
+
+/// The handler's `[ssl.corp]` section, trusting only `ca`.
+fn trusting(ca: &str) -> String {
+    format!("ssl_config = \"corp\"\n[ssl.corp]\nca_file = \"{ca}\"\nca_only = true\n")
+}
+
 /// Over HTTPS, with the `[ssl.NAME]` section's CA: the own connection's TLS
 /// follows the same settings as the handler's other requests.
 #[test]
 fn over_https_with_the_ssl_sections_ca() {
     let scratch = tempfile::tempdir().unwrap();
-    let ca = pki::authority("NTLM test CA");
-    let leaf = pki::leaf(&ca, &["127.0.0.1"]);
-    let file = |name: &str, text: &str| {
-        let path = scratch.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let (cert, key, ca_file) = (
-        file("server.pem", &leaf.cert_pem),
-        file("server.key", &leaf.key_pem),
-        file("ca.pem", &ca.pem),
-    );
+    let files = tls_files(scratch.path());
     let server = python::ntlm_server_with(
         scratch.path(),
-        &[("NTLM_TLS_CERT", &cert), ("NTLM_TLS_KEY", &key)],
+        &[("NTLM_TLS_CERT", &files.cert), ("NTLM_TLS_KEY", &files.key)],
     );
     let text = config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse")
         .replace("http://", "https://")
-        + &format!("ssl_config = \"corp\"\n[ssl.corp]\nca_file = \"{ca_file}\"\nca_only = true\n");
+        + &trusting(&files.ca);
     let daemon = Daemon::start(&text);
     delivers_three(&daemon, &server);
+}
+
+/// To an `https` proxy: TLS to the proxy (trusted through the `[ssl.NAME]`
+/// section), the CONNECT tunnel inside it.
+#[test]
+fn through_an_https_proxy_the_tunnel_runs_inside_tls() {
+    let scratch = tempfile::tempdir().unwrap();
+    let files = tls_files(scratch.path());
+    let proxy = python::proxy_with(
+        scratch.path(),
+        &["--cert-file", &files.cert, "--key-file", &files.key],
+    );
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
+    let proxied = format!(
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"https\"\n\
+         ProxyUsername = \"svc\"\nProxyPassword = \"pr0xy-pass\"\n",
+        proxy.port
+    );
+    let daemon = Daemon::start(
+        &(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse")
+            + &proxied
+            + &trusting(&files.ca)),
+    );
+    delivers_three(&daemon, &server);
+    eventually("the proxy to log the CONNECTs", || {
+        proxy.log_text().matches("CONNECT").count() >= 3
+    });
 }
 
 #[test]

@@ -125,23 +125,25 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path) ->
 /// proxy.py, a forward proxy (plain requests and CONNECT) that wants the
 /// Basic credentials `svc` / `pr0xy-pass`.
 pub fn proxy(dir: &Path) -> Peer {
-    start(
+    proxy_with(dir, &[])
+}
+
+/// proxy.py with more arguments (`--cert-file`, `--key-file`: clients talk
+/// TLS to it).
+pub fn proxy_with(dir: &Path, extra: &[&str]) -> Peer {
+    let args = [
+        "-m",
         "proxy",
-        &[
-            "-m",
-            "proxy",
-            "--hostname",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--basic-auth",
-            "svc:pr0xy-pass",
-            "--num-workers",
-            "1",
-        ],
-        &[],
-        dir,
-    )
+        "--hostname",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--basic-auth",
+        "svc:pr0xy-pass",
+        "--num-workers",
+        "1",
+    ];
+    start("proxy", &[&args[..], extra].concat(), &[], dir)
 }
 
 /// The NTLM server of `tests/data/ntlm_server.py` (pyspnego's acceptor),
