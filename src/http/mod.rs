@@ -1,6 +1,7 @@
 //! Outgoing HTTP: one pooled client per destination, built from TLS, proxy
-//! and authentication settings. Shared by the `HttpHandler` and by the API
-//! client handed to Lua scripts.
+//! and authentication settings, and for NTLM a connection of its own
+//! (`own_connection`) built from the same settings. Shared by the
+//! `HttpHandler`, the API client handed to Lua scripts and the sources.
 
 pub mod body;
 mod certificate_problem;
