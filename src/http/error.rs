@@ -16,7 +16,7 @@ pub enum Waiting {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The request itself failed (connection, TLS): may pass. Described by
-    /// `Endpoint::describe`, which knows the TLS section.
+    /// `Endpoint::explain`, which knows the TLS section.
     #[error("{0}")]
     Http(reqwest::Error),
     /// NTLM's own connection failed (connection, proxy, TLS): may pass.
