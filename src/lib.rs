@@ -23,8 +23,9 @@
 //!   library a section names, and building it, is decided in one place.
 //!   A failed attempt is a [`failure::HandlerError`] that says whether a
 //!   retry may help.
-//! - [`http`] — outgoing HTTP clients (TLS sections, proxies, authentication),
-//!   shared by the HTTP handler, the API client given to Lua and sources.
+//! - [`http`] — outgoing HTTP clients (TLS sections, proxies, authentication;
+//!   NTLM on a connection of its own), shared by the HTTP handler, the API
+//!   client given to Lua and sources.
 //! - [`lua`] — sandboxed Lua states on their own threads, the API scripts
 //!   call, and drop-in scripts that join chains by themselves.
 //!

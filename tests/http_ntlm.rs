@@ -69,15 +69,7 @@ fn a_user_principal_name_works_too() {
 /// each needing a full handshake; every one succeeds with exactly three
 /// requests (the first, NEGOTIATE, AUTHENTICATE), no AUTHENTICATE reaches a
 /// connection that did not carry its CHALLENGE, and no attempt fails.
-///
-/// Ignored for now: the session sends its legs through reqwest's pool, and
-/// the 1 ms pause it leaves for a connection to go back to the pool does
-/// not always suffice on a loaded machine (an AUTHENTICATE lands on a new
-/// connection, and the handshake starts over). It passes once the session
-/// owns its connection (issue 22). Run it with
-/// `cargo test --test http_ntlm -- --ignored two_hundred`.
 #[test]
-#[ignore = "legs can still split over two connections until the NTLM session owns its connection"]
 fn two_hundred_handshakes_each_keep_their_legs_on_one_connection() {
     const HANDSHAKES: usize = 200;
     let scratch = tempfile::tempdir().unwrap();
@@ -120,6 +112,169 @@ fn two_hundred_handshakes_each_keep_their_legs_on_one_connection() {
     assert!(!log.contains("authenticate without a handshake"), "{log}");
     assert_eq!(count, 3 * HANDSHAKES, "{log}");
     assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
+}
+
+/// Sends three events and checks that the server accepted them, each leg on
+/// its handshake's connection, with no failed attempt.
+fn delivers_three(daemon: &Daemon, server: &python::NtlmServer) {
+    let events = [r#"{"Id":"a"}"#, r#"{"Id":"b"}"#, r#"{"Id":"c"}"#];
+    assert!(
+        daemon.send(&events).iter().all(reply_ok),
+        "{}",
+        daemon.log()
+    );
+    wait_for_lines(&server.record, 3);
+    let log = server.peer.log_text();
+    assert!(!log.contains("authenticate without a handshake"), "{log}");
+    assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
+}
+
+/// Through an authenticating forward proxy the handshake goes over one
+/// CONNECT tunnel (for an `http://` target too), which the proxy keeps on
+/// one upstream connection; a new connection each time proves each tunnel
+/// carries a whole handshake.
+#[test]
+fn through_a_proxy_the_legs_share_one_tunnel() {
+    let scratch = tempfile::tempdir().unwrap();
+    let proxy = python::proxy(scratch.path());
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
+    let proxied = format!(
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nProxyUsername = \"svc\"\nProxyPassword = \"pr0xy-pass\"\n",
+        proxy.port
+    );
+    let daemon =
+        Daemon::start(&(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse") + &proxied));
+    delivers_three(&daemon, &server);
+    eventually("the proxy to log the CONNECTs", || {
+        proxy.log_text().matches("CONNECT").count() >= 3
+    });
+}
+
+/// Through a SOCKS5 proxy, each handshake keeps to one tunnel too.
+#[test]
+fn through_socks5_the_legs_share_one_tunnel() {
+    let scratch = tempfile::tempdir().unwrap();
+    let socks = socks::start();
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
+    let proxied = format!(
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"socks5\"\n",
+        socks.port
+    );
+    let daemon =
+        Daemon::start(&(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse") + &proxied));
+    delivers_three(&daemon, &server);
+    assert!(socks.tunnels() >= 3, "{} tunnels", socks.tunnels());
+}
+
+/// A proxy that refuses its credentials (407 to the CONNECT) fails the
+/// attempt for good, naming why, and the server never hears of it.
+#[test]
+fn a_refused_proxy_password_fails_permanently() {
+    let scratch = tempfile::tempdir().unwrap();
+    let proxy = python::proxy(scratch.path());
+    let server = python::ntlm_server(scratch.path());
+    let proxied = format!(
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nProxyUsername = \"svc\"\nProxyPassword = \"wr0ng-pass\"\n",
+        proxy.port
+    );
+    let daemon =
+        Daemon::start(&(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse") + &proxied));
+    daemon.send(&[r#"{"Id":"denied"}"#]);
+    let line = daemon.log_line("failed permanently");
+    assert!(line.contains("proxy authorization required"), "{line}");
+    assert!(!daemon.log().contains("wr0ng-pass"), "{}", daemon.log());
+    assert!(
+        !server.peer.log_text().contains("POST"),
+        "the server heard of it"
+    );
+}
+
+/// A host `no_proxy` lists is reached directly: the proxy named here does
+/// not even listen.
+#[test]
+fn no_proxy_hosts_are_reached_directly() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = python::ntlm_server(scratch.path());
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    drop(unused);
+    let direct =
+        format!("ProxyHost = \"127.0.0.1\"\nProxyPort = {port}\nno_proxy = \"127.0.0.1\"\n");
+    let daemon =
+        Daemon::start(&(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse") + &direct));
+    delivers_three(&daemon, &server);
+}
+
+/// PEM files of a certificate for 127.0.0.1 and its key, and the CA that
+/// issued it, in `dir`: their paths.
+struct TlsFiles {
+    cert: String,
+    key: String,
+    ca: String,
+}
+
+fn tls_files(dir: &std::path::Path) -> TlsFiles {
+    let ca = pki::authority("NTLM test CA");
+    let leaf = pki::leaf(&ca, &["127.0.0.1"]);
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    TlsFiles {
+        cert: file("server.pem", &leaf.cert_pem),
+        key: file("server.key", &leaf.key_pem),
+        ca: file("ca.pem", &ca.pem),
+    }
+}
+
+/// The handler's `[ssl.corp]` section, trusting only `ca`.
+fn trusting(ca: &str) -> String {
+    format!("ssl_config = \"corp\"\n[ssl.corp]\nca_file = \"{ca}\"\nca_only = true\n")
+}
+
+/// Over HTTPS, with the `[ssl.NAME]` section's CA: the own connection's TLS
+/// follows the same settings as the handler's other requests.
+#[test]
+fn over_https_with_the_ssl_sections_ca() {
+    let scratch = tempfile::tempdir().unwrap();
+    let files = tls_files(scratch.path());
+    let server = python::ntlm_server_with(
+        scratch.path(),
+        &[("NTLM_TLS_CERT", &files.cert), ("NTLM_TLS_KEY", &files.key)],
+    );
+    let text = config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse")
+        .replace("http://", "https://")
+        + &trusting(&files.ca);
+    let daemon = Daemon::start(&text);
+    delivers_three(&daemon, &server);
+}
+
+/// To an `https` proxy: TLS to the proxy (trusted through the `[ssl.NAME]`
+/// section), the CONNECT tunnel inside it.
+#[test]
+fn through_an_https_proxy_the_tunnel_runs_inside_tls() {
+    let scratch = tempfile::tempdir().unwrap();
+    let files = tls_files(scratch.path());
+    let proxy = python::proxy_with(
+        scratch.path(),
+        &["--cert-file", &files.cert, "--key-file", &files.key],
+    );
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
+    let proxied = format!(
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"https\"\n\
+         ProxyUsername = \"svc\"\nProxyPassword = \"pr0xy-pass\"\n",
+        proxy.port
+    );
+    let daemon = Daemon::start(
+        &(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse")
+            + &proxied
+            + &trusting(&files.ca)),
+    );
+    delivers_three(&daemon, &server);
+    eventually("the proxy to log the CONNECTs", || {
+        proxy.log_text().matches("CONNECT").count() >= 3
+    });
 }
 
 #[test]

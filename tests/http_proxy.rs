@@ -8,26 +8,6 @@ mod util;
 use util::http::{HttpServer, Reply};
 use util::*;
 
-fn proxy(dir: &std::path::Path) -> python::Peer {
-    python::start(
-        "proxy",
-        &[
-            "-m",
-            "proxy",
-            "--hostname",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--basic-auth",
-            "svc:pr0xy-pass",
-            "--num-workers",
-            "1",
-        ],
-        &[],
-        dir,
-    )
-}
-
 fn config(url: &str, proxy_port: u16, password: &str, extra: &str) -> String {
     format!(
         "[hooks]\nOnFinish = [\"hook\"]\n[handlers.hook]\nlibrary = \"HttpHandler\"\nurl = \"{url}\"\n\
@@ -39,7 +19,7 @@ fn config(url: &str, proxy_port: u16, password: &str, extra: &str) -> String {
 #[test]
 fn an_http_target_is_reached_through_the_authenticating_proxy() {
     let scratch = tempfile::tempdir().unwrap();
-    let proxy = proxy(scratch.path());
+    let proxy = python::proxy(scratch.path());
     let server = HttpServer::start();
     let daemon = Daemon::start(&config(
         &server.url("/via-proxy"),
@@ -59,7 +39,7 @@ fn an_http_target_is_reached_through_the_authenticating_proxy() {
 #[test]
 fn an_https_target_is_reached_through_connect() {
     let scratch = tempfile::tempdir().unwrap();
-    let proxy = proxy(scratch.path());
+    let proxy = python::proxy(scratch.path());
     let ca = pki::authority("proxy test CA");
     let server = HttpServer::start_tls(pki::server_config(&ca));
     std::fs::write(scratch.path().join("ca.pem"), &ca.pem).unwrap();
@@ -80,7 +60,7 @@ fn an_https_target_is_reached_through_connect() {
 #[test]
 fn a_wrong_proxy_password_fails_without_reaching_the_target_or_the_log() {
     let scratch = tempfile::tempdir().unwrap();
-    let proxy = proxy(scratch.path());
+    let proxy = python::proxy(scratch.path());
     let server = HttpServer::start();
     server.script([Reply::status(200)]);
     let daemon = Daemon::start(&config(&server.url("/x"), proxy.port, "wr0ng-pass", ""));

@@ -1,8 +1,6 @@
 //! Why a client for a destination cannot be built from its settings. Each
 //! error names the key or section at fault and keeps its cause.
 
-use std::path::PathBuf;
-
 use super::tls::TlsError;
 use crate::config::values::SecretError;
 
@@ -27,21 +25,11 @@ pub enum ClientError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("proxy {0}: not a URL with a host")]
+    ProxyUrl(String),
     #[error("proxy {url}")]
     Proxy {
         url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error(
-        "[ssl.{section}] client_cert {}: an X.509 version 1 certificate, which rustls cannot \
-         use; issue a version 3 one (openssl x509 -req with -extfile giving \
-         basicConstraints=CA:FALSE and extendedKeyUsage=clientAuth)",
-        path.display()
-    )]
-    Version1ClientCertificate {
-        section: String,
-        path: PathBuf,
         #[source]
         source: reqwest::Error,
     },

@@ -2,6 +2,7 @@
 //! (shared by `HttpHandler` sections, the `[api]` section Lua scripts call
 //! and `[sources.*]`) and the ready client built from them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder};
@@ -10,9 +11,11 @@ use secrecy::SecretString;
 use super::error::{SendError, Waiting, within};
 use super::ntlm::NtlmCredentials;
 use super::ntlm_session::{Answer, NtlmSession};
+use super::own_connection::Dialer;
 use super::settings::{ConnectionSettings, ProxyScheme};
+use super::tls::client_config;
 use super::{Auth, CertificateProblem, ClientError, ClientSpec, Context, ProxySpec, build_client};
-use crate::config::values::SecretSource;
+use crate::config::values::{SecretSource, error_chain};
 
 /// A pooled client with the authentication to apply to each request.
 #[derive(Debug)]
@@ -50,14 +53,21 @@ impl Endpoint {
             }
             None => None,
         };
-        let ntlm = ntlm_session(settings, host, &secret)?;
+        let tls = client_config(tls, dir)?;
+        let proxy = proxy(settings, &secret)?;
+        let ntlm = match ntlm_credentials(settings, &secret)? {
+            Some(credentials) => {
+                let dialer = Dialer::new(Arc::new(tls.clone()), proxy.as_ref())?;
+                Some(NtlmSession::new(credentials, host, dialer))
+            }
+            None => None,
+        };
         let spec = ClientSpec {
-            tls,
-            proxy: proxy(settings, &secret)?,
-            single_connection: ntlm.is_some(),
+            tls: Some(tls),
+            proxy,
         };
         Ok(Endpoint {
-            client: build_client(spec, dir)?,
+            client: build_client(spec)?,
             auth: auth(settings, &secret)?,
             ntlm,
             ssl_name: settings
@@ -67,6 +77,8 @@ impl Endpoint {
         })
     }
 
+    /// Makes the requests [`Endpoint::deliver`] sends (NTLM's too: they are
+    /// then sent on the session's own connection).
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -100,10 +112,27 @@ impl Endpoint {
         }
     }
 
+    /// Why a request failed, for a log line: the cause chain, and the TLS
+    /// section when one is in use.
+    pub fn explain(&self, err: SendError) -> String {
+        match err {
+            SendError::Http(err) => self.describe(err),
+            SendError::Connection(err) => {
+                let mut message = error_chain(&err);
+                advise(&mut message, &err);
+                self.name_section(message)
+            }
+            other => error_chain(&other),
+        }
+    }
+
     /// What went wrong, for a log line: the cause chain, and the TLS section
     /// when one is in use.
     pub fn describe(&self, err: reqwest::Error) -> String {
-        let mut message = describe(err);
+        self.name_section(describe(err))
+    }
+
+    fn name_section(&self, mut message: String) -> String {
         if let Some(name) = &self.ssl_name {
             message.push_str(&format!(" (TLS settings: [ssl.{name}])"));
         }
@@ -118,19 +147,18 @@ pub fn describe(err: reqwest::Error) -> String {
     let mut text = if err.is_timeout() {
         "timed out".to_owned()
     } else {
-        err.to_string()
+        error_chain(&err)
     };
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    // webpki's name for it does not say what to do.
-    if CertificateProblem::of(&err) == Some(CertificateProblem::CaAsServer) {
+    advise(&mut text, &err);
+    text
+}
+
+/// Adds what to do about a certificate problem among `err`'s causes that
+/// webpki's name for it does not say.
+fn advise(text: &mut String, err: &(dyn std::error::Error + 'static)) {
+    if CertificateProblem::of(err) == Some(CertificateProblem::CaAsServer) {
         text.push_str(CA_AS_SERVER);
     }
-    text
 }
 
 const CA_AS_SERVER: &str = " (the server's certificate is a CA certificate \
@@ -166,11 +194,10 @@ fn auth(settings: &ConnectionSettings, secret: &SecretOf<'_>) -> Result<Auth, Cl
     )
 }
 
-fn ntlm_session(
+fn ntlm_credentials(
     settings: &ConnectionSettings,
-    host: &str,
     secret: &SecretOf<'_>,
-) -> Result<Option<NtlmSession>, ClientError> {
+) -> Result<Option<NtlmCredentials>, ClientError> {
     if !settings.use_ntlm_authentication {
         return match settings.ntlm_user {
             Some(_) => Err(ClientError::Combination(
@@ -204,10 +231,7 @@ fn ntlm_session(
             ));
         }
     };
-    Ok(Some(NtlmSession::new(
-        NtlmCredentials::new(user, password)?,
-        host,
-    )))
+    Ok(Some(NtlmCredentials::new(user, password)?))
 }
 
 fn proxy(

@@ -16,9 +16,13 @@ pub enum Waiting {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The request itself failed (connection, TLS): may pass. Described by
-    /// `Endpoint::describe`, which knows the TLS section.
+    /// `Endpoint::explain`, which knows the TLS section.
     #[error("{0}")]
     Http(reqwest::Error),
+    /// NTLM's own connection failed (connection, proxy, TLS): may pass.
+    /// Described by `Endpoint::explain`, which knows the TLS section.
+    #[error(transparent)]
+    Connection(#[from] super::own_connection::ConnectionError),
     /// The NTLM messages could not be made or read: will not pass.
     #[error("{0}")]
     Protocol(String),
@@ -47,20 +51,23 @@ impl SendError {
     /// Whether another attempt may succeed. A proxy that wants other
     /// credentials (407) refuses the next attempt too, whether it answered
     /// a request (an `http://` target: the handler sees the status) or a
-    /// CONNECT (an `https://` target: the error here).
+    /// CONNECT (an `https://` target, or any NTLM one: the error here).
     pub fn is_retryable(&self) -> bool {
         match self {
             SendError::Http(err) => !proxy_refused(err),
+            SendError::Connection(err) => !proxy_refused(err),
             SendError::Protocol(_) | SendError::Refused { .. } => false,
             SendError::TimedOut { .. } | SendError::OversizedChallenge => true,
         }
     }
 }
 
-/// Whether a CONNECT was answered 407. hyper-util's `TunnelError` is not
-/// exported, so its text is matched (`promises_http` checks it still is).
-fn proxy_refused(err: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(err);
+/// Whether a CONNECT was answered 407 (by reqwest's client or NTLM's own
+/// connection, which both use hyper-util's tunnel). hyper-util's
+/// `TunnelError` is not exported, so its text is matched (`promises_http`
+/// checks it still is).
+fn proxy_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = err.source();
     while let Some(cause) = source {
         if cause.to_string() == "tunnel error: proxy authorization required" {
             return true;

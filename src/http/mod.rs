@@ -1,6 +1,7 @@
 //! Outgoing HTTP: one pooled client per destination, built from TLS, proxy
-//! and authentication settings. Shared by the `HttpHandler` and by the API
-//! client handed to Lua scripts.
+//! and authentication settings, and for NTLM a connection of its own
+//! (`own_connection`) built from the same settings. Shared by the
+//! `HttpHandler`, the API client handed to Lua scripts and the sources.
 
 pub mod body;
 mod certificate_problem;
@@ -9,6 +10,7 @@ pub mod endpoint;
 pub mod error;
 pub mod ntlm;
 pub mod ntlm_session;
+pub mod own_connection;
 pub mod settings;
 pub mod tls;
 
@@ -69,14 +71,15 @@ pub struct ProxySpec {
 
 /// Everything a client is built from.
 #[derive(Debug, Default)]
-pub struct ClientSpec<'a> {
-    /// The `[ssl.NAME]` section to use, with its name for error messages.
-    pub tls: Option<(&'a str, &'a SslSettings)>,
+pub struct ClientSpec {
+    /// The destination's TLS configuration (`tls::client_config`); reqwest's
+    /// own default without one.
+    pub tls: Option<rustls::ClientConfig>,
     pub proxy: Option<ProxySpec>,
-    /// Keep at most one idle HTTP/1 connection, so that requests sent one at
-    /// a time share it (NTLM authenticates a connection).
-    pub single_connection: bool,
 }
+
+/// The User-Agent of every request jobhook sends.
+pub const USER_AGENT: &str = concat!("jobhook/", env!("CARGO_PKG_VERSION"));
 
 /// Builds a client. Proxies from the environment are ignored: a daemon's
 /// destinations are what its config says, not what its service manager's
@@ -84,17 +87,14 @@ pub struct ClientSpec<'a> {
 /// resend a POST answered 301 or 302 as a GET without its body), and reqwest
 /// retries nothing by itself: every attempt is the handler's, retried by its
 /// own durable policy.
-pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, ClientError> {
+pub fn build_client(spec: ClientSpec) -> Result<Client, ClientError> {
     let mut builder: ClientBuilder = Client::builder()
-        .user_agent(concat!("jobhook/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .retry(reqwest::retry::never().max_retries_per_request(0));
-    if spec.single_connection {
-        builder = builder.http1_only().pool_max_idle_per_host(1);
-    }
-    if let Some((name, settings)) = spec.tls {
-        builder = settings.apply(name, builder, config_dir)?;
+    if let Some(config) = spec.tls {
+        builder = builder.tls_backend_preconfigured(config);
     }
     if let Some(proxy) = spec.proxy {
         let mut configured =
@@ -110,23 +110,7 @@ pub fn build_client(spec: ClientSpec<'_>, config_dir: &Path) -> Result<Client, C
         }
         builder = builder.proxy(configured);
     }
-    builder.build().map_err(|source| {
-        let client_cert = spec
-            .tls
-            .and_then(|(name, settings)| Some((name, settings.client_cert.as_ref()?)));
-        match client_cert {
-            Some((section, path))
-                if CertificateProblem::of(&source) == Some(CertificateProblem::Version1) =>
-            {
-                ClientError::Version1ClientCertificate {
-                    section: section.to_owned(),
-                    path: config_dir.join(path),
-                    source,
-                }
-            }
-            _ => ClientError::Build(source),
-        }
-    })
+    builder.build().map_err(ClientError::Build)
 }
 
 /// Headers as configured (`headers = { "X-Source" = "jobhook" }`), checked.

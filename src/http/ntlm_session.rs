@@ -1,10 +1,10 @@
 //! Requests to one server over one NTLM-authenticated connection.
 //!
 //! NTLM authenticates a connection, not a request: all three legs must travel
-//! on one kept-alive connection. [`NtlmSession`] gets that from a client with
-//! a single pooled HTTP/1 connection (see `ClientSpec::single_connection`) by
-//! sending one request at a time, and restarts the handshake when the server
-//! asks again on a new connection.
+//! on one kept-alive connection. [`NtlmSession`] owns that connection (an
+//! `own_connection::Line`) and sends one request at a time on it, so the
+//! legs share it by construction; when the server closes it, the next
+//! request opens another and the handshake starts over.
 //!
 //! A refused logon counts against the account's lockout policy, so the
 //! session makes at most one: once the server refuses the AUTHENTICATE
@@ -12,21 +12,20 @@
 //! fails at once, without contacting the server, until the handler is built
 //! again (its settings changed) or an operator replays a dead letter.
 
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::HttpInfo;
 use reqwest::{RequestBuilder, Response};
 use tokio::sync::MutexGuard;
 
 use super::body::{DRAIN_LIMIT, read_at_most};
 use super::error::{SendError, Waiting, within};
 use super::ntlm::{Handshake, NtlmCredentials, asks_for_ntlm, header, ntlm_header};
+use super::own_connection::{Dialer, Line};
 
 /// How often a handshake is started over when the server answers the last
 /// leg with a bare `NTLM` on another connection than the one that carried
-/// its CHALLENGE (the pool lost the connection in between).
+/// its CHALLENGE (the server closed that one in between).
 const RESTARTS: usize = 2;
 
 /// Whether the session may log on.
@@ -45,9 +44,10 @@ enum Logon {
 pub struct NtlmSession {
     credentials: NtlmCredentials,
     host: String,
-    /// Held from a request's first leg until its answer's body is read, so
-    /// the next request finds the authenticated connection idle in the pool.
-    turn: tokio::sync::Mutex<()>,
+    dialer: Dialer,
+    /// The connection, held from a request's first leg until its answer's
+    /// body is read: the next request finds it idle, still authenticated.
+    turn: tokio::sync::Mutex<Line>,
     logon: Mutex<Logon>,
 }
 
@@ -55,7 +55,7 @@ pub struct NtlmSession {
 /// body is read).
 pub struct Answer<'a> {
     pub response: Response,
-    _turn: Option<MutexGuard<'a, ()>>,
+    _turn: Option<MutexGuard<'a, Line>>,
 }
 
 impl Answer<'_> {
@@ -75,11 +75,14 @@ impl std::fmt::Debug for NtlmSession {
 }
 
 impl NtlmSession {
-    pub fn new(credentials: NtlmCredentials, host: &str) -> Self {
+    /// A session with `host` (NTLM binds the credentials to its name),
+    /// reaching it through `dialer`.
+    pub fn new(credentials: NtlmCredentials, host: &str, dialer: Dialer) -> Self {
         NtlmSession {
             credentials,
             host: host.to_owned(),
-            turn: tokio::sync::Mutex::new(()),
+            dialer,
+            turn: tokio::sync::Mutex::new(Line::default()),
             logon: Mutex::new(Logon::Allowed),
         }
     }
@@ -104,12 +107,16 @@ impl NtlmSession {
         timeout: Duration,
     ) -> Result<Answer<'_>, SendError> {
         self.may_log_on()?;
-        let turn = within(timeout, Waiting::Turn, async { Ok(self.turn.lock().await) }).await?;
+        let mut turn = within(timeout, Waiting::Turn, async { Ok(self.turn.lock().await) }).await?;
         // Another request may have been refused while this one waited.
         self.may_log_on()?;
-        let response = within(timeout, Waiting::Answer, self.exchange(&build)).await?;
+        let response = within(timeout, Waiting::Answer, self.exchange(&mut turn, &build)).await;
+        if response.is_err() {
+            // Perhaps cut off mid-leg: the next request starts afresh.
+            *turn = Line::default();
+        }
         Ok(Answer {
-            response,
+            response: response?,
             _turn: Some(turn),
         })
     }
@@ -129,9 +136,14 @@ impl NtlmSession {
 
     async fn exchange(
         &self,
+        line: &mut Line,
         build: &impl Fn(Option<String>) -> RequestBuilder,
     ) -> Result<Response, SendError> {
-        let mut response = build(None).send().await.map_err(SendError::Http)?;
+        let leg = async |line: &mut Line, authorization: Option<String>| {
+            let request = build(authorization).build().map_err(SendError::Http)?;
+            line.send(&self.dialer, request).await
+        };
+        let (mut response, _) = leg(line, None).await?;
         for _ in 0..=RESTARTS {
             if !asks_for_ntlm(&response) {
                 return Ok(response);
@@ -139,30 +151,24 @@ impl NtlmSession {
             finish(response).await?;
             let (handshake, negotiate) =
                 Handshake::start(&self.credentials, &self.host).map_err(SendError::Protocol)?;
-            let challenged = build(Some(header(&negotiate)))
-                .send()
-                .await
-                .map_err(SendError::Http)?;
+            let (challenged, challenged_on) = leg(line, Some(header(&negotiate))).await?;
             let challenge = match ntlm_header(&challenged) {
                 Some(token) if !token.is_empty() => token,
                 _ => return Ok(challenged),
             };
-            let challenged_on = connection(&challenged);
             finish(challenged).await?;
             let authenticate = handshake
                 .authenticate(&challenge)
                 .map_err(SendError::Protocol)?;
-            response = build(Some(header(&authenticate)))
-                .send()
-                .await
-                .map_err(SendError::Http)?;
+            let answered_on;
+            (response, answered_on) = leg(line, Some(header(&authenticate))).await?;
             if !asks_for_ntlm(&response) {
                 self.logged_on();
                 return Ok(response);
             }
             // On the CHALLENGE's connection, a bare `NTLM` is the server's
             // verdict on the credentials; on another, it never saw them.
-            if challenged_on.is_none() || connection(&response) == challenged_on {
+            if answered_on == challenged_on {
                 return Err(self.record_refusal());
             }
         }
@@ -183,18 +189,8 @@ impl NtlmSession {
     }
 }
 
-/// The local address of the connection that carried `response`.
-fn connection(response: &Response) -> Option<SocketAddr> {
-    response
-        .extensions()
-        .get::<HttpInfo>()
-        .map(|info| info.local_addr())
-}
-
-/// Reads a 401 to its end, or its connection is not reused, then lets the
-/// connection go back to the pool before the next leg is sent. Without
-/// the pause the next request can find it not yet idle and open a new
-/// connection — which has no NTLM context (seen under load against pyspnego).
+/// Reads a 401 to its end, so that its connection takes the next leg (an
+/// unread body would close it).
 async fn finish(mut response: Response) -> Result<(), SendError> {
     let body = read_at_most(&mut response, DRAIN_LIMIT)
         .await
@@ -202,7 +198,5 @@ async fn finish(mut response: Response) -> Result<(), SendError> {
     if !body.complete {
         return Err(SendError::OversizedChallenge);
     }
-    drop(response);
-    tokio::time::sleep(Duration::from_millis(1)).await;
     Ok(())
 }

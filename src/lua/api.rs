@@ -21,7 +21,6 @@ use super::sandbox::time_left;
 use super::settings::ApiSettings;
 use crate::config::values::{MAX_DURATION, error_chain};
 use crate::http::endpoint::{Endpoint, describe};
-use crate::http::error::SendError;
 use crate::http::{self, ClientError, header_map};
 
 /// The `[api]` section, ready: its client is shared by every script.
@@ -242,8 +241,7 @@ fn api_table(lua: &Lua, env: &ScriptEnv) -> mlua::Result<Table> {
                 match delivered {
                     // The answer holds the NTLM connection until its body is read.
                     Ok(answer) => read(answer.response, max_body, describe).await,
-                    Err(SendError::Http(err)) => Err(ResponseError::Failed(describe(err))),
-                    Err(other) => Err(ResponseError::Send(other)),
+                    Err(err) => Err(ResponseError::Failed(api.endpoint.explain(err))),
                 }
             })
             .await;

@@ -64,7 +64,7 @@ impl Scripting {
         };
         Ok(Scripting {
             api,
-            http: http::build_client(Default::default(), http.dir)?,
+            http: http::build_client(Default::default())?,
             scripts_dir: scripts_dir.to_owned(),
         })
     }

@@ -7,7 +7,6 @@ use mlua::{Lua, MultiValue, Value};
 use reqwest::Url;
 
 use crate::config::values::error_chain;
-use crate::http::error::SendError;
 use crate::http::redact;
 
 /// Why a script's request has no answer for it.
@@ -15,12 +14,10 @@ use crate::http::redact;
 pub enum ResponseError {
     #[error("the response body is larger than the script's memory_limit ({})", bytesize::ByteSize(*.limit))]
     TooLarge { limit: u64 },
-    /// The exchange failed, as `Endpoint::describe` tells it: with every
+    /// The exchange failed, as `Endpoint::explain` tells it: with every
     /// cause and the TLS section in use.
     #[error("{0}")]
     Failed(String),
-    #[error(transparent)]
-    Send(SendError),
     #[error("timed out after {}", humantime::format_duration(*.0))]
     TimedOut(Duration),
 }

@@ -10,13 +10,15 @@ handshake on a new connection. Every accepted request is appended to
 RECORD_FILE as one JSON line {"user": ..., "body": ..., "port": the client's
 port}. An AUTHENTICATE that arrives on a connection that carried no
 CHALLENGE (its legs split over two connections) is logged as
-"authenticate without a handshake".
+"authenticate without a handshake". With NTLM_TLS_CERT and NTLM_TLS_KEY
+(PEM files) it serves HTTPS.
 """
 
 import base64
 import http.server
 import json
 import os
+import ssl
 import sys
 
 import spnego
@@ -76,4 +78,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         sys.stderr.flush()
 
 
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+if os.environ.get("NTLM_TLS_CERT"):
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(os.environ["NTLM_TLS_CERT"], os.environ["NTLM_TLS_KEY"])
+    # The handshake runs in the handler's thread, not in the accept loop.
+    server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+server.serve_forever()

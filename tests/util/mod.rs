@@ -14,6 +14,7 @@ pub mod disk;
 pub mod http;
 pub mod pki;
 pub mod python;
+pub mod socks;
 
 use serde_json::Value;
 

@@ -122,6 +122,30 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path) ->
     peer
 }
 
+/// proxy.py, a forward proxy (plain requests and CONNECT) that wants the
+/// Basic credentials `svc` / `pr0xy-pass`.
+pub fn proxy(dir: &Path) -> Peer {
+    proxy_with(dir, &[])
+}
+
+/// proxy.py with more arguments (`--cert-file`, `--key-file`: clients talk
+/// TLS to it).
+pub fn proxy_with(dir: &Path, extra: &[&str]) -> Peer {
+    let args = [
+        "-m",
+        "proxy",
+        "--hostname",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--basic-auth",
+        "svc:pr0xy-pass",
+        "--num-workers",
+        "1",
+    ];
+    start("proxy", &[&args[..], extra].concat(), &[], dir)
+}
+
 /// The NTLM server of `tests/data/ntlm_server.py` (pyspnego's acceptor),
 /// knowing `CORP\svc-jobhook` (also as `svc-jobhook@CORP`) with the
 /// password `Corr3ct-Horse`. Its log has a line `ntlm refused` for every
@@ -137,7 +161,8 @@ pub fn ntlm_server(dir: &Path) -> NtlmServer {
 }
 
 /// The NTLM server, with `env` set (`NTLM_CLOSE_AFTER_ACCEPT=1`: a new
-/// connection, and so a new handshake, for every request).
+/// connection, and so a new handshake, for every request;
+/// `NTLM_TLS_CERT`/`NTLM_TLS_KEY`: PEM files, to serve HTTPS).
 pub fn ntlm_server_with(dir: &Path, env: &[(&str, &str)]) -> NtlmServer {
     let users = dir.join("ntlm-users");
     // A UPN travels as the user name with an empty domain (MS-NLMP 3.1.5.1.2),

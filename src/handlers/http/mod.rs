@@ -206,10 +206,7 @@ impl HttpHandler {
 
     fn send_failed(&self, url: &str, err: SendError) -> HandlerError {
         let retryable = err.is_retryable();
-        let cause = match err {
-            SendError::Http(err) => self.endpoint.describe(err),
-            other => other.to_string(),
-        };
+        let cause = self.endpoint.explain(err);
         let message = format!("{} {}: {cause}", self.method, self.target.show(url));
         if retryable {
             HandlerError::retryable(message)

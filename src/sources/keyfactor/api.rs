@@ -177,14 +177,13 @@ impl JobHistoryApi {
         // The whole exchange is bounded by the caller.
         let answer = match self.endpoint.deliver(request, Duration::MAX).await {
             Ok(answer) => answer,
-            Err(SendError::Http(err)) => return Err(failed(self.endpoint.describe(err))),
             Err(SendError::Refused { user }) => {
                 return Err(FetchError::NtlmRefused {
                     url: shown.to_owned(),
                     user,
                 });
             }
-            Err(other) => return Err(failed(other.to_string())),
+            Err(other) => return Err(failed(self.endpoint.explain(other))),
         };
         // The answer holds an NTLM connection until its body is read.
         let mut response = answer.response;
