@@ -94,6 +94,19 @@ fn an_object_an_array_and_ndjson_are_answered_event_by_event() {
             .unwrap()
             .contains("JSON array")
     );
+    // A broken object across lines is refused whole: none of its lines
+    // passes for an event, and the error says where it broke.
+    let pretty_broken = post(
+        &api,
+        "{\n \"Id\": \"g\",\n \"Items\": [\n {\"Id\": \"h\"}\n ]\n \"Bad\":\n}",
+    );
+    assert_eq!(pretty_broken.status, 400, "{pretty_broken:?}");
+    let error = pretty_broken.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("neither one JSON value nor NDJSON"),
+        "{error}"
+    );
+    assert!(error.contains("line 6"), "{error}");
     let wanted: std::collections::HashMap<String, usize> = ["a", "b", "c", "d", "e"]
         .map(|id| (id.to_owned(), 1))
         .into();
@@ -169,6 +182,14 @@ fn bodies_and_events_past_their_limits_are_refused_whole_or_one_by_one() {
     let many: Vec<String> = (0..100).map(|n| event(&format!("big-{n}"))).collect();
     let oversized = post(&api, &many.join("\n"));
     assert_eq!(oversized.status, 413, "{oversized:?}");
+    // At most 10,000 events a body, however small.
+    let (_big_daemon, big_api) = daemon_with_ingest("max_body_bytes = \"64KiB\"");
+    let too_many = post(&big_api, &"{}\n".repeat(10_001));
+    assert_eq!(too_many.status, 413, "{too_many:?}");
+    assert!(
+        too_many.body.contains("more than 10000 events"),
+        "{too_many:?}"
+    );
     let padded = json!({"Id": "padded", "Phase": "OnFinish", "Message": "x".repeat(2000)});
     // `[daemon] max_event_bytes` is 1 MiB by default: one event of 2 KB
     // fits; the limit per event is shown with a smaller daemon below.

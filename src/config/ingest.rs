@@ -42,23 +42,33 @@ pub struct HttpIngestSettings {
     pub tls_key: Option<PathBuf>,
     /// Largest request body accepted; larger requests get 413 and none of
     /// their events is accepted. Each event within must also fit
-    /// `[daemon] max_event_bytes`. Default `"1MiB"`, at most `"256MiB"`.
+    /// `[daemon] max_event_bytes`, and a body may hold at most 10,000
+    /// events. Default `"1MiB"`, at most `"256MiB"`.
     #[serde(
         default = "default_max_body",
         deserialize_with = "size_between::<_, 1024, { 256 << 20 }>"
     )]
     pub max_body_bytes: Bytes,
-    /// Connections served at once; more wait to be accepted. Bounds memory
-    /// at `max_connections` × `max_body_bytes`. Default 16.
+    /// Connections open at once, idle ones included; more wait to be
+    /// accepted. Default 64.
     #[serde(
         default = "default_max_connections",
-        deserialize_with = "count_between::<_, 1, 4096>"
+        deserialize_with = "count_between::<_, 1, 65536>"
     )]
     pub max_connections: usize,
-    /// Longest a client may take to send a request's headers and its body
-    /// (a client that trickles them is cut off). Waiting for the commit is
-    /// not bounded by it: an answer always says what became of each event.
-    /// Default `"30s"`.
+    /// Requests whose body is read and whose events are answered at once
+    /// (after their token is checked); more wait their turn. Bounds memory
+    /// at about `max_requests` × (2 × `max_body_bytes` + 4 MiB). Default 16.
+    #[serde(
+        default = "default_max_requests",
+        deserialize_with = "count_between::<_, 1, 4096>"
+    )]
+    pub max_requests: usize,
+    /// Longest a client may take over each step: the TLS handshake, a
+    /// request's headers (also the longest a kept-alive connection may stay
+    /// idle), its body, and taking the answer. Waiting for the commit is not
+    /// bounded by it: an answer always says what became of each event.
+    /// Default `"10s"`.
     #[serde(
         default = "default_request_timeout",
         deserialize_with = "positive_duration"
@@ -75,9 +85,13 @@ fn default_max_body() -> Bytes {
 }
 
 fn default_max_connections() -> usize {
+    64
+}
+
+fn default_max_requests() -> usize {
     16
 }
 
 fn default_request_timeout() -> Seconds {
-    Seconds(Duration::from_secs(30))
+    Seconds(Duration::from_secs(10))
 }

@@ -316,6 +316,7 @@ pub async fn run(
             queue: queue.clone(),
             max_event_bytes: limits.max_event_bytes,
             request_timeout: settings.request_timeout.0,
+            turns: tokio::sync::Semaphore::new(settings.max_requests),
             shutdown: shutdown.clone(),
         };
         let config = config.clone();

@@ -99,7 +99,7 @@ pub async fn answer(
         },
         Frame::TooLarge => (
             "too_large",
-            format!("line is longer than max_event_bytes ({max_event_bytes} bytes)"),
+            format!("the event is longer than max_event_bytes ({max_event_bytes} bytes)"),
         ),
     };
     refused(code, error)

@@ -5,20 +5,31 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+/// Most events one body may hold: what answering them takes (a reply
+/// each, and the time to commit them) stays bounded.
+pub const MAX_EVENTS: usize = 10_000;
+
 /// Why a body holds no events to answer one by one.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     #[error("the body holds no events")]
     Empty,
+    #[error("the body holds more than {MAX_EVENTS} events; send them in several requests")]
+    TooMany,
     #[error("the body starts a JSON array that does not parse")]
     Array(#[source] serde_json::Error),
+    #[error("the body is neither one JSON value nor NDJSON (its first line is not JSON by itself)")]
+    Json(#[source] serde_json::Error),
 }
 
 /// Each event's text, in the order written. A body that is one JSON value
-/// (even across lines) is one event; otherwise each non-blank line is one,
-/// and a line that is not JSON gets its own `parse_error`, as on the socket.
-/// An event written across lines comes out on one, as the socket's do:
-/// events are kept, filed and sent as the text that arrived.
+/// (even across lines) is one event. Otherwise it is NDJSON when its first
+/// line is JSON by itself: each non-blank line is one event, and a line
+/// that is not JSON gets its own `parse_error`, as on the socket. A broken
+/// value written across lines is an error of the whole body, so that its
+/// lines never pass for events. An event written across lines comes out
+/// on one, as the socket's do: events are kept, filed and sent as the text
+/// that arrived.
 pub fn events(body: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, BodyError> {
     let body = body.trim_ascii();
     let events: Vec<Cow<'_, [u8]>> = if body.first() == Some(&b'[') {
@@ -27,19 +38,30 @@ pub fn events(body: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, BodyError> {
             .into_iter()
             .map(|event| on_one_line(event.get().as_bytes()))
             .collect()
-    } else if serde_json::from_slice::<&RawValue>(body).is_ok() {
-        vec![on_one_line(body)]
     } else {
-        body.split(|byte| *byte == b'\n')
-            .map(<[u8]>::trim_ascii)
-            .filter(|line| !line.is_empty())
-            .map(Cow::Borrowed)
-            .collect()
+        match serde_json::from_slice::<&RawValue>(body) {
+            Ok(_) => vec![on_one_line(body)],
+            Err(whole) => {
+                let mut lines = body
+                    .split(|byte| *byte == b'\n')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|line| !line.is_empty())
+                    .peekable();
+                let Some(first) = lines.peek() else {
+                    return Err(BodyError::Empty);
+                };
+                if serde_json::from_slice::<&RawValue>(first).is_err() {
+                    return Err(BodyError::Json(whole));
+                }
+                lines.map(Cow::Borrowed).collect()
+            }
+        }
     };
-    if events.is_empty() {
-        return Err(BodyError::Empty);
+    match events.len() {
+        0 => Err(BodyError::Empty),
+        count if count > MAX_EVENTS => Err(BodyError::TooMany),
+        _ => Ok(events),
     }
-    Ok(events)
 }
 
 /// Valid JSON with its line breaks made spaces: outside strings they are
@@ -83,6 +105,19 @@ mod tests {
         assert_eq!(
             texts("{\"Id\":\"a\"}\r\n\n{\"Id\":\"b\"}\nnot json\n"),
             ["{\"Id\":\"a\"}", "{\"Id\":\"b\"}", "not json"]
+        );
+    }
+
+    #[test]
+    fn the_lines_of_a_broken_value_never_pass_for_events() {
+        let broken = "{\n \"JobId\": \"x\",\n \"Items\": [\n {\"a\": 1}\n ]\n \"Bad\":\n}";
+        let err = events(broken.as_bytes()).unwrap_err();
+        assert!(matches!(err, BodyError::Json(_)), "{err:?}");
+        let many = "{}\n".repeat(MAX_EVENTS + 1);
+        assert!(matches!(events(many.as_bytes()), Err(BodyError::TooMany)));
+        assert_eq!(
+            events("{}\n".repeat(MAX_EVENTS).as_bytes()).unwrap().len(),
+            MAX_EVENTS
         );
     }
 

@@ -2,14 +2,18 @@
 //! the same spool as the socket, answered with the socket's replies.
 //!
 //! Bounded like the socket: at most `max_connections` connections are
-//! served (more wait in the backlog), each request's headers and body must
-//! arrive within `request_timeout` (an idle kept-alive connection too), a
-//! body may hold `max_body_bytes`, and each event `max_event_bytes`. When
-//! the daemon stops, requests under way are answered (events not yet handed
-//! to the spool get `shutting_down`), and then the connections close.
+//! open (more wait in the backlog) and `max_requests` requests are read and
+//! answered at once, each after its token is checked; the TLS handshake, a
+//! request's headers (an idle kept-alive connection too), its body and the
+//! client's taking of the answer must each make progress within
+//! `request_timeout`; a body may hold `max_body_bytes` and
+//! [`body::MAX_EVENTS`] events, each of `max_event_bytes`. When the daemon
+//! stops, requests under way are answered (events not yet handed to the
+//! spool get `shutting_down`), and then the connections close.
 
 mod body;
 mod post;
+mod stalled;
 mod tls;
 
 use std::net::SocketAddr;
@@ -31,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 pub use post::{Access, Shared};
+use stalled::StalledWrites;
 pub use tls::server_config;
 
 use crate::admin::{ApiError, bind_tcp};
@@ -39,6 +44,8 @@ use crate::config::HttpIngestSettings;
 /// After the daemon begins to stop, how long a connection has to take its
 /// last answer.
 const REPLY_GRACE: Duration = Duration::from_secs(5);
+/// After a failed accept, how long before the next.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// The bound address, before the daemon is ready to serve.
 pub struct Listener {
@@ -93,7 +100,10 @@ impl Listener {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(err) => {
+                        // Out of file descriptors, say: wait for some to
+                        // close rather than spin.
                         warn!(error = %err, "[ingest.http] accept failed");
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
                         continue;
                     }
                 },
@@ -118,7 +128,9 @@ fn router(shared: Arc<Shared>, settings: &HttpIngestSettings) -> Router {
         .with_state(shared)
 }
 
-/// One connection: the TLS handshake, if any, within `timeout`, then HTTP/1.1.
+/// One connection: the TLS handshake, if any, within `timeout`, then
+/// HTTP/1.1; a client that takes nothing of an answer for `timeout` is cut
+/// off.
 async fn connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
@@ -126,14 +138,20 @@ async fn connection(
     timeout: Duration,
     shutdown: CancellationToken,
 ) {
+    let stream = StalledWrites::new(stream, timeout);
     let Some(acceptor) = tls else {
         return http(stream, router, timeout, shutdown).await;
     };
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => http(stream, router, timeout, shutdown).await,
-        Ok(Err(err)) => debug!("[ingest.http] TLS handshake failed: {err}"),
-        Err(_) => debug!("[ingest.http] TLS handshake took longer than request_timeout"),
-    }
+    let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
+    let stream = tokio::select! {
+        () = shutdown.cancelled() => return,
+        handshake = handshake => match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return debug!("[ingest.http] TLS handshake failed: {err}"),
+            Err(_) => return debug!("[ingest.http] TLS handshake took longer than request_timeout"),
+        },
+    };
+    http(stream, router, timeout, shutdown).await;
 }
 
 async fn http<I>(io: I, router: Router, timeout: Duration, shutdown: CancellationToken)

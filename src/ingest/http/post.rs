@@ -15,9 +15,10 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::body;
+use super::body::{self, BodyError};
 use crate::admin::{ApiError, Tokens};
 use crate::config::Permission;
 use crate::config::values::error_chain;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub max_event_bytes: usize,
     /// How long the body may take to arrive.
     pub request_timeout: Duration,
+    /// Turns to read a body and answer its events (`max_requests`).
+    pub turns: Semaphore,
     /// Events not yet handed to the spool when it fires are refused.
     pub shutdown: CancellationToken,
 }
@@ -51,6 +54,10 @@ pub async fn post_events(State(shared): State<Arc<Shared>>, request: Request) ->
     {
         return denied.into_response();
     }
+    // The turns are never closed; were they, the request would be refused.
+    let Ok(_turn) = shared.turns.acquire().await else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    };
     let timeout = shared.request_timeout;
     let body = match tokio::time::timeout(timeout, Bytes::from_request(request, &())).await {
         Ok(Ok(body)) => body,
@@ -68,7 +75,11 @@ pub async fn post_events(State(shared): State<Arc<Shared>>, request: Request) ->
     let events = match body::events(&body) {
         Ok(events) => events,
         Err(err) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, error_chain(&err)).into_response();
+            let status = match err {
+                BodyError::TooMany => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return ApiError::new(status, error_chain(&err)).into_response();
         }
     };
     // Handed over in order (one job's events keep theirs), each as soon as
