@@ -19,6 +19,10 @@ mod windows;
 
 use std::time::Duration;
 
+/// After a failed accept (out of file descriptors, say), how long before
+/// the next.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 #[cfg(unix)]
 pub use unix::Listener;
 #[cfg(windows)]

@@ -59,7 +59,10 @@ impl Listener {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(err) => {
+                        // Out of file descriptors, say: wait for some to
+                        // close rather than spin.
                         warn!(error = %err, "accept failed");
+                        tokio::time::sleep(super::ACCEPT_PAUSE).await;
                         continue;
                     }
                 },

@@ -44,8 +44,6 @@ use crate::config::HttpIngestSettings;
 /// After the daemon begins to stop, how long a connection has to take its
 /// last answer.
 const REPLY_GRACE: Duration = Duration::from_secs(5);
-/// After a failed accept, how long before the next.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// The bound address, before the daemon is ready to serve.
 pub struct Listener {
@@ -100,10 +98,8 @@ impl Listener {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(err) => {
-                        // Out of file descriptors, say: wait for some to
-                        // close rather than spin.
                         warn!(error = %err, "[ingest.http] accept failed");
-                        tokio::time::sleep(ACCEPT_PAUSE).await;
+                        tokio::time::sleep(super::ACCEPT_PAUSE).await;
                         continue;
                     }
                 },
