@@ -6,7 +6,7 @@ mod util;
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use util::*;
@@ -280,7 +280,7 @@ file_path = "audit.log"
 }
 
 /// One worker, room for two events in the lanes, and a handler that keeps
-/// the CPU busy for `seconds` per event.
+/// the CPU busy for `seconds` per event, then a file of what it handled.
 fn slow_daemon(seconds: f64) -> Daemon {
     let config = r#"
 [daemon]
@@ -288,11 +288,15 @@ workers = 1
 queue_capacity = 2
 
 [hooks]
-OnFinish = ["slow"]
+OnFinish = ["slow", "file"]
 
 [handlers.slow]
 library = "LuaHandler"
 lua_script = "slow.lua"
+
+[handlers.file]
+library = "TextFileHandler"
+file_path = "out/handled.log"
 "#;
     let script = format!(
         "function handle(e) local t = os.clock() while os.clock() - t < {seconds} do end end"
@@ -300,51 +304,50 @@ lua_script = "slow.lua"
     Daemon::start_with(config, &[("scripts/slow.lua", script.as_str())])
 }
 
-fn burst(daemon: &Daemon, prefix: &str) -> Vec<Value> {
-    let lines: Vec<String> = (0..5)
-        .map(|i| format!(r#"{{"Id":"{prefix}{i}"}}"#))
+/// `count` events of one job, sent on one connection; their replies.
+fn burst(daemon: &Daemon, prefix: &str, count: usize) -> Vec<Value> {
+    let lines: Vec<String> = (0..count)
+        .map(|i| {
+            format!(r#"{{"Id":"{prefix}{i}","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}}"#)
+        })
         .collect();
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     daemon.send(&refs)
 }
 
 #[test]
-fn a_burst_waits_for_room_in_the_lanes_instead_of_being_refused() {
-    // Two events fit; the other three wait for the worker (0.1 s of CPU
-    // each: little enough that a loaded machine still makes room within the
-    // second an event may wait).
+fn a_burst_past_queue_capacity_waits_on_disk_and_is_handled_in_order() {
+    // Two events fit in the lanes; the other three are accepted all the
+    // same, wait in the spool and follow in the order accepted.
     let daemon = slow_daemon(0.1);
-    let started = Instant::now();
-    let replies = burst(&daemon, "burst");
+    let replies = burst(&daemon, "burst", 5);
     assert!(replies.iter().all(reply_ok), "{replies:?}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(100),
-        "the last events were acked before there was room for them"
+    let handled = wait_for_lines(&daemon.path("out/handled.log"), 5);
+    let ids: Vec<String> = handled
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["Id"].to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["burst0", "burst1", "burst2", "burst3", "burst4"].map(|id| format!("{id:?}"))
     );
 }
 
 #[test]
-fn lanes_full_for_a_second_answer_overloaded_and_accept_again_once_drained() {
-    // Two events fit; the worker takes 2.5 s each, so the other three wait a
-    // second for room and are refused.
+fn a_handler_stuck_for_long_refuses_no_sender_while_the_spool_has_room() {
+    // The worker takes 2.5 s an event: twenty events are far more than the
+    // lanes' two, and every one is acked, none `overloaded`.
     let daemon = slow_daemon(2.5);
-    let started = Instant::now();
-    let replies = burst(&daemon, "burst");
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "refused before waiting a second"
-    );
-    assert_eq!(
-        replies.iter().filter(|r| reply_ok(r)).count(),
-        2,
-        "{replies:?}"
-    );
-    let refused = replies.iter().find(|r| !reply_ok(r)).unwrap();
-    assert_eq!(code(refused), "overloaded");
-    assert!(refused["error"].as_str().unwrap().contains("retry later"));
-    eventually("the lanes to drain and new events to be taken", || {
-        reply_ok(&daemon.send(&[r#"{"Id":"later"}"#])[0])
-    });
+    let replies = burst(&daemon, "stuck", 20);
+    let refused: Vec<&Value> = replies.iter().filter(|reply| !reply_ok(reply)).collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let spool =
+        rusqlite::Connection::open_with_flags(daemon.path("var/spool/spool.db"), flags).unwrap();
+    let pending: i64 = spool
+        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert!(pending >= 18, "{pending} events in the spool");
 }
 
 #[test]

@@ -148,8 +148,10 @@ fn hostile_clients_cannot_grow_memory_past_the_stated_bound() {
     }
     let flooded = started.elapsed();
 
-    // The deaf client was hung up on: reading its socket now finds the end
-    // (or a reset), not replies that go on.
+    // The deaf client was hung up on: its writes fail (reading before that
+    // would take its replies and keep it going), and reading its socket
+    // then finds the end (or a reset), not replies that go on.
+    eventually("the deaf client cut off", || deaf_sending.is_finished());
     deaf.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut rest = Vec::new();

@@ -77,11 +77,12 @@ pub struct DaemonSettings {
     /// More than 0. Default `"30s"`.
     #[serde(deserialize_with = "positive_duration")]
     pub stall_timeout: Seconds,
-    /// Events accepted but not yet handled. Beyond it a new event waits up to
-    /// a second for room (unacked, which slows its client down), then is
-    /// rejected with `overloaded`. Events left in the spool by the last run
-    /// are read back this many at a time, before new ones. From 1 to
-    /// 10,000,000. Default 10000.
+    /// Events handed to the workers and not yet finished (or set to retry):
+    /// what the daemon holds in memory. Beyond it, accepted events wait on
+    /// disk, in the spool, and are read back this many at a time in the
+    /// order accepted (so do events left by the last run); only
+    /// `max_spool_bytes` refuses new events. From 1 to 10,000,000. Default
+    /// 10000.
     #[serde(deserialize_with = "count_between::<_, 1, 10_000_000>")]
     pub queue_capacity: usize,
     /// How long a stop (SIGTERM, SIGINT) waits for accepted events to finish

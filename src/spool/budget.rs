@@ -2,8 +2,7 @@
 //! spool and not yet answered, across every connection.
 //!
 //! Between a client's socket and the disk an event is held by the spool's
-//! channel, then, while the workers' lanes are full, by the events waiting
-//! for room (up to a second). Neither is bounded by a count of events alone:
+//! channel until its commit. That is not bounded by a count of events alone:
 //! `max_connections` clients pipelining large lines would fill them faster
 //! than a commit empties them. So a connection takes a [`Share`] of the
 //! budget before it submits an event, and waits for one — not reading its

@@ -22,8 +22,8 @@ use crate::lifecycle::Heartbeat;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub fsync: Fsync,
-    /// Events in the workers' lanes at most; more wait for room, and are
-    /// `overloaded` after a second.
+    /// Events in the workers' lanes at most; more wait on disk (the
+    /// backlog) and are read into the lanes as they empty.
     pub in_memory: usize,
     /// Bytes of pending events at most; more are `overloaded`.
     pub max_bytes: u64,
@@ -145,10 +145,9 @@ impl Queue {
 impl Queue {
     /// Offers a source's events with its new cursor, committed together; the
     /// answer comes once they are committed, or says why nothing was. A
-    /// batch with events is refused `overloaded` while the workers' lanes
-    /// are full or the spool is over `max_spool_bytes` (one with room is
-    /// taken whole, so the lanes may hold up to one batch more than
-    /// `queue_capacity`); a batch of only a cursor always goes in.
+    /// batch with events is refused `overloaded` while the spool is over
+    /// `max_spool_bytes`, and otherwise taken whole (what the lanes have no
+    /// room for waits on disk); a batch of only a cursor always goes in.
     pub async fn submit_batch(&self, batch: SourceBatch) -> Result<Vec<Accepted>, Rejection> {
         let (reply, answer) = oneshot::channel();
         for event in &batch.events {

@@ -40,9 +40,10 @@
 //!   it fires when due, also after a restart.
 //! - **Dead letters are kept** until purged, and while replayed: a replay
 //!   whose handler does not run leaves its dead letter in place.
-//! - **Bounded.** At most `queue_capacity` events are in the lanes and
-//!   `max_spool_bytes` pending; beyond, new events wait, then are refused
-//!   `overloaded`. Crossing the thresholds raises queue events. Events
+//! - **Bounded.** At most `queue_capacity` events are in the lanes (the
+//!   rest wait on disk) and `max_spool_bytes` pending; beyond, new events
+//!   are refused `overloaded`. Crossing the thresholds raises queue events.
+//!   Events
 //!   submitted and not yet answered take at most `submitted_bytes` of
 //!   memory together ([`budget`]); beyond, [`Queue::submit`] waits.
 //!

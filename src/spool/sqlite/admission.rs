@@ -1,20 +1,13 @@
-//! Admission and backpressure: which new events a commit stores, which wait
-//! for room in the workers' lanes, and which are refused.
+//! Admission: which new events a commit stores, and which are refused.
 //!
-//! A new event waits while the lanes hold `queue_capacity` events (or events
-//! left from the last run are still to be loaded: they go first, which keeps
-//! each job's events in order). While it waits its client gets no ack, which
-//! slows a pipelining client down to the pace of the workers; a burst is
-//! absorbed, a queue that stays full is reported (`overloaded` after
-//! [`ADMISSION_WAIT`]). Past `max_spool_bytes`, new events are refused at
-//! once.
-//!
-//! A source's batch never waits (its source looks again later): it is taken
-//! whole, with its cursor, while the lanes have any room, and refused
-//! `overloaded` otherwise.
-
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+//! Every new event is stored while the pending events take less than
+//! `max_spool_bytes`, whether or not the workers' lanes have room: what
+//! does not fit in the lanes (`queue_capacity`) waits on disk, in the
+//! backlog, and is read into them as they empty ([`super::backlog`]). So a
+//! handler whose endpoint is down for an hour holds up neither the clients
+//! nor memory; past `max_spool_bytes` new events are refused `overloaded`
+//! at once. A source's batch is taken whole, with its cursor, on the same
+//! terms.
 
 use super::store::{Batch, NewEvents};
 use super::thread::SpoolThread;
@@ -22,19 +15,9 @@ use crate::event::Event;
 use crate::spool::protocol::{Accepted, BatchReply, Rejection, Reply, SourceBatch, Work};
 use crate::telemetry::AcceptedMetrics;
 
-/// How long a new event waits for room in the lanes before it is refused
-/// as `overloaded`.
-pub(super) const ADMISSION_WAIT: Duration = Duration::from_secs(1);
-
-/// A new event that found the lanes full.
-pub(super) struct WaitingForRoom {
-    pub(super) since: Instant,
-    pub(super) event: Event,
-    pub(super) reply: Reply,
-}
-
 impl SpoolThread {
-    /// How many more new events the lanes take now.
+    /// How many more events the lanes take now: none while a backlog
+    /// waits, so that events go to them in the order accepted.
     pub(super) fn room(&self) -> usize {
         if self.pending_bytes >= self.limits.max_bytes || !self.backlog.is_empty() {
             0
@@ -48,10 +31,6 @@ impl SpoolThread {
 pub(super) struct Policy {
     /// The workers are finishing up: every new event is refused.
     pub(super) closed: bool,
-    /// New events the lanes take in this commit ([`SpoolThread::room`]).
-    pub(super) room: usize,
-    /// `fsync = "always"`: a commit takes one event.
-    pub(super) one_event_each: bool,
     /// The pending events take `max_spool_bytes` or more.
     pub(super) over_bytes: bool,
 }
@@ -105,6 +84,8 @@ pub(super) struct Admission<'t, 'a> {
     /// Bytes of the bodies stored, and of the ids remembered.
     pub(super) stored_bytes: u64,
     pub(super) remembered_bytes: u64,
+    /// Events stored (duplicates are not).
+    pub(super) stored_events: u64,
 }
 
 impl<'t, 'a> Admission<'t, 'a> {
@@ -123,71 +104,51 @@ impl<'t, 'a> Admission<'t, 'a> {
             dispatch,
             stored_bytes: 0,
             remembered_bytes: 0,
+            stored_events: 0,
         })
     }
 
-    /// Admits the events that waited for room, as far as it goes, then the
-    /// batch's new ones (`submits`), which wait behind them. A statement
-    /// that fails fails the commit; the events of `submits` not yet looked
-    /// at are left in it.
+    /// Stores the batch's new events, or refuses them. A statement that
+    /// fails fails the commit; the events not yet looked at are left in
+    /// `submits`.
     pub(super) fn admit(
         &mut self,
-        waiting: &mut VecDeque<WaitingForRoom>,
         submits: &mut impl Iterator<Item = (Event, Reply)>,
     ) -> rusqlite::Result<()> {
-        while let Some(first) = waiting.pop_front() {
-            if self.policy.closed {
-                self.refuse(first.reply, Rejection::ShuttingDown);
-            } else if first.since.elapsed() >= ADMISSION_WAIT {
-                self.refuse(first.reply, Rejection::Overloaded);
-            } else if !self.full() {
-                self.take(first.event, first.reply)?;
-            } else {
-                waiting.push_front(first);
-                break;
-            }
-        }
         for (event, reply) in submits {
-            if self.policy.closed {
-                self.refuse(reply, Rejection::ShuttingDown);
-            } else if self.policy.over_bytes {
-                self.refuse(reply, Rejection::Overloaded);
-            } else if self.full() || !waiting.is_empty() {
-                waiting.push_back(WaitingForRoom {
-                    since: Instant::now(),
-                    event,
-                    reply,
-                });
-            } else {
-                self.take(event, reply)?;
+            match self.refusal() {
+                Some(rejection) => self.refuse(reply, rejection),
+                None => self.take(event, reply)?,
             }
         }
         Ok(())
     }
 
-    /// Takes each source batch whole, with its cursor, or refuses it. A
-    /// statement that fails fails the commit; the batches not yet looked at
-    /// are left in `batches`.
+    /// Takes each source batch whole, with its cursor, or refuses it (a
+    /// batch of only a cursor always goes in). A statement that fails fails
+    /// the commit; the batches not yet looked at are left in `batches`.
     pub(super) fn admit_batches(
         &mut self,
         batches: &mut impl Iterator<Item = (SourceBatch, BatchReply)>,
     ) -> rusqlite::Result<()> {
         for (batch, reply) in batches {
-            let refusal = if self.policy.closed {
-                Some(Rejection::ShuttingDown)
-            } else if !batch.events.is_empty()
-                && (self.policy.over_bytes || self.dispatch.len() >= self.policy.room)
-            {
-                Some(Rejection::Overloaded)
-            } else {
-                None
-            };
-            match refusal {
+            match self.refusal().filter(|_| !batch.events.is_empty()) {
                 Some(rejection) => self.answers.batches.push((reply, Err(rejection))),
                 None => self.take_batch(batch, reply)?,
             }
         }
         Ok(())
+    }
+
+    /// Why new events are refused now, if they are.
+    fn refusal(&self) -> Option<Rejection> {
+        if self.policy.closed {
+            Some(Rejection::ShuttingDown)
+        } else if self.policy.over_bytes {
+            Some(Rejection::Overloaded)
+        } else {
+            None
+        }
     }
 
     /// Stores a batch's events (duplicates answered as such) and its cursor.
@@ -213,7 +174,7 @@ impl<'t, 'a> Admission<'t, 'a> {
     }
 
     /// Stores the event unless its `Id` was seen within the dedupe window
-    /// (a duplicate is not handled again), and hands it to a lane.
+    /// (a duplicate is not handled again), and lines it up for a lane.
     fn store(&mut self, event: Event) -> rusqlite::Result<Accepted> {
         let (id, body) = (event.id(), event.json());
         let receipt = self.new_events.store(id, body, self.now)?;
@@ -224,15 +185,10 @@ impl<'t, 'a> Admission<'t, 'a> {
         if let Some(receipt) = receipt {
             self.stored_bytes += body.len() as u64;
             self.remembered_bytes += id.len() as u64;
+            self.stored_events += 1;
             self.dispatch.push(Work::new(receipt, event));
         }
         Ok(accepted)
-    }
-
-    /// Whether this commit takes no more new events.
-    fn full(&self) -> bool {
-        let taken = self.dispatch.len();
-        taken >= self.policy.room || (self.policy.one_event_each && taken > 0)
     }
 
     /// Stores the event ([`Admission::store`]). A statement that fails

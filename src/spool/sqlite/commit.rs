@@ -18,7 +18,6 @@ use std::time::Duration;
 use tracing::{error, info};
 
 use super::admission::{Admission, Answers, Policy};
-use super::store::Fsync;
 use super::thread::SpoolThread;
 use crate::spool::protocol::{
     CursorReply, Dead, Message, Receipt, Record, Rejection, Retry, StageDone, now_ms,
@@ -42,8 +41,7 @@ impl SpoolThread {
     /// records failed commits left, then answers and dispatches. Returns
     /// whether the thread should stop.
     pub(super) fn commit(&mut self, batch: &mut Vec<Message>) -> bool {
-        if batch.is_empty() && self.waiting_for_room.is_empty() && self.unwritten.records.is_empty()
-        {
+        if batch.is_empty() && self.unwritten.records.is_empty() {
             return false;
         }
         let mut stop = false;
@@ -67,7 +65,6 @@ impl SpoolThread {
         let mut retries = Vec::new();
         let now = now_ms();
         let closed = self.lanes.is_none() || close;
-        let room = self.room();
         let mut released = 0;
         // Events given progress rows, and events finished, in this batch;
         // `with_progress` follows only once the commit succeeded.
@@ -87,17 +84,15 @@ impl SpoolThread {
         // New events not yet looked at when a statement fails stay here.
         let mut submits = submits.into_iter();
         let mut batches = batches.into_iter();
-        let outcome = (|| -> rusqlite::Result<u64> {
+        let outcome = (|| -> rusqlite::Result<(u64, u64, u64)> {
             let transaction = self.store.batch()?;
             let policy = Policy {
                 closed,
-                room,
-                one_event_each: self.limits.fsync == Fsync::Always,
                 over_bytes: self.pending_bytes >= self.limits.max_bytes,
             };
             let mut admission =
                 Admission::prepare(&transaction, policy, now, &mut answers, &mut dispatch)?;
-            admission.admit(&mut self.waiting_for_room, &mut submits)?;
+            admission.admit(&mut submits)?;
             admission.admit_batches(&mut batches)?;
             for record in &records {
                 let progress_rows = match record {
@@ -126,16 +121,18 @@ impl SpoolThread {
             }
             grown += admission.stored_bytes as i64;
             let remembered = admission.remembered_bytes;
+            let stored = admission.stored_events;
             drop(admission);
-            grown -= transaction.delete_events(&mut cleared)?;
+            let deleted = transaction.delete_events(&mut cleared)?;
+            grown -= deleted.bytes;
             transaction.commit()?;
-            Ok(remembered)
+            Ok((remembered, stored, deleted.events))
         })();
         if close {
             self.lanes = None;
         }
-        let remembered = match outcome {
-            Ok(remembered) => remembered,
+        let (remembered, stored, deleted) = match outcome {
+            Ok(counts) => counts,
             Err(err) => {
                 let cause: Arc<str> = err.to_string().into();
                 let refused = Rejection::Unwritable(cause.clone());
@@ -158,6 +155,9 @@ impl SpoolThread {
         }
         self.in_lanes = self.in_lanes.saturating_sub(released);
         self.pending_bytes = self.pending_bytes.saturating_add_signed(grown);
+        self.pending_events = (self.pending_events + stored).saturating_sub(deleted);
+        self.status
+            .set_levels(self.pending_events, self.pending_bytes);
         self.dedupe.remembered(remembered);
         self.with_progress.extend(progressed);
         for receipt in cleared {
@@ -171,9 +171,13 @@ impl SpoolThread {
                 .for_each(|work| telemetry::live::accepted(&work.event));
         }
         self.due.extend(retries.into_iter().map(std::cmp::Reverse));
-        for work in dispatch {
+        // What the lanes have no room for waits on disk, behind the backlog.
+        let room = self.room();
+        let mut dispatch = dispatch.into_iter();
+        for work in dispatch.by_ref().take(room) {
             self.dispatch(work);
         }
+        self.backlog.extend(dispatch.map(|work| work.receipt));
         stop
     }
 

@@ -66,6 +66,7 @@ impl SpoolThread {
         match stored {
             Ok(receipt) => {
                 self.pending_bytes += body.len() as u64;
+                self.pending_events += 1;
                 self.dispatch(Work::new(receipt, event));
             }
             Err(err) => error!("cannot store the {state} queue event: {err}"),

@@ -4,12 +4,14 @@
 //! That thread takes what arrives together — new events from every
 //! connection, progress records from the workers — and commits it in one
 //! transaction (group commit, [`commit`]), then answers the events and hands
-//! them to the lanes ([`thread`]). New events are admitted while the lanes
-//! and the byte bound have room ([`admission`]); crossing the thresholds
+//! them to the lanes ([`thread`]), or to the [`backlog`] on disk while
+//! the lanes are full. New events are admitted while the byte bound has
+//! room ([`admission`]); crossing the thresholds
 //! raises queue events ([`levels`]); ids seen recently are bounded on their
 //! own ([`dedupe`]). Every SQL statement is in [`store`].
 
 mod admission;
+mod backlog;
 mod commit;
 mod dedupe;
 mod levels;

@@ -8,13 +8,13 @@
 //! event a script changed resumes as changed.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashSet};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
-use super::admission::{ADMISSION_WAIT, WaitingForRoom};
+use super::backlog::Backlog;
 use super::commit::{RETRY_FAILED_COMMIT, Unwritten};
 use super::dedupe::Dedupe;
 use super::levels::Level;
@@ -22,7 +22,7 @@ use super::store::{self, Fsync, Store};
 use crate::event::Event;
 use crate::lifecycle::Heartbeat;
 use crate::spool::StartError;
-use crate::spool::protocol::{Message, Receipt, Rejection, Work, now_ms};
+use crate::spool::protocol::{Message, Receipt, Work, now_ms};
 use crate::spool::{Lanes, Limits, Status};
 use crate::telemetry::AcceptedMetrics;
 
@@ -41,18 +41,21 @@ pub(super) struct SpoolThread {
     pub(super) due: BinaryHeap<Reverse<(i64, i64)>>,
     /// Events handed to the lanes whose chain has not finished or paused.
     pub(super) in_lanes: usize,
-    /// Events left from the last run not yet loaded: they are read into the
-    /// lanes as room frees up, so a large backlog is never all in memory.
-    pub(super) backlog: VecDeque<Receipt>,
+    /// Events stored and not yet loaded (left from the last run, or
+    /// accepted while the lanes were full): they are read into the lanes
+    /// as room frees up, so a large backlog is never all in memory.
+    pub(super) backlog: Backlog,
     /// Bytes of the pending events' bodies, kept as they are stored and
     /// deleted: what `max_bytes` bounds.
     pub(super) pending_bytes: u64,
+    /// Pending events, counted as they are stored and deleted (counting
+    /// the rows of a spool that holds an outage's worth would take the
+    /// spool's thread a while, every time).
+    pub(super) pending_events: u64,
     pub(super) dedupe: Dedupe,
     pub(super) level: Level,
     /// Events with progress rows written, to clear when they finish.
     pub(super) with_progress: HashSet<Receipt>,
-    /// New events waiting for room in the lanes, oldest first.
-    pub(super) waiting_for_room: VecDeque<WaitingForRoom>,
     /// What failed commits left to write.
     pub(super) unwritten: Unwritten,
     /// Levels and writability, for `/health` and `/metrics`.
@@ -75,6 +78,7 @@ impl SpoolThread {
         };
         let unfinished = store.unfinished().map_err(unreadable)?;
         let pending_bytes = store.pending_bytes().map_err(unreadable)?;
+        let pending_events = store.pending().map_err(unreadable)?;
         let dedupe = Dedupe::new(&store, limits.dedupe_window, limits.max_dedupe_bytes)
             .map_err(unreadable)?;
         let mut thread = SpoolThread {
@@ -84,19 +88,19 @@ impl SpoolThread {
             due: BinaryHeap::new(),
             in_lanes: 0,
             pending_bytes,
+            pending_events,
             dedupe,
             level: Level::Normal,
             with_progress: HashSet::new(),
-            waiting_for_room: VecDeque::new(),
-            backlog: VecDeque::new(),
+            backlog: Backlog::default(),
             unwritten: Unwritten::default(),
             status,
             accepted: AcceptedMetrics::register(),
         };
         thread.schedule(unfinished);
-        if let Ok(pending) = thread.store.pending() {
-            thread.status.set_levels(pending, thread.pending_bytes);
-        }
+        thread
+            .status
+            .set_levels(thread.pending_events, thread.pending_bytes);
         Ok(thread)
     }
 
@@ -144,9 +148,6 @@ impl SpoolThread {
                 self.housekeeping();
             }
             if stop {
-                for waiting in self.waiting_for_room.drain(..) {
-                    waiting.reply.send(Err(Rejection::ShuttingDown));
-                }
                 if let Err(err) = self.store.end_run() {
                     error!(
                         spool = %self.store.path().display(),
@@ -168,27 +169,12 @@ impl SpoolThread {
             }
             _ => Duration::MAX,
         };
-        // Events waiting for room are taken as soon as there is some, and
-        // refused when they have waited long enough.
-        let until_refused = self
-            .waiting_for_room
-            .front()
-            .map_or(Duration::MAX, |waiting| {
-                if self.lanes.is_none() || self.room() > 0 {
-                    Duration::ZERO
-                } else {
-                    ADMISSION_WAIT.saturating_sub(waiting.since.elapsed())
-                }
-            });
         let until_commit_retried = if self.unwritten.records.is_empty() {
             Duration::MAX
         } else {
             RETRY_FAILED_COMMIT
         };
-        until_housekeeping
-            .min(until_due)
-            .min(until_refused)
-            .min(until_commit_retried)
+        until_housekeeping.min(until_due).min(until_commit_retried)
     }
 
     /// Hands an event to its lane; while stopping, it stays in the spool
@@ -247,6 +233,7 @@ impl SpoolThread {
                     }
                     for stored in replays {
                         self.pending_bytes += stored.body.len() as u64;
+                        self.pending_events += 1;
                         if let Some(work) = work_from(stored) {
                             self.dispatch(work);
                         }
@@ -257,9 +244,8 @@ impl SpoolThread {
         }
         self.dedupe.forget(&mut self.store, now_ms());
         self.watch_level();
-        if let Ok(pending) = self.store.pending() {
-            self.status.set_levels(pending, self.pending_bytes);
-        }
+        self.status
+            .set_levels(self.pending_events, self.pending_bytes);
     }
 
     /// Events found in the spool at start: resumed, or scheduled when their
@@ -273,18 +259,18 @@ impl SpoolThread {
         for (due, Receipt(seq)) in unfinished.waiting {
             self.due.push(Reverse((due, seq)));
         }
-        self.backlog = unfinished.to_run.into();
+        self.backlog.extend(unfinished.to_run);
         self.load_backlog();
     }
 
-    /// Hands events left from the last run to the lanes while they have
-    /// room (`queue_capacity`).
+    /// Hands events of the backlog to the lanes while they have room
+    /// (`queue_capacity`).
     fn load_backlog(&mut self) {
         while self.handing_out() && self.in_lanes < self.limits.in_memory {
-            let Some(receipt) = self.backlog.pop_front() else {
+            let Some(receipt) = self.backlog.pop() else {
                 return;
             };
-            self.load_and_dispatch(receipt, "an event left from the last run");
+            self.load_and_dispatch(receipt, "an event of the backlog");
         }
     }
 }

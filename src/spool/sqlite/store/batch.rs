@@ -14,6 +14,13 @@ const STAGE_DONE: &str =
 
 /// One group commit's transaction: nothing of it is kept unless
 /// [`Batch::commit`] succeeds.
+/// What [`Batch::delete_events`] deleted.
+#[derive(Debug, Default)]
+pub(in crate::spool::sqlite) struct Deleted {
+    pub(in crate::spool::sqlite) events: u64,
+    pub(in crate::spool::sqlite) bytes: i64,
+}
+
 pub(in crate::spool::sqlite) struct Batch<'c> {
     transaction: Transaction<'c>,
 }
@@ -50,24 +57,25 @@ impl<'c> Batch<'c> {
 
     /// Deletes the events finished in a batch, one statement per run of
     /// consecutive rows (events finish in nearly the order they came);
-    /// returns the bytes of their bodies.
+    /// says how many rows went, and the bytes of their bodies.
     pub(in crate::spool::sqlite) fn delete_events(
         &self,
         finished: &mut [Receipt],
-    ) -> rusqlite::Result<i64> {
+    ) -> rusqlite::Result<Deleted> {
         finished.sort_unstable_by_key(|receipt| receipt.0);
         let mut delete = self.transaction.prepare_cached(
             "DELETE FROM events WHERE seq BETWEEN ?1 AND ?2 RETURNING length(body)",
         )?;
-        let mut bytes = 0;
+        let mut deleted = Deleted::default();
         for run in finished.chunk_by(|a, b| b.0 - a.0 == 1) {
             for length in
                 delete.query_map([run[0].0, run[run.len() - 1].0], |row| row.get::<_, i64>(0))?
             {
-                bytes += length?;
+                deleted.bytes += length?;
+                deleted.events += 1;
             }
         }
-        Ok(bytes)
+        Ok(deleted)
     }
 
     /// Records progress; returns whether the event left the workers' lanes

@@ -1,7 +1,7 @@
 use super::*;
 use std::sync::Arc;
 
-use crate::spool::protocol::{Accepted, SourceBatch};
+use crate::spool::protocol::{Accepted, Rejection, SourceBatch};
 use crate::spool::{Progress, Spool};
 
 fn limits(in_memory: usize) -> Limits {
@@ -64,31 +64,52 @@ async fn a_source_batch_and_its_cursor_are_committed_together() {
 }
 
 #[tokio::test]
-async fn a_source_batch_is_refused_whole_while_the_lanes_are_full_but_a_cursor_alone_goes_in() {
+async fn what_the_lanes_have_no_room_for_waits_on_disk_and_comes_in_the_order_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let (lanes, _receivers) = Lanes::new(1);
+    let (lanes, mut receivers) = Lanes::new(1);
     let store = Store::open(dir.path(), Fsync::Never).unwrap();
     let spool = Spool::start(store, limits(2), lanes, Heartbeat::default()).unwrap();
     let queue = spool.queue();
-    // Taken whole while there is room, even past it.
-    assert_eq!(
-        queue
-            .submit_batch(batch("1", &["a", "b", "c"]))
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
-    let full = queue.submit_batch(batch("2", &["d"])).await;
+    // Room for two: a source's page and single events past it are taken
+    // all the same, at once.
+    let page = queue.submit_batch(batch("1", &["a", "b", "c"])).await;
+    assert_eq!(page.unwrap().len(), 3);
+    for id in ["d", "e"] {
+        assert!(submit(&spool, id).await.is_ok());
+    }
+    assert_eq!(queue.cursor("command").await.unwrap().as_deref(), Some("1"));
+    let lane = &mut receivers[0];
+    let recorder = spool.recorder();
+    for id in ["a", "b", "c", "d", "e"] {
+        let work = lane.recv().await.unwrap();
+        assert_eq!(work.event.id(), id);
+        assert!(
+            lane.len() < 2,
+            "{} in the lane besides this one",
+            lane.len()
+        );
+        recorder.finished(work.receipt);
+    }
+    spool.stop();
+}
+
+#[tokio::test]
+async fn past_max_spool_bytes_a_page_is_refused_whole_but_a_cursor_alone_goes_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lanes, _receivers) = Lanes::new(1);
+    let store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let tight = Limits {
+        max_bytes: 64,
+        ..limits(100)
+    };
+    let spool = Spool::start(store, tight, lanes, Heartbeat::default()).unwrap();
+    let queue = spool.queue();
+    assert!(queue.submit_batch(batch("1", &["a", "b"])).await.is_ok());
+    let full = queue.submit_batch(batch("2", &["c"])).await;
     assert_eq!(full, Err(Rejection::Overloaded));
     assert_eq!(queue.cursor("command").await.unwrap().as_deref(), Some("1"));
-    assert!(
-        queue
-            .submit_batch(batch("3", &[]))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let cursor_alone = queue.submit_batch(batch("3", &[])).await;
+    assert!(cursor_alone.unwrap().is_empty());
     assert_eq!(queue.cursor("command").await.unwrap().as_deref(), Some("3"));
     spool.stop();
 }
