@@ -71,3 +71,19 @@ fn a_wrong_proxy_password_fails_without_reaching_the_target_or_the_log() {
     assert!(!log.contains("wr0ng-pass"), "password in the log:\n{log}");
     assert!(server.requests().is_empty());
 }
+
+/// `%41` and `%25` in the proxy's password are sent as written, not read as
+/// escapes (`A`, `%`): the proxy, which wants exactly them, lets it through.
+#[test]
+fn a_proxy_password_with_percent_signs_is_sent_as_written() {
+    let scratch = tempfile::tempdir().unwrap();
+    let password = "pr0xy%41-%25pass";
+    let proxy = python::proxy_with(
+        scratch.path(),
+        &["--basic-auth", &format!("svc:{password}")],
+    );
+    let server = HttpServer::start();
+    let daemon = Daemon::start(&config(&server.url("/percent"), proxy.port, password, ""));
+    daemon.send(&[r#"{"Id":"percent"}"#]);
+    assert_eq!(server.wait_for(1)[0].json()["Id"], "percent");
+}
