@@ -114,6 +114,32 @@ fn two_hundred_handshakes_each_keep_their_legs_on_one_connection() {
     assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
 }
 
+/// The server closes the connection right after its first CHALLENGE: the
+/// AUTHENTICATE is not sent on another connection (where no handshake, or
+/// behind a proxy someone else's, would take it), the handshake starts over
+/// from NEGOTIATE on a new one, and the event is delivered at the first
+/// attempt.
+#[test]
+fn a_challenge_whose_connection_closes_restarts_the_handshake() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_CHALLENGES", "1")]);
+    let daemon = Daemon::start(&config(
+        server.peer.port,
+        r"CORP\svc-jobhook",
+        "Corr3ct-Horse",
+    ));
+    assert!(daemon.send(&[r#"{"Id":"restarted"}"#]).iter().all(reply_ok));
+    wait_for_lines(&server.record, 1);
+    // The first request, NEGOTIATE (its connection closed), NEGOTIATE again
+    // and AUTHENTICATE; the server logs each once it answered it.
+    let requests = || server.peer.log_text().matches("POST /events").count();
+    eventually("every request in the server's log", || requests() >= 4);
+    let log = server.peer.log_text();
+    assert!(!log.contains("authenticate without a handshake"), "{log}");
+    assert_eq!(requests(), 4, "{log}");
+    assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
+}
+
 /// Sends three events and checks that the server accepted them, each leg on
 /// its handshake's connection, with no failed attempt.
 fn delivers_three(daemon: &Daemon, server: &python::NtlmServer) {

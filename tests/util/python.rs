@@ -162,6 +162,8 @@ pub fn ntlm_server(dir: &Path) -> NtlmServer {
 
 /// The NTLM server, with `env` set (`NTLM_CLOSE_AFTER_ACCEPT=1`: a new
 /// connection, and so a new handshake, for every request;
+/// `NTLM_CLOSE_AFTER_CHALLENGES=N`: the first N CHALLENGEs' connections
+/// closed before their AUTHENTICATE;
 /// `NTLM_TLS_CERT`/`NTLM_TLS_KEY`: PEM files, to serve HTTPS).
 pub fn ntlm_server_with(dir: &Path, env: &[(&str, &str)]) -> NtlmServer {
     let users = dir.join("ntlm-users");
