@@ -165,8 +165,8 @@ fn through_a_proxy_the_legs_share_one_tunnel() {
     let proxy = python::proxy(scratch.path());
     let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
     let proxied = format!(
-        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nProxyUsername = \"svc\"\nProxyPassword = \"pr0xy-pass\"\n",
-        proxy.port
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nProxyUsername = \"svc\"\nProxyPassword = \"{}\"\n",
+        proxy.port, PROXY_PASSWORD
     );
     let daemon =
         Daemon::start(&(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse") + &proxied));
@@ -176,14 +176,16 @@ fn through_a_proxy_the_legs_share_one_tunnel() {
     });
 }
 
-/// Through a SOCKS5 proxy, each handshake keeps to one tunnel too.
+/// Through a SOCKS5 proxy that wants a password, each handshake keeps to
+/// one tunnel too.
 #[test]
 fn through_socks5_the_legs_share_one_tunnel() {
     let scratch = tempfile::tempdir().unwrap();
-    let socks = socks::start();
+    let socks = socks::start_with_login("svc", PROXY_PASSWORD);
     let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
     let proxied = format!(
-        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"socks5\"\n",
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"socks5\"\n\
+         ProxyUsername = \"svc\"\nProxyPassword = \"{PROXY_PASSWORD}\"\n",
         socks.port
     );
     let daemon =
@@ -289,8 +291,8 @@ fn through_an_https_proxy_the_tunnel_runs_inside_tls() {
     let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
     let proxied = format!(
         "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"https\"\n\
-         ProxyUsername = \"svc\"\nProxyPassword = \"pr0xy-pass\"\n",
-        proxy.port
+         ProxyUsername = \"svc\"\nProxyPassword = \"{}\"\n",
+        proxy.port, PROXY_PASSWORD
     );
     let daemon = Daemon::start(
         &(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse")

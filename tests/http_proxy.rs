@@ -1,5 +1,6 @@
 //! HttpHandler through a real forward proxy (proxy.py from PyPI) with Basic
-//! proxy authentication, to http targets and to https targets via CONNECT.
+//! proxy authentication, to http targets and to https targets via CONNECT,
+//! and through a SOCKS5 relay that wants a password.
 
 #![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
 
@@ -24,7 +25,7 @@ fn an_http_target_is_reached_through_the_authenticating_proxy() {
     let daemon = Daemon::start(&config(
         &server.url("/via-proxy"),
         proxy.port,
-        "pr0xy-pass",
+        PROXY_PASSWORD,
         "",
     ));
     daemon.send(&[r#"{"Id":"proxied"}"#]);
@@ -48,7 +49,7 @@ fn an_https_target_is_reached_through_connect() {
         "ssl_config = \"corp\"\n[ssl.corp]\nca_file = \"{}\"",
         scratch.path().join("ca.pem").display()
     );
-    let daemon = Daemon::start(&config(&url, proxy.port, "pr0xy-pass", &ssl));
+    let daemon = Daemon::start(&config(&url, proxy.port, PROXY_PASSWORD, &ssl));
     daemon.send(&[r#"{"Id":"tunnelled"}"#]);
     let request = &server.wait_for(1)[0];
     assert_eq!(request.json()["Id"], "tunnelled");
@@ -72,18 +73,17 @@ fn a_wrong_proxy_password_fails_without_reaching_the_target_or_the_log() {
     assert!(server.requests().is_empty());
 }
 
-/// `%41` and `%25` in the proxy's password are sent as written, not read as
-/// escapes (`A`, `%`): the proxy, which wants exactly them, lets it through.
 #[test]
-fn a_proxy_password_with_percent_signs_is_sent_as_written() {
-    let scratch = tempfile::tempdir().unwrap();
-    let password = "pr0xy%41-%25pass";
-    let proxy = python::proxy_with(
-        scratch.path(),
-        &["--basic-auth", &format!("svc:{password}")],
-    );
+fn a_socks5_proxy_gets_its_password_as_written() {
+    let socks = socks::start_with_login("svc", PROXY_PASSWORD);
     let server = HttpServer::start();
-    let daemon = Daemon::start(&config(&server.url("/percent"), proxy.port, password, ""));
-    daemon.send(&[r#"{"Id":"percent"}"#]);
-    assert_eq!(server.wait_for(1)[0].json()["Id"], "percent");
+    let daemon = Daemon::start(&config(
+        &server.url("/via-socks"),
+        socks.port,
+        PROXY_PASSWORD,
+        "proxy_scheme = \"socks5\"",
+    ));
+    daemon.send(&[r#"{"Id":"socks"}"#]);
+    assert_eq!(server.wait_for(1)[0].json()["Id"], "socks");
+    assert_eq!(socks.tunnels(), 1);
 }

@@ -123,7 +123,7 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path) ->
 }
 
 /// proxy.py, a forward proxy (plain requests and CONNECT) that wants the
-/// Basic credentials `svc` / `pr0xy-pass`.
+/// Basic credentials `svc` / [`super::PROXY_PASSWORD`].
 pub fn proxy(dir: &Path) -> Peer {
     proxy_with(dir, &[])
 }
@@ -131,6 +131,7 @@ pub fn proxy(dir: &Path) -> Peer {
 /// proxy.py with more arguments (`--cert-file`, `--key-file`: clients talk
 /// TLS to it).
 pub fn proxy_with(dir: &Path, extra: &[&str]) -> Peer {
+    let credentials = format!("svc:{}", super::PROXY_PASSWORD);
     let args = [
         "-m",
         "proxy",
@@ -139,7 +140,7 @@ pub fn proxy_with(dir: &Path, extra: &[&str]) -> Peer {
         "--port",
         "{port}",
         "--basic-auth",
-        "svc:pr0xy-pass",
+        &credentials,
         "--num-workers",
         "1",
     ];
