@@ -46,7 +46,8 @@ pub struct Dialer {
     proxy: Option<Proxy>,
 }
 
-/// The configured proxy: which destinations it takes, and its credentials.
+/// The configured proxy: which destinations it takes, and its credentials
+/// (without them, any in its address are used, as reqwest does).
 struct Proxy {
     matcher: Matcher,
     login: Option<(String, SecretString)>,
@@ -136,19 +137,26 @@ impl Dialer {
             Some("socks5") => {
                 // As reqwest does for `socks5://`: the name is resolved here.
                 let mut socks = SocksV5::new(address, tcp()).local_dns(true);
+                let login = match login {
+                    Some((user, password)) => {
+                        Some((user.clone(), password.expose_secret().to_owned()))
+                    }
+                    None => proxy
+                        .raw_auth()
+                        .map(|(user, password)| (user.to_owned(), password.to_owned())),
+                };
                 if let Some((user, password)) = login {
-                    let password = password.expose_secret().to_owned();
-                    socks = socks.with_auth(user.clone(), password);
+                    socks = socks.with_auth(user, password);
                 }
                 Ok(ready_call(socks, destination).await?)
             }
             Some("https") => {
                 let to_proxy = TlsToProxy(self.tls.clone());
-                let tunnel = with_basic_auth(Tunnel::new(address, to_proxy), login);
+                let tunnel = with_basic_auth(Tunnel::new(address, to_proxy), login, proxy);
                 Ok(ready_call(tunnel, destination).await?)
             }
             _ => {
-                let tunnel = with_basic_auth(Tunnel::new(address, tcp()), login);
+                let tunnel = with_basic_auth(Tunnel::new(address, tcp()), login, proxy);
                 Ok(ready_call(tunnel, destination).await?)
             }
         }
@@ -156,13 +164,22 @@ impl Dialer {
 }
 
 /// The tunnel, sending `login` as Basic credentials in its CONNECT.
-fn with_basic_auth<C>(tunnel: Tunnel<C>, login: Option<&(String, SecretString)>) -> Tunnel<C> {
-    let Some((user, password)) = login else {
-        return tunnel;
+fn with_basic_auth<C>(
+    tunnel: Tunnel<C>,
+    login: Option<&(String, SecretString)>,
+    proxy: &Intercept,
+) -> Tunnel<C> {
+    let value = match login {
+        Some((user, password)) => {
+            let encoded = BASE64.encode(format!("{user}:{}", password.expose_secret()));
+            HeaderValue::try_from(format!("Basic {encoded}")).expect("base64 is a header value")
+        }
+        None => match proxy.basic_auth() {
+            Some(value) => value.clone(),
+            None => return tunnel,
+        },
     };
-    let encoded = BASE64.encode(format!("{user}:{}", password.expose_secret()));
-    let value = HeaderValue::try_from(format!("Basic {encoded}"));
-    tunnel.with_auth(value.expect("base64 is a valid header value"))
+    tunnel.with_auth(value)
 }
 
 /// A TCP connector that, like reqwest's, sends small writes at once.
@@ -233,12 +250,11 @@ mod tests {
     /// `%41` and `%25` read as escapes would send `pAss` and `ab%cd`.
     const PASSWORD: &str = "p%41ss ab%25cd:@";
 
-    /// A dialer through `scheme://` the proxy on `listener`, logging on as
-    /// `svc` with [`PASSWORD`].
-    fn through(scheme: &str, listener: &TcpListener) -> Dialer {
+    /// A dialer through the proxy at `url`, logging on with `credentials`.
+    fn through(url: String, credentials: Option<&str>) -> Dialer {
         let spec = ProxySpec {
-            url: format!("{scheme}://{}", listener.local_addr().unwrap()),
-            credentials: Some(("svc".to_owned(), PASSWORD.to_owned().into())),
+            url,
+            credentials: credentials.map(|password| ("svc".to_owned(), password.to_owned().into())),
             no_proxy: None,
         };
         let tls = crate::http::tls::client_config(None, std::path::Path::new(".")).unwrap();
@@ -254,10 +270,9 @@ mod tests {
         Url::parse("http://192.0.2.1/events").unwrap()
     }
 
-    #[tokio::test]
-    async fn the_connect_carries_the_proxy_password_as_configured() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let dialer = through("http", &listener);
+    /// The `Proxy-Authorization` of the CONNECT `dialer` sends to the proxy
+    /// on `listener` (which refuses it).
+    async fn proxy_authorization(dialer: Dialer, listener: TcpListener) -> Option<String> {
         let proxy = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut head = Vec::new();
@@ -274,19 +289,36 @@ mod tests {
         });
         assert!(dialer.dial(&destination(), someday()).await.is_err());
         let head = proxy.await.unwrap();
-        let sent = head.lines().find_map(|line| {
+        head.lines().find_map(|line| {
             let (name, value) = line.split_once(':')?;
             name.eq_ignore_ascii_case("proxy-authorization")
                 .then(|| value.trim().to_owned())
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn the_connect_carries_the_proxy_password_as_configured() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = proxy_authorization(through(url, Some(PASSWORD)), listener).await;
         let expected = format!("Basic {}", BASE64.encode(format!("svc:{PASSWORD}")));
-        assert_eq!(sent.as_deref(), Some(expected.as_str()), "{head}");
+        assert_eq!(sent, Some(expected));
+    }
+
+    /// As reqwest's client does for the same address.
+    #[tokio::test]
+    async fn without_configured_credentials_those_in_the_proxys_address_are_used() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://svc:s3cret@{}", listener.local_addr().unwrap());
+        let sent = proxy_authorization(through(url, None), listener).await;
+        assert_eq!(sent, Some(format!("Basic {}", BASE64.encode("svc:s3cret"))));
     }
 
     #[tokio::test]
     async fn socks5_gets_the_proxy_password_as_configured() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let dialer = through("socks5", &listener);
+        let url = format!("socks5://{}", listener.local_addr().unwrap());
+        let dialer = through(url, Some(PASSWORD));
         // RFC 1928's greeting, then RFC 1929's user and password.
         let proxy = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
