@@ -125,6 +125,7 @@ pub fn build_client(spec: ClientSpec) -> Result<Client, ClientError> {
         builder = builder.tls_backend_preconfigured(config);
     }
     if let Some(proxy) = spec.proxy {
+        // Its matcher would drop a URL it cannot read and go directly.
         proxy.matcher()?;
         let mut configured =
             reqwest::Proxy::all(&proxy.url).map_err(|source| ClientError::Proxy {
