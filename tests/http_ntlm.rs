@@ -114,6 +114,32 @@ fn two_hundred_handshakes_each_keep_their_legs_on_one_connection() {
     assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
 }
 
+/// The server closes the connection right after its first CHALLENGE: the
+/// AUTHENTICATE is not sent on another connection (where no handshake, or
+/// behind a proxy someone else's, would take it), the handshake starts over
+/// from NEGOTIATE on a new one, and the event is delivered at the first
+/// attempt.
+#[test]
+fn a_challenge_whose_connection_closes_restarts_the_handshake() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_CHALLENGES", "1")]);
+    let daemon = Daemon::start(&config(
+        server.peer.port,
+        r"CORP\svc-jobhook",
+        "Corr3ct-Horse",
+    ));
+    assert!(daemon.send(&[r#"{"Id":"restarted"}"#]).iter().all(reply_ok));
+    wait_for_lines(&server.record, 1);
+    // The first request, NEGOTIATE (its connection closed), NEGOTIATE again
+    // and AUTHENTICATE; the server logs each once it answered it.
+    let requests = || server.peer.log_text().matches("POST /events").count();
+    eventually("every request in the server's log", || requests() >= 4);
+    let log = server.peer.log_text();
+    assert!(!log.contains("authenticate without a handshake"), "{log}");
+    assert_eq!(requests(), 4, "{log}");
+    assert!(!daemon.log().contains("attempt failed"), "{}", daemon.log());
+}
+
 /// Sends three events and checks that the server accepted them, each leg on
 /// its handshake's connection, with no failed attempt.
 fn delivers_three(daemon: &Daemon, server: &python::NtlmServer) {
@@ -139,8 +165,8 @@ fn through_a_proxy_the_legs_share_one_tunnel() {
     let proxy = python::proxy(scratch.path());
     let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
     let proxied = format!(
-        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nProxyUsername = \"svc\"\nProxyPassword = \"pr0xy-pass\"\n",
-        proxy.port
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nProxyUsername = \"svc\"\nProxyPassword = \"{}\"\n",
+        proxy.port, PROXY_PASSWORD
     );
     let daemon =
         Daemon::start(&(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse") + &proxied));
@@ -150,14 +176,16 @@ fn through_a_proxy_the_legs_share_one_tunnel() {
     });
 }
 
-/// Through a SOCKS5 proxy, each handshake keeps to one tunnel too.
+/// Through a SOCKS5 proxy that wants a password, each handshake keeps to
+/// one tunnel too.
 #[test]
 fn through_socks5_the_legs_share_one_tunnel() {
     let scratch = tempfile::tempdir().unwrap();
-    let socks = socks::start();
+    let socks = socks::start_with_login("svc", PROXY_PASSWORD);
     let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
     let proxied = format!(
-        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"socks5\"\n",
+        "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"socks5\"\n\
+         ProxyUsername = \"svc\"\nProxyPassword = \"{PROXY_PASSWORD}\"\n",
         socks.port
     );
     let daemon =
@@ -263,8 +291,8 @@ fn through_an_https_proxy_the_tunnel_runs_inside_tls() {
     let server = python::ntlm_server_with(scratch.path(), &[("NTLM_CLOSE_AFTER_ACCEPT", "1")]);
     let proxied = format!(
         "ProxyHost = \"127.0.0.1\"\nProxyPort = {}\nproxy_scheme = \"https\"\n\
-         ProxyUsername = \"svc\"\nProxyPassword = \"pr0xy-pass\"\n",
-        proxy.port
+         ProxyUsername = \"svc\"\nProxyPassword = \"{}\"\n",
+        proxy.port, PROXY_PASSWORD
     );
     let daemon = Daemon::start(
         &(config(server.peer.port, r"CORP\svc-jobhook", "Corr3ct-Horse")

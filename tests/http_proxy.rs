@@ -1,5 +1,6 @@
 //! HttpHandler through a real forward proxy (proxy.py from PyPI) with Basic
-//! proxy authentication, to http targets and to https targets via CONNECT.
+//! proxy authentication, to http targets and to https targets via CONNECT,
+//! and through a SOCKS5 relay that wants a password.
 
 #![cfg(unix)] // Drives the Unix socket; the Windows pipe shares its protocol code.
 
@@ -24,7 +25,7 @@ fn an_http_target_is_reached_through_the_authenticating_proxy() {
     let daemon = Daemon::start(&config(
         &server.url("/via-proxy"),
         proxy.port,
-        "pr0xy-pass",
+        PROXY_PASSWORD,
         "",
     ));
     daemon.send(&[r#"{"Id":"proxied"}"#]);
@@ -48,7 +49,7 @@ fn an_https_target_is_reached_through_connect() {
         "ssl_config = \"corp\"\n[ssl.corp]\nca_file = \"{}\"",
         scratch.path().join("ca.pem").display()
     );
-    let daemon = Daemon::start(&config(&url, proxy.port, "pr0xy-pass", &ssl));
+    let daemon = Daemon::start(&config(&url, proxy.port, PROXY_PASSWORD, &ssl));
     daemon.send(&[r#"{"Id":"tunnelled"}"#]);
     let request = &server.wait_for(1)[0];
     assert_eq!(request.json()["Id"], "tunnelled");
@@ -70,4 +71,19 @@ fn a_wrong_proxy_password_fails_without_reaching_the_target_or_the_log() {
     assert!(line.contains("407"), "{line}");
     assert!(!log.contains("wr0ng-pass"), "password in the log:\n{log}");
     assert!(server.requests().is_empty());
+}
+
+#[test]
+fn a_socks5_proxy_gets_its_password_as_written() {
+    let socks = socks::start_with_login("svc", PROXY_PASSWORD);
+    let server = HttpServer::start();
+    let daemon = Daemon::start(&config(
+        &server.url("/via-socks"),
+        socks.port,
+        PROXY_PASSWORD,
+        "proxy_scheme = \"socks5\"",
+    ));
+    daemon.send(&[r#"{"Id":"socks"}"#]);
+    assert_eq!(server.wait_for(1)[0].json()["Id"], "socks");
+    assert_eq!(socks.tunnels(), 1);
 }

@@ -2,14 +2,34 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 /// What a timed-out request was waiting for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiting {
     /// Its turn on the NTLM connection, held by other events' requests:
     /// nothing was sent.
     Turn,
+    /// A new connection for NTLM: TCP, the tunnel through the proxy (its
+    /// address) and the TLS handshake. Nothing was sent.
+    Connection { proxy: Option<String> },
     /// The server's answer (its status and headers).
     Answer,
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waiting::Turn => f.write_str(
+                "waiting for the NTLM connection (other events' requests hold it; nothing was sent)",
+            ),
+            Waiting::Connection { proxy: None } => f.write_str("connecting to the server"),
+            Waiting::Connection { proxy: Some(proxy) } => {
+                write!(f, "connecting to the server through proxy {proxy}")
+            }
+            Waiting::Answer => f.write_str("waiting for the server's answer"),
+        }
+    }
 }
 
 /// Why a request failed.
@@ -33,10 +53,7 @@ pub enum SendError {
          the handler's settings change or a dead letter is replayed"
     )]
     Refused { user: String },
-    #[error("timed out after {} waiting for {}", humantime::format_duration(*.after), match .waiting {
-        Waiting::Turn => "the NTLM connection (other events' requests hold it; nothing was sent)",
-        Waiting::Answer => "the server's answer",
-    })]
+    #[error("timed out after {} {waiting}", humantime::format_duration(*.after))]
     TimedOut { waiting: Waiting, after: Duration },
     /// A 401 of the NTLM handshake had a body over the drain limit: its
     /// connection, which the handshake must stay on, was dropped.
@@ -84,7 +101,39 @@ pub async fn within<T>(
     waiting: Waiting,
     request: impl Future<Output = Result<T, SendError>>,
 ) -> Result<T, SendError> {
-    tokio::time::timeout(after, request)
-        .await
-        .unwrap_or(Err(SendError::TimedOut { waiting, after }))
+    Deadline::after(after).within(waiting, request).await
+}
+
+/// When a request's time is up, for its steps (connecting, then the
+/// answer) to share: the step running when it is up names the timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    after: Duration,
+}
+
+impl Deadline {
+    /// `after` from now.
+    pub fn after(after: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + after,
+            after,
+        }
+    }
+
+    /// Runs `step` until the deadline; running out is a
+    /// [`SendError::TimedOut`] waiting for `waiting`. A step inside another
+    /// with the same deadline is polled first, and so is the one named.
+    pub async fn within<T>(
+        self,
+        waiting: Waiting,
+        step: impl Future<Output = Result<T, SendError>>,
+    ) -> Result<T, SendError> {
+        tokio::time::timeout_at(self.at, step)
+            .await
+            .unwrap_or(Err(SendError::TimedOut {
+                waiting,
+                after: self.after,
+            }))
+    }
 }

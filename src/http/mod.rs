@@ -17,6 +17,9 @@ pub mod tls;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hyper::Uri;
+use hyper_util::client::proxy::matcher::Matcher;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, ClientBuilder, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
@@ -69,6 +72,31 @@ pub struct ProxySpec {
     pub no_proxy: Option<String>,
 }
 
+impl ProxySpec {
+    /// The proxy rules reqwest follows for these settings (it uses the same
+    /// matcher): the proxy for every destination but those `no_proxy`
+    /// lists. The matcher drops a proxy URL it cannot read (`proxy{1}`, a
+    /// `socks5` host that is not ASCII) and sends everything directly, so
+    /// such a URL is an error here.
+    pub fn matcher(&self) -> Result<Matcher, ClientError> {
+        let invalid = || ClientError::ProxyUrl(self.url.clone());
+        let url = String::from(reqwest::Url::parse(&self.url).map_err(|_| invalid())?);
+        let unlisted = Uri::from_static("http://proxied.invalid/");
+        if Matcher::builder()
+            .all(url.clone())
+            .build()
+            .intercept(&unlisted)
+            .is_none()
+        {
+            return Err(invalid());
+        }
+        Ok(Matcher::builder()
+            .all(url)
+            .no(self.no_proxy.as_deref().unwrap_or_default())
+            .build())
+    }
+}
+
 /// Everything a client is built from.
 #[derive(Debug, Default)]
 pub struct ClientSpec {
@@ -97,13 +125,19 @@ pub fn build_client(spec: ClientSpec) -> Result<Client, ClientError> {
         builder = builder.tls_backend_preconfigured(config);
     }
     if let Some(proxy) = spec.proxy {
+        // Its matcher would drop a URL it cannot read and go directly.
+        proxy.matcher()?;
         let mut configured =
             reqwest::Proxy::all(&proxy.url).map_err(|source| ClientError::Proxy {
                 url: proxy.url.clone(),
                 source,
             })?;
         if let Some((user, password)) = &proxy.credentials {
-            configured = configured.basic_auth(user, password.expose_secret());
+            // reqwest puts them into the proxy's URL as they are, and its
+            // matcher percent-decodes them: `p%41ss` would go as `pAss`.
+            // Encoded, they come out as configured.
+            let encoded = |text: &str| utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
+            configured = configured.basic_auth(&encoded(user), &encoded(password.expose_secret()));
         }
         if let Some(list) = &proxy.no_proxy {
             configured = configured.no_proxy(reqwest::NoProxy::from_string(list));
@@ -173,6 +207,48 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn proxy(url: &str) -> ProxySpec {
+        ProxySpec {
+            url: url.to_owned(),
+            credentials: None,
+            no_proxy: Some("direct.example, .corp.example".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_proxy_takes_every_host_but_no_proxy_ones() {
+        let matcher = proxy("http://proxy.example:3128").matcher().unwrap();
+        let proxied = matcher
+            .intercept(&Uri::from_static("http://itsm.example/x"))
+            .unwrap();
+        assert_eq!(proxied.uri().host(), Some("proxy.example"));
+        for direct in ["https://direct.example/", "http://itsm.corp.example/"] {
+            assert!(
+                matcher.intercept(&direct.parse().unwrap()).is_none(),
+                "{direct}"
+            );
+        }
+    }
+
+    /// URLs that parse but that the matcher drops: every request would go
+    /// directly, past the proxy.
+    #[test]
+    fn a_proxy_url_the_matcher_cannot_read_is_an_error() {
+        for url in [
+            "http://proxy{1}.example:3128",
+            "socks5://münchen.example:1080",
+        ] {
+            let expected = format!("proxy {url}: not a URL with a host");
+            let err = proxy(url).matcher().unwrap_err();
+            assert_eq!(err.to_string(), expected);
+            let spec = ClientSpec {
+                tls: None,
+                proxy: Some(proxy(url)),
+            };
+            assert_eq!(build_client(spec).unwrap_err().to_string(), expected);
+        }
+    }
 
     #[test]
     fn passwords_and_query_values_in_urls_are_redacted() {

@@ -2,9 +2,12 @@
 //!
 //! NTLM authenticates a connection, not a request: all three legs must travel
 //! on one kept-alive connection. [`NtlmSession`] owns that connection (an
-//! `own_connection::Line`) and sends one request at a time on it, so the
-//! legs share it by construction; when the server closes it, the next
-//! request opens another and the handshake starts over.
+//! `own_connection::Line`) and sends one request at a time on it. The last
+//! leg, AUTHENTICATE, goes on the connection that carried the CHALLENGE or
+//! not at all: when the server closed that one in between, the handshake
+//! starts over from NEGOTIATE on a new one, and AUTHENTICATE never reaches
+//! a connection (or, behind a proxy, a server context) that did not ask
+//! for it.
 //!
 //! A refused logon counts against the account's lockout policy, so the
 //! session makes at most one: once the server refuses the AUTHENTICATE
@@ -19,13 +22,12 @@ use reqwest::{RequestBuilder, Response};
 use tokio::sync::MutexGuard;
 
 use super::body::{DRAIN_LIMIT, read_at_most};
-use super::error::{SendError, Waiting, within};
+use super::error::{Deadline, SendError, Waiting, within};
 use super::ntlm::{Handshake, NtlmCredentials, asks_for_ntlm, header, ntlm_header};
-use super::own_connection::{Dialer, Line};
+use super::own_connection::{ConnectionError, Dialer, Line};
 
-/// How often a handshake is started over when the server answers the last
-/// leg with a bare `NTLM` on another connection than the one that carried
-/// its CHALLENGE (the server closed that one in between).
+/// How often a handshake is started over when the connection that carried
+/// its CHALLENGE closed before the AUTHENTICATE could go on it.
 const RESTARTS: usize = 2;
 
 /// Whether the session may log on.
@@ -110,7 +112,9 @@ impl NtlmSession {
         let mut turn = within(timeout, Waiting::Turn, async { Ok(self.turn.lock().await) }).await?;
         // Another request may have been refused while this one waited.
         self.may_log_on()?;
-        let response = within(timeout, Waiting::Answer, self.exchange(&mut turn, &build)).await;
+        let deadline = Deadline::after(timeout);
+        let exchange = self.exchange(&mut turn, &build, deadline);
+        let response = deadline.within(Waiting::Answer, exchange).await;
         if response.is_err() {
             // Perhaps cut off mid-leg: the next request starts afresh.
             *turn = Line::default();
@@ -138,20 +142,20 @@ impl NtlmSession {
         &self,
         line: &mut Line,
         build: &impl Fn(Option<String>) -> RequestBuilder,
+        deadline: Deadline,
     ) -> Result<Response, SendError> {
-        let leg = async |line: &mut Line, authorization: Option<String>| {
-            let request = build(authorization).build().map_err(SendError::Http)?;
-            line.send(&self.dialer, request).await
-        };
-        let (mut response, _) = leg(line, None).await?;
-        for _ in 0..=RESTARTS {
-            if !asks_for_ntlm(&response) {
-                return Ok(response);
-            }
-            finish(response).await?;
+        let request = |authorization| build(authorization).build().map_err(SendError::Http);
+        let (response, _) = line.send(&self.dialer, request(None)?, deadline).await?;
+        if !asks_for_ntlm(&response) {
+            return Ok(response);
+        }
+        finish(response).await?;
+        let mut restarts = 0;
+        loop {
             let (handshake, negotiate) =
                 Handshake::start(&self.credentials, &self.host).map_err(SendError::Protocol)?;
-            let (challenged, challenged_on) = leg(line, Some(header(&negotiate))).await?;
+            let negotiate = request(Some(header(&negotiate)))?;
+            let (challenged, challenged_on) = line.send(&self.dialer, negotiate, deadline).await?;
             let challenge = match ntlm_header(&challenged) {
                 Some(token) if !token.is_empty() => token,
                 _ => return Ok(challenged),
@@ -160,19 +164,23 @@ impl NtlmSession {
             let authenticate = handshake
                 .authenticate(&challenge)
                 .map_err(SendError::Protocol)?;
-            let answered_on;
-            (response, answered_on) = leg(line, Some(header(&authenticate))).await?;
-            if !asks_for_ntlm(&response) {
-                self.logged_on();
-                return Ok(response);
-            }
-            // On the CHALLENGE's connection, a bare `NTLM` is the server's
-            // verdict on the credentials; on another, it never saw them.
-            if answered_on == challenged_on {
-                return Err(self.record_refusal());
+            let authenticate = request(Some(header(&authenticate)))?;
+            match line.send_on(challenged_on, authenticate).await {
+                Ok(response) if asks_for_ntlm(&response) => {
+                    // On the CHALLENGE's connection, a bare `NTLM` is the
+                    // server's verdict on the credentials.
+                    return Err(self.record_refusal());
+                }
+                Ok(response) => {
+                    self.logged_on();
+                    return Ok(response);
+                }
+                Err(SendError::Connection(ConnectionError::Gone)) if restarts < RESTARTS => {
+                    restarts += 1;
+                }
+                Err(err) => return Err(err),
             }
         }
-        Ok(response)
     }
 
     fn logged_on(&self) {

@@ -6,7 +6,9 @@ NTLM authenticates the connection: each connection keeps its own context,
 and once it completes, later requests on it are accepted without a new
 handshake, as IIS does; with NTLM_CLOSE_AFTER_ACCEPT=1 the connection is
 closed after each accepted request instead, so every request needs a new
-handshake on a new connection. Every accepted request is appended to
+handshake on a new connection; with NTLM_CLOSE_AFTER_CHALLENGES=N the
+connection is closed right after each of the first N CHALLENGEs, before
+the AUTHENTICATE can come on it. Every accepted request is appended to
 RECORD_FILE as one JSON line {"user": ..., "body": ..., "port": the client's
 port}. An AUTHENTICATE that arrives on a connection that carried no
 CHALLENGE (its legs split over two connections) is logged as
@@ -20,12 +22,15 @@ import json
 import os
 import ssl
 import sys
+import threading
 
 import spnego
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    closing_challenges = int(os.environ.get("NTLM_CLOSE_AFTER_CHALLENGES", "0"))
+    lock = threading.Lock()
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -59,8 +64,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         value = "NTLM" if token is None else "NTLM " + base64.b64encode(token).decode()
         self.send_header("WWW-Authenticate", value)
         self.send_header("Content-Length", "12")
+        if token is not None and self.close_after_challenge():
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(b"unauthorized")
+
+    def close_after_challenge(self):
+        with Handler.lock:
+            if Handler.closing_challenges <= 0:
+                return False
+            Handler.closing_challenges -= 1
+            return True
 
     def accept(self, body):
         with open(sys.argv[2], "a") as record:

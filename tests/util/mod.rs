@@ -20,6 +20,10 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jobhook");
 
+/// The password the test proxies want (user `svc`): `%41` and `%25` in it
+/// must reach the proxy as written, not read as escapes (`A`, `%`).
+pub const PROXY_PASSWORD: &str = "pr0xy%41-%25pass";
+
 /// Generous: these machines are shared and slow; waits end as soon as the
 /// condition holds.
 const PATIENCE: Duration = Duration::from_secs(20);

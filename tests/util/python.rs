@@ -123,7 +123,7 @@ pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path) ->
 }
 
 /// proxy.py, a forward proxy (plain requests and CONNECT) that wants the
-/// Basic credentials `svc` / `pr0xy-pass`.
+/// Basic credentials `svc` / [`super::PROXY_PASSWORD`].
 pub fn proxy(dir: &Path) -> Peer {
     proxy_with(dir, &[])
 }
@@ -131,6 +131,7 @@ pub fn proxy(dir: &Path) -> Peer {
 /// proxy.py with more arguments (`--cert-file`, `--key-file`: clients talk
 /// TLS to it).
 pub fn proxy_with(dir: &Path, extra: &[&str]) -> Peer {
+    let credentials = format!("svc:{}", super::PROXY_PASSWORD);
     let args = [
         "-m",
         "proxy",
@@ -139,7 +140,7 @@ pub fn proxy_with(dir: &Path, extra: &[&str]) -> Peer {
         "--port",
         "{port}",
         "--basic-auth",
-        "svc:pr0xy-pass",
+        &credentials,
         "--num-workers",
         "1",
     ];
@@ -162,6 +163,8 @@ pub fn ntlm_server(dir: &Path) -> NtlmServer {
 
 /// The NTLM server, with `env` set (`NTLM_CLOSE_AFTER_ACCEPT=1`: a new
 /// connection, and so a new handshake, for every request;
+/// `NTLM_CLOSE_AFTER_CHALLENGES=N`: the first N CHALLENGEs' connections
+/// closed before their AUTHENTICATE;
 /// `NTLM_TLS_CERT`/`NTLM_TLS_KEY`: PEM files, to serve HTTPS).
 pub fn ntlm_server_with(dir: &Path, env: &[(&str, &str)]) -> NtlmServer {
     let users = dir.join("ntlm-users");

@@ -1,5 +1,6 @@
-//! A SOCKS5 relay for tests: no authentication, CONNECT only, one thread
-//! per tunnel. Counts the tunnels it opened.
+//! A SOCKS5 relay for tests: no authentication or a user and password
+//! (RFC 1929), CONNECT only, one thread per tunnel. Counts the tunnels it
+//! opened.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
@@ -18,8 +19,22 @@ impl Socks5 {
     }
 }
 
-/// Listens on 127.0.0.1 for the life of the test process.
+/// A user and the password the relay wants.
+type Login = (&'static str, &'static str);
+
+/// Listens on 127.0.0.1 for the life of the test process, wanting no
+/// authentication.
 pub fn start() -> Socks5 {
+    serve(None)
+}
+
+/// Like [`start`], but wanting `user` and `password` exactly: a client
+/// that offers no password or sends other credentials gets no tunnel.
+pub fn start_with_login(user: &'static str, password: &'static str) -> Socks5 {
+    serve(Some((user, password)))
+}
+
+fn serve(login: Option<Login>) -> Socks5 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let tunnels = Arc::new(AtomicUsize::new(0));
@@ -27,19 +42,40 @@ pub fn start() -> Socks5 {
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let counted = counted.clone();
-            std::thread::spawn(move || relay(client, &counted));
+            std::thread::spawn(move || relay(client, &counted, login));
         }
     });
     Socks5 { port, tunnels }
 }
 
-/// RFC 1928: greeting, CONNECT to an IPv4 address or a name, then bytes
-/// both ways until either side closes.
-fn relay(mut client: TcpStream, tunnels: &AtomicUsize) -> std::io::Result<()> {
+/// RFC 1928: greeting (and RFC 1929's logon when `login` is wanted),
+/// CONNECT to an IPv4 address or a name, then bytes both ways until either
+/// side closes.
+fn relay(
+    mut client: TcpStream,
+    tunnels: &AtomicUsize,
+    login: Option<Login>,
+) -> std::io::Result<()> {
     let mut greeting = [0u8; 2];
     client.read_exact(&mut greeting)?;
-    client.read_exact(&mut vec![0u8; greeting[1].into()])?;
-    client.write_all(&[5, 0])?;
+    let mut methods = vec![0u8; greeting[1].into()];
+    client.read_exact(&mut methods)?;
+    if let Some(wanted) = login {
+        if !methods.contains(&2) {
+            return client.write_all(&[5, 0xff]);
+        }
+        client.write_all(&[5, 2])?;
+        let mut version = [0u8; 1];
+        client.read_exact(&mut version)?;
+        let user = field(&mut client)?;
+        let password = field(&mut client)?;
+        if (user.as_str(), password.as_str()) != wanted {
+            return client.write_all(&[1, 1]);
+        }
+        client.write_all(&[1, 0])?;
+    } else {
+        client.write_all(&[5, 0])?;
+    }
     let mut request = [0u8; 4];
     client.read_exact(&mut request)?;
     let host = match request[3] {
@@ -69,4 +105,13 @@ fn relay(mut client: TcpStream, tunnels: &AtomicUsize) -> std::io::Result<()> {
     });
     std::io::copy(&mut upstream, &mut client)?;
     client.shutdown(Shutdown::Write)
+}
+
+/// A length-prefixed string of RFC 1929's logon.
+fn field(client: &mut TcpStream) -> std::io::Result<String> {
+    let mut length = [0u8; 1];
+    client.read_exact(&mut length)?;
+    let mut text = vec![0u8; length[0].into()];
+    client.read_exact(&mut text)?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
 }

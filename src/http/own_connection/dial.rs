@@ -3,19 +3,26 @@
 //! credentials, or SOCKS5), then TLS for an `https` destination. The same
 //! proxy rules (`no_proxy`) and TLS configuration as the destination's
 //! reqwest client, from the same settings.
+//!
+//! The proxy's credentials stay out of its URL: hyper-util's matcher would
+//! percent-decode them (`p%41ss` would go as `pAss`). They go to the tunnel
+//! as they are configured.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::Uri;
+use hyper::header::HeaderValue;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
 use rustls::pki_types::{InvalidDnsNameError, ServerName};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -23,6 +30,7 @@ use tokio_rustls::client::TlsStream;
 use tower_service::Service;
 
 use super::ConnectionError;
+use crate::http::error::{Deadline, SendError, Waiting};
 use crate::http::{ClientError, ProxySpec};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -35,14 +43,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// Opens connections to the destinations of one endpoint.
 pub struct Dialer {
     tls: TlsConnector,
-    proxy: Option<Matcher>,
+    proxy: Option<Proxy>,
+}
+
+/// The configured proxy: which destinations it takes, and its credentials
+/// (without them, any in its address are used, as reqwest does).
+struct Proxy {
+    matcher: Matcher,
+    login: Option<(String, SecretString)>,
 }
 
 impl std::fmt::Debug for Dialer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The matcher keeps the proxy's credentials to itself.
+        // Not the proxy's credentials.
         f.debug_struct("Dialer")
-            .field("proxy", &self.proxy)
+            .field("proxy", &self.proxy.as_ref().map(|proxy| &proxy.matcher))
             .finish_non_exhaustive()
     }
 }
@@ -53,7 +68,12 @@ impl Dialer {
         proxy: Option<&ProxySpec>,
     ) -> Result<Dialer, ClientError> {
         let proxy = match proxy {
-            Some(spec) => Some(matcher(spec)?),
+            Some(spec) => Some(Proxy {
+                matcher: spec.matcher()?,
+                login: spec.credentials.as_ref().map(|(user, password)| {
+                    (user.clone(), password.expose_secret().to_owned().into())
+                }),
+            }),
             None => None,
         };
         Ok(Dialer {
@@ -62,87 +82,104 @@ impl Dialer {
         })
     }
 
-    /// A new connection to `url`'s host, ready for HTTP.
-    pub async fn dial(&self, url: &Url) -> Result<Box<dyn Io>, ConnectionError> {
+    /// A new connection to `url`'s host, ready for HTTP, opened by
+    /// `deadline`.
+    pub async fn dial(&self, url: &Url, deadline: Deadline) -> Result<Box<dyn Io>, SendError> {
         let host = url.host_str().ok_or(ConnectionError::NoHost)?;
         let port = url.port_or_known_default().ok_or(ConnectionError::NoHost)?;
         let destination: Uri = format!("{}://{host}:{port}/", url.scheme())
             .parse()
             .map_err(|_| ConnectionError::NoHost)?;
-        let intercept = self
-            .proxy
-            .as_ref()
-            .and_then(|proxy| proxy.intercept(&destination));
-        let stream = match intercept {
-            None => ready_call(tcp(), destination)
-                .await
-                .map_err(ConnectionError::Connect)?,
-            Some(proxy) => self.through(&proxy, destination).await.map_err(|source| {
-                ConnectionError::Proxy {
-                    proxy: proxy.uri().to_string(),
-                    source,
-                }
-            })?,
+        let intercept = self.proxy.as_ref().and_then(|proxy| {
+            let intercept = proxy.matcher.intercept(&destination)?;
+            Some((intercept, proxy.login.as_ref()))
+        });
+        let waiting = Waiting::Connection {
+            proxy: intercept.as_ref().map(|(proxy, _)| proxy.uri().to_string()),
         };
-        if url.scheme() != "https" {
-            return Ok(stream);
-        }
-        let name = server_name(host).map_err(ConnectionError::ServerName)?;
-        let tls = self
-            .tls
-            .connect(name, stream)
-            .await
-            .map_err(ConnectionError::Tls)?;
-        Ok(Box::new(tls))
+        let connect = async {
+            let stream = match intercept {
+                None => ready_call(tcp(), destination)
+                    .await
+                    .map_err(ConnectionError::Connect)?,
+                Some((proxy, login)) => {
+                    self.through(&proxy, login, destination)
+                        .await
+                        .map_err(|source| ConnectionError::Proxy {
+                            proxy: proxy.uri().to_string(),
+                            source,
+                        })?
+                }
+            };
+            if url.scheme() != "https" {
+                return Ok(stream);
+            }
+            let name = server_name(host).map_err(ConnectionError::ServerName)?;
+            let tls = self
+                .tls
+                .connect(name, stream)
+                .await
+                .map_err(ConnectionError::Tls)?;
+            Ok::<Box<dyn Io>, SendError>(Box::new(tls))
+        };
+        deadline.within(waiting, connect).await
     }
 
-    /// A tunnel to `destination` through `proxy`.
-    async fn through(&self, proxy: &Intercept, destination: Uri) -> Result<Box<dyn Io>, BoxError> {
+    /// A tunnel to `destination` through `proxy`, logging on with `login`.
+    async fn through(
+        &self,
+        proxy: &Intercept,
+        login: Option<&(String, SecretString)>,
+        destination: Uri,
+    ) -> Result<Box<dyn Io>, BoxError> {
         let address = proxy.uri().clone();
         match address.scheme_str() {
             Some("socks5") => {
                 // As reqwest does for `socks5://`: the name is resolved here.
                 let mut socks = SocksV5::new(address, tcp()).local_dns(true);
-                if let Some((user, password)) = proxy.raw_auth() {
-                    socks = socks.with_auth(user.to_owned(), password.to_owned());
+                let login = match login {
+                    Some((user, password)) => {
+                        Some((user.clone(), password.expose_secret().to_owned()))
+                    }
+                    None => proxy
+                        .raw_auth()
+                        .map(|(user, password)| (user.to_owned(), password.to_owned())),
+                };
+                if let Some((user, password)) = login {
+                    socks = socks.with_auth(user, password);
                 }
                 Ok(ready_call(socks, destination).await?)
             }
             Some("https") => {
                 let to_proxy = TlsToProxy(self.tls.clone());
-                let tunnel = with_basic_auth(Tunnel::new(address, to_proxy), proxy);
+                let tunnel = with_basic_auth(Tunnel::new(address, to_proxy), login, proxy);
                 Ok(ready_call(tunnel, destination).await?)
             }
             _ => {
-                let tunnel = with_basic_auth(Tunnel::new(address, tcp()), proxy);
+                let tunnel = with_basic_auth(Tunnel::new(address, tcp()), login, proxy);
                 Ok(ready_call(tunnel, destination).await?)
             }
         }
     }
 }
 
-/// The proxy rules reqwest follows for the same settings: the proxy for
-/// every destination but those `no_proxy` lists, its credentials as Basic
-/// authentication for an HTTP proxy, as user and password for SOCKS5.
-fn matcher(spec: &ProxySpec) -> Result<Matcher, ClientError> {
-    let mut url = Url::parse(&spec.url).map_err(|_| ClientError::ProxyUrl(spec.url.clone()))?;
-    if let Some((user, password)) = &spec.credentials {
-        let set = url
-            .set_username(user)
-            .and_then(|()| url.set_password(Some(password.expose_secret())));
-        set.map_err(|()| ClientError::ProxyUrl(spec.url.clone()))?;
-    }
-    Ok(Matcher::builder()
-        .all(String::from(url))
-        .no(spec.no_proxy.as_deref().unwrap_or_default())
-        .build())
-}
-
-fn with_basic_auth<C>(tunnel: Tunnel<C>, proxy: &Intercept) -> Tunnel<C> {
-    match proxy.basic_auth() {
-        Some(value) => tunnel.with_auth(value.clone()),
-        None => tunnel,
-    }
+/// The tunnel, sending `login` as Basic credentials in its CONNECT.
+fn with_basic_auth<C>(
+    tunnel: Tunnel<C>,
+    login: Option<&(String, SecretString)>,
+    proxy: &Intercept,
+) -> Tunnel<C> {
+    let value = match login {
+        Some((user, password)) => {
+            let encoded = BASE64.encode(format!("{user}:{}", password.expose_secret()));
+            HeaderValue::try_from(format!("Basic {encoded}")).expect("base64 is a header value")
+        }
+        None => match proxy.basic_auth() {
+            Some(value) => value.clone(),
+            None => return tunnel,
+        },
+    };
+    tunnel.with_auth(value)
 }
 
 /// A TCP connector that, like reqwest's, sends small writes at once.
@@ -203,30 +240,110 @@ impl Service<Uri> for TlsToProxy {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as BASE64;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
     use super::*;
 
-    #[test]
-    fn the_proxy_gets_basic_credentials_and_no_proxy_hosts_go_direct() {
+    /// `%41` and `%25` read as escapes would send `pAss` and `ab%cd`.
+    const PASSWORD: &str = "p%41ss ab%25cd:@";
+
+    /// A dialer through the proxy at `url`, logging on with `credentials`.
+    fn through(url: String, credentials: Option<&str>) -> Dialer {
         let spec = ProxySpec {
-            url: "http://proxy.example:3128".to_owned(),
-            credentials: Some(("svc".to_owned(), "p@ss:w rd".to_owned().into())),
-            no_proxy: Some("direct.example, .corp.example".to_owned()),
+            url,
+            credentials: credentials.map(|password| ("svc".to_owned(), password.to_owned().into())),
+            no_proxy: None,
         };
-        let matcher = matcher(&spec).unwrap();
-        let proxied = matcher
-            .intercept(&"http://itsm.example/x".parse().unwrap())
-            .unwrap();
-        assert_eq!(proxied.uri().host(), Some("proxy.example"));
-        let expected = format!("Basic {}", BASE64.encode("svc:p@ss:w rd"));
-        assert_eq!(proxied.basic_auth().unwrap(), expected.as_str());
-        for direct in ["https://direct.example/", "http://itsm.corp.example/"] {
-            assert!(
-                matcher.intercept(&direct.parse().unwrap()).is_none(),
-                "{direct}"
+        let tls = crate::http::tls::client_config(None, std::path::Path::new(".")).unwrap();
+        Dialer::new(Arc::new(tls), Some(&spec)).unwrap()
+    }
+
+    fn someday() -> Deadline {
+        Deadline::after(Duration::from_secs(60))
+    }
+
+    fn destination() -> Url {
+        // An address: `socks5://` resolves names here, before talking to the proxy.
+        Url::parse("http://192.0.2.1/events").unwrap()
+    }
+
+    /// The `Proxy-Authorization` of the CONNECT `dialer` sends to the proxy
+    /// on `listener` (which refuses it).
+    async fn proxy_authorization(dialer: Dialer, listener: TcpListener) -> Option<String> {
+        let proxy = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(stream.read_u8().await.unwrap());
+            }
+            stream
+                .write_all(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        assert!(dialer.dial(&destination(), someday()).await.is_err());
+        let head = proxy.await.unwrap();
+        head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("proxy-authorization")
+                .then(|| value.trim().to_owned())
+        })
+    }
+
+    #[tokio::test]
+    async fn the_connect_carries_the_proxy_password_as_configured() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = proxy_authorization(through(url, Some(PASSWORD)), listener).await;
+        let expected = format!("Basic {}", BASE64.encode(format!("svc:{PASSWORD}")));
+        assert_eq!(sent, Some(expected));
+    }
+
+    /// As reqwest's client does for the same address.
+    #[tokio::test]
+    async fn without_configured_credentials_those_in_the_proxys_address_are_used() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://svc:s3cret@{}", listener.local_addr().unwrap());
+        let sent = proxy_authorization(through(url, None), listener).await;
+        assert_eq!(sent, Some(format!("Basic {}", BASE64.encode("svc:s3cret"))));
+    }
+
+    #[tokio::test]
+    async fn socks5_gets_the_proxy_password_as_configured() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("socks5://{}", listener.local_addr().unwrap());
+        let dialer = through(url, Some(PASSWORD));
+        // RFC 1928's greeting, then RFC 1929's user and password.
+        let proxy = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut greeting = [0u8; 2];
+            stream.read_exact(&mut greeting).await.unwrap();
+            let mut methods = vec![0u8; greeting[1].into()];
+            stream.read_exact(&mut methods).await.unwrap();
+            assert!(methods.contains(&2), "{methods:?}");
+            stream.write_all(&[5, 2]).await.unwrap();
+            assert_eq!(
+                stream.read_u8().await.unwrap(),
+                1,
+                "sub-negotiation version"
             );
-        }
+            let mut fields = Vec::new();
+            for _ in 0..2 {
+                let mut text = vec![0u8; stream.read_u8().await.unwrap().into()];
+                stream.read_exact(&mut text).await.unwrap();
+                fields.push(String::from_utf8(text).unwrap());
+            }
+            // Refused: the test needs no tunnel.
+            stream.write_all(&[1, 1]).await.unwrap();
+            fields
+        });
+        assert!(dialer.dial(&destination(), someday()).await.is_err());
+        assert_eq!(proxy.await.unwrap(), ["svc", PASSWORD]);
     }
 }

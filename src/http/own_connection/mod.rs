@@ -2,8 +2,10 @@
 //! which authenticates a connection rather than a request. Every request a
 //! [`Line`] sends travels on its current connection; a new one is opened
 //! only when that one is closed or broken, and the answer says which
-//! connection carried it. No pool chooses, so an NTLM handshake's legs
-//! share one connection by construction.
+//! connection carried it. A request can also be sent on one given
+//! connection only ([`Line::send_on`]): if that one is gone, it is not
+//! sent at all. No pool chooses, so an NTLM handshake's last leg goes on
+//! the connection that carried its CHALLENGE or nowhere.
 
 mod dial;
 
@@ -17,7 +19,7 @@ use tokio::time::Instant;
 
 pub use dial::Dialer;
 
-use super::error::SendError;
+use super::error::{Deadline, SendError};
 
 /// Why a request on the own connection got no answer. Names neither the
 /// destination nor its URL, which may be a secret: callers name it as the
@@ -42,6 +44,8 @@ pub enum ConnectionError {
     Handshake(#[source] hyper::Error),
     #[error("error sending request")]
     Request(#[source] hyper::Error),
+    #[error("the connection closed before the request could be sent on it")]
+    Gone,
 }
 
 /// How long a connection may sit unused and still take a request, as in
@@ -67,26 +71,38 @@ struct Kept {
 
 impl Line {
     /// Sends `request` on the current connection once it is idle (the last
-    /// answer's body read), or on a new one if it is closed or was idle too
-    /// long. Returns the answer and the number of the connection that
-    /// carried it.
+    /// answer's body read), or on a new one, opened by `deadline`, if it is
+    /// closed or was idle too long. Returns the answer and the number of the
+    /// connection that carried it.
     pub async fn send(
         &mut self,
         dialer: &Dialer,
         request: reqwest::Request,
+        deadline: Deadline,
     ) -> Result<(Response, u64), SendError> {
         let url = request.url().clone();
         let request = for_connection(request)?;
-        let kept = self.idle(dialer, &url).await?;
-        let answer = match kept.sender.try_send_request(request).await {
+        let kept = match self.take_idle().await {
+            Some(kept) => kept,
+            None => self.open(dialer, &url, deadline).await?,
+        };
+        let answer = match self
+            .current
+            .insert(kept)
+            .sender
+            .try_send_request(request)
+            .await
+        {
             Ok(answer) => answer,
             // Never written: the connection closed while the request was
             // handed to it. Sending it on a new one repeats nothing.
             Err(mut failed) => match failed.take_message() {
                 Some(unsent) => {
                     self.current = None;
-                    let kept = self.idle(dialer, &url).await?;
-                    kept.sender
+                    let kept = self.open(dialer, &url, deadline).await?;
+                    self.current
+                        .insert(kept)
+                        .sender
                         .send_request(unsent)
                         .await
                         .map_err(request_failed)?
@@ -94,21 +110,59 @@ impl Line {
                 None => return Err(request_failed(failed.into_error())),
             },
         };
-        if let Some(kept) = &mut self.current {
-            kept.used = Instant::now();
-        }
-        Ok((Response::from(answer.map(reqwest::Body::wrap)), self.opened))
+        Ok((self.answered(answer), self.opened))
     }
 
-    /// The current connection once it can take a request, or a new one.
-    async fn idle(&mut self, dialer: &Dialer, url: &Url) -> Result<&mut Kept, SendError> {
-        if let Some(mut kept) = self.current.take()
-            && kept.used.elapsed() < IDLE_LIMIT
-            && kept.sender.ready().await.is_ok()
-        {
-            return Ok(self.current.insert(kept));
+    /// Sends `request` on connection number `connection` once it is idle,
+    /// and on no other: if that one is closed or replaced, fails with
+    /// [`ConnectionError::Gone`], having sent nothing and opened nothing.
+    pub async fn send_on(
+        &mut self,
+        connection: u64,
+        request: reqwest::Request,
+    ) -> Result<Response, SendError> {
+        let request = for_connection(request)?;
+        let gone = SendError::Connection(ConnectionError::Gone);
+        if connection != self.opened {
+            return Err(gone);
         }
-        let stream = dialer.dial(url).await?;
+        let Some(kept) = self.take_idle().await else {
+            return Err(gone);
+        };
+        match self
+            .current
+            .insert(kept)
+            .sender
+            .try_send_request(request)
+            .await
+        {
+            Ok(answer) => Ok(self.answered(answer)),
+            Err(mut failed) => {
+                self.current = None;
+                match failed.take_message() {
+                    Some(_unsent) => Err(gone),
+                    None => Err(request_failed(failed.into_error())),
+                }
+            }
+        }
+    }
+
+    /// The current connection, taken, if it can take a request: open, idle
+    /// and not idle too long. Otherwise none is current.
+    async fn take_idle(&mut self) -> Option<Kept> {
+        let mut kept = self.current.take()?;
+        let usable = kept.used.elapsed() < IDLE_LIMIT && kept.sender.ready().await.is_ok();
+        usable.then_some(kept)
+    }
+
+    /// A new connection to `url`'s host, opened by `deadline`.
+    async fn open(
+        &mut self,
+        dialer: &Dialer,
+        url: &Url,
+        deadline: Deadline,
+    ) -> Result<Kept, SendError> {
+        let stream = dialer.dial(url, deadline).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(ConnectionError::Handshake)?;
@@ -116,10 +170,18 @@ impl Line {
         // the connection is idle. Its errors reach the request in flight.
         tokio::spawn(connection);
         self.opened += 1;
-        Ok(self.current.insert(Kept {
+        Ok(Kept {
             sender,
             used: Instant::now(),
-        }))
+        })
+    }
+
+    /// `answer`, read from the current connection, now used.
+    fn answered(&mut self, answer: hyper::Response<hyper::body::Incoming>) -> Response {
+        if let Some(kept) = &mut self.current {
+            kept.used = Instant::now();
+        }
+        Response::from(answer.map(reqwest::Body::wrap))
     }
 }
 
@@ -168,10 +230,17 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::http::ProxySpec;
+    use crate::http::error::Waiting;
 
     /// A server that answers every request `200` with an empty body and
     /// keeps the connection; its URL and a count of the connections it took.
     async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
+        server(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await
+    }
+
+    /// A server that answers every request with `answer`.
+    async fn server(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));
@@ -183,7 +252,6 @@ mod tests {
                     let mut buffer = [0u8; 4096];
                     // Each read is one bodiless request here.
                     while stream.read(&mut buffer).await.is_ok_and(|read| read > 0) {
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
                         if stream.write_all(answer).await.is_err() {
                             break;
                         }
@@ -194,18 +262,26 @@ mod tests {
         (url, connections)
     }
 
+    fn dialer(proxy: Option<&ProxySpec>) -> Dialer {
+        let tls = crate::http::tls::client_config(None, std::path::Path::new(".")).unwrap();
+        Dialer::new(Arc::new(tls), proxy).unwrap()
+    }
+
+    fn get(url: &str) -> reqwest::Request {
+        reqwest::Client::new().get(url).build().unwrap()
+    }
+
+    fn someday() -> Deadline {
+        Deadline::after(Duration::from_secs(3600))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn requests_share_a_connection_until_it_has_been_idle_too_long() {
         let (url, connections) = keep_alive_server().await;
-        let tls = crate::http::tls::client_config(None, std::path::Path::new(".")).unwrap();
-        let dialer = Dialer::new(Arc::new(tls), None).unwrap();
-        let client = reqwest::Client::new();
+        let dialer = dialer(None);
         let mut line = Line::default();
         let send = async |line: &mut Line| {
-            let (answer, connection) = line
-                .send(&dialer, client.get(&url).build().unwrap())
-                .await
-                .unwrap();
+            let (answer, connection) = line.send(&dialer, get(&url), someday()).await.unwrap();
             answer.bytes().await.unwrap();
             connection
         };
@@ -214,6 +290,72 @@ mod tests {
         tokio::time::advance(IDLE_LIMIT).await;
         assert_eq!(send(&mut line).await, 2);
         assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn send_on_uses_that_connection_or_none() {
+        let (url, connections) = keep_alive_server().await;
+        let dialer = dialer(None);
+        let mut line = Line::default();
+        let (answer, first) = line.send(&dialer, get(&url), someday()).await.unwrap();
+        answer.bytes().await.unwrap();
+        let answer = line.send_on(first, get(&url)).await.unwrap();
+        answer.bytes().await.unwrap();
+        let gone = line.send_on(first + 1, get(&url)).await.unwrap_err();
+        assert!(matches!(gone, SendError::Connection(ConnectionError::Gone)));
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn send_on_a_closed_connection_sends_nothing_and_opens_nothing() {
+        let (url, connections) =
+            server(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").await;
+        let dialer = dialer(None);
+        let mut line = Line::default();
+        let (answer, first) = line.send(&dialer, get(&url), someday()).await.unwrap();
+        answer.bytes().await.unwrap();
+        let gone = line.send_on(first, get(&url)).await.unwrap_err();
+        assert!(matches!(gone, SendError::Connection(ConnectionError::Gone)));
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    /// A proxy or server that takes the connection and never answers: the
+    /// time runs out connecting, not waiting for an answer.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_is_never_ready_times_out_connecting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let proxy = ProxySpec {
+            url: format!("http://{address}"),
+            credentials: None,
+            no_proxy: None,
+        };
+        let cases = [
+            (
+                Some(&proxy),
+                "http://192.0.2.1/".to_owned(),
+                format!("connecting to the server through proxy http://{address}/"),
+            ),
+            (
+                None,
+                format!("https://{address}/"),
+                "connecting to the server".to_owned(),
+            ),
+        ];
+        for (proxy, url, waiting) in cases {
+            let dialer = dialer(proxy);
+            let mut line = Line::default();
+            let deadline = Deadline::after(Duration::from_secs(5));
+            let sent = line.send(&dialer, get(&url), deadline);
+            let err = deadline.within(Waiting::Answer, sent).await.unwrap_err();
+            assert_eq!(err.to_string(), format!("timed out after 5s {waiting}"));
+        }
     }
 
     fn on_connection(url: &str) -> hyper::Request<reqwest::Body> {
