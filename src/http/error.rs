@@ -108,7 +108,9 @@ pub async fn within<T>(
 /// answer) to share: the step running when it is up names the timeout.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
-    at: Instant,
+    /// `None`: no deadline (`after` too long to be a point in time, as
+    /// `Duration::MAX` is for callers that bound the request themselves).
+    at: Option<Instant>,
     after: Duration,
 }
 
@@ -116,7 +118,7 @@ impl Deadline {
     /// `after` from now.
     pub fn after(after: Duration) -> Deadline {
         Deadline {
-            at: Instant::now() + after,
+            at: Instant::now().checked_add(after),
             after,
         }
     }
@@ -129,11 +131,26 @@ impl Deadline {
         waiting: Waiting,
         step: impl Future<Output = Result<T, SendError>>,
     ) -> Result<T, SendError> {
-        tokio::time::timeout_at(self.at, step)
+        let Some(at) = self.at else {
+            return step.await;
+        };
+        tokio::time::timeout_at(at, step)
             .await
             .unwrap_or(Err(SendError::TimedOut {
                 waiting,
                 after: self.after,
             }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_deadline_too_far_to_be_a_time_is_none_at_all() {
+        let step = async { Ok::<_, SendError>(7) };
+        let answer = Deadline::after(Duration::MAX).within(Waiting::Answer, step);
+        assert_eq!(answer.await.unwrap(), 7);
     }
 }
