@@ -34,6 +34,7 @@ use crate::spool::{self, Lanes, Spool, StartError, Store};
 use crate::{admin, ingest, logging, reload, telemetry, worker};
 
 mod listeners;
+mod memory;
 
 pub use listeners::{Listeners, credentials};
 
@@ -54,8 +55,8 @@ pub fn main(
     shutdown: CancellationToken,
     stop_now: impl Future<Output = ()>,
 ) -> ExitCode {
-    keep_freed_c_memory();
-    no_huge_pages();
+    memory::keep_freed_c_memory();
+    memory::no_huge_pages();
     let runtime = match start_runtime(&mut tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -176,35 +177,6 @@ pub fn start_runtime(
         eprintln!("jobhook: cannot start the runtime: {err}");
         ExitCode::from(1)
     })
-}
-
-/// SQLite allocates through the C library's malloc (Rust code through
-/// mimalloc). glibc gives freed memory at the top of a thread's heap back to
-/// the kernel once more than its trim threshold is free; the spool thread's
-/// commits crossed it on every commit, and each `madvise` then interrupted
-/// the other CPUs to flush their TLBs (README "Benchmarks" has the cost).
-/// A high threshold keeps that memory for the next commit.
-fn keep_freed_c_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a malloc tunable; called before any thread
-    // of ours starts.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
-}
-
-/// mimalloc reserves a 1 GiB arena and asks for transparent huge pages on
-/// it: each 2 MiB page it touches is then resident whole, which made an
-/// idle daemon 29 MiB instead of 14, and one under load 47 instead of 26
-/// (README "Benchmarks"), for no measurable gain in speed. Only this
-/// process is affected, whatever the system's THP setting.
-fn no_huge_pages() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl with PR_SET_THP_DISABLE only sets a flag of this
-    // process; it takes no pointers.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
 }
 
 /// Runs until `shutdown` fires, then stops in order. `hangups` are SIGHUPs
