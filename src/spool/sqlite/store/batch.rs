@@ -58,22 +58,31 @@ impl<'c> Batch<'c> {
     /// Deletes the events finished in a batch, one statement per run of
     /// consecutive rows (events finish in nearly the order they came);
     /// says how many rows went, and the bytes of their bodies.
+    ///
+    /// The rows are counted by a query before the delete rather than by
+    /// `DELETE … RETURNING`: SQLite gathers returned rows in a temporary
+    /// table, which cost a quarter of the spool's time per event.
     pub(in crate::spool::sqlite) fn delete_events(
         &self,
         finished: &mut [Receipt],
     ) -> rusqlite::Result<Deleted> {
         finished.sort_unstable_by_key(|receipt| receipt.0);
-        let mut delete = self.transaction.prepare_cached(
-            "DELETE FROM events WHERE seq BETWEEN ?1 AND ?2 RETURNING length(body)",
+        let mut measure = self.transaction.prepare_cached(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM events \
+             WHERE seq BETWEEN ?1 AND ?2",
         )?;
+        let mut delete = self
+            .transaction
+            .prepare_cached("DELETE FROM events WHERE seq BETWEEN ?1 AND ?2")?;
         let mut deleted = Deleted::default();
         for run in finished.chunk_by(|a, b| b.0 - a.0 == 1) {
-            for length in
-                delete.query_map([run[0].0, run[run.len() - 1].0], |row| row.get::<_, i64>(0))?
-            {
-                deleted.bytes += length?;
-                deleted.events += 1;
-            }
+            let range = [run[0].0, run[run.len() - 1].0];
+            let (events, bytes) = measure.query_row(range, |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            delete.execute(range)?;
+            deleted.events += events as u64;
+            deleted.bytes += bytes;
         }
         Ok(deleted)
     }
