@@ -26,8 +26,10 @@ use super::validate::{DEFAULT_EVENT_TYPE, parse_timestamp};
 use super::{Event, Field, JobResult, Phase, Routing, id};
 
 mod raw;
+mod restore;
 
 use raw::{Entries, Raw};
+pub(crate) use restore::restored;
 
 /// The event the line is, if it is a usual one (see the module doc);
 /// `None` leaves it to the general way.

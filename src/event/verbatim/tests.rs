@@ -205,3 +205,51 @@ fn what_needs_more_than_writing_in_goes_the_general_way() {
     assert_eq!(e.field("a"), Some(&2.into()));
     assert_eq!(e.str_field("JobResult"), Some("Success"));
 }
+
+/// The general way of reading a stored event back: every field parsed.
+fn restored_in_full(json: &[u8]) -> Event {
+    let fields: Map<String, Value> = serde_json::from_slice(json).unwrap();
+    let phase = Phase::parse(fields["Phase"].as_str().unwrap()).unwrap();
+    let event = Event::new(phase, fields);
+    let _ = event.json.set(json.into());
+    event
+}
+
+#[test]
+fn a_stored_event_reads_back_as_the_general_way_reads_it() {
+    for line in [
+        r#"{"Id":"e1","Username":"CORP\\svc","JobResult":"Failure","JobType":"Inv","JobId":"3F1E5A2B-8C7D-4E6F-9A0B-000000000001","RequestTimestamp":"5/3/2023 11:18:48 PM","Esc":"\u00e9\/"}"#,
+        r#"{"Id":"x","Phase":"OnStart","EventType":"Custom","JobTypeId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3","JobResult":"Warning"}"#,
+        r#"{"JobId":"3f1e5a2b-8c7d-4e6f-9a0b-000000000002","JobResult":"unknown","Nested":{"Phase":1,"Id":[null]}}"#,
+    ] {
+        let stored = Event::from_line(line.as_bytes(), at()).unwrap();
+        let json = stored.json();
+        let restored = restored(json).expect("read back by the one pass");
+        let expected = restored_in_full(json);
+        assert_eq!(restored.phase(), expected.phase(), "{line}");
+        assert_eq!(restored.id(), expected.id(), "{line}");
+        assert_eq!(restored.job_id(), expected.job_id(), "{line}");
+        assert_eq!(restored.routing(), expected.routing(), "{line}");
+        assert_eq!(restored.fields(), expected.fields(), "{line}");
+        assert_eq!(restored.json(), json, "{line}");
+        assert!(restored.fields.get().is_some(), "parsed once asked for");
+    }
+}
+
+#[test]
+fn a_stored_event_the_one_pass_is_unsure_of_goes_the_general_way() {
+    for json in [
+        r#"{"Id":"a\u0031","Phase":"OnFinish"}"#,
+        r#"{"Id":"a","Phase":"OnFinish","JobType":7}"#,
+        r#"{"Id":"a","Phase":"OnFinish","EventType":null}"#,
+        r#"{"Id":"a","Phase":"OnFinish","Id":"b"}"#,
+        r#"{"Id":"a"}"#,
+        r#"{"Id":"a","Phase":"Sometime"}"#,
+        "not json",
+    ] {
+        assert!(restored(json.as_bytes()).is_none(), "{json}");
+    }
+    let general = Event::restore(br#"{"Id":"a\u0031","Phase":"OnFinish","JobType":7}"#).unwrap();
+    assert_eq!(general.id(), "a1");
+    assert_eq!(general.routing().job_type, None);
+}

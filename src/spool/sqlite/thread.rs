@@ -26,6 +26,10 @@ use crate::spool::protocol::{Message, Receipt, Work, now_ms};
 use crate::spool::{Lanes, Limits, Status};
 use crate::telemetry::AcceptedMetrics;
 
+/// Events of the backlog read back in one transaction, at most: enough to
+/// share its cost, few enough not to hold up the next commit.
+const LOAD_AT_ONCE: usize = 256;
+
 /// Most events committed in one transaction.
 const MAX_BATCH: usize = 1024;
 /// How often dead letters marked for replay are looked for and the ids seen
@@ -210,7 +214,17 @@ impl SpoolThread {
     /// Reads an event from the spool (as handlers left it) into its lane;
     /// one that cannot be read stays in the spool and is logged as `what`.
     fn load_and_dispatch(&mut self, receipt: Receipt, what: &str) {
-        match self.store.load(receipt) {
+        let loaded = self.store.load(receipt);
+        self.dispatch_loaded(receipt, loaded, what);
+    }
+
+    fn dispatch_loaded(
+        &mut self,
+        receipt: Receipt,
+        loaded: rusqlite::Result<Option<store::Stored>>,
+        what: &str,
+    ) {
+        match loaded {
             Ok(Some(stored)) => {
                 if let Some(work) = work_from(stored) {
                     self.dispatch(work);
@@ -267,10 +281,17 @@ impl SpoolThread {
     /// (`queue_capacity`).
     fn load_backlog(&mut self) {
         while self.handing_out() && self.in_lanes < self.limits.in_memory {
-            let Some(receipt) = self.backlog.pop() else {
+            let room = self.limits.in_memory - self.in_lanes;
+            let receipts: Vec<Receipt> = std::iter::from_fn(|| self.backlog.pop())
+                .take(room.min(LOAD_AT_ONCE))
+                .collect();
+            if receipts.is_empty() {
                 return;
-            };
-            self.load_and_dispatch(receipt, "an event of the backlog");
+            }
+            let loaded = self.store.load_all(&receipts);
+            for (receipt, loaded) in receipts.into_iter().zip(loaded) {
+                self.dispatch_loaded(receipt, loaded, "an event of the backlog");
+            }
         }
     }
 }

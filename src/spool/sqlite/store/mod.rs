@@ -331,25 +331,36 @@ impl Store {
         Ok(Unfinished { to_run, waiting })
     }
 
+    /// The events of `receipts`, as [`Store::load`] reads each, in one
+    /// read transaction: the backlog is read back in runs, and a
+    /// transaction per event took the log's shared lock (`fcntl`) each
+    /// time.
+    pub(super) fn load_all(&self, receipts: &[Receipt]) -> Vec<rusqlite::Result<Option<Stored>>> {
+        // Reads only: there is nothing to lose if it cannot begin.
+        let transaction = self.connection.unchecked_transaction().ok();
+        let loaded = receipts.iter().map(|receipt| self.load(*receipt)).collect();
+        drop(transaction);
+        loaded
+    }
+
     /// The event as stored now (after any transforms).
     pub(super) fn load(&self, receipt: Receipt) -> rusqlite::Result<Option<Stored>> {
         let Receipt(seq) = receipt;
+        // Cached: the backlog reads events back one by one, and preparing
+        // the statement each time cost more than reading the row.
         let found = self
             .connection
-            .query_row(
-                "SELECT body, only_stage, replay_of FROM events WHERE seq = ?1",
-                [seq],
-                |row| {
-                    let replay = match (row.get(1)?, row.get(2)?) {
-                        (Some(handler), Some(dead_letter)) => Some(Replay {
-                            handler,
-                            dead_letter: DeadLetterId(dead_letter),
-                        }),
-                        _ => None,
-                    };
-                    Ok((row.get::<_, Vec<u8>>(0)?, replay))
-                },
-            )
+            .prepare_cached("SELECT body, only_stage, replay_of FROM events WHERE seq = ?1")?
+            .query_row([seq], |row| {
+                let replay = match (row.get(1)?, row.get(2)?) {
+                    (Some(handler), Some(dead_letter)) => Some(Replay {
+                        handler,
+                        dead_letter: DeadLetterId(dead_letter),
+                    }),
+                    _ => None,
+                };
+                Ok((row.get::<_, Vec<u8>>(0)?, replay))
+            })
             .optional()?;
         let Some((body, replay)) = found else {
             return Ok(None);
