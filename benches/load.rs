@@ -76,7 +76,7 @@ mod driver {
         #[arg(long, default_value_t = 0)]
         workers: usize,
         /// `queue_capacity` for the daemon this tool starts (its default).
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 2_000)]
         queue_capacity: usize,
         /// `fsync` for the daemon this tool starts: always, batch or never.
         #[arg(long, default_value = "batch")]

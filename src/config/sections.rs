@@ -82,7 +82,8 @@ pub struct DaemonSettings {
     /// disk, in the spool, and are read back this many at a time in the
     /// order accepted (so do events left by the last run); only
     /// `max_spool_bytes` refuses new events. From 1 to 10,000,000. Default
-    /// 10000.
+    /// 2000: reading events back from disk costs about what keeping them
+    /// does (README "Benchmarks"), and each one held takes about 1.9 KB.
     #[serde(deserialize_with = "count_between::<_, 1, 10_000_000>")]
     pub queue_capacity: usize,
     /// How long a stop (SIGTERM, SIGINT) waits for accepted events to finish
@@ -125,7 +126,7 @@ impl Default for DaemonSettings {
             max_connections: 256,
             idle_timeout: Seconds(Duration::from_secs(5 * 60)),
             stall_timeout: Seconds(Duration::from_secs(30)),
-            queue_capacity: 10_000,
+            queue_capacity: 2_000,
             shutdown_timeout: Seconds(Duration::from_secs(30)),
             spool_dir: PathBuf::from("var/spool"),
             fsync: Fsync::Batch,
