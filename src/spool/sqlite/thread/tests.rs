@@ -94,6 +94,41 @@ async fn what_the_lanes_have_no_room_for_waits_on_disk_and_comes_in_the_order_ac
 }
 
 #[tokio::test]
+async fn a_backlog_larger_than_one_read_comes_back_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lanes, mut receivers) = Lanes::new(1);
+    let store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let room = LOAD_AT_ONCE + 44;
+    let spool = Spool::start(store, limits(room), lanes, Heartbeat::default()).unwrap();
+    // Several reads of `LOAD_AT_ONCE` each, after the first `room` events.
+    let ids: Vec<String> = (0..room + 3 * LOAD_AT_ONCE + 7)
+        .map(|i| format!("e{i}"))
+        .collect();
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let page = spool.queue().submit_batch(batch("1", &names)).await;
+    assert_eq!(page.unwrap().len(), ids.len());
+    let lane = &mut receivers[0];
+    let recorder = spool.recorder();
+    for id in &ids {
+        let work = tokio::time::timeout(Duration::from_secs(10), lane.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{id} never came out of the backlog"))
+            .unwrap();
+        assert_eq!(work.event.id(), id);
+        assert!(work.event.job_id().is_some(), "{id}: its lane");
+        let event_type = work.event.routing().event_type.as_deref();
+        assert_eq!(event_type, Some("OrchestratorJob"), "{id}");
+        assert!(
+            lane.len() < room,
+            "{} in the lane besides this one",
+            lane.len()
+        );
+        recorder.finished(work.receipt);
+    }
+    spool.stop();
+}
+
+#[tokio::test]
 async fn past_max_spool_bytes_a_page_is_refused_whole_but_a_cursor_alone_goes_in() {
     let dir = tempfile::tempdir().unwrap();
     let (lanes, _receivers) = Lanes::new(1);
