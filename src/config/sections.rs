@@ -79,8 +79,8 @@ pub struct DaemonSettings {
     pub stall_timeout: Seconds,
     /// Events handed to the workers and not yet finished (or set to retry):
     /// what the daemon holds in memory. Beyond it, accepted events wait on
-    /// disk, in the spool, and are read back this many at a time in the
-    /// order accepted (so do events left by the last run); only
+    /// disk, in the spool, and are read back in the order accepted as room
+    /// frees up (so do events left by the last run); only
     /// `max_spool_bytes` refuses new events. From 1 to 10,000,000. Default
     /// 2000: reading events back from disk costs about what keeping them
     /// does (README "Benchmarks"), and each one held takes about 1.9 KB.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, FileControl, OpenFlags, OptionalExtension, params};
 use serde::Deserialize;
+use tracing::error;
 
 use crate::spool::protocol::{DeadLetterId, Receipt, Replay, Resume};
 pub(super) use batch::{Batch, NewEvents};
@@ -196,6 +197,9 @@ impl Store {
         connection
             .busy_timeout(Duration::from_secs(5))
             .map_err(sqlite)?;
+        // rusqlite keeps 16 prepared statements by default; the spool uses
+        // about 18, and the housekeeping's would push the hot ones out.
+        connection.set_prepared_statement_cache_capacity(32);
         let synchronous = match fsync {
             Fsync::Always | Fsync::Batch => "FULL",
             Fsync::Never => "OFF",
@@ -339,7 +343,13 @@ impl Store {
         // Reads only: there is nothing to lose if it cannot begin.
         let transaction = self.connection.unchecked_transaction().ok();
         let loaded = receipts.iter().map(|receipt| self.load(*receipt)).collect();
-        drop(transaction);
+        // Ended here rather than on drop, which would hide a failure: a
+        // transaction left open would make every later commit fail.
+        if let Some(transaction) = transaction
+            && let Err(err) = transaction.rollback()
+        {
+            error!(spool = %self.path.display(), "cannot end a read of the backlog: {err}");
+        }
         loaded
     }
 
