@@ -140,6 +140,11 @@ impl<'t, 'a> Admission<'t, 'a> {
         Ok(())
     }
 
+    /// Lists the ids the batch remembered; called once, after its events.
+    pub(super) fn finish(&mut self) -> rusqlite::Result<()> {
+        self.new_events.list_remembered(self.now)
+    }
+
     /// Why new events are refused now, if they are.
     fn refusal(&self) -> Option<Rejection> {
         if self.policy.closed {

@@ -94,6 +94,7 @@ impl SpoolThread {
                 Admission::prepare(&transaction, policy, now, &mut answers, &mut dispatch)?;
             admission.admit(&mut submits)?;
             admission.admit_batches(&mut batches)?;
+            admission.finish()?;
             for record in &records {
                 let progress_rows = match record {
                     Record::StageDone(StageDone { receipt, .. }) if finished.contains(receipt) => {

@@ -30,6 +30,9 @@ pub(in crate::spool::sqlite) struct NewEvents<'t> {
     transaction: &'t Transaction<'t>,
     remember_id: CachedStatement<'t>,
     insert: CachedStatement<'t>,
+    /// The ids remembered so far, newline-separated: one `seen_batches`
+    /// row ([`NewEvents::list_remembered`]).
+    remembered: String,
 }
 
 impl Store {
@@ -48,6 +51,7 @@ impl<'c> Batch<'c> {
                 .transaction
                 .prepare_cached("INSERT OR IGNORE INTO seen (id, accepted_at) VALUES (?1, ?2)")?,
             insert: self.transaction.prepare_cached(INSERT_EVENT)?,
+            remembered: String::new(),
         })
     }
 
@@ -194,9 +198,31 @@ impl NewEvents<'_> {
         if self.remember_id.execute(params![id, now])? != 1 {
             return Ok(None);
         }
+        if !self.remembered.is_empty() {
+            self.remembered.push('\n');
+        }
+        self.remembered.push_str(id);
         self.insert
             .execute(params![id, body, None::<String>, None::<i64>, now])?;
         Ok(Some(Receipt(self.transaction.last_insert_rowid())))
+    }
+
+    /// Lists the ids this commit remembered, as accepted at `now`, for
+    /// forgetting them by age (`seen.rs`). The lists' times never go back:
+    /// after the clock went back, a commit is listed at the last time
+    /// written, so its ids are remembered longer by at most the jump.
+    pub(in crate::spool::sqlite) fn list_remembered(&mut self, now: i64) -> rusqlite::Result<()> {
+        if self.remembered.is_empty() {
+            return Ok(());
+        }
+        self.transaction
+            .prepare_cached(
+                "INSERT INTO seen_batches (accepted_at, ids) VALUES (max(?1, coalesce(\
+                 (SELECT accepted_at FROM seen_batches ORDER BY n DESC LIMIT 1), ?1)), ?2)",
+            )?
+            .execute(params![now, &self.remembered])?;
+        self.remembered.clear();
+        Ok(())
     }
 
     /// Sets where `source` stands, in the same transaction as its events.
