@@ -13,6 +13,7 @@ mod dead_letters;
 mod lock;
 mod open_error;
 mod run_marker;
+mod schema;
 mod seen;
 
 use std::path::{Path, PathBuf};
@@ -51,105 +52,10 @@ pub const FILE_NAME: &str = "spool.db";
 /// commits (6% less CPU per event under load).
 const CHECKPOINT_PAGES: u32 = 16_384;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    -- No AUTOINCREMENT (it costs a write per insert, ~15%): a seq freed by a
-    -- finished event may be reused, which is safe as nothing refers to a
-    -- finished event's seq any more.
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    only_stage TEXT,
-    accepted_at INTEGER NOT NULL,
-    -- The dead letter a replay is of (it stays until the handler has run).
-    replay_of INTEGER
-);
-CREATE TABLE IF NOT EXISTS progress (
-    seq INTEGER NOT NULL,
-    stage TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    first_attempt INTEGER,
-    due_at INTEGER,
-    PRIMARY KEY (seq, stage)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS seen (
-    id TEXT PRIMARY KEY,
-    accepted_at INTEGER NOT NULL
-) WITHOUT ROWID;
--- The ids each commit remembered, one row per commit in the order
--- committed (`ids`: newline-separated, as an Id has no control
--- characters): what forgetting by age reads. An index of `seen` by time
--- did the same at the cost of a second B-tree write per event, a sixth of
--- the spool's time.
-CREATE TABLE IF NOT EXISTS seen_batches (
-    n INTEGER PRIMARY KEY,
-    accepted_at INTEGER NOT NULL,
-    ids TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL,
-    handler TEXT NOT NULL,
-    event BLOB NOT NULL,
-    error TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    first_attempt INTEGER NOT NULL,
-    last_attempt INTEGER NOT NULL,
-    -- 0, 1 once asked to be replayed, 2 while its replay runs.
-    replay INTEGER NOT NULL DEFAULT 0
-);
--- Looked for every second: without it, every dead letter is read each time.
-CREATE INDEX IF NOT EXISTS dead_letters_to_replay ON dead_letters (id) WHERE replay = 1;
--- Where each event source ([sources.NAME]) stands: written in the commit that
--- stores the events it brought.
-CREATE TABLE IF NOT EXISTS source_cursors (
-    source TEXT PRIMARY KEY,
-    cursor TEXT NOT NULL
-) WITHOUT ROWID;
--- The daemon's current or last run (`spool/run_marker.rs`).
-CREATE TABLE IF NOT EXISTS run (
-    only INTEGER PRIMARY KEY CHECK (only = 1),
-    started_at INTEGER NOT NULL,
-    -- NULL while it runs, and after a run that did not stop cleanly.
-    stopped_at INTEGER
-);
-";
-
 /// Stores an event: its id, body, the only handler it runs (a replay's) and
 /// the dead letter it replays, and when it was accepted.
 const INSERT_EVENT: &str = "INSERT INTO events (id, body, only_stage, replay_of, accepted_at) \
                             VALUES (?1, ?2, ?3, ?4, ?5)";
-
-/// For spools made before replays kept their dead letter: the column, and
-/// each replay then under way (its dead letter already deleted) made a dead
-/// letter again, marked for replay.
-const ADD_REPLAY_OF: &str = "
-BEGIN;
-ALTER TABLE events ADD COLUMN replay_of INTEGER;
-INSERT INTO dead_letters
-    (event_id, handler, event, error, attempts, first_attempt, last_attempt, replay)
-    SELECT id, only_stage, body, 'replay interrupted by an upgrade of jobhook', 0,
-        accepted_at, accepted_at, 1
-    FROM events WHERE only_stage IS NOT NULL;
-DELETE FROM progress WHERE seq IN (SELECT seq FROM events WHERE only_stage IS NOT NULL);
-DELETE FROM events WHERE only_stage IS NOT NULL;
-COMMIT;
-";
-
-/// For spools made when `seen` had an index by time: the ids listed by the
-/// time they were accepted, then the index dropped. Whatever the table
-/// held is listed anew (a spool opened by an older jobhook in between has
-/// `seen` rows the table does not list).
-const LIST_SEEN_IN_BATCHES: &str = "
-BEGIN;
-DELETE FROM seen_batches;
-INSERT INTO seen_batches (accepted_at, ids)
-    SELECT accepted_at, group_concat(id, char(10)) FROM seen
-    GROUP BY accepted_at ORDER BY accepted_at;
-DROP INDEX seen_by_time;
-COMMIT;
-";
 
 /// An event that was accepted and not finished, as the spool holds it.
 #[derive(Debug)]
@@ -221,7 +127,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(5))
             .map_err(sqlite)?;
         // rusqlite keeps 16 prepared statements by default; the spool uses
-        // about 18, and the housekeeping's would push the hot ones out.
+        // about 22, and the housekeeping's would push the hot ones out.
         connection.set_prepared_statement_cache_capacity(32);
         let synchronous = match fsync {
             Fsync::Always | Fsync::Batch => "FULL",
@@ -242,29 +148,10 @@ impl Store {
                 reason: format!("quick_check: {check}"),
             });
         }
-        connection.execute_batch(SCHEMA).map_err(sqlite)?;
-        if connection
-            .prepare("SELECT replay_of FROM events LIMIT 0")
-            .is_err()
-        {
-            connection.execute_batch(ADD_REPLAY_OF).map_err(sqlite)?;
-        }
-        let seen_by_time: bool = connection
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'seen_by_time'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .map_err(sqlite)?
-            > 0;
-        // Only the daemon converts (it holds the lock): `jobhook deadletter`
-        // may open the spool of an older daemon still running, which would
-        // go on remembering ids the list does not hold.
-        if seen_by_time && lock.is_some() {
-            connection
-                .execute_batch(LIST_SEEN_IN_BATCHES)
-                .map_err(sqlite)?;
-        }
+        // Only the daemon converts the dedupe ids (it holds the lock):
+        // `jobhook deadletter` may open the spool of an older daemon still
+        // running, which would go on remembering ids the list does not hold.
+        schema::create_or_upgrade(&connection, lock.is_some()).map_err(sqlite)?;
         // Closing the spool must not delete its log (see `run_marker`)
         // unless the run ended cleanly: a `deadletter` command, or a daemon
         // that stopped part-way through its start (a socket it could not
