@@ -324,3 +324,31 @@ fn https_serves_the_configured_certificate() {
     let _ = plain.read_to_end(&mut raw);
     assert!(!String::from_utf8_lossy(&raw).contains("HTTP/1.1 200"));
 }
+
+#[test]
+fn one_address_cannot_hold_every_connection() {
+    let (_daemon, api) = daemon_with_ingest("max_connections_per_address = 2");
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(api.address).unwrap())
+        .collect();
+    // The daemon counts a connection once it has accepted it; until both
+    // held ones are, a third may still be served.
+    eventually("the third connection refused", || {
+        post(&api, &event("x")).status == 429
+    });
+    let refused = post(&api, &event("x"));
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("max_connections_per_address")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.headers.to_ascii_lowercase().contains("connection: close"),
+        "{refused:?}"
+    );
+    drop(held);
+    eventually("a place freed by a closed connection", || {
+        post(&api, &event("a")).status == 200
+    });
+}

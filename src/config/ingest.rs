@@ -56,6 +56,14 @@ pub struct HttpIngestSettings {
         deserialize_with = "count_between::<_, 1, 65536>"
     )]
     pub max_connections: usize,
+    /// Connections one client address may hold open at once; its next one
+    /// is answered 429 and closed, so that one host cannot take every
+    /// connection. Local clients all share the loopback address. Default 32.
+    #[serde(
+        default = "default_max_connections_per_address",
+        deserialize_with = "count_between::<_, 1, 65536>"
+    )]
+    pub max_connections_per_address: usize,
     /// Requests whose body is read and whose events are answered at once
     /// (after their token is checked); more wait their turn. Bounds memory
     /// at about `max_requests` × (2 × `max_body_bytes` + 4 MiB). Default 16.
@@ -86,6 +94,10 @@ fn default_max_body() -> Bytes {
 
 fn default_max_connections() -> usize {
     64
+}
+
+fn default_max_connections_per_address() -> usize {
+    32
 }
 
 fn default_max_requests() -> usize {

@@ -32,6 +32,9 @@ pub enum BodyError {
 /// that arrived.
 pub fn events(body: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, BodyError> {
     let body = body.trim_ascii();
+    if body.is_empty() {
+        return Err(BodyError::Empty);
+    }
     let events: Vec<Cow<'_, [u8]>> = if body.first() == Some(&b'[') {
         serde_json::from_slice::<Vec<&RawValue>>(body)
             .map_err(BodyError::Array)?
@@ -39,22 +42,19 @@ pub fn events(body: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, BodyError> {
             .map(|event| on_one_line(event.get().as_bytes()))
             .collect()
     } else {
-        match serde_json::from_slice::<&RawValue>(body) {
-            Ok(_) => vec![on_one_line(body)],
-            Err(whole) => {
-                let mut lines = body
-                    .split(|byte| *byte == b'\n')
-                    .map(<[u8]>::trim_ascii)
-                    .filter(|line| !line.is_empty())
-                    .peekable();
-                let Some(first) = lines.peek() else {
-                    return Err(BodyError::Empty);
-                };
-                if serde_json::from_slice::<&RawValue>(first).is_err() {
-                    return Err(BodyError::Json(whole));
-                }
-                lines.map(Cow::Borrowed).collect()
-            }
+        let first_end = first_value_end(body).map_err(BodyError::Json)?;
+        if body[first_end..].trim_ascii().is_empty() {
+            vec![on_one_line(body)]
+        } else if first_line_ends_with_it(body, first_end) {
+            body.split(|byte| *byte == b'\n')
+                .map(<[u8]>::trim_ascii)
+                .filter(|line| !line.is_empty())
+                .map(Cow::Borrowed)
+                .collect()
+        } else {
+            // The error of the body as one value says where it went wrong.
+            let whole = serde_json::from_slice::<&RawValue>(body).expect_err("more than one value");
+            return Err(BodyError::Json(whole));
         }
     };
     match events.len() {
@@ -62,6 +62,27 @@ pub fn events(body: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, BodyError> {
         count if count > MAX_EVENTS => Err(BodyError::TooMany),
         _ => Ok(events),
     }
+}
+
+/// Where the body's first JSON value ends, read once whether the body
+/// turns out to be that value alone or NDJSON.
+fn first_value_end(body: &[u8]) -> Result<usize, serde_json::Error> {
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>();
+    match values.next() {
+        Some(Err(err)) => Err(err),
+        _ => Ok(values.byte_offset()),
+    }
+}
+
+/// Whether the first value (ending at `end`) is the whole first line: no
+/// line break inside it, and only blanks after it up to the next one.
+fn first_line_ends_with_it(body: &[u8], end: usize) -> bool {
+    if memchr::memchr(b'\n', &body[..end]).is_some() {
+        return false;
+    }
+    let rest = &body[end..];
+    let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+    rest[..line_end].trim_ascii().is_empty()
 }
 
 /// Valid JSON with its line breaks made spaces: outside strings they are
@@ -113,6 +134,17 @@ mod tests {
         let broken = "{\n \"JobId\": \"x\",\n \"Items\": [\n {\"a\": 1}\n ]\n \"Bad\":\n}";
         let err = events(broken.as_bytes()).unwrap_err();
         assert!(matches!(err, BodyError::Json(_)), "{err:?}");
+        for two_on_a_line in [
+            "{\"a\":1} {\"b\":2}\n{}",
+            "{\n\"a\":1}\n{\"b\":2}",
+            "{} x\n{}",
+        ] {
+            let err = events(two_on_a_line.as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, BodyError::Json(_)),
+                "{two_on_a_line}: {err:?}"
+            );
+        }
         let many = "{}\n".repeat(MAX_EVENTS + 1);
         assert!(matches!(events(many.as_bytes()), Err(BodyError::TooMany)));
         assert_eq!(

@@ -2,7 +2,8 @@
 //! the same spool as the socket, answered with the socket's replies.
 //!
 //! Bounded like the socket: at most `max_connections` connections are
-//! open (more wait in the backlog) and `max_requests` requests are read and
+//! open (more wait in the backlog), at most `max_connections_per_address`
+//! of them from one client address (more are answered 429), and `max_requests` requests are read and
 //! answered at once, each after its token is checked; the TLS handshake, a
 //! request's headers (an idle kept-alive connection too), its body and the
 //! client's taking of the answer must each make progress within
@@ -12,17 +13,18 @@
 //! spool get `shutting_down`), and then the connections close.
 
 mod body;
+mod per_address;
 mod post;
 mod stalled;
 mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::post;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use per_address::PerAddress;
 pub use post::{Access, Shared};
 use stalled::StalledWrites;
 pub use tls::server_config;
@@ -84,6 +87,7 @@ impl Listener {
         let shutdown = shared.shutdown.clone();
         let timeout = shared.request_timeout;
         let router = router(Arc::new(shared), settings);
+        let per_address = PerAddress::new(settings.max_connections_per_address);
         let slots = Arc::new(Semaphore::new(settings.max_connections));
         let connections = TaskTracker::new();
         let scheme = if self.tls.is_some() { "https" } else { "http" };
@@ -93,10 +97,10 @@ impl Listener {
                 () = shutdown.cancelled() => break,
                 slot = slots.clone().acquire_owned() => slot.expect("the slots are never closed"),
             };
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(err) => {
                         warn!(error = %err, "[ingest.http] accept failed");
                         tokio::time::sleep(super::ACCEPT_PAUSE).await;
@@ -104,10 +108,17 @@ impl Listener {
                     }
                 },
             };
-            let (tls, router, shutdown) = (self.tls.clone(), router.clone(), shutdown.clone());
+            // A connection past its address's bound still takes its slot
+            // while it is answered, so that refusing stays bounded too.
+            let hold = per_address.hold(peer.ip());
+            let router = match hold {
+                Some(_) => router.clone(),
+                None => too_many_from(peer.ip(), per_address.limit()),
+            };
+            let (tls, shutdown) = (self.tls.clone(), shutdown.clone());
             connections.spawn(async move {
                 connection(stream, tls, router, timeout, shutdown).await;
-                drop(slot);
+                drop((hold, slot));
             });
         }
         connections.close();
@@ -122,6 +133,20 @@ fn router(shared: Arc<Shared>, settings: &HttpIngestSettings) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; POST /events") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(shared)
+}
+
+/// What a connection past `max_connections_per_address` is answered: 429
+/// to any request, and the connection closed.
+fn too_many_from(address: IpAddr, limit: usize) -> Router {
+    debug!(%address, limit, "[ingest.http] refusing a connection past max_connections_per_address");
+    let message = format!(
+        "{address} already has {limit} connections open (max_connections_per_address); \
+         send on those or close some"
+    );
+    Router::new().fallback(move || {
+        let refusal = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message.clone());
+        async move { ([(header::CONNECTION, "close")], refusal) }
+    })
 }
 
 /// One connection: the TLS handshake, if any, within `timeout`, then

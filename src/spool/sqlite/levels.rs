@@ -22,7 +22,6 @@ impl SpoolThread {
     pub(super) fn watch_level(&mut self) {
         let max = self.limits.max_bytes.max(1);
         let fraction = self.pending_bytes as f64 / max as f64;
-        let pending = || self.store.pending().unwrap_or(u64::MAX);
         let next = match self.level {
             level if self.pending_bytes >= max && level != Level::Full => {
                 Some((Level::Full, "QueueFull"))
@@ -33,14 +32,19 @@ impl SpoolThread {
             Level::Filling | Level::Full if fraction < self.limits.emptying => {
                 Some((Level::Emptying, "QueueEmptying"))
             }
-            Level::Emptying if pending() == 0 => Some((Level::Normal, "QueueEmpty")),
+            // The counter decides while events remain (this runs after every
+            // commit); one count confirms it when it says the spool is empty,
+            // which costs nothing on an empty table.
+            Level::Emptying if self.pending_events == 0 && self.store.pending() == Ok(0) => {
+                Some((Level::Normal, "QueueEmpty"))
+            }
             _ => None,
         };
         let Some((level, state)) = next else {
             return;
         };
         self.level = level;
-        let pending = pending();
+        let pending = self.pending_events;
         let percent = fraction * 100.0;
         match level {
             Level::Filling | Level::Full => {
