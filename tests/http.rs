@@ -167,9 +167,46 @@ fn a_hanging_server_times_out_and_is_retried() {
     let requests = server.wait_for(2);
     assert!(requests[1].at - requests[0].at >= Duration::from_millis(300));
     assert!(
-        daemon.log().contains("timed out after 300ms"),
+        daemon
+            .log()
+            .contains("timed out after 300ms waiting for the server's answer"),
         "{}",
         daemon.log()
+    );
+}
+
+/// A listener whose accept queue is full: the kernel drops further SYNs,
+/// so a connection to it is never set up. Returns it with the connections
+/// that fill it.
+fn never_connects() -> (std::net::TcpListener, Vec<std::net::TcpStream>) {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen(2) on a socket this function owns.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let address = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(stream) =
+        std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200))
+    {
+        queued.push(stream);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    (listener, queued)
+}
+
+#[test]
+fn a_connection_never_set_up_times_out_as_connecting_not_as_waiting_for_an_answer() {
+    let (listener, _queued) = never_connects();
+    let address = listener.local_addr().unwrap();
+    let daemon = Daemon::start(&http_config(
+        &format!("http://{address}/hook"),
+        "timeout = \"300ms\"\nretries = 0",
+    ));
+    daemon.send(&[r#"{"Id":"syn-dropped"}"#]);
+    let line = daemon.log_line("no retries left");
+    assert!(
+        line.contains("timed out after 300ms connecting to the server"),
+        "{line}"
     );
 }
 

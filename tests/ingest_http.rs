@@ -344,7 +344,10 @@ fn one_address_cannot_hold_every_connection() {
         "{refused:?}"
     );
     assert!(
-        refused.headers.to_ascii_lowercase().contains("connection: close"),
+        refused
+            .headers
+            .to_ascii_lowercase()
+            .contains("connection: close"),
         "{refused:?}"
     );
     drop(held);

@@ -8,7 +8,11 @@ use std::time::Duration;
 use reqwest::{Client, RequestBuilder};
 use secrecy::SecretString;
 
-use super::error::{SendError, Waiting, within};
+use hyper::Uri;
+use hyper_util::client::proxy::matcher::Matcher;
+
+use super::connect_deadline;
+use super::error::{Deadline, SendError, Waiting};
 use super::ntlm::NtlmCredentials;
 use super::ntlm_session::{Answer, NtlmSession};
 use super::own_connection::Dialer;
@@ -23,6 +27,9 @@ pub struct Endpoint {
     client: Client,
     auth: Auth,
     ntlm: Option<NtlmSession>,
+    /// Which destinations go through the proxy, named when connecting to
+    /// one times out.
+    proxy: Option<Matcher>,
     /// The `[ssl.NAME]` section in use, named in connection errors.
     ssl_name: Option<String>,
 }
@@ -62,6 +69,7 @@ impl Endpoint {
             }
             None => None,
         };
+        let matcher = proxy.as_ref().map(ProxySpec::matcher).transpose()?;
         let spec = ClientSpec {
             tls: Some(tls),
             proxy,
@@ -70,6 +78,7 @@ impl Endpoint {
             client: build_client(spec)?,
             auth: auth(settings, &secret)?,
             ntlm,
+            proxy: matcher,
             ssl_name: settings
                 .ssl_config
                 .as_ref()
@@ -95,13 +104,33 @@ impl Endpoint {
     ) -> Result<Answer<'_>, SendError> {
         let request = |authorization: Option<String>| self.auth.apply(build(authorization));
         match &self.ntlm {
-            None => within(timeout, Waiting::Answer, async {
-                request(None).send().await.map_err(SendError::Http)
-            })
-            .await
-            .map(Answer::alone),
+            None => {
+                let (client, request) = request(None).build_split();
+                let request = request.map_err(SendError::Http)?;
+                let proxy = self.proxy_of(request.url());
+                let deadline = Deadline::after(timeout);
+                let sent = deadline.within(Waiting::Answer, async {
+                    client.execute(request).await.map_err(SendError::Http)
+                });
+                match connect_deadline::scoped(deadline, sent).await {
+                    Err(SendError::Http(err)) if connect_deadline::ran_out(&err) => {
+                        Err(SendError::TimedOut {
+                            waiting: Waiting::Connection { proxy },
+                            after: timeout,
+                        })
+                    }
+                    sent => sent.map(Answer::alone),
+                }
+            }
             Some(session) => session.send(request, timeout).await,
         }
+    }
+
+    /// The proxy a request to `url` goes through, if any.
+    fn proxy_of(&self, url: &reqwest::Url) -> Option<String> {
+        let matcher = self.proxy.as_ref()?;
+        let destination: Uri = url.as_str().parse().ok()?;
+        Some(matcher.intercept(&destination)?.uri().to_string())
     }
 
     /// Allows NTLM one more logon after the server refused the credentials:

@@ -123,6 +123,11 @@ impl Deadline {
         }
     }
 
+    /// When time is up; `None` when never.
+    pub fn at(&self) -> Option<Instant> {
+        self.at
+    }
+
     /// Runs `step` until the deadline; running out is a
     /// [`SendError::TimedOut`] waiting for `waiting`. A step inside another
     /// with the same deadline is polled first, and so is the one named.

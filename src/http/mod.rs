@@ -6,6 +6,7 @@
 pub mod body;
 mod certificate_problem;
 mod client_error;
+mod connect_deadline;
 pub mod endpoint;
 pub mod error;
 pub mod ntlm;
@@ -120,7 +121,8 @@ pub fn build_client(spec: ClientSpec) -> Result<Client, ClientError> {
         .user_agent(USER_AGENT)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .retry(reqwest::retry::never().max_retries_per_request(0));
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        .connector_layer(connect_deadline::ConnectWithin);
     if let Some(config) = spec.tls {
         builder = builder.tls_backend_preconfigured(config);
     }

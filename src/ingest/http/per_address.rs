@@ -81,6 +81,10 @@ mod tests {
         assert!(per_address.hold(one).is_some());
         drop(other);
         let open = per_address.open.lock().unwrap();
-        assert_eq!(open.get(&two), None, "a host with nothing open is forgotten");
+        assert_eq!(
+            open.get(&two),
+            None,
+            "a host with nothing open is forgotten"
+        );
     }
 }
