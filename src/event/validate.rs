@@ -170,12 +170,125 @@ fn normalise_request_timestamp(fields: &mut Map<String, Value>) -> Result<(), Ev
 
 /// Reads RFC 3339, or the .NET `M/d/yyyy h:mm:ss tt` form as UTC.
 pub(super) fn parse_timestamp(text: &str) -> Option<Timestamp> {
-    if let Ok(timestamp) = text.parse::<Timestamp>() {
-        return Some(timestamp);
+    // RFC 3339 has no '/': the .NET form, which Keyfactor sends, is not
+    // first tried as RFC 3339 (a failed parse builds an error).
+    if !text.contains('/') {
+        return text.parse::<Timestamp>().ok();
     }
-    let civil = jiff::civil::DateTime::strptime(DOTNET_TIMESTAMP, text).ok()?;
-    civil
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .ok()
-        .map(|z| z.timestamp())
+    let civil = match dotnet_fields(text) {
+        Some(civil) => civil,
+        None => jiff::civil::DateTime::strptime(DOTNET_TIMESTAMP, text).ok()?,
+    };
+    jiff::tz::Offset::UTC.to_timestamp(civil).ok()
+}
+
+/// The .NET form as it is usually written (`5/3/2023 11:18:48 PM`), read
+/// without interpreting a format; anything else is left to `strptime`.
+fn dotnet_fields(text: &str) -> Option<jiff::civil::DateTime> {
+    let (date, rest) = text.split_once(' ')?;
+    let (time, half) = rest.split_once(' ')?;
+    let mut date = date.split('/');
+    let (month, day, year) = (date.next()?, date.next()?, date.next()?);
+    let mut time = time.split(':');
+    let (hour, minute, second) = (time.next()?, time.next()?, time.next()?);
+    if date.next().is_some() || time.next().is_some() {
+        return None;
+    }
+    let number = |digits: &str, widths: std::ops::RangeInclusive<usize>| {
+        (widths.contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<i16>().ok())
+            .flatten()
+    };
+    let hour = number(hour, 1..=2).filter(|hour| (1..=12).contains(hour))? % 12;
+    let hour = match half {
+        "AM" => hour,
+        "PM" => hour + 12,
+        _ => return None,
+    };
+    jiff::civil::DateTime::new(
+        number(year, 4..=4)?,
+        i8::try_from(number(month, 1..=2)?).ok()?,
+        i8::try_from(number(day, 1..=2)?).ok()?,
+        i8::try_from(hour).ok()?,
+        i8::try_from(number(minute, 2..=2)?).ok()?,
+        i8::try_from(number(second, 2..=2)?).ok()?,
+        0,
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the format interpreter reads, the way it was read before.
+    fn by_strptime(text: &str) -> Option<Timestamp> {
+        let civil = jiff::civil::DateTime::strptime(DOTNET_TIMESTAMP, text).ok()?;
+        civil
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
+    #[test]
+    fn the_dotnet_form_reads_as_strptime_reads_it() {
+        let mut read = 0;
+        for (month, day, year) in [
+            ("5", "3", "2023"),
+            ("12", "31", "1999"),
+            ("02", "29", "2024"),
+            ("2", "29", "2023"),
+            ("13", "1", "2023"),
+            ("0", "1", "2023"),
+            ("1", "1", "23"),
+        ] {
+            for (hour, half) in [
+                ("12", "AM"),
+                ("12", "PM"),
+                ("1", "AM"),
+                ("11", "PM"),
+                ("07", "PM"),
+                ("0", "AM"),
+                ("13", "PM"),
+                ("11", "pm"),
+                ("11", "XM"),
+            ] {
+                for (minute, second) in [
+                    ("18", "48"),
+                    ("00", "00"),
+                    ("59", "59"),
+                    ("60", "00"),
+                    ("5", "00"),
+                ] {
+                    let text = format!("{month}/{day}/{year} {hour}:{minute}:{second} {half}");
+                    assert_eq!(parse_timestamp(&text), by_strptime(&text), "{text}");
+                    read += usize::from(dotnet_fields(&text).is_some());
+                }
+            }
+        }
+        assert_eq!(
+            read, 45,
+            "the valid ones of the usual form are read without strptime"
+        );
+        assert_eq!(
+            parse_timestamp("5/3/2023 11:18:48 PM").unwrap().to_string(),
+            "2023-05-03T23:18:48Z"
+        );
+        assert_eq!(
+            parse_timestamp("2023-05-03T23:18:48+02:00")
+                .unwrap()
+                .to_string(),
+            "2023-05-03T21:18:48Z"
+        );
+        for odd in [
+            "5/3/2023  11:18:48 PM",
+            "5/3/2023 11:18:48 PM x",
+            "5/3/2023/1 11:18:48 PM",
+            "",
+            "/",
+        ] {
+            assert_eq!(dotnet_fields(odd), None, "{odd}");
+            assert_eq!(parse_timestamp(odd), by_strptime(odd), "{odd}");
+        }
+    }
 }
