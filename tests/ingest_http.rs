@@ -350,6 +350,14 @@ fn one_address_cannot_hold_every_connection() {
             .contains("connection: close"),
         "{refused:?}"
     );
+    // Answered at once, without waiting for a request, and closed.
+    let mut silent = TcpStream::connect(api.address).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    silent.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     drop(held);
     eventually("a place freed by a closed connection", || {
         post(&api, &event("a")).status == 200

@@ -57,8 +57,9 @@ pub struct HttpIngestSettings {
     )]
     pub max_connections: usize,
     /// Connections one client address may hold open at once; its next one
-    /// is answered 429 and closed, so that one host cannot take every
-    /// connection. Local clients all share the loopback address. Default 32.
+    /// is answered 429 at once and closed, taking no connection slot, so
+    /// that one host cannot take every connection. Local clients all share
+    /// the loopback address. Default 32.
     #[serde(
         default = "default_max_connections_per_address",
         deserialize_with = "count_between::<_, 1, 65536>"

@@ -170,14 +170,16 @@ fn normalise_request_timestamp(fields: &mut Map<String, Value>) -> Result<(), Ev
 
 /// Reads RFC 3339, or the .NET `M/d/yyyy h:mm:ss tt` form as UTC.
 pub(super) fn parse_timestamp(text: &str) -> Option<Timestamp> {
-    // RFC 3339 has no '/': the .NET form, which Keyfactor sends, is not
-    // first tried as RFC 3339 (a failed parse builds an error).
-    if !text.contains('/') {
-        return text.parse::<Timestamp>().ok();
-    }
+    // The .NET form, which Keyfactor sends, is read first: a failed RFC
+    // 3339 parse builds an error, and strptime interprets its format.
     let civil = match dotnet_fields(text) {
         Some(civil) => civil,
-        None => jiff::civil::DateTime::strptime(DOTNET_TIMESTAMP, text).ok()?,
+        None => {
+            if let Ok(timestamp) = text.parse::<Timestamp>() {
+                return Some(timestamp);
+            }
+            jiff::civil::DateTime::strptime(DOTNET_TIMESTAMP, text).ok()?
+        }
     };
     jiff::tz::Offset::UTC.to_timestamp(civil).ok()
 }
@@ -279,6 +281,13 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "2023-05-03T21:18:48Z"
+        );
+        // RFC 9557's zone annotation has a '/' and is RFC 3339 still.
+        assert_eq!(
+            parse_timestamp("2024-06-19T15:22:45-04[America/New_York]")
+                .unwrap()
+                .to_string(),
+            "2024-06-19T19:22:45Z"
         );
         for odd in [
             "5/3/2023  11:18:48 PM",

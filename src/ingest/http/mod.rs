@@ -3,7 +3,7 @@
 //!
 //! Bounded like the socket: at most `max_connections` connections are
 //! open (more wait in the backlog), at most `max_connections_per_address`
-//! of them from one client address (more are answered 429), and `max_requests` requests are read and
+//! of them from one client address (more are answered 429 at once), and `max_requests` requests are read and
 //! answered at once, each after its token is checked; the TLS handshake, a
 //! request's headers (an idle kept-alive connection too), its body and the
 //! client's taking of the answer must each make progress within
@@ -18,13 +18,13 @@ mod post;
 mod stalled;
 mod tls;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::post;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -108,14 +108,15 @@ impl Listener {
                     }
                 },
             };
-            // A connection past its address's bound still takes its slot
-            // while it is answered, so that refusing stays bounded too.
-            let hold = per_address.hold(peer.ip());
-            let router = match hold {
-                Some(_) => router.clone(),
-                None => too_many_from(peer.ip(), per_address.limit()),
+            let address = peer.ip().to_canonical();
+            let Some(hold) = per_address.hold(address) else {
+                // Refused at once, without a slot: one host's connections
+                // past its bound never keep other hosts' out.
+                drop(slot);
+                per_address.refuse(stream, address, self.tls.clone(), &connections);
+                continue;
             };
-            let (tls, shutdown) = (self.tls.clone(), shutdown.clone());
+            let (tls, router, shutdown) = (self.tls.clone(), router.clone(), shutdown.clone());
             connections.spawn(async move {
                 connection(stream, tls, router, timeout, shutdown).await;
                 drop((hold, slot));
@@ -133,20 +134,6 @@ fn router(shared: Arc<Shared>, settings: &HttpIngestSettings) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; POST /events") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(shared)
-}
-
-/// What a connection past `max_connections_per_address` is answered: 429
-/// to any request, and the connection closed.
-fn too_many_from(address: IpAddr, limit: usize) -> Router {
-    debug!(%address, limit, "[ingest.http] refusing a connection past max_connections_per_address");
-    let message = format!(
-        "{address} already has {limit} connections open (max_connections_per_address); \
-         send on those or close some"
-    );
-    Router::new().fallback(move || {
-        let refusal = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message.clone());
-        async move { ([(header::CONNECTION, "close")], refusal) }
-    })
 }
 
 /// One connection: the TLS handshake, if any, within `timeout`, then

@@ -32,9 +32,9 @@ impl SpoolThread {
             Level::Filling | Level::Full if fraction < self.limits.emptying => {
                 Some((Level::Emptying, "QueueEmptying"))
             }
-            // The counter decides while events remain (this runs after every
-            // commit); one count confirms it when it says the spool is empty,
-            // which costs nothing on an empty table.
+            // The counter decides while events remain (this runs every
+            // second); one count confirms it when it says the spool is
+            // empty, which costs nothing on an empty table.
             Level::Emptying if self.pending_events == 0 && self.store.pending() == Ok(0) => {
                 Some((Level::Normal, "QueueEmpty"))
             }
