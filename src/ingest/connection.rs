@@ -82,27 +82,35 @@ async fn read_lines<R: AsyncRead + Unpin>(
         activity.receiving(),
     );
     loop {
-        // A line begun must end within the stall timeout; between lines,
-        // with nothing owed, the client may stay silent for the idle one.
-        let (deadline, why) = match lines.line_started() {
-            Some(started) => (started + limits.stall_timeout, "stalled mid-line"),
-            None => (activity.idle_deadline(limits.idle_timeout), "idle"),
-        };
-        let now = Instant::now();
-        if deadline <= now {
-            debug!("closing a connection: client {why}");
-            return;
-        }
-        // A line that begins while waiting has until its start plus the
-        // stall timeout: wake by then to look again.
-        let look_again = deadline.min(now + limits.stall_timeout);
-        let frame = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            () = activity.closed() => break,
-            () = tokio::time::sleep_until(look_again) => continue,
-            frame = lines.next() => frame,
-        };
+        // A line already whole in the buffer is taken at once: no deadline
+        // to watch, no timer to set (most lines of a busy client).
+        let frame =
+            if lines.has_line_buffered() && !shutdown.is_cancelled() && !activity.is_closed() {
+                lines.next().await
+            } else {
+                // A line begun must end within the stall timeout; between
+                // lines, with nothing owed, the client may stay silent for the
+                // idle one.
+                let (deadline, why) = match lines.line_started() {
+                    Some(started) => (started + limits.stall_timeout, "stalled mid-line"),
+                    None => (activity.idle_deadline(limits.idle_timeout), "idle"),
+                };
+                let now = Instant::now();
+                if deadline <= now {
+                    debug!("closing a connection: client {why}");
+                    return;
+                }
+                // A line that begins while waiting has until its start plus the
+                // stall timeout: wake by then to look again.
+                let look_again = deadline.min(now + limits.stall_timeout);
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    () = activity.closed() => break,
+                    () = tokio::time::sleep_until(look_again) => continue,
+                    frame = lines.next() => frame,
+                }
+            };
         let pending = match frame {
             Ok(Some(frame)) => answer(frame, queue, limits.max_event_bytes, shutdown).await,
             Ok(None) => return,

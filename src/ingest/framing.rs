@@ -47,7 +47,8 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         }
     }
 
-    /// When the line now being received began arriving, if one has.
+    /// When the line now being received began arriving, if one has and it
+    /// had to wait for more input.
     pub fn line_started(&self) -> Option<Instant> {
         self.started
     }
@@ -75,7 +76,8 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 None => (available, None),
             };
             let consumed = complete.unwrap_or(available.len());
-            if !chunk.is_empty() && self.started.is_none() {
+            // Only a line that must wait for more input has a start time.
+            if complete.is_none() && self.started.is_none() {
                 self.started = Some(Instant::now());
                 self.receiving.store(true, Ordering::Relaxed);
             }
@@ -122,6 +124,25 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
+impl<R: tokio::io::AsyncRead + Unpin> LineReader<tokio::io::BufReader<R>> {
+    /// Whether [`LineReader::next`] has a frame without waiting for input:
+    /// the buffer holds the end of the next line, and that line is not
+    /// blank (blank lines are skipped, and the line after them may have to
+    /// be waited for).
+    pub fn has_line_buffered(&self) -> bool {
+        let buffer = self.reader.buffer();
+        let Some(end) = memchr::memchr(b'\n', buffer) else {
+            return false;
+        };
+        let begun: &[u8] = if self.returned { &[] } else { &self.line };
+        self.skipping
+            || !buffer[..end]
+                .iter()
+                .chain(begun)
+                .all(u8::is_ascii_whitespace)
+    }
+}
+
 /// How a line ended.
 enum Ended {
     Line,
@@ -160,6 +181,36 @@ mod tests {
         let frame = lines.next().await.unwrap().unwrap();
         assert_eq!(frame, Frame::Line(b"{\"a\":1}"));
         assert!(lines.line_started().is_none() && !receiving.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_line_said_to_be_buffered_comes_without_waiting_and_others_are_waited_for() {
+        use std::time::Duration;
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(256);
+        let mut lines = LineReader::new(tokio::io::BufReader::new(server), 10, Arc::default());
+        // Left open: a call that waits for input would wait for good.
+        client
+            .write_all(b"a\nb\n0123456789abc\n\n \r\nc")
+            .await
+            .unwrap();
+        let mut got = vec![lines.next().await.unwrap().unwrap() == Frame::Line(b"a")];
+        while lines.has_line_buffered() {
+            let frame = tokio::time::timeout(Duration::ZERO, lines.next()).await;
+            got.push(
+                match frame.expect("a buffered line waited").unwrap().unwrap() {
+                    Frame::Line(line) => line == b"b",
+                    Frame::TooLarge => true,
+                },
+            );
+        }
+        assert_eq!(got, [true, true, true], "a, b, and the long line");
+        // Blank lines (taken conservatively: only the first is looked at)
+        // and a partial one are not a line to take at once.
+        let waited = tokio::time::timeout(Duration::from_millis(20), lines.next()).await;
+        assert!(waited.is_err());
+        client.write_all(b"d\n").await.unwrap();
+        assert_eq!(lines.next().await.unwrap().unwrap(), Frame::Line(b"cd"));
     }
 
     #[tokio::test]
