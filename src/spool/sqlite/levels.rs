@@ -18,7 +18,9 @@ pub(super) enum Level {
 }
 
 impl SpoolThread {
-    /// Raises a queue event when the spool crosses a threshold.
+    /// Raises a queue event when the spool crosses a threshold: after every
+    /// commit, so that a spool full for less than a second (events refused
+    /// `overloaded`) is still heard of.
     pub(super) fn watch_level(&mut self) {
         let max = self.limits.max_bytes.max(1);
         let fraction = self.pending_bytes as f64 / max as f64;
@@ -32,9 +34,9 @@ impl SpoolThread {
             Level::Filling | Level::Full if fraction < self.limits.emptying => {
                 Some((Level::Emptying, "QueueEmptying"))
             }
-            // The counter decides while events remain (this runs every
-            // second); one count confirms it when it says the spool is
-            // empty, which costs nothing on an empty table.
+            // The counter decides while events remain (this runs after
+            // every commit); one count confirms it when it says the spool
+            // is empty, which costs nothing on an empty table.
             Level::Emptying if self.pending_events == 0 && self.store.pending() == Ok(0) => {
                 Some((Level::Normal, "QueueEmpty"))
             }

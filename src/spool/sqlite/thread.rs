@@ -145,6 +145,7 @@ impl SpoolThread {
                 batch.push(message);
             }
             let stop = self.commit(&mut batch);
+            self.watch_level();
             self.load_backlog();
             self.fire_due_retries();
             if housekeeping.elapsed() >= HOUSEKEEPING {
