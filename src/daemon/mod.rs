@@ -57,6 +57,7 @@ pub fn main(
 ) -> ExitCode {
     memory::keep_freed_c_memory();
     memory::no_huge_pages();
+    memory::purge_sooner();
     let runtime = match start_runtime(&mut tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
         Err(code) => return code,
