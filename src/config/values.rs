@@ -183,13 +183,18 @@ impl<'de> Deserialize<'de> for FileMode {
 /// An error and each of its causes, `: `-separated.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
+    for cause in err.source().into_iter().flat_map(causes) {
         text.push_str(": ");
         text.push_str(&cause.to_string());
-        source = cause.source();
     }
     text
+}
+
+/// `err` itself, then each of its causes in turn.
+pub fn causes<'e>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |err| err.source())
 }
 
 /// A list written as a TOML array or as one comma-separated string

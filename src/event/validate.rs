@@ -196,10 +196,11 @@ fn dotnet_fields(text: &str) -> Option<jiff::civil::DateTime> {
     if date.next().is_some() || time.next().is_some() {
         return None;
     }
-    let number = |digits: &str, widths: std::ops::RangeInclusive<usize>| {
-        (widths.contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| digits.parse::<i16>().ok())
-            .flatten()
+    let number = |digits: &str, widths: std::ops::RangeInclusive<usize>| -> Option<i16> {
+        if !widths.contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
     };
     let hour = number(hour, 1..=2).filter(|hour| (1..=12).contains(hour))? % 12;
     let hour = match half {

@@ -4,6 +4,8 @@
 
 use std::error::Error;
 
+use crate::config::values::causes;
+
 /// A certificate problem with advice of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateProblem {
@@ -16,14 +18,7 @@ pub enum CertificateProblem {
 impl CertificateProblem {
     /// The problem among `err`'s causes, if it is one of these.
     pub fn of(err: &(dyn Error + 'static)) -> Option<CertificateProblem> {
-        let mut cause = Some(err);
-        while let Some(err) = cause {
-            if let Some(problem) = unwrapped(err).and_then(from_rustls) {
-                return Some(problem);
-            }
-            cause = err.source();
-        }
-        None
+        causes(err).find_map(|err| unwrapped(err).and_then(from_rustls))
     }
 }
 

@@ -10,6 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::error::Deadline;
+use crate::config::values::causes;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -25,14 +26,7 @@ pub async fn scoped<T>(deadline: Deadline, send: impl Future<Output = T>) -> T {
 
 /// Whether `err` is a connection that was not set up by its deadline.
 pub fn ran_out(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(err);
-    while let Some(err) = cause {
-        if err.is::<NotConnectedInTime>() {
-            return true;
-        }
-        cause = err.source();
-    }
-    false
+    causes(err).any(|cause| cause.is::<NotConnectedInTime>())
 }
 
 /// The connector's layer (`ClientBuilder::connector_layer`).

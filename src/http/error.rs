@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::config::values::causes;
+
 /// What a timed-out request was waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiting {
@@ -84,14 +86,9 @@ impl SendError {
 /// `TunnelError` is not exported, so its text is matched (`promises_http`
 /// checks it still is).
 fn proxy_refused(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = err.source();
-    while let Some(cause) = source {
-        if cause.to_string() == "tunnel error: proxy authorization required" {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
+    causes(err)
+        .skip(1)
+        .any(|cause| cause.to_string() == "tunnel error: proxy authorization required")
 }
 
 /// Runs `request` within `after`; running out is a [`SendError::TimedOut`]

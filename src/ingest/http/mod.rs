@@ -3,8 +3,9 @@
 //!
 //! Bounded like the socket: at most `max_connections` connections are
 //! open (more wait in the backlog), at most `max_connections_per_address`
-//! of them from one client address (more are answered 429 at once), and `max_requests` requests are read and
-//! answered at once, each after its token is checked; the TLS handshake, a
+//! of them from one client address (more are answered 429 at once), and
+//! `max_requests` requests are read and answered at once, each after its
+//! token is checked; the TLS handshake, a
 //! request's headers (an idle kept-alive connection too), its body and the
 //! client's taking of the answer must each make progress within
 //! `request_timeout`; a body may hold `max_body_bytes` and

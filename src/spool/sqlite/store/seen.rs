@@ -208,7 +208,7 @@ mod tests {
         };
         // `jobhook deadletter` (no lock) leaves it to the daemon.
         let beside = Store::open_existing(dir.path(), Fsync::Never).unwrap();
-        assert_eq!(indexed(&beside), 1, "converted without the lock");
+        assert_eq!(indexed(&beside), 1, "not converted without the lock");
         drop(beside);
         let mut store = Store::open(dir.path(), Fsync::Never).unwrap();
         assert_eq!(indexed(&store), 0, "the index is dropped");
