@@ -282,7 +282,7 @@ fn a_transform_before_a_file_handler_waiting_to_retry_is_not_run_again() {
 
 #[test]
 fn an_id_seen_before_is_acked_as_a_duplicate_and_not_handled_again() {
-    let daemon = Daemon::start(
+    let mut daemon = Daemon::start(
         "[hooks]\nOnFinish = [\"file\"]\n[handlers.file]\nlibrary = \"TextFileHandler\"\nfile_path = \"out/events.log\"\n",
     );
     let replies = daemon.send(&[r#"{"Id":"once"}"#, r#"{"Id":"once"}"#]);
@@ -292,8 +292,21 @@ fn an_id_seen_before_is_acked_as_a_duplicate_and_not_handled_again() {
     let again = daemon.send(&[r#"{"Id":"once"}"#]);
     assert_eq!(again[0]["duplicate"], true);
     wait_for_lines(&daemon.path("out/events.log"), 1);
+
+    // The ids are remembered with the events they came with: a crash
+    // forgets none of them.
+    let more = daemon.send(&[r#"{"Id":"twice"}"#]);
+    assert!(reply_ok(&more[0]) && more[0].get("duplicate").is_none());
+    wait_for_lines(&daemon.path("out/events.log"), 2);
+    daemon.kill();
+    daemon.restart();
+    let after = daemon.send(&[r#"{"Id":"once"}"#, r#"{"Id":"twice"}"#, r#"{"Id":"new"}"#]);
+    assert_eq!(after[0]["duplicate"], true, "{after:?}");
+    assert_eq!(after[1]["duplicate"], true, "{after:?}");
+    assert!(reply_ok(&after[2]) && after[2].get("duplicate").is_none());
+    wait_for_lines(&daemon.path("out/events.log"), 3);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(lines(&daemon.path("out/events.log")).len(), 1);
+    assert_eq!(lines(&daemon.path("out/events.log")).len(), 3);
 }
 
 #[test]
