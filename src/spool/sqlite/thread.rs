@@ -146,8 +146,8 @@ impl SpoolThread {
             }
             let stop = self.commit(&mut batch);
             self.watch_level();
-            self.load_backlog();
             self.fire_due_retries();
+            self.load_backlog();
             if housekeeping.elapsed() >= HOUSEKEEPING {
                 housekeeping = Instant::now();
                 self.housekeeping();
@@ -167,9 +167,11 @@ impl SpoolThread {
     fn next_wake(&self, housekeeping: Instant) -> Duration {
         let until_housekeeping = HOUSEKEEPING.saturating_sub(housekeeping.elapsed());
         // A retry due while nothing is handed out waits for the commit
-        // retried below, not for a wake-up that would spin.
+        // retried below, and one due while the lanes are full for the
+        // progress record that frees a place, not for a wake-up that would
+        // spin.
         let until_due = match self.due.peek() {
-            Some(Reverse((due, _))) if self.handing_out() => {
+            Some(Reverse((due, _))) if self.handing_out() && self.lanes_have_room() => {
                 Duration::from_millis((due - now_ms()).max(0) as u64)
             }
             _ => Duration::MAX,
@@ -200,23 +202,44 @@ impl SpoolThread {
         self.lanes.is_some() && self.unwritten.records.is_empty()
     }
 
-    /// Events whose retry is due go back to their lane.
-    fn fire_due_retries(&mut self) {
-        let now = now_ms();
-        while let Some(Reverse((due, seq))) = self.due.peek().copied() {
-            if due > now || !self.handing_out() {
-                return;
-            }
-            self.due.pop();
-            self.load_and_dispatch(Receipt(seq), "a due retry");
-        }
+    /// Whether the lanes hold fewer than `queue_capacity` events.
+    fn lanes_have_room(&self) -> bool {
+        self.in_lanes < self.limits.in_memory
     }
 
-    /// Reads an event from the spool (as handlers left it) into its lane;
-    /// one that cannot be read stays in the spool and is logged as `what`.
-    fn load_and_dispatch(&mut self, receipt: Receipt, what: &str) {
-        let loaded = self.store.load(receipt);
-        self.dispatch_loaded(receipt, loaded, what);
+    /// Events whose retry is due go back to their lane, ahead of the
+    /// backlog, as the lanes have room: during an outage every event
+    /// accepted may be waiting for its retry, and they must not all come
+    /// into memory at once when they come due.
+    fn fire_due_retries(&mut self) {
+        let now = now_ms();
+        self.fill_lanes("a due retry", |thread| {
+            let Reverse((due, seq)) = *thread.due.peek()?;
+            (due <= now).then(|| {
+                thread.due.pop();
+                Receipt(seq)
+            })
+        });
+    }
+
+    /// Reads the events `next` names into the lanes while they have room
+    /// (`queue_capacity`), up to `LOAD_AT_ONCE` in one read transaction,
+    /// until it names none. One that cannot be read stays in the spool and
+    /// is logged as `what`.
+    fn fill_lanes(&mut self, what: &str, mut next: impl FnMut(&mut Self) -> Option<Receipt>) {
+        while self.handing_out() && self.lanes_have_room() {
+            let room = self.limits.in_memory - self.in_lanes;
+            let receipts: Vec<Receipt> = std::iter::from_fn(|| next(self))
+                .take(room.min(LOAD_AT_ONCE))
+                .collect();
+            if receipts.is_empty() {
+                return;
+            }
+            let loaded = self.store.load_all(&receipts);
+            for (receipt, loaded) in receipts.into_iter().zip(loaded) {
+                self.dispatch_loaded(receipt, loaded, what);
+            }
+        }
     }
 
     fn dispatch_loaded(
@@ -281,19 +304,7 @@ impl SpoolThread {
     /// Hands events of the backlog to the lanes while they have room
     /// (`queue_capacity`).
     fn load_backlog(&mut self) {
-        while self.handing_out() && self.in_lanes < self.limits.in_memory {
-            let room = self.limits.in_memory - self.in_lanes;
-            let receipts: Vec<Receipt> = std::iter::from_fn(|| self.backlog.pop())
-                .take(room.min(LOAD_AT_ONCE))
-                .collect();
-            if receipts.is_empty() {
-                return;
-            }
-            let loaded = self.store.load_all(&receipts);
-            for (receipt, loaded) in receipts.into_iter().zip(loaded) {
-                self.dispatch_loaded(receipt, loaded, "an event of the backlog");
-            }
-        }
+        self.fill_lanes("an event of the backlog", |thread| thread.backlog.pop());
     }
 }
 

@@ -185,3 +185,55 @@ async fn events_left_from_the_last_run_are_loaded_as_the_lanes_have_room() {
     assert_eq!(lane.recv().await.unwrap().event.id(), "new");
     assert!(newer.unwrap().await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn retries_that_come_due_together_wait_for_room_in_the_lanes() {
+    // An endpoint down: every event fails and waits for its retry, which
+    // frees its place in the lanes for the next. When the retries come
+    // due, they go back only as the lanes have room, or an outage would
+    // bring every event accepted during it into memory at once.
+    let dir = tempfile::tempdir().unwrap();
+    let (lanes, mut receivers) = Lanes::new(1);
+    let store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let spool = Spool::start(store, limits(2), lanes, Heartbeat::default()).unwrap();
+    let ids: Vec<String> = (0..12).map(|i| format!("e{i}")).collect();
+    for id in &ids {
+        assert!(submit(&spool, id).await.is_ok());
+    }
+    let lane = &mut receivers[0];
+    let recorder = spool.recorder();
+    let due = now_ms() + 300;
+    for id in &ids {
+        let work = lane.recv().await.unwrap();
+        assert_eq!(work.event.id(), id, "first attempts come in order");
+        recorder.retry(crate::spool::protocol::Retry {
+            receipt: work.receipt,
+            stage: "down".to_owned(),
+            attempts: 1,
+            first_attempt: now_ms(),
+            due,
+        });
+    }
+    let mut retried = Vec::new();
+    while retried.len() < ids.len() {
+        let work = tokio::time::timeout(Duration::from_secs(10), lane.recv())
+            .await
+            .expect("every retry comes back")
+            .unwrap();
+        assert!(
+            lane.len() < 2,
+            "{} in the lane besides this one: retries went past the lanes' room",
+            lane.len()
+        );
+        assert!(
+            work.resume.is_some(),
+            "{}: resumes at its handler",
+            work.event.id()
+        );
+        retried.push(work.event.id().to_owned());
+        recorder.finished(work.receipt);
+    }
+    retried.sort_by_key(|id| id[1..].parse::<usize>().unwrap());
+    assert_eq!(retried, ids);
+    spool.stop();
+}
