@@ -12,7 +12,7 @@ use std::collections::{BinaryHeap, HashSet};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::backlog::Backlog;
 use super::commit::{RETRY_FAILED_COMMIT, Unwritten};
@@ -80,6 +80,14 @@ impl SpoolThread {
             path: store.path().to_owned(),
             source,
         };
+        let (with_progress, orphaned) = store.with_progress().map_err(unreadable)?;
+        if orphaned > 0 {
+            warn!(
+                rows = orphaned,
+                "deleted progress rows of events no longer in the spool (left by an earlier \
+                 version when an event finished in a later run than its progress was written)"
+            );
+        }
         let unfinished = store.unfinished().map_err(unreadable)?;
         let pending_bytes = store.pending_bytes().map_err(unreadable)?;
         let pending_events = store.pending().map_err(unreadable)?;
@@ -95,7 +103,7 @@ impl SpoolThread {
             pending_events,
             dedupe,
             level: Level::Normal,
-            with_progress: HashSet::new(),
+            with_progress,
             backlog: Backlog::default(),
             unwritten: Unwritten::default(),
             status,

@@ -16,6 +16,7 @@ mod run_marker;
 mod schema;
 mod seen;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -237,6 +238,25 @@ impl Store {
                 row.get::<_, i64>(0)
             })
             .map(|count| count.max(0) as u64)
+    }
+
+    /// The events with progress rows, whose rows go when they finish.
+    /// Progress rows of events no longer in the spool are deleted first:
+    /// earlier versions left the rows of an event finished in a later run
+    /// than they were written in, and a seq is reused once the events
+    /// above it are gone, so a new event would have inherited them.
+    /// Returns the events, and how many rows were deleted.
+    pub(super) fn with_progress(&self) -> rusqlite::Result<(HashSet<Receipt>, usize)> {
+        let orphaned = self.connection.execute(
+            "DELETE FROM progress WHERE seq NOT IN (SELECT seq FROM events)",
+            [],
+        )?;
+        let events = self
+            .connection
+            .prepare("SELECT DISTINCT seq FROM progress")?
+            .query_map([], |row| row.get(0).map(Receipt))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok((events, orphaned))
     }
 
     /// Where the events not finished stand, without loading them: those

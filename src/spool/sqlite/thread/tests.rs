@@ -237,3 +237,68 @@ async fn retries_that_come_due_together_wait_for_room_in_the_lanes() {
     assert_eq!(retried, ids);
     spool.stop();
 }
+
+#[tokio::test]
+async fn the_progress_of_an_event_finished_in_a_later_run_goes_with_it() {
+    // A handler's success written in one run and the event finished in the
+    // next: its progress rows must go with it. Seqs are reused once the
+    // spool empties, and a new event given the same seq would inherit them
+    // when read back from disk: its first handler skipped as done.
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Store::open(dir.path(), Fsync::Never).unwrap();
+    let (lanes, mut receivers) = Lanes::new(1);
+    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    assert!(submit(&spool, "old").await.is_ok());
+    let work = receivers[0].recv().await.unwrap();
+    spool
+        .recorder()
+        .stage_done(crate::spool::protocol::StageDone {
+            receipt: work.receipt,
+            stage: "first".to_owned(),
+            changed: None,
+        });
+    spool.stop();
+
+    let (lanes, mut receivers) = Lanes::new(1);
+    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    let resumed = receivers[0].recv().await.unwrap();
+    assert_eq!(
+        (resumed.event.id(), &resumed.done[..]),
+        ("old", &["first".to_owned()][..])
+    );
+    spool.recorder().finished(resumed.receipt);
+    spool.stop();
+    let raw = rusqlite::Connection::open(dir.path().join(store::FILE_NAME)).unwrap();
+    let rows: i64 = raw
+        .query_row("SELECT count(*) FROM progress", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "the finished event's progress rows are left");
+    // As earlier versions left them: deleted at the next start.
+    raw.execute(
+        "INSERT INTO progress (seq, stage, state) VALUES (?1, 'first', 'done')",
+        [resumed.receipt.0],
+    )
+    .unwrap();
+    drop(raw);
+
+    // A new event in the emptied spool, left unhandled, then read back.
+    let (lanes, unhandled) = Lanes::new(1);
+    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    assert!(submit(&spool, "new").await.is_ok());
+    spool.stop();
+    drop(unhandled);
+    let (lanes, mut receivers) = Lanes::new(1);
+    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    let work = receivers[0].recv().await.unwrap();
+    assert_eq!(work.event.id(), "new");
+    assert_eq!(
+        work.receipt, resumed.receipt,
+        "the test needs the seq reused"
+    );
+    assert!(
+        work.done.is_empty(),
+        "the new event inherited {:?}",
+        work.done
+    );
+    spool.stop();
+}
