@@ -60,6 +60,9 @@ pub(super) struct SpoolThread {
     pub(super) level: Level,
     /// Events with progress rows written, to clear when they finish.
     pub(super) with_progress: HashSet<Receipt>,
+    /// Whether due retries went first the last time room was shared with
+    /// the backlog ([`SpoolThread::hand_out`]).
+    retries_first: bool,
     /// What failed commits left to write.
     pub(super) unwritten: Unwritten,
     /// Levels and writability, for `/health` and `/metrics`.
@@ -104,6 +107,7 @@ impl SpoolThread {
             dedupe,
             level: Level::Normal,
             with_progress,
+            retries_first: false,
             backlog: Backlog::default(),
             unwritten: Unwritten::default(),
             status,
@@ -154,8 +158,7 @@ impl SpoolThread {
             }
             let stop = self.commit(&mut batch);
             self.watch_level();
-            self.fire_due_retries();
-            self.load_backlog();
+            self.hand_out();
             if housekeeping.elapsed() >= HOUSEKEEPING {
                 housekeeping = Instant::now();
                 self.housekeeping();
@@ -215,13 +218,35 @@ impl SpoolThread {
         self.in_lanes < self.limits.in_memory
     }
 
-    /// Events whose retry is due go back to their lane, ahead of the
-    /// backlog, as the lanes have room: during an outage every event
-    /// accepted may be waiting for its retry, and they must not all come
-    /// into memory at once when they come due.
-    fn fire_due_retries(&mut self) {
+    /// Hands out due retries and the backlog as the lanes have room
+    /// (`queue_capacity`): during an outage every event accepted may be
+    /// waiting for its retry, and they must not all come into memory at
+    /// once when they come due. When both wait they share the room: the
+    /// one whose turn it is takes up to half (the odd place too), the
+    /// other what it needs of the rest, then the first what is left; they
+    /// take turns, so neither holds the lanes while the other waits.
+    fn hand_out(&mut self) {
+        let half = self
+            .limits
+            .in_memory
+            .saturating_sub(self.in_lanes)
+            .div_ceil(2);
+        self.retries_first = !self.retries_first;
+        if self.retries_first {
+            self.fire_due_retries(half);
+            self.load_backlog(usize::MAX);
+            self.fire_due_retries(usize::MAX);
+        } else {
+            self.load_backlog(half);
+            self.fire_due_retries(usize::MAX);
+            self.load_backlog(usize::MAX);
+        }
+    }
+
+    /// Up to `most` events whose retry is due go back to their lane.
+    fn fire_due_retries(&mut self, most: usize) {
         let now = now_ms();
-        self.fill_lanes("a due retry", |thread| {
+        self.fill_lanes("a due retry", most, |thread| {
             let Reverse((due, seq)) = *thread.due.peek()?;
             (due <= now).then(|| {
                 thread.due.pop();
@@ -230,19 +255,25 @@ impl SpoolThread {
         });
     }
 
-    /// Reads the events `next` names into the lanes while they have room
-    /// (`queue_capacity`), up to `LOAD_AT_ONCE` in one read transaction,
-    /// until it names none. One that cannot be read stays in the spool and
-    /// is logged as `what`.
-    fn fill_lanes(&mut self, what: &str, mut next: impl FnMut(&mut Self) -> Option<Receipt>) {
-        while self.handing_out() && self.lanes_have_room() {
+    /// Reads up to `most` of the events `next` names into the lanes while
+    /// they have room (`queue_capacity`), up to `LOAD_AT_ONCE` in one read
+    /// transaction, until it names none. One that cannot be read stays in
+    /// the spool and is logged as `what`.
+    fn fill_lanes(
+        &mut self,
+        what: &str,
+        mut most: usize,
+        mut next: impl FnMut(&mut Self) -> Option<Receipt>,
+    ) {
+        while most > 0 && self.handing_out() && self.lanes_have_room() {
             let room = self.limits.in_memory - self.in_lanes;
             let receipts: Vec<Receipt> = std::iter::from_fn(|| next(self))
-                .take(room.min(LOAD_AT_ONCE))
+                .take(room.min(LOAD_AT_ONCE).min(most))
                 .collect();
             if receipts.is_empty() {
                 return;
             }
+            most -= receipts.len();
             let loaded = self.store.load_all(&receipts);
             for (receipt, loaded) in receipts.into_iter().zip(loaded) {
                 self.dispatch_loaded(receipt, loaded, what);
@@ -306,13 +337,15 @@ impl SpoolThread {
             self.due.push(Reverse((due, seq)));
         }
         self.backlog.extend(unfinished.to_run);
-        self.load_backlog();
+        self.load_backlog(usize::MAX);
     }
 
-    /// Hands events of the backlog to the lanes while they have room
-    /// (`queue_capacity`).
-    fn load_backlog(&mut self) {
-        self.fill_lanes("an event of the backlog", |thread| thread.backlog.pop());
+    /// Hands up to `most` events of the backlog to the lanes while they
+    /// have room (`queue_capacity`).
+    fn load_backlog(&mut self, most: usize) {
+        self.fill_lanes("an event of the backlog", most, |thread| {
+            thread.backlog.pop()
+        });
     }
 }
 

@@ -202,7 +202,8 @@ async fn retries_that_come_due_together_wait_for_room_in_the_lanes() {
     }
     let lane = &mut receivers[0];
     let recorder = spool.recorder();
-    let due = now_ms() + 300;
+    // Late enough for every first attempt to come before any retry.
+    let due = now_ms() + 1000;
     for id in &ids {
         let work = lane.recv().await.unwrap();
         assert_eq!(work.event.id(), id, "first attempts come in order");
@@ -299,6 +300,51 @@ async fn the_progress_of_an_event_finished_in_a_later_run_goes_with_it() {
         work.done.is_empty(),
         "the new event inherited {:?}",
         work.done
+    );
+    spool.stop();
+}
+
+#[tokio::test]
+async fn due_retries_and_the_backlog_share_the_lanes() {
+    // Ten events wait for their retry and eight on disk, with room for
+    // two in the lanes: neither kind holds the lanes while the other waits.
+    let dir = tempfile::tempdir().unwrap();
+    let (lanes, mut receivers) = Lanes::new(1);
+    let store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let spool = Spool::start(store, limits(2), lanes, Heartbeat::default()).unwrap();
+    for i in 0..20 {
+        assert!(submit(&spool, &format!("e{i}")).await.is_ok());
+    }
+    let lane = &mut receivers[0];
+    let recorder = spool.recorder();
+    // Late enough for every first attempt to come before any retry.
+    let due = now_ms() + 1000;
+    for i in 0..10 {
+        let work = lane.recv().await.unwrap();
+        assert_eq!(work.event.id(), format!("e{i}"));
+        recorder.retry(crate::spool::protocol::Retry {
+            receipt: work.receipt,
+            stage: "down".to_owned(),
+            attempts: 1,
+            first_attempt: now_ms(),
+            due,
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut kinds = String::new();
+    for _ in 0..20 {
+        let work = tokio::time::timeout(Duration::from_secs(10), lane.recv())
+            .await
+            .expect("every event comes")
+            .unwrap();
+        kinds.push(if work.resume.is_some() { 'r' } else { 'b' });
+        recorder.finished(work.receipt);
+    }
+    // e10 and e11 were in the lanes already; then both kinds in turn.
+    assert_eq!(kinds.matches('r').count(), 10, "{kinds}");
+    assert!(
+        kinds[2..8].contains('r') && kinds[2..8].contains('b'),
+        "one kind went first for long: {kinds}"
     );
     spool.stop();
 }
