@@ -2,7 +2,7 @@ use super::*;
 use std::sync::Arc;
 
 use crate::spool::protocol::{Accepted, Rejection, SourceBatch};
-use crate::spool::{Progress, Spool};
+use crate::spool::{Lane, Progress, Spool};
 
 fn limits(in_memory: usize) -> Limits {
     Limits {
@@ -20,6 +20,25 @@ fn limits(in_memory: usize) -> Limits {
 fn event(id: &str) -> Event {
     let line = format!(r#"{{"Id":"{id}","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}}"#);
     Event::from_line(line.as_bytes(), jiff::Timestamp::now()).unwrap()
+}
+
+/// A spool in `dir` whose one lane has room for `in_memory` events.
+fn start(dir: &std::path::Path, in_memory: usize) -> (Spool, Lane) {
+    let (lanes, mut receivers) = Lanes::new(1);
+    let store = Store::open(dir, Fsync::Never).unwrap();
+    let spool = Spool::start(store, limits(in_memory), lanes, Heartbeat::default()).unwrap();
+    (spool, receivers.remove(0))
+}
+
+/// Sets `work`'s event to be tried again at `due`, as a handler that failed.
+fn retry_at(spool: &Spool, work: &Work, due: i64) {
+    spool.recorder().retry(crate::spool::protocol::Retry {
+        receipt: work.receipt,
+        stage: "down".to_owned(),
+        attempts: 1,
+        first_attempt: now_ms(),
+        due,
+    });
 }
 
 async fn submit(spool: &Spool, id: &str) -> Result<Accepted, Rejection> {
@@ -66,9 +85,7 @@ async fn a_source_batch_and_its_cursor_are_committed_together() {
 #[tokio::test]
 async fn what_the_lanes_have_no_room_for_waits_on_disk_and_comes_in_the_order_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let (lanes, mut receivers) = Lanes::new(1);
-    let store = Store::open(dir.path(), Fsync::Never).unwrap();
-    let spool = Spool::start(store, limits(2), lanes, Heartbeat::default()).unwrap();
+    let (spool, mut lane) = start(dir.path(), 2);
     let queue = spool.queue();
     // Room for two: a source's page and single events past it are taken
     // all the same, at once.
@@ -78,7 +95,7 @@ async fn what_the_lanes_have_no_room_for_waits_on_disk_and_comes_in_the_order_ac
         assert!(submit(&spool, id).await.is_ok());
     }
     assert_eq!(queue.cursor("command").await.unwrap().as_deref(), Some("1"));
-    let lane = &mut receivers[0];
+    let lane = &mut lane;
     let recorder = spool.recorder();
     for id in ["a", "b", "c", "d", "e"] {
         let work = lane.recv().await.unwrap();
@@ -193,27 +210,18 @@ async fn retries_that_come_due_together_wait_for_room_in_the_lanes() {
     // due, they go back only as the lanes have room, or an outage would
     // bring every event accepted during it into memory at once.
     let dir = tempfile::tempdir().unwrap();
-    let (lanes, mut receivers) = Lanes::new(1);
-    let store = Store::open(dir.path(), Fsync::Never).unwrap();
-    let spool = Spool::start(store, limits(2), lanes, Heartbeat::default()).unwrap();
+    let (spool, mut lane) = start(dir.path(), 2);
     let ids: Vec<String> = (0..12).map(|i| format!("e{i}")).collect();
     for id in &ids {
         assert!(submit(&spool, id).await.is_ok());
     }
-    let lane = &mut receivers[0];
     let recorder = spool.recorder();
     // Late enough for every first attempt to come before any retry.
     let due = now_ms() + 1000;
     for id in &ids {
         let work = lane.recv().await.unwrap();
         assert_eq!(work.event.id(), id, "first attempts come in order");
-        recorder.retry(crate::spool::protocol::Retry {
-            receipt: work.receipt,
-            stage: "down".to_owned(),
-            attempts: 1,
-            first_attempt: now_ms(),
-            due,
-        });
+        retry_at(&spool, &work, due);
     }
     let mut retried = Vec::new();
     while retried.len() < ids.len() {
@@ -246,11 +254,9 @@ async fn the_progress_of_an_event_finished_in_a_later_run_goes_with_it() {
     // spool empties, and a new event given the same seq would inherit them
     // when read back from disk: its first handler skipped as done.
     let dir = tempfile::tempdir().unwrap();
-    let open = || Store::open(dir.path(), Fsync::Never).unwrap();
-    let (lanes, mut receivers) = Lanes::new(1);
-    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    let (spool, mut lane) = start(dir.path(), 100);
     assert!(submit(&spool, "old").await.is_ok());
-    let work = receivers[0].recv().await.unwrap();
+    let work = lane.recv().await.unwrap();
     spool
         .recorder()
         .stage_done(crate::spool::protocol::StageDone {
@@ -260,9 +266,8 @@ async fn the_progress_of_an_event_finished_in_a_later_run_goes_with_it() {
         });
     spool.stop();
 
-    let (lanes, mut receivers) = Lanes::new(1);
-    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
-    let resumed = receivers[0].recv().await.unwrap();
+    let (spool, mut lane) = start(dir.path(), 100);
+    let resumed = lane.recv().await.unwrap();
     assert_eq!(
         (resumed.event.id(), &resumed.done[..]),
         ("old", &["first".to_owned()][..])
@@ -283,14 +288,12 @@ async fn the_progress_of_an_event_finished_in_a_later_run_goes_with_it() {
     drop(raw);
 
     // A new event in the emptied spool, left unhandled, then read back.
-    let (lanes, unhandled) = Lanes::new(1);
-    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
+    let (spool, unhandled) = start(dir.path(), 100);
     assert!(submit(&spool, "new").await.is_ok());
     spool.stop();
     drop(unhandled);
-    let (lanes, mut receivers) = Lanes::new(1);
-    let spool = Spool::start(open(), limits(100), lanes, Heartbeat::default()).unwrap();
-    let work = receivers[0].recv().await.unwrap();
+    let (spool, mut lane) = start(dir.path(), 100);
+    let work = lane.recv().await.unwrap();
     assert_eq!(work.event.id(), "new");
     assert_eq!(
         work.receipt, resumed.receipt,
@@ -309,26 +312,17 @@ async fn due_retries_and_the_backlog_share_the_lanes() {
     // Ten events wait for their retry and eight on disk, with room for
     // two in the lanes: neither kind holds the lanes while the other waits.
     let dir = tempfile::tempdir().unwrap();
-    let (lanes, mut receivers) = Lanes::new(1);
-    let store = Store::open(dir.path(), Fsync::Never).unwrap();
-    let spool = Spool::start(store, limits(2), lanes, Heartbeat::default()).unwrap();
+    let (spool, mut lane) = start(dir.path(), 2);
     for i in 0..20 {
         assert!(submit(&spool, &format!("e{i}")).await.is_ok());
     }
-    let lane = &mut receivers[0];
     let recorder = spool.recorder();
     // Late enough for every first attempt to come before any retry.
     let due = now_ms() + 1000;
     for i in 0..10 {
         let work = lane.recv().await.unwrap();
         assert_eq!(work.event.id(), format!("e{i}"));
-        recorder.retry(crate::spool::protocol::Retry {
-            receipt: work.receipt,
-            stage: "down".to_owned(),
-            attempts: 1,
-            first_attempt: now_ms(),
-            due,
-        });
+        retry_at(&spool, &work, due);
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut kinds = String::new();
