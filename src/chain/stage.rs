@@ -1,9 +1,11 @@
 //! One handler in a chain, with what the chain applies around it: its
 //! filters, the timeout of each attempt and the retry policy.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, debug, error, info_span, warn};
 
@@ -139,7 +141,8 @@ impl Stage {
             let handled = tokio::select! {
                 biased;
                 () = stop.cancelled() => None,
-                results = self.handler.handle_many(&events, self.timeout).instrument(span) => Some(results),
+                results = caught(self.handler.handle_many(&events, self.timeout), events.len())
+                    .instrument(span) => Some(results),
             };
             self.metrics.ended(events.len());
             handled
@@ -230,4 +233,56 @@ pub(super) struct Call<'a> {
     pub replayed: bool,
     /// The event's span.
     pub span: &'a Span,
+}
+
+/// The handler's answers; or, if it panicked (a bug in jobhook), the same
+/// permanent failure for each of its `events`: they become dead letters,
+/// kept for a person to replay, and their places in the lanes are freed.
+/// An attempt that unwound through here would hold its events' places
+/// until the next start, and a few thousand such would stop the daemon
+/// handing out anything.
+async fn caught(
+    handling: impl Future<Output = Vec<Result<Option<Event>, HandlerError>>>,
+    events: usize,
+) -> Vec<Result<Option<Event>, HandlerError>> {
+    let panic = match AssertUnwindSafe(handling).catch_unwind().await {
+        Ok(results) => return results,
+        Err(panic) => panic,
+    };
+    let what = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(message), _) => message,
+        (None, Some(message)) => message.as_str(),
+        (None, None) => "no message",
+    };
+    let error = format!(
+        "the handler panicked ({what}): a bug in jobhook, please report it; the event is \
+         kept as a dead letter"
+    );
+    (0..events)
+        .map(|_| Err(HandlerError::permanent(error.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caught;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_fails_each_of_its_events_for_good() {
+        let results = caught(async { panic!("slot {} gone", 7) }, 2).await;
+        assert_eq!(results.len(), 2);
+        for result in results {
+            let error = result.unwrap_err();
+            assert_eq!(error.retry, crate::failure::Retry::Never);
+            assert!(
+                error
+                    .message
+                    .starts_with("the handler panicked (slot 7 gone)"),
+                "{}",
+                error.message
+            );
+        }
+        let answered = caught(async { vec![Ok(None)] }, 1).await;
+        assert!(matches!(answered[..], [Ok(None)]));
+    }
 }
