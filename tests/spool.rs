@@ -304,9 +304,21 @@ fn an_id_seen_before_is_acked_as_a_duplicate_and_not_handled_again() {
     assert_eq!(after[0]["duplicate"], true, "{after:?}");
     assert_eq!(after[1]["duplicate"], true, "{after:?}");
     assert!(reply_ok(&after[2]) && after[2].get("duplicate").is_none());
-    wait_for_lines(&daemon.path("out/events.log"), 3);
+    eventually("the new event written", || {
+        lines(&daemon.path("out/events.log"))
+            .iter()
+            .any(|line| line.contains(r#""Id":"new""#))
+    });
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(lines(&daemon.path("out/events.log")).len(), 3);
+    let written = lines(&daemon.path("out/events.log"));
+    let count = |id: &str| {
+        let field = format!(r#""Id":"{id}""#);
+        written.iter().filter(|line| line.contains(&field)).count()
+    };
+    // "twice" may be written again: the kill can come between its line and
+    // the commit of its end (at least once). The resends are not handled.
+    assert_eq!((count("once"), count("new")), (1, 1), "{written:?}");
+    assert!((1..=2).contains(&count("twice")), "{written:?}");
 }
 
 #[test]

@@ -37,7 +37,7 @@
 //! - **Order per `JobId`.** Events of one job go to one lane, in the order
 //!   accepted, also when resumed after a restart.
 //! - **Durable retries.** A retry is stored with its due time, not slept on:
-//!   it fires when due, also after a restart.
+//!   it fires when due and the lanes have room, also after a restart.
 //! - **Dead letters are kept** until purged, and while replayed: a replay
 //!   whose handler does not run leaves its dead letter in place.
 //! - **Bounded.** At most `queue_capacity` events are in the lanes (the

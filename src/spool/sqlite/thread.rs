@@ -1,10 +1,10 @@
 //! The spool's thread: it waits for messages, takes what arrived together
 //! into one group commit ([`commit`](super::commit)), then hands out what is
-//! due — events left from the last run as the lanes have room, retries at
-//! their due time, replays asked for — and does the housekeeping.
+//! due as the lanes have room — events left from the last run or waiting on
+//! disk, retries once due, replays asked for — and does the housekeeping.
 //!
 //! After a crash or a stop, the events left are resumed at start: handlers
-//! already done are skipped, a waiting retry fires at its due time, and an
+//! already done are skipped, a waiting retry fires once due, and an
 //! event a script changed resumes as changed.
 
 use std::cmp::Reverse;
@@ -26,8 +26,9 @@ use crate::spool::protocol::{Message, Receipt, Work, now_ms};
 use crate::spool::{Lanes, Limits, Status};
 use crate::telemetry::AcceptedMetrics;
 
-/// Events of the backlog read back in one transaction, at most: enough to
-/// share its cost, few enough not to hold up the next commit.
+/// Events read back into the lanes (from the backlog, or due retries) in
+/// one transaction, at most: enough to share its cost, few enough not to
+/// hold up the next commit.
 const LOAD_AT_ONCE: usize = 256;
 
 /// Most events committed in one transaction.
@@ -60,8 +61,8 @@ pub(super) struct SpoolThread {
     pub(super) level: Level,
     /// Events with progress rows written, to clear when they finish.
     pub(super) with_progress: HashSet<Receipt>,
-    /// Whether due retries went first the last time room was shared with
-    /// the backlog ([`SpoolThread::hand_out`]).
+    /// Whether due retries went first the last time they shared the room
+    /// with the backlog ([`SpoolThread::hand_out`]).
     retries_first: bool,
     /// What failed commits left to write.
     pub(super) unwritten: Unwritten,
@@ -226,11 +227,16 @@ impl SpoolThread {
     /// other what it needs of the rest, then the first what is left; they
     /// take turns, so neither holds the lanes while the other waits.
     fn hand_out(&mut self) {
-        let half = self
-            .limits
-            .in_memory
-            .saturating_sub(self.in_lanes)
-            .div_ceil(2);
+        let room = self.limits.in_memory.saturating_sub(self.in_lanes);
+        let now = now_ms();
+        let retry_due = matches!(self.due.peek(), Some(Reverse((due, _))) if *due <= now);
+        if room == 0 || !retry_due || self.backlog.is_empty() {
+            // Nothing to share: the turn stays where it is.
+            self.fire_due_retries(usize::MAX);
+            self.load_backlog(usize::MAX);
+            return;
+        }
+        let half = room.div_ceil(2);
         self.retries_first = !self.retries_first;
         if self.retries_first {
             self.fire_due_retries(half);

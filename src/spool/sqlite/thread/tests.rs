@@ -30,15 +30,30 @@ fn start(dir: &std::path::Path, in_memory: usize) -> (Spool, Lane) {
     (spool, receivers.remove(0))
 }
 
-/// Sets `work`'s event to be tried again at `due`, as a handler that failed.
-fn retry_at(spool: &Spool, work: &Work, due: i64) {
-    spool.recorder().retry(crate::spool::protocol::Retry {
-        receipt: work.receipt,
-        stage: "down".to_owned(),
-        attempts: 1,
-        first_attempt: now_ms(),
-        due,
-    });
+/// Submits `count` events (`e0`, `e1`, …), then fails the first attempt
+/// of the first `failing` of them, in order, as a handler whose endpoint is
+/// down: each waits for a retry due a second later, late enough for every
+/// first attempt to come before any retry.
+async fn fail_first_attempts(spool: &Spool, lane: &mut Lane, count: usize, failing: usize) {
+    for i in 0..count {
+        assert!(submit(spool, &format!("e{i}")).await.is_ok());
+    }
+    let due = now_ms() + 1000;
+    for i in 0..failing {
+        let work = lane.recv().await.unwrap();
+        assert_eq!(
+            work.event.id(),
+            format!("e{i}"),
+            "first attempts come in order"
+        );
+        spool.recorder().retry(crate::spool::protocol::Retry {
+            receipt: work.receipt,
+            stage: "down".to_owned(),
+            attempts: 1,
+            first_attempt: now_ms(),
+            due,
+        });
+    }
 }
 
 async fn submit(spool: &Spool, id: &str) -> Result<Accepted, Rejection> {
@@ -113,10 +128,8 @@ async fn what_the_lanes_have_no_room_for_waits_on_disk_and_comes_in_the_order_ac
 #[tokio::test]
 async fn a_backlog_larger_than_one_read_comes_back_whole_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (lanes, mut receivers) = Lanes::new(1);
-    let store = Store::open(dir.path(), Fsync::Never).unwrap();
     let room = LOAD_AT_ONCE + 44;
-    let spool = Spool::start(store, limits(room), lanes, Heartbeat::default()).unwrap();
+    let (spool, mut lane) = start(dir.path(), room);
     // Several reads of `LOAD_AT_ONCE` each, after the first `room` events.
     let ids: Vec<String> = (0..room + 3 * LOAD_AT_ONCE + 7)
         .map(|i| format!("e{i}"))
@@ -124,7 +137,7 @@ async fn a_backlog_larger_than_one_read_comes_back_whole_and_in_order() {
     let names: Vec<&str> = ids.iter().map(String::as_str).collect();
     let page = spool.queue().submit_batch(batch("1", &names)).await;
     assert_eq!(page.unwrap().len(), ids.len());
-    let lane = &mut receivers[0];
+    let lane = &mut lane;
     let recorder = spool.recorder();
     for id in &ids {
         let work = tokio::time::timeout(Duration::from_secs(10), lane.recv())
@@ -211,18 +224,9 @@ async fn retries_that_come_due_together_wait_for_room_in_the_lanes() {
     // bring every event accepted during it into memory at once.
     let dir = tempfile::tempdir().unwrap();
     let (spool, mut lane) = start(dir.path(), 2);
+    fail_first_attempts(&spool, &mut lane, 12, 12).await;
     let ids: Vec<String> = (0..12).map(|i| format!("e{i}")).collect();
-    for id in &ids {
-        assert!(submit(&spool, id).await.is_ok());
-    }
     let recorder = spool.recorder();
-    // Late enough for every first attempt to come before any retry.
-    let due = now_ms() + 1000;
-    for id in &ids {
-        let work = lane.recv().await.unwrap();
-        assert_eq!(work.event.id(), id, "first attempts come in order");
-        retry_at(&spool, &work, due);
-    }
     let mut retried = Vec::new();
     while retried.len() < ids.len() {
         let work = tokio::time::timeout(Duration::from_secs(10), lane.recv())
@@ -313,17 +317,8 @@ async fn due_retries_and_the_backlog_share_the_lanes() {
     // two in the lanes: neither kind holds the lanes while the other waits.
     let dir = tempfile::tempdir().unwrap();
     let (spool, mut lane) = start(dir.path(), 2);
-    for i in 0..20 {
-        assert!(submit(&spool, &format!("e{i}")).await.is_ok());
-    }
+    fail_first_attempts(&spool, &mut lane, 20, 10).await;
     let recorder = spool.recorder();
-    // Late enough for every first attempt to come before any retry.
-    let due = now_ms() + 1000;
-    for i in 0..10 {
-        let work = lane.recv().await.unwrap();
-        assert_eq!(work.event.id(), format!("e{i}"));
-        retry_at(&spool, &work, due);
-    }
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut kinds = String::new();
     for _ in 0..20 {
