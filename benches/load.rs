@@ -35,6 +35,7 @@ mod common;
 #[cfg(unix)]
 mod driver {
     use std::collections::HashMap;
+    use std::hash::BuildHasher;
     use std::path::{Path, PathBuf};
     use std::process::Stdio;
     use std::sync::atomic::Ordering;
@@ -88,6 +89,11 @@ mod driver {
         /// `concurrency` of the HTTP handler: a number or `adaptive`.
         #[arg(long, default_value = "adaptive")]
         concurrency: String,
+        /// Give events GUIDs as their `Id`s (as Keyfactor's are), which
+        /// land at random places among the ids kept for dedupe, instead of
+        /// ids that sort by client and number.
+        #[arg(long)]
+        guid_ids: bool,
         /// Give the daemon an admin API (on a free loopback port), so that
         /// metrics are recorded: what counting costs the event path.
         #[arg(long)]
@@ -212,7 +218,7 @@ mod driver {
             let arrivals = arrivals.lock().unwrap();
             for (client, sent) in clients.iter().enumerate() {
                 for (i, at) in sent.sent.iter().enumerate() {
-                    if let Some(arrived) = arrivals.get(&event_id(run, client, i)) {
+                    if let Some(arrived) = arrivals.get(&event_id(run, client, i, args.guid_ids)) {
                         result.end_to_end.push(micros(arrived.duration_since(*at)));
                     }
                 }
@@ -282,13 +288,14 @@ mod driver {
         let tasks: Vec<_> = (0..args.clients)
             .map(|client| {
                 let socket = socket.to_owned();
-                let (window, jobs) = (args.window, args.jobs.max(1));
+                let (window, jobs, guid_ids) = (args.window, args.jobs.max(1), args.guid_ids);
                 tokio::spawn(async move {
                     let events = Events {
                         run,
                         client,
                         count: per_client,
                         jobs,
+                        guid_ids,
                     };
                     client_run(&socket, events, window, client_rate).await
                 })
@@ -316,6 +323,7 @@ mod driver {
             client,
             count: events,
             jobs,
+            guid_ids,
         } = events;
         let stream = UnixStream::connect(socket)
             .await
@@ -348,9 +356,9 @@ mod driver {
                     };
                     permit.forget();
                     let job = (client * 7919 + i) % jobs;
-                    batch
-                        .bytes
-                        .extend_from_slice(event(&event_id(run, client, i), job).as_bytes());
+                    batch.bytes.extend_from_slice(
+                        event(&event_id(run, client, i, guid_ids), job).as_bytes(),
+                    );
                     batch.events += 1;
                     if batch.bytes.len() >= 60 * 1024 {
                         batch.flush(&mut write, &sent_at).await;
@@ -412,8 +420,19 @@ mod driver {
         }
     }
 
-    fn event_id(run: usize, client: usize, i: usize) -> String {
-        format!("r{run}-c{client}-{i}")
+    /// The `Id` of event `i` of `client` in `run`: the same each time it
+    /// is asked for, so that the sink's arrivals can be matched to sends.
+    fn event_id(run: usize, client: usize, i: usize, guid: bool) -> String {
+        if !guid {
+            return format!("r{run}-c{client}-{i}");
+        }
+        // SipHash with fixed keys: spread at random, and repeatable.
+        let half = |salt: u8| {
+            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default()
+                .hash_one((salt, run, client, i))
+        };
+        let bits = u128::from(half(0)) << 64 | u128::from(half(1));
+        uuid::Uuid::from_u128(bits).to_string()
     }
 
     /// What one client sends: `count` events of run `run`, cycling through
@@ -423,6 +442,8 @@ mod driver {
         client: usize,
         count: usize,
         jobs: usize,
+        /// GUIDs as `Id`s ([`event_id`]).
+        guid_ids: bool,
     }
 
     /// Waits until `handled()` reaches `count` accepted events; more than
