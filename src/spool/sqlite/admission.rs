@@ -9,6 +9,7 @@
 //! at once. A source's batch is taken whole, with its cursor, on the same
 //! terms.
 
+use super::dedupe::Dedupe;
 use super::store::{Batch, NewEvents};
 use super::thread::SpoolThread;
 use crate::event::Event;
@@ -77,6 +78,7 @@ impl Answers {
 /// answer and its work are lined up for after the commit.
 pub(super) struct Admission<'t, 'a> {
     new_events: NewEvents<'t>,
+    dedupe: &'a mut Dedupe,
     policy: Policy,
     now: i64,
     answers: &'a mut Answers,
@@ -91,6 +93,7 @@ pub(super) struct Admission<'t, 'a> {
 impl<'t, 'a> Admission<'t, 'a> {
     pub(super) fn prepare(
         batch: &'t Batch<'_>,
+        dedupe: &'a mut Dedupe,
         policy: Policy,
         now: i64,
         answers: &'a mut Answers,
@@ -98,6 +101,7 @@ impl<'t, 'a> Admission<'t, 'a> {
     ) -> rusqlite::Result<Admission<'t, 'a>> {
         Ok(Admission {
             new_events: batch.new_events()?,
+            dedupe,
             policy,
             now,
             answers,
@@ -182,7 +186,11 @@ impl<'t, 'a> Admission<'t, 'a> {
     /// (a duplicate is not handled again), and lines it up for a lane.
     fn store(&mut self, event: Event) -> rusqlite::Result<Accepted> {
         let (id, body) = (event.id(), event.json());
-        let receipt = self.new_events.store(id, body, self.now)?;
+        let receipt = if self.dedupe.remember(id) {
+            Some(self.new_events.store(id, body, self.now)?)
+        } else {
+            None
+        };
         let accepted = Accepted {
             id: id.to_owned(),
             duplicate: receipt.is_none(),

@@ -84,14 +84,21 @@ impl SpoolThread {
         // New events not yet looked at when a statement fails stay here.
         let mut submits = submits.into_iter();
         let mut batches = batches.into_iter();
+        let dedupe = &mut self.dedupe;
         let outcome = (|| -> rusqlite::Result<(u64, u64, u64)> {
             let transaction = self.store.batch()?;
             let policy = Policy {
                 closed,
                 over_bytes: self.pending_bytes >= self.limits.max_bytes,
             };
-            let mut admission =
-                Admission::prepare(&transaction, policy, now, &mut answers, &mut dispatch)?;
+            let mut admission = Admission::prepare(
+                &transaction,
+                dedupe,
+                policy,
+                now,
+                &mut answers,
+                &mut dispatch,
+            )?;
             admission.admit(&mut submits)?;
             admission.admit_batches(&mut batches)?;
             admission.finish()?;
@@ -135,6 +142,7 @@ impl SpoolThread {
         let (remembered, stored, deleted) = match outcome {
             Ok(counts) => counts,
             Err(err) => {
+                self.dedupe.rolled_back();
                 let cause: Arc<str> = err.to_string().into();
                 let refused = Rejection::Unwritable(cause.clone());
                 answers.refuse(&refused);
@@ -159,7 +167,7 @@ impl SpoolThread {
         self.pending_events = (self.pending_events + stored).saturating_sub(deleted);
         self.status
             .set_levels(self.pending_events, self.pending_bytes);
-        self.dedupe.remembered(remembered);
+        self.dedupe.committed(remembered);
         self.with_progress.extend(progressed);
         for receipt in cleared {
             self.with_progress.remove(&receipt);

@@ -28,7 +28,6 @@ pub(in crate::spool::sqlite) struct Batch<'c> {
 /// The statements that store a batch's new events, prepared once per batch.
 pub(in crate::spool::sqlite) struct NewEvents<'t> {
     transaction: &'t Transaction<'t>,
-    remember_id: CachedStatement<'t>,
     insert: CachedStatement<'t>,
     /// The ids remembered so far, newline-separated: one `seen_batches`
     /// row ([`NewEvents::list_remembered`]).
@@ -47,9 +46,6 @@ impl<'c> Batch<'c> {
     pub(in crate::spool::sqlite) fn new_events(&self) -> rusqlite::Result<NewEvents<'_>> {
         Ok(NewEvents {
             transaction: &self.transaction,
-            remember_id: self
-                .transaction
-                .prepare_cached("INSERT OR IGNORE INTO seen (id, accepted_at) VALUES (?1, ?2)")?,
             insert: self.transaction.prepare_cached(INSERT_EVENT)?,
             remembered: String::new(),
         })
@@ -187,24 +183,21 @@ impl<'c> Batch<'c> {
 }
 
 impl NewEvents<'_> {
-    /// Stores an event, unless its `Id` was seen within the dedupe window
-    /// (remembering it if not): its receipt, or `None` for a duplicate.
+    /// Stores an event whose `Id` is new (`dedupe.rs` decides), listing
+    /// the id with the commit's: its receipt.
     pub(in crate::spool::sqlite) fn store(
         &mut self,
         id: &str,
         body: &[u8],
         now: i64,
-    ) -> rusqlite::Result<Option<Receipt>> {
-        if self.remember_id.execute(params![id, now])? != 1 {
-            return Ok(None);
-        }
+    ) -> rusqlite::Result<Receipt> {
         if !self.remembered.is_empty() {
             self.remembered.push('\n');
         }
         self.remembered.push_str(id);
         self.insert
             .execute(params![id, body, None::<String>, None::<i64>, now])?;
-        Ok(Some(Receipt(self.transaction.last_insert_rowid())))
+        Ok(Receipt(self.transaction.last_insert_rowid()))
     }
 
     /// Lists the ids this commit remembered, as accepted at `now`, for

@@ -1,5 +1,5 @@
 //! The spool's SQLite database (WAL): accepted events, each handler's
-//! progress on them, the ids seen recently, dead letters and the sources'
+//! progress on them, the lists of ids seen recently, dead letters and the sources'
 //! cursors. Every SQL
 //! statement of the crate is in this folder, behind typed methods.
 //!
@@ -52,6 +52,12 @@ pub const FILE_NAME: &str = "spool.db";
 /// deleted within seconds, so a longer log copies each page once for many
 /// commits (6% less CPU per event under load).
 const CHECKPOINT_PAGES: u32 = 16_384;
+
+/// SQLite's page cache for the spool, in KiB (its default is 2,000). The
+/// pages written are the newest events' and the oldest's (deleted), and
+/// the dedupe ids are not in a B-tree any more (`dedupe.rs`): 1 MiB keeps
+/// the daemon's peak memory about 1 MiB lower at the same speed.
+const CACHE_KIB: u32 = 1024;
 
 /// Stores an event: its id, body, the only handler it runs (a replay's) and
 /// the dead letter it replays, and when it was accepted.
@@ -137,7 +143,8 @@ impl Store {
         connection
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-                 PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};"
+                 PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}; \
+                 PRAGMA cache_size = -{CACHE_KIB};"
             ))
             .map_err(sqlite)?;
         let check: String = connection
@@ -218,17 +225,6 @@ impl Store {
                 |row| row.get(0),
             )
             .optional()
-    }
-
-    /// Bytes of the ids remembered for dedupe.
-    pub(super) fn seen_bytes(&self) -> rusqlite::Result<u64> {
-        self.connection
-            .query_row(
-                "SELECT COALESCE(SUM(octet_length(id)), 0) FROM seen",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .map(|bytes| bytes.max(0) as u64)
     }
 
     /// Events accepted and not finished.

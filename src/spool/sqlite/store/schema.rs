@@ -25,17 +25,18 @@ CREATE TABLE IF NOT EXISTS progress (
     due_at INTEGER,
     PRIMARY KEY (seq, stage)
 ) WITHOUT ROWID;
+-- The ids remembered for dedupe, as earlier versions of jobhook kept them
+-- (beside `seen_batches`, which lists them too): read to list the ids of a
+-- spool older still (`LIST_SEEN_IN_BATCHES`), then emptied at start. The ids are looked up in memory now (`dedupe.rs`): this B-tree
+-- took a page write at a random place for almost every event.
 CREATE TABLE IF NOT EXISTS seen (
     id TEXT PRIMARY KEY,
-    -- Read only to list an older spool's ids (`LIST_SEEN_IN_BATCHES`), and
-    -- by older versions of jobhook.
     accepted_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 -- The ids each commit remembered, one row per commit in the order
 -- committed (`ids`: newline-separated, as an Id has no control
--- characters): what forgetting by age reads. An index of `seen` by time
--- did the same at the cost of a second B-tree write per event, a sixth of
--- the spool's time.
+-- characters): what the daemon reads back at start and what forgetting by
+-- age reads.
 CREATE TABLE IF NOT EXISTS seen_batches (
     n INTEGER PRIMARY KEY,
     accepted_at INTEGER NOT NULL,
@@ -102,7 +103,8 @@ COMMIT;
 
 /// Creates what is missing, and upgrades a spool made by an earlier
 /// version. `daemon`: opened by the daemon, which holds the spool's lock;
-/// the dedupe ids are converted only then.
+/// the dedupe ids are converted only then (`jobhook deadletter` may open
+/// the spool of an older daemon still running, which reads `seen`).
 pub(super) fn create_or_upgrade(connection: &Connection, daemon: bool) -> rusqlite::Result<()> {
     connection.execute_batch(SCHEMA)?;
     if connection
@@ -116,8 +118,11 @@ pub(super) fn create_or_upgrade(connection: &Connection, daemon: bool) -> rusqli
         [],
         |row| row.get::<_, i64>(0),
     )? > 0;
-    if seen_by_time && daemon {
-        connection.execute_batch(LIST_SEEN_IN_BATCHES)?;
+    if daemon {
+        if seen_by_time {
+            connection.execute_batch(LIST_SEEN_IN_BATCHES)?;
+        }
+        connection.execute("DELETE FROM seen", [])?;
     }
     Ok(())
 }
