@@ -11,8 +11,8 @@
 //! lists at start. A B-tree keyed by id, as before, took a page write at a
 //! random place for almost every event: with GUIDs as ids (Keyfactor's)
 //! the daemon ran at a third of the speed (README, "Current figures"). Two
-//! ids share a hash with a chance of one in 2^96 per pair (for the two
-//! million ids `max_dedupe_bytes` allows, about one in 10^16 per window),
+//! ids share a hash with a chance of one in 2^96 per pair (for the half
+//! million GUIDs `max_dedupe_bytes` allows, about one in 10^18 per window),
 //! far below a disk's undetected errors; the keys are drawn at each start,
 //! so no one can make two ids collide on purpose.
 
