@@ -111,7 +111,8 @@ pub struct DaemonSettings {
     /// of one of them is handled again. They are listed on disk once, and
     /// looked up in memory as 12-byte hashes, 15 to 30 bytes an id with the
     /// table's free room: at this default, about 466,000 GUIDs (a day at 5
-    /// events a second) and up to about 14 MiB of memory. Default
+    /// events a second) and up to about 14 MiB of memory; shorter ids fit
+    /// more (1.4 million of 12 characters, up to about 27 MiB). Default
     /// `"16MiB"`.
     pub max_dedupe_bytes: Bytes,
 }
