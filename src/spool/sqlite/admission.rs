@@ -23,7 +23,7 @@ impl SpoolThread {
         if self.pending_bytes >= self.limits.max_bytes || !self.backlog.is_empty() {
             0
         } else {
-            self.limits.in_memory.saturating_sub(self.in_lanes)
+            self.lanes_room()
         }
     }
 }
@@ -83,9 +83,8 @@ pub(super) struct Admission<'t, 'a> {
     now: i64,
     answers: &'a mut Answers,
     dispatch: &'a mut Vec<Work>,
-    /// Bytes of the bodies stored, and of the ids remembered.
+    /// Bytes of the bodies stored.
     pub(super) stored_bytes: u64,
-    pub(super) remembered_bytes: u64,
     /// Events stored (duplicates are not).
     pub(super) stored_events: u64,
 }
@@ -107,7 +106,6 @@ impl<'t, 'a> Admission<'t, 'a> {
             answers,
             dispatch,
             stored_bytes: 0,
-            remembered_bytes: 0,
             stored_events: 0,
         })
     }
@@ -197,7 +195,6 @@ impl<'t, 'a> Admission<'t, 'a> {
         };
         if let Some(receipt) = receipt {
             self.stored_bytes += body.len() as u64;
-            self.remembered_bytes += id.len() as u64;
             self.stored_events += 1;
             self.dispatch.push(Work::new(receipt, event));
         }

@@ -85,7 +85,7 @@ impl SpoolThread {
         let mut submits = submits.into_iter();
         let mut batches = batches.into_iter();
         let dedupe = &mut self.dedupe;
-        let outcome = (|| -> rusqlite::Result<(u64, u64, u64)> {
+        let outcome = (|| -> rusqlite::Result<(u64, u64)> {
             let transaction = self.store.batch()?;
             let policy = Policy {
                 closed,
@@ -128,18 +128,17 @@ impl SpoolThread {
                 }
             }
             grown += admission.stored_bytes as i64;
-            let remembered = admission.remembered_bytes;
             let stored = admission.stored_events;
             drop(admission);
             let deleted = transaction.delete_events(&mut cleared)?;
             grown -= deleted.bytes;
             transaction.commit()?;
-            Ok((remembered, stored, deleted.events))
+            Ok((stored, deleted.events))
         })();
         if close {
             self.lanes = None;
         }
-        let (remembered, stored, deleted) = match outcome {
+        let (stored, deleted) = match outcome {
             Ok(counts) => counts,
             Err(err) => {
                 self.dedupe.rolled_back();
@@ -167,7 +166,7 @@ impl SpoolThread {
         self.pending_events = (self.pending_events + stored).saturating_sub(deleted);
         self.status
             .set_levels(self.pending_events, self.pending_bytes);
-        self.dedupe.committed(remembered);
+        self.dedupe.committed();
         self.with_progress.extend(progressed);
         for receipt in cleared {
             self.with_progress.remove(&receipt);

@@ -35,8 +35,10 @@ pub(super) struct Dedupe {
     evicting: bool,
     keys: Keys,
     remembered: HashSet<Key, BuildHasherDefault<AsIs>>,
-    /// What the commit under way remembered: forgotten again if it fails.
+    /// What the commit under way remembered, and the bytes of those ids:
+    /// forgotten again if it fails.
     uncommitted: Vec<Key>,
+    uncommitted_bytes: u64,
 }
 
 impl Dedupe {
@@ -50,6 +52,7 @@ impl Dedupe {
             keys: Keys::default(),
             remembered: HashSet::default(),
             uncommitted: Vec::new(),
+            uncommitted_bytes: 0,
         };
         store.each_listed_id(|id| {
             if dedupe.remembered.insert(dedupe.keys.hash(id)) {
@@ -67,13 +70,14 @@ impl Dedupe {
         let new = self.remembered.insert(hash);
         if new {
             self.uncommitted.push(hash);
+            self.uncommitted_bytes += id.len() as u64;
         }
         new
     }
 
-    /// The commit succeeded; its new ids took `bytes`.
-    pub(super) fn committed(&mut self, bytes: u64) {
-        self.bytes += bytes;
+    /// The commit succeeded: what it remembered is remembered for good.
+    pub(super) fn committed(&mut self) {
+        self.bytes += std::mem::take(&mut self.uncommitted_bytes);
         self.uncommitted.clear();
     }
 
@@ -82,6 +86,7 @@ impl Dedupe {
         for hash in self.uncommitted.drain(..) {
             self.remembered.remove(&hash);
         }
+        self.uncommitted_bytes = 0;
     }
 
     /// Forgets the ids older than the window, then the oldest while they
@@ -112,14 +117,14 @@ impl Dedupe {
     }
 }
 
-/// An id as the set holds it: 96 bits of two keyed SipHashes of it.
+/// An id as the set holds it: 96 bits of two keyed SipHashes of it, as
+/// bytes so that it takes 12 (a `u64` and a `u32` would be padded to 16).
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Key([u8; 12]);
+struct Key([u8; 8], [u8; 4]);
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let (low, _) = self.0.split_at(8);
-        state.write_u64(u64::from_le_bytes(low.try_into().unwrap_or_default()));
+        state.write_u64(u64::from_le_bytes(self.0));
     }
 }
 
@@ -129,10 +134,10 @@ struct Keys(RandomState, RandomState);
 
 impl Keys {
     fn hash(&self, id: &str) -> Key {
-        let mut key = [0; 12];
-        key[..8].copy_from_slice(&self.0.hash_one(id).to_le_bytes());
-        key[8..].copy_from_slice(&self.1.hash_one(id).to_le_bytes()[..4]);
-        Key(key)
+        Key(
+            self.0.hash_one(id).to_le_bytes(),
+            (self.1.hash_one(id) as u32).to_le_bytes(),
+        )
     }
 }
 

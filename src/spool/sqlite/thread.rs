@@ -183,7 +183,7 @@ impl SpoolThread {
         // progress record that frees a place, not for a wake-up that would
         // spin.
         let until_due = match self.due.peek() {
-            Some(Reverse((due, _))) if self.handing_out() && self.lanes_have_room() => {
+            Some(Reverse((due, _))) if self.handing_out() && self.lanes_room() > 0 => {
                 Duration::from_millis((due - now_ms()).max(0) as u64)
             }
             _ => Duration::MAX,
@@ -214,9 +214,9 @@ impl SpoolThread {
         self.lanes.is_some() && self.unwritten.records.is_empty()
     }
 
-    /// Whether the lanes hold fewer than `queue_capacity` events.
-    fn lanes_have_room(&self) -> bool {
-        self.in_lanes < self.limits.in_memory
+    /// How many more events the lanes hold before `queue_capacity`.
+    pub(super) fn lanes_room(&self) -> usize {
+        self.limits.in_memory.saturating_sub(self.in_lanes)
     }
 
     /// Hands out due retries and the backlog as the lanes have room
@@ -227,7 +227,7 @@ impl SpoolThread {
     /// other what it needs of the rest, then the first what is left; they
     /// take turns, so neither holds the lanes while the other waits.
     fn hand_out(&mut self) {
-        let room = self.limits.in_memory.saturating_sub(self.in_lanes);
+        let room = self.lanes_room();
         let now = now_ms();
         let retry_due = matches!(self.due.peek(), Some(Reverse((due, _))) if *due <= now);
         if room == 0 || !retry_due || self.backlog.is_empty() {
@@ -271,11 +271,9 @@ impl SpoolThread {
         mut most: usize,
         mut next: impl FnMut(&mut Self) -> Option<Receipt>,
     ) {
-        while most > 0 && self.handing_out() && self.lanes_have_room() {
-            let room = self.limits.in_memory - self.in_lanes;
-            let receipts: Vec<Receipt> = std::iter::from_fn(|| next(self))
-                .take(room.min(LOAD_AT_ONCE).min(most))
-                .collect();
+        while most > 0 && self.handing_out() && self.lanes_room() > 0 {
+            let take = self.lanes_room().min(LOAD_AT_ONCE).min(most);
+            let receipts: Vec<Receipt> = std::iter::from_fn(|| next(self)).take(take).collect();
             if receipts.is_empty() {
                 return;
             }

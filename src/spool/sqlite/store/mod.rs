@@ -1,7 +1,7 @@
 //! The spool's SQLite database (WAL): accepted events, each handler's
-//! progress on them, the lists of ids seen recently, dead letters and the sources'
-//! cursors. Every SQL
-//! statement of the crate is in this folder, behind typed methods.
+//! progress on them, the lists of ids seen recently, dead letters and the
+//! sources' cursors. Every SQL statement of the crate is in this folder,
+//! behind typed methods.
 //!
 //! Only the spool thread writes events and ids, and only one daemon opens a
 //! spool (`lock.rs`); `jobhook deadletter` opens the same file from

@@ -27,8 +27,9 @@ CREATE TABLE IF NOT EXISTS progress (
 ) WITHOUT ROWID;
 -- The ids remembered for dedupe, as earlier versions of jobhook kept them
 -- (beside `seen_batches`, which lists them too): read to list the ids of a
--- spool older still (`LIST_SEEN_IN_BATCHES`), then emptied at start. The ids are looked up in memory now (`dedupe.rs`): this B-tree
--- took a page write at a random place for almost every event.
+-- spool older still (`LIST_SEEN_IN_BATCHES`), then emptied at start. The
+-- ids are looked up in memory now (`dedupe.rs`): this B-tree took a page
+-- write at a random place for almost every event.
 CREATE TABLE IF NOT EXISTS seen (
     id TEXT PRIMARY KEY,
     accepted_at INTEGER NOT NULL
