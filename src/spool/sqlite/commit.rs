@@ -87,21 +87,6 @@ impl SpoolThread {
         let dedupe = &mut self.dedupe;
         let outcome = (|| -> rusqlite::Result<(u64, u64)> {
             let transaction = self.store.batch()?;
-            let policy = Policy {
-                closed,
-                over_bytes: self.pending_bytes >= self.limits.max_bytes,
-            };
-            let mut admission = Admission::prepare(
-                &transaction,
-                dedupe,
-                policy,
-                now,
-                &mut answers,
-                &mut dispatch,
-            )?;
-            admission.admit(&mut submits)?;
-            admission.admit_batches(&mut batches)?;
-            admission.finish()?;
             for record in &records {
                 let progress_rows = match record {
                     Record::StageDone(StageDone { receipt, .. }) if finished.contains(receipt) => {
@@ -127,11 +112,33 @@ impl SpoolThread {
                     released += 1;
                 }
             }
+            // Finished events go before new ones come: the pages they free
+            // are then filled by the new events, each written to the log
+            // once. Deleted after them, each freed page was a log frame
+            // of its own, nearly doubling what a commit writes (README,
+            // "Current figures"). Nothing of the batch refers to a
+            // finished event's seq any more (its records are above), so
+            // a new event may take one.
+            let deleted = transaction.delete_events(&mut cleared)?;
+            grown -= deleted.bytes;
+            let policy = Policy {
+                closed,
+                over_bytes: self.pending_bytes >= self.limits.max_bytes,
+            };
+            let mut admission = Admission::prepare(
+                &transaction,
+                dedupe,
+                policy,
+                now,
+                &mut answers,
+                &mut dispatch,
+            )?;
+            admission.admit(&mut submits)?;
+            admission.admit_batches(&mut batches)?;
+            admission.finish()?;
             grown += admission.stored_bytes as i64;
             let stored = admission.stored_events;
             drop(admission);
-            let deleted = transaction.delete_events(&mut cleared)?;
-            grown -= deleted.bytes;
             transaction.commit()?;
             Ok((stored, deleted.events))
         })();
