@@ -232,3 +232,6 @@ impl SpoolThread {
         };
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -375,4 +375,4 @@ fn work_from(stored: store::Stored) -> Option<Work> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

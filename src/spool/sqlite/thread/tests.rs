@@ -4,7 +4,7 @@ use std::sync::Arc;
 use crate::spool::protocol::{Accepted, Rejection, SourceBatch};
 use crate::spool::{Lane, Progress, Spool};
 
-fn limits(in_memory: usize) -> Limits {
+pub(in crate::spool::sqlite) fn limits(in_memory: usize) -> Limits {
     Limits {
         fsync: Fsync::Never,
         in_memory,
@@ -17,13 +17,13 @@ fn limits(in_memory: usize) -> Limits {
     }
 }
 
-fn event(id: &str) -> Event {
+pub(in crate::spool::sqlite) fn event(id: &str) -> Event {
     let line = format!(r#"{{"Id":"{id}","JobId":"49b3a17d-cada-4ec8-84c6-7719bf5beef3"}}"#);
     Event::from_line(line.as_bytes(), jiff::Timestamp::now()).unwrap()
 }
 
 /// A spool in `dir` whose one lane has room for `in_memory` events.
-fn start(dir: &std::path::Path, in_memory: usize) -> (Spool, Lane) {
+pub(in crate::spool::sqlite) fn start(dir: &std::path::Path, in_memory: usize) -> (Spool, Lane) {
     let (lanes, mut receivers) = Lanes::new(1);
     let store = Store::open(dir, Fsync::Never).unwrap();
     let spool = Spool::start(store, limits(in_memory), lanes, Heartbeat::default()).unwrap();
@@ -54,39 +54,6 @@ async fn fail_first_attempts(spool: &Spool, lane: &mut Lane, count: usize, faili
             due,
         });
     }
-}
-
-/// An event's submission as a connection makes it, and where its answer
-/// comes: for tests that hand the spool thread its batches themselves.
-async fn submission(
-    budget: &crate::spool::budget::Budget,
-    id: &str,
-) -> (
-    Message,
-    tokio::sync::oneshot::Receiver<Result<Accepted, Rejection>>,
-) {
-    let (sender, answer) = tokio::sync::oneshot::channel();
-    let reply = crate::spool::protocol::Reply {
-        sender,
-        _share: budget.take(100).await,
-    };
-    let message = Message::Submit {
-        event: event(id),
-        reply,
-    };
-    (message, answer)
-}
-
-/// The events and bytes the spool thread counts are those in the spool.
-fn assert_counts_agree(thread: &SpoolThread) {
-    assert_eq!(
-        (thread.pending_events, thread.pending_bytes),
-        (
-            thread.store.pending().unwrap(),
-            thread.store.pending_bytes().unwrap()
-        ),
-        "the counts kept agree with the spool"
-    );
 }
 
 async fn submit(spool: &Spool, id: &str) -> Result<Accepted, Rejection> {
@@ -367,76 +334,6 @@ async fn due_retries_and_the_backlog_share_the_lanes() {
     assert!(
         kinds[2..8].contains('r') && kinds[2..8].contains('b'),
         "one kind went first for long: {kinds}"
-    );
-    spool.stop();
-}
-
-#[tokio::test]
-async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
-    // A commit deletes its finished events before it stores its new ones
-    // (`commit.rs`), so a new event may take the seq of an event finished
-    // in the same commit. It must come with nothing done, and the finished
-    // event's dead letter and progress row must go as they would otherwise.
-    let dir = tempfile::tempdir().unwrap();
-    let (lanes, mut receivers) = Lanes::new(1);
-    let store = Store::open(dir.path(), Fsync::Never).unwrap();
-    let mut thread = SpoolThread::resume(store, limits(100), lanes, Arc::default()).unwrap();
-    let budget = crate::spool::budget::Budget::new(1 << 20);
-    let (message, answer) = submission(&budget, "old").await;
-    thread.commit(&mut vec![message]);
-    assert!(answer.await.unwrap().is_ok());
-    let old = receivers[0].recv().await.unwrap();
-
-    // Its handler gives up (a dead letter and a progress row), the event
-    // finishes, and a new event comes, all in one commit.
-    let (message, answer) = submission(&budget, "new").await;
-    let dead = crate::spool::protocol::Dead {
-        receipt: old.receipt,
-        event_id: "old".to_owned(),
-        stage: "first".to_owned(),
-        event: old.event.json().clone(),
-        error: "down".to_owned(),
-        attempts: 1,
-        first_attempt: now_ms(),
-    };
-    use crate::spool::protocol::Record;
-    thread.commit(&mut vec![
-        Message::Record(Record::Dead(dead)),
-        Message::Record(Record::Finished(old.receipt)),
-        message,
-    ]);
-    assert!(!answer.await.unwrap().unwrap().duplicate);
-    let new = receivers[0].recv().await.unwrap();
-    assert_eq!(new.event.id(), "new");
-    assert_eq!(new.receipt, old.receipt, "the test needs the seq taken");
-    assert!(
-        new.done.is_empty(),
-        "the new event inherited {:?}",
-        new.done
-    );
-    assert!(!thread.with_progress.contains(&new.receipt));
-    assert_counts_agree(&thread);
-    assert_eq!(thread.pending_events, 1);
-    // Stopped as the daemon stops it: the run ends cleanly.
-    let (stop, messages) = mpsc::channel();
-    stop.send(Message::Stop).unwrap();
-    thread.run(&messages, &Heartbeat::default());
-
-    let raw = rusqlite::Connection::open(dir.path().join(store::FILE_NAME)).unwrap();
-    let count = |table: &str| -> i64 {
-        raw.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-            row.get(0)
-        })
-        .unwrap()
-    };
-    assert_eq!((count("dead_letters"), count("progress")), (1, 0));
-    drop(raw);
-    let (spool, mut lane) = start(dir.path(), 100);
-    let resumed = lane.recv().await.unwrap();
-    assert_eq!(
-        (resumed.event.id(), resumed.done.len()),
-        ("new", 0),
-        "read back with nothing done"
     );
     spool.stop();
 }

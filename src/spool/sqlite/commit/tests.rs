@@ -1,0 +1,115 @@
+//! Commits of batches the tests make themselves, to put in one commit
+//! what would otherwise only come together by chance.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use super::*;
+use crate::lifecycle::Heartbeat;
+use crate::spool::Lanes;
+use crate::spool::protocol::Accepted;
+use crate::spool::sqlite::store::{self, Fsync, Store};
+use crate::spool::sqlite::thread::tests::{event, limits, start};
+
+/// An event's submission as a connection makes it, and where its answer
+/// comes: for tests that hand the spool thread its batches themselves.
+async fn submission(
+    budget: &crate::spool::budget::Budget,
+    id: &str,
+) -> (
+    Message,
+    tokio::sync::oneshot::Receiver<Result<Accepted, Rejection>>,
+) {
+    let (sender, answer) = tokio::sync::oneshot::channel();
+    let reply = crate::spool::protocol::Reply {
+        sender,
+        _share: budget.take(100).await,
+    };
+    let message = Message::Submit {
+        event: event(id),
+        reply,
+    };
+    (message, answer)
+}
+
+/// The events and bytes the spool thread counts are those in the spool.
+fn assert_counts_agree(thread: &SpoolThread) {
+    assert_eq!(
+        (thread.pending_events, thread.pending_bytes),
+        (
+            thread.store.pending().unwrap(),
+            thread.store.pending_bytes().unwrap()
+        ),
+        "the counts kept agree with the spool"
+    );
+}
+
+#[tokio::test]
+async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
+    // A commit deletes its finished events before it stores its new ones
+    // (`commit.rs`), so a new event may take the seq of an event finished
+    // in the same commit. It must come with nothing done, and the finished
+    // event's dead letter and progress row must go as they would otherwise.
+    let dir = tempfile::tempdir().unwrap();
+    let (lanes, mut receivers) = Lanes::new(1);
+    let store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let mut thread = SpoolThread::resume(store, limits(100), lanes, Arc::default()).unwrap();
+    let budget = crate::spool::budget::Budget::new(1 << 20);
+    let (message, answer) = submission(&budget, "old").await;
+    thread.commit(&mut vec![message]);
+    assert!(answer.await.unwrap().is_ok());
+    let old = receivers[0].recv().await.unwrap();
+
+    // Its handler gives up (a dead letter and a progress row), the event
+    // finishes, and a new event comes, all in one commit.
+    let (message, answer) = submission(&budget, "new").await;
+    let dead = crate::spool::protocol::Dead {
+        receipt: old.receipt,
+        event_id: "old".to_owned(),
+        stage: "first".to_owned(),
+        event: old.event.json().clone(),
+        error: "down".to_owned(),
+        attempts: 1,
+        first_attempt: now_ms(),
+    };
+    use crate::spool::protocol::Record;
+    thread.commit(&mut vec![
+        Message::Record(Record::Dead(dead)),
+        Message::Record(Record::Finished(old.receipt)),
+        message,
+    ]);
+    assert!(!answer.await.unwrap().unwrap().duplicate);
+    let new = receivers[0].recv().await.unwrap();
+    assert_eq!(new.event.id(), "new");
+    assert_eq!(new.receipt, old.receipt, "the test needs the seq taken");
+    assert!(
+        new.done.is_empty(),
+        "the new event inherited {:?}",
+        new.done
+    );
+    assert!(!thread.with_progress.contains(&new.receipt));
+    assert_counts_agree(&thread);
+    assert_eq!(thread.pending_events, 1);
+    // Stopped as the daemon stops it: the run ends cleanly.
+    let (stop, messages) = mpsc::channel();
+    stop.send(Message::Stop).unwrap();
+    thread.run(&messages, &Heartbeat::default());
+
+    let raw = rusqlite::Connection::open(dir.path().join(store::FILE_NAME)).unwrap();
+    let count = |table: &str| -> i64 {
+        raw.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!((count("dead_letters"), count("progress")), (1, 0));
+    drop(raw);
+    let (spool, mut lane) = start(dir.path(), 100);
+    let resumed = lane.recv().await.unwrap();
+    assert_eq!(
+        (resumed.event.id(), resumed.done.len()),
+        ("new", 0),
+        "read back with nothing done"
+    );
+    spool.stop();
+}
