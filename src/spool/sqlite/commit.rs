@@ -121,9 +121,12 @@ impl SpoolThread {
             // a new event may take one.
             let deleted = transaction.delete_events(&mut cleared)?;
             grown -= deleted.bytes;
+            // What this commit freed counts: events finishing make room
+            // for new ones in the same commit.
             let policy = Policy {
                 closed,
-                over_bytes: self.pending_bytes >= self.limits.max_bytes,
+                over_bytes: self.pending_bytes.saturating_add_signed(grown)
+                    >= self.limits.max_bytes,
             };
             let mut admission = Admission::prepare(
                 &transaction,

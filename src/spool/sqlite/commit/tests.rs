@@ -6,10 +6,10 @@ use std::sync::mpsc;
 
 use super::*;
 use crate::lifecycle::Heartbeat;
-use crate::spool::Lanes;
 use crate::spool::protocol::Accepted;
 use crate::spool::sqlite::store::{self, Fsync, Store};
 use crate::spool::sqlite::thread::tests::{event, limits, start};
+use crate::spool::{Lanes, Limits};
 
 /// An event's submission as a connection makes it, and where its answer
 /// comes: for tests that hand the spool thread its batches themselves.
@@ -60,8 +60,10 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
     assert!(answer.await.unwrap().is_ok());
     let old = receivers[0].recv().await.unwrap();
 
-    // Its handler gives up (a dead letter and a progress row), the event
-    // finishes, and a new event comes, all in one commit.
+    // A script changes it (skipped: it finishes in this commit, and the
+    // change must not land on the new event's row), its last handler gives
+    // up (a dead letter and a progress row), the event finishes, and a new
+    // event comes, all in one commit.
     let (message, answer) = submission(&budget, "new").await;
     let dead = crate::spool::protocol::Dead {
         receipt: old.receipt,
@@ -72,8 +74,14 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
         attempts: 1,
         first_attempt: now_ms(),
     };
-    use crate::spool::protocol::Record;
+    use crate::spool::protocol::{Record, StageDone};
+    let changed = StageDone {
+        receipt: old.receipt,
+        stage: "script".to_owned(),
+        changed: Some(br#"{"Id":"old","Changed":true}"#.to_vec().into()),
+    };
     thread.commit(&mut vec![
+        Message::Record(Record::StageDone(changed)),
         Message::Record(Record::Dead(dead)),
         Message::Record(Record::Finished(old.receipt)),
         message,
@@ -82,11 +90,6 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
     let new = receivers[0].recv().await.unwrap();
     assert_eq!(new.event.id(), "new");
     assert_eq!(new.receipt, old.receipt, "the test needs the seq taken");
-    assert!(
-        new.done.is_empty(),
-        "the new event inherited {:?}",
-        new.done
-    );
     assert!(!thread.with_progress.contains(&new.receipt));
     assert_counts_agree(&thread);
     assert_eq!(thread.pending_events, 1);
@@ -111,5 +114,51 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
         ("new", 0),
         "read back with nothing done"
     );
+    let body = String::from_utf8_lossy(resumed.event.json());
+    assert!(
+        !body.contains("Changed"),
+        "the script's change landed on it: {body}"
+    );
     spool.stop();
+}
+
+#[tokio::test]
+async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
+    // At `max_spool_bytes`, a new event coming with the finish of an
+    // older one is taken: the commit deletes before it admits.
+    let dir = tempfile::tempdir().unwrap();
+    let (lanes, mut receivers) = Lanes::new(1);
+    let store = Store::open(dir.path(), Fsync::Never).unwrap();
+    // Room for "old" as it comes, not once a script made it larger.
+    let limits = Limits {
+        max_bytes: event("old").json().len() as u64 + 1,
+        ..limits(100)
+    };
+    let mut thread = SpoolThread::resume(store, limits, lanes, Arc::default()).unwrap();
+    let budget = crate::spool::budget::Budget::new(1 << 20);
+    let (message, answer) = submission(&budget, "old").await;
+    thread.commit(&mut vec![message]);
+    assert!(answer.await.unwrap().is_ok());
+    let old = receivers[0].recv().await.unwrap();
+    let larger = crate::spool::protocol::StageDone {
+        receipt: old.receipt,
+        stage: "script".to_owned(),
+        changed: Some(
+            format!(r#"{{"Id":"old","Pad":"{}"}}"#, "x".repeat(500))
+                .into_bytes()
+                .into(),
+        ),
+    };
+    let larger = crate::spool::protocol::Record::StageDone(larger);
+    thread.commit(&mut vec![Message::Record(larger)]);
+
+    let (message, answer) = submission(&budget, "refused").await;
+    thread.commit(&mut vec![message]);
+    assert_eq!(answer.await.unwrap(), Err(Rejection::Overloaded), "full");
+
+    let (message, answer) = submission(&budget, "new").await;
+    let finished = crate::spool::protocol::Record::Finished(old.receipt);
+    thread.commit(&mut vec![Message::Record(finished), message]);
+    assert!(answer.await.unwrap().is_ok(), "no room made");
+    assert_counts_agree(&thread);
 }

@@ -12,8 +12,6 @@ use crate::spool::protocol::{Dead, Receipt, Record, Retry, StageDone};
 const STAGE_DONE: &str =
     "INSERT OR REPLACE INTO progress (seq, stage, state) VALUES (?1, ?2, 'done')";
 
-/// One group commit's transaction: nothing of it is kept unless
-/// [`Batch::commit`] succeeds.
 /// What [`Batch::delete_events`] deleted.
 #[derive(Debug, Default)]
 pub(in crate::spool::sqlite) struct Deleted {
@@ -21,6 +19,8 @@ pub(in crate::spool::sqlite) struct Deleted {
     pub(in crate::spool::sqlite) bytes: i64,
 }
 
+/// One group commit's transaction: nothing of it is kept unless
+/// [`Batch::commit`] succeeds.
 pub(in crate::spool::sqlite) struct Batch<'c> {
     transaction: Transaction<'c>,
 }
