@@ -32,6 +32,15 @@ async fn submission(
     (message, answer)
 }
 
+/// The next event handed to `lane`: failing rather than waiting for good
+/// when none comes.
+async fn next(lane: &mut crate::spool::Lane) -> crate::spool::protocol::Work {
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), lane.recv());
+    next.await
+        .expect("no event came to the lane in 10 s")
+        .expect("the lane is open")
+}
+
 /// The events and bytes the spool thread counts are those in the spool.
 fn assert_counts_agree(thread: &SpoolThread) {
     assert_eq!(
@@ -58,7 +67,7 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
     let (message, answer) = submission(&budget, "old").await;
     thread.commit(&mut vec![message]);
     assert!(answer.await.unwrap().is_ok());
-    let old = receivers[0].recv().await.unwrap();
+    let old = next(&mut receivers[0]).await;
 
     // A script changes it (skipped: it finishes in this commit, and the
     // change must not land on the new event's row), its last handler gives
@@ -87,7 +96,7 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
         message,
     ]);
     assert!(!answer.await.unwrap().unwrap().duplicate);
-    let new = receivers[0].recv().await.unwrap();
+    let new = next(&mut receivers[0]).await;
     assert_eq!(new.event.id(), "new");
     assert_eq!(new.receipt, old.receipt, "the test needs the seq taken");
     assert!(!thread.with_progress.contains(&new.receipt));
@@ -108,7 +117,7 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
     assert_eq!((count("dead_letters"), count("progress")), (1, 0));
     drop(raw);
     let (spool, mut lane) = start(dir.path(), 100);
-    let resumed = lane.recv().await.unwrap();
+    let resumed = next(&mut lane).await;
     assert_eq!(
         (resumed.event.id(), resumed.done.len()),
         ("new", 0),
@@ -129,9 +138,11 @@ async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
     let dir = tempfile::tempdir().unwrap();
     let (lanes, mut receivers) = Lanes::new(1);
     let store = Store::open(dir.path(), Fsync::Never).unwrap();
-    // Room for "old" as it comes, not once a script made it larger.
+    // Room for "old" as it comes (an event's JSON carries the time it was
+    // received, whose length varies a little), not once a script made it
+    // 500 bytes larger.
     let limits = Limits {
-        max_bytes: event("old").json().len() as u64 + 1,
+        max_bytes: event("old").json().len() as u64 + 100,
         ..limits(100)
     };
     let mut thread = SpoolThread::resume(store, limits, lanes, Arc::default()).unwrap();
@@ -139,7 +150,7 @@ async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
     let (message, answer) = submission(&budget, "old").await;
     thread.commit(&mut vec![message]);
     assert!(answer.await.unwrap().is_ok());
-    let old = receivers[0].recv().await.unwrap();
+    let old = next(&mut receivers[0]).await;
     let larger = crate::spool::protocol::StageDone {
         receipt: old.receipt,
         stage: "script".to_owned(),
