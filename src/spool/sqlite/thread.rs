@@ -278,7 +278,7 @@ impl SpoolThread {
                 return;
             }
             most -= receipts.len();
-            let loaded = self.store.load_all(&receipts);
+            let loaded = self.store.load_all(&receipts, &self.with_progress);
             for (receipt, loaded) in receipts.into_iter().zip(loaded) {
                 self.dispatch_loaded(receipt, loaded, what);
             }

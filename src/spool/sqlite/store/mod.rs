@@ -280,11 +280,19 @@ impl Store {
     /// The events of `receipts`, as [`Store::load`] reads each, in one
     /// read transaction: the backlog is read back in runs, and a
     /// transaction per event took the log's shared lock (`fcntl`) each
-    /// time.
-    pub(super) fn load_all(&self, receipts: &[Receipt]) -> Vec<rusqlite::Result<Option<Stored>>> {
+    /// time. Only the events in `with_progress` have progress rows to
+    /// read: most of the backlog is events no handler has seen yet.
+    pub(super) fn load_all(
+        &self,
+        receipts: &[Receipt],
+        with_progress: &HashSet<Receipt>,
+    ) -> Vec<rusqlite::Result<Option<Stored>>> {
         // Reads only: there is nothing to lose if it cannot begin.
         let transaction = self.connection.unchecked_transaction().ok();
-        let loaded = receipts.iter().map(|receipt| self.load(*receipt)).collect();
+        let loaded = receipts
+            .iter()
+            .map(|receipt| self.load(*receipt, with_progress.contains(receipt)))
+            .collect();
         // Ended here rather than on drop, which would hide a failure: a
         // transaction left open would make every later commit fail.
         if let Some(transaction) = transaction
@@ -295,8 +303,13 @@ impl Store {
         loaded
     }
 
-    /// The event as stored now (after any transforms).
-    pub(super) fn load(&self, receipt: Receipt) -> rusqlite::Result<Option<Stored>> {
+    /// The event as stored now (after any transforms), with its progress
+    /// if it `has_progress` (rows to read).
+    pub(super) fn load(
+        &self,
+        receipt: Receipt,
+        has_progress: bool,
+    ) -> rusqlite::Result<Option<Stored>> {
         let Receipt(seq) = receipt;
         // Cached: the backlog reads events back one by one, and preparing
         // the statement each time cost more than reading the row.
@@ -317,11 +330,19 @@ impl Store {
         let Some((body, replay)) = found else {
             return Ok(None);
         };
+        let mut stored = Stored {
+            receipt,
+            body,
+            done: Vec::new(),
+            resume: None,
+            replay,
+        };
+        if !has_progress {
+            return Ok(Some(stored));
+        }
         let mut statement = self.connection.prepare_cached(
             "SELECT stage, state, attempts, first_attempt FROM progress WHERE seq = ?1",
         )?;
-        let mut done = Vec::new();
-        let mut resume = None;
         let rows = statement.query_map([seq], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -333,9 +354,9 @@ impl Store {
         for row in rows {
             let (stage, state, attempts, first) = row?;
             match state.as_str() {
-                "done" => done.push(stage),
+                "done" => stored.done.push(stage),
                 _ => {
-                    resume = Some(Resume {
+                    stored.resume = Some(Resume {
                         stage,
                         attempts,
                         first_attempt: first.unwrap_or(0),
@@ -343,12 +364,6 @@ impl Store {
                 }
             }
         }
-        Ok(Some(Stored {
-            receipt,
-            body,
-            done,
-            resume,
-            replay,
-        }))
+        Ok(Some(stored))
     }
 }
