@@ -10,6 +10,7 @@
 
 mod batch;
 mod dead_letters;
+mod load;
 mod lock;
 mod open_error;
 mod run_marker;
@@ -22,9 +23,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, FileControl, OpenFlags, OptionalExtension, params};
 use serde::Deserialize;
-use tracing::error;
 
-use crate::spool::protocol::{DeadLetterId, Receipt, Replay, Resume};
+use crate::spool::protocol::{Receipt, Replay, Resume};
 pub(super) use batch::{Batch, NewEvents};
 use lock::SpoolLock;
 pub use open_error::OpenError;
@@ -275,95 +275,5 @@ impl Store {
             .query_map([], |row| row.get(0).map(Receipt))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(Unfinished { to_run, waiting })
-    }
-
-    /// The events of `receipts`, as [`Store::load`] reads each, in one
-    /// read transaction: the backlog is read back in runs, and a
-    /// transaction per event took the log's shared lock (`fcntl`) each
-    /// time. Only the events in `with_progress` have progress rows to
-    /// read: most of the backlog is events no handler has seen yet.
-    pub(super) fn load_all(
-        &self,
-        receipts: &[Receipt],
-        with_progress: &HashSet<Receipt>,
-    ) -> Vec<rusqlite::Result<Option<Stored>>> {
-        // Reads only: there is nothing to lose if it cannot begin.
-        let transaction = self.connection.unchecked_transaction().ok();
-        let loaded = receipts
-            .iter()
-            .map(|receipt| self.load(*receipt, with_progress.contains(receipt)))
-            .collect();
-        // Ended here rather than on drop, which would hide a failure: a
-        // transaction left open would make every later commit fail.
-        if let Some(transaction) = transaction
-            && let Err(err) = transaction.rollback()
-        {
-            error!(spool = %self.path.display(), "cannot end a read of the backlog: {err}");
-        }
-        loaded
-    }
-
-    /// The event as stored now (after any transforms), with its progress
-    /// if it `has_progress` (rows to read).
-    pub(super) fn load(
-        &self,
-        receipt: Receipt,
-        has_progress: bool,
-    ) -> rusqlite::Result<Option<Stored>> {
-        let Receipt(seq) = receipt;
-        // Cached: the backlog reads events back one by one, and preparing
-        // the statement each time cost more than reading the row.
-        let found = self
-            .connection
-            .prepare_cached("SELECT body, only_stage, replay_of FROM events WHERE seq = ?1")?
-            .query_row([seq], |row| {
-                let replay = match (row.get(1)?, row.get(2)?) {
-                    (Some(handler), Some(dead_letter)) => Some(Replay {
-                        handler,
-                        dead_letter: DeadLetterId(dead_letter),
-                    }),
-                    _ => None,
-                };
-                Ok((row.get::<_, Vec<u8>>(0)?, replay))
-            })
-            .optional()?;
-        let Some((body, replay)) = found else {
-            return Ok(None);
-        };
-        let mut stored = Stored {
-            receipt,
-            body,
-            done: Vec::new(),
-            resume: None,
-            replay,
-        };
-        if !has_progress {
-            return Ok(Some(stored));
-        }
-        let mut statement = self.connection.prepare_cached(
-            "SELECT stage, state, attempts, first_attempt FROM progress WHERE seq = ?1",
-        )?;
-        let rows = statement.query_map([seq], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, u32>(2)?,
-                row.get::<_, Option<i64>>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (stage, state, attempts, first) = row?;
-            match state.as_str() {
-                "done" => stored.done.push(stage),
-                _ => {
-                    stored.resume = Some(Resume {
-                        stage,
-                        attempts,
-                        first_attempt: first.unwrap_or(0),
-                    })
-                }
-            }
-        }
-        Ok(Some(stored))
     }
 }
