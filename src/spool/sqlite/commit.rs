@@ -115,7 +115,7 @@ impl SpoolThread {
             // Finished events go before new ones come: the pages they free
             // are then filled by the new events, each written to the log
             // once. Deleted after them, each freed page was a log frame
-            // of its own, nearly doubling what a commit writes (README,
+            // of its own: a third more writes to the log (README,
             // "Current figures"). Nothing of the batch refers to a
             // finished event's seq any more (its records are above), so
             // a new event may take one.
