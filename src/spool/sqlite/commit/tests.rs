@@ -6,6 +6,7 @@ use std::sync::mpsc;
 
 use super::*;
 use crate::lifecycle::Heartbeat;
+use crate::spool::budget::Budget;
 use crate::spool::protocol::Accepted;
 use crate::spool::sqlite::store::{self, Fsync, Store};
 use crate::spool::sqlite::thread::tests::{event, limits, start};
@@ -14,7 +15,7 @@ use crate::spool::{Lanes, Limits};
 /// An event's submission as a connection makes it, and where its answer
 /// comes: for tests that hand the spool thread its batches themselves.
 async fn submission(
-    budget: &crate::spool::budget::Budget,
+    budget: &Budget,
     id: &str,
 ) -> (
     Message,
@@ -41,6 +42,29 @@ async fn next(lane: &mut crate::spool::Lane) -> crate::spool::protocol::Work {
         .expect("the lane is open")
 }
 
+/// A spool thread (run by hand) on a new spool in `dir`, its one lane,
+/// the ingest budget, and the event "old", committed and handed out.
+async fn with_old_event(
+    dir: &std::path::Path,
+    limits: Limits,
+) -> (
+    SpoolThread,
+    crate::spool::Lane,
+    Budget,
+    crate::spool::protocol::Work,
+) {
+    let (lanes, mut receivers) = Lanes::new(1);
+    let store = Store::open(dir, Fsync::Never).unwrap();
+    let mut thread = SpoolThread::resume(store, limits, lanes, Arc::default()).unwrap();
+    let mut lane = receivers.remove(0);
+    let budget = Budget::new(1 << 20);
+    let (message, answer) = submission(&budget, "old").await;
+    thread.commit(&mut vec![message]);
+    assert!(answer.await.unwrap().is_ok());
+    let old = next(&mut lane).await;
+    (thread, lane, budget, old)
+}
+
 /// The events and bytes the spool thread counts are those in the spool.
 fn assert_counts_agree(thread: &SpoolThread) {
     assert_eq!(
@@ -60,14 +84,7 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
     // in the same commit. It must come with nothing done, and the finished
     // event's dead letter and progress row must go as they would otherwise.
     let dir = tempfile::tempdir().unwrap();
-    let (lanes, mut receivers) = Lanes::new(1);
-    let store = Store::open(dir.path(), Fsync::Never).unwrap();
-    let mut thread = SpoolThread::resume(store, limits(100), lanes, Arc::default()).unwrap();
-    let budget = crate::spool::budget::Budget::new(1 << 20);
-    let (message, answer) = submission(&budget, "old").await;
-    thread.commit(&mut vec![message]);
-    assert!(answer.await.unwrap().is_ok());
-    let old = next(&mut receivers[0]).await;
+    let (mut thread, mut lane, budget, old) = with_old_event(dir.path(), limits(100)).await;
 
     // A script changes it (skipped: it finishes in this commit, and the
     // change must not land on the new event's row), its last handler gives
@@ -96,7 +113,7 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
         message,
     ]);
     assert!(!answer.await.unwrap().unwrap().duplicate);
-    let new = next(&mut receivers[0]).await;
+    let new = next(&mut lane).await;
     assert_eq!(new.event.id(), "new");
     assert_eq!(new.receipt, old.receipt, "the test needs the seq taken");
     assert!(!thread.with_progress.contains(&new.receipt));
@@ -136,8 +153,6 @@ async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
     // At `max_spool_bytes`, a new event coming with the finish of an
     // older one is taken: the commit deletes before it admits.
     let dir = tempfile::tempdir().unwrap();
-    let (lanes, mut receivers) = Lanes::new(1);
-    let store = Store::open(dir.path(), Fsync::Never).unwrap();
     // Room for "old" as it comes (an event's JSON carries the time it was
     // received, whose length varies a little), not once a script made it
     // 500 bytes larger.
@@ -145,12 +160,7 @@ async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
         max_bytes: event("old").json().len() as u64 + 100,
         ..limits(100)
     };
-    let mut thread = SpoolThread::resume(store, limits, lanes, Arc::default()).unwrap();
-    let budget = crate::spool::budget::Budget::new(1 << 20);
-    let (message, answer) = submission(&budget, "old").await;
-    thread.commit(&mut vec![message]);
-    assert!(answer.await.unwrap().is_ok());
-    let old = next(&mut receivers[0]).await;
+    let (mut thread, _lane, budget, old) = with_old_event(dir.path(), limits).await;
     let larger = crate::spool::protocol::StageDone {
         receipt: old.receipt,
         stage: "script".to_owned(),

@@ -137,7 +137,6 @@ async fn a_backlog_larger_than_one_read_comes_back_whole_and_in_order() {
     let names: Vec<&str> = ids.iter().map(String::as_str).collect();
     let page = spool.queue().submit_batch(batch("1", &names)).await;
     assert_eq!(page.unwrap().len(), ids.len());
-    let lane = &mut lane;
     let recorder = spool.recorder();
     for id in &ids {
         let work = tokio::time::timeout(Duration::from_secs(10), lane.recv())
