@@ -49,7 +49,12 @@ fn daemon_with_admin(extra: &str) -> (Daemon, Api) {
         format!("{AUDIT}{extra}")
     };
     let daemon = Daemon::start(&format!("{handlers}{tokens}"));
-    (daemon, Api::on(port))
+    let api = Api::on(port);
+    // The socket takes connections a moment before the pipeline is loaded.
+    eventually("health saying ok", || {
+        api.get("/health", None).status == 200
+    });
+    (daemon, api)
 }
 
 /// A value from the Prometheus text: the line that starts with `series`.
@@ -279,8 +284,23 @@ timeout = "20s"
     let script = "function handle(event) local t = os.clock() while os.clock() - t < 3 do end return event end";
     let mut daemon = Daemon::start_with(&config, &[("scripts/slow.lua", script)]);
     let api = Api::on(port);
-    let health = api.get("/health", None);
-    assert_eq!(health.status, 200, "{health:?}");
+    // The socket takes connections a moment before the pipeline is
+    // loaded; until it is, health says so.
+    let mut health = api.get("/health", None);
+    eventually("health saying ok", || {
+        if health.status == 200 {
+            return true;
+        }
+        let report = health.json();
+        assert_eq!(
+            (health.status, report["status"].as_str()),
+            (503, Some("starting")),
+            "{health:?}"
+        );
+        assert_eq!(report["pipeline_loaded"], false, "{report}");
+        health = api.get("/health", None);
+        false
+    });
     let report = health.json();
     assert_eq!(
         (
