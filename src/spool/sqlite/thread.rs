@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::backlog::Backlog;
-use super::commit::{RETRY_FAILED_COMMIT, Unwritten};
+use super::commit::{RETRY_FAILED_COMMIT, Scratch, Unwritten};
 use super::dedupe::Dedupe;
 use super::levels::Level;
 use super::store::{self, Fsync, Store};
@@ -66,6 +66,7 @@ pub(super) struct SpoolThread {
     retries_first: bool,
     /// What failed commits left to write.
     pub(super) unwritten: Unwritten,
+    pub(super) scratch: Scratch,
     /// Levels and writability, for `/health` and `/metrics`.
     pub(super) status: Arc<Status>,
     pub(super) accepted: AcceptedMetrics,
@@ -111,6 +112,7 @@ impl SpoolThread {
             retries_first: false,
             backlog: Backlog::default(),
             unwritten: Unwritten::default(),
+            scratch: Scratch::default(),
             status,
             accepted: AcceptedMetrics::register(),
         };
