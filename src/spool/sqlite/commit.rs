@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::{error, info};
 
 use super::admission::{Admission, Answers, Policy};
-use super::thread::SpoolThread;
+use super::thread::{MAX_BATCH, SpoolThread};
 use crate::event::Event;
 use crate::spool::protocol::{
     CursorReply, Dead, Message, Receipt, Record, Rejection, Reply, Retry, StageDone, Work, now_ms,
@@ -39,6 +39,16 @@ pub(super) struct Scratch {
     submits: Vec<(Event, Reply)>,
     records: Vec<Record>,
     dispatch: Vec<Work>,
+}
+
+/// `list` emptied, to be used again, with room kept for at most what one
+/// commit of [`MAX_BATCH`] messages needs: a larger commit (a source's
+/// batch, the records of a long spell of failed commits) gives the rest
+/// back rather than hold it while the daemon idles.
+fn kept<T>(mut list: Vec<T>) -> Vec<T> {
+    list.clear();
+    list.shrink_to(MAX_BATCH);
+    list
 }
 
 /// What failed commits left to write.
@@ -173,9 +183,8 @@ impl SpoolThread {
                 for reply in unlooked.map(|(_, reply)| reply) {
                     reply.send(Err(refused.clone()));
                 }
-                self.scratch.submits = submits;
-                dispatch.clear();
-                self.scratch.dispatch = dispatch;
+                self.scratch.submits = kept(submits);
+                self.scratch.dispatch = kept(dispatch);
                 for reply in batches.map(|(_, reply)| reply) {
                     let _ = reply.send(Err(refused.clone()));
                 }
@@ -186,9 +195,8 @@ impl SpoolThread {
             }
         };
         drop(unlooked);
-        self.scratch.submits = submits;
-        records.clear();
-        self.scratch.records = records;
+        self.scratch.submits = kept(submits);
+        self.scratch.records = kept(records);
         self.status.set_writable(true);
         if self.unwritten.cause.take().is_some() {
             info!(spool = %self.store.path().display(), "the spool can be written again");
@@ -218,7 +226,7 @@ impl SpoolThread {
             self.dispatch(work);
         }
         self.backlog.extend(handed.map(|work| work.receipt));
-        self.scratch.dispatch = dispatch;
+        self.scratch.dispatch = kept(dispatch);
         stop
     }
 

@@ -31,8 +31,8 @@ use crate::telemetry::AcceptedMetrics;
 /// hold up the next commit.
 const LOAD_AT_ONCE: usize = 256;
 
-/// Most events committed in one transaction.
-const MAX_BATCH: usize = 1024;
+/// Most messages (new events and progress records) taken into one commit.
+pub(super) const MAX_BATCH: usize = 1024;
 /// How often dead letters marked for replay are looked for and the ids seen
 /// long ago forgotten.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -66,6 +66,7 @@ pub(super) struct SpoolThread {
     retries_first: bool,
     /// What failed commits left to write.
     pub(super) unwritten: Unwritten,
+    /// The lists each commit fills and empties, kept for the next.
     pub(super) scratch: Scratch,
     /// Levels and writability, for `/health` and `/metrics`.
     pub(super) status: Arc<Status>,

@@ -183,3 +183,20 @@ async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
     assert!(answer.await.unwrap().is_ok(), "no room made");
     assert_counts_agree(&thread);
 }
+
+#[test]
+fn a_kept_list_comes_back_empty_with_at_most_a_commits_room() {
+    let mut large: Vec<u64> = Vec::with_capacity(50 * MAX_BATCH);
+    large.extend(0..10);
+    let large = kept(large);
+    assert!(large.is_empty());
+    assert!(
+        (MAX_BATCH..50 * MAX_BATCH).contains(&large.capacity()),
+        "{}",
+        large.capacity()
+    );
+    let mut small: Vec<u64> = Vec::with_capacity(100);
+    small.push(1);
+    let small = kept(small);
+    assert_eq!((small.len(), small.capacity()), (0, 100));
+}
