@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{OptionalExtension, Row};
+use rusqlite::Row;
 use tracing::error;
 
 use super::{Store, Stored};
@@ -34,10 +34,10 @@ impl Store {
                 Ok(run) => loaded.extend(run.into_iter().map(Ok)),
                 // Read again one by one, so that each event has its own
                 // answer: the one that cannot be read, and the others.
-                Err(_) => loaded.extend(
-                    run.iter()
-                        .map(|receipt| self.load(*receipt, with_progress.contains(receipt))),
-                ),
+                Err(_) => loaded.extend(run.iter().map(|receipt| {
+                    self.load_run(std::slice::from_ref(receipt), with_progress)
+                        .map(|mut one| one.pop().flatten())
+                })),
             }
         }
         // Ended here rather than on drop, which would hide a failure: a
@@ -77,22 +77,6 @@ impl Store {
             }
         }
         Ok(loaded)
-    }
-
-    /// The event as stored now, with its progress if it `has_progress`
-    /// (rows to read).
-    fn load(&self, receipt: Receipt, has_progress: bool) -> rusqlite::Result<Option<Stored>> {
-        let mut stored = self
-            .connection
-            .prepare_cached(EVENTS_BETWEEN)?
-            .query_row([receipt.0, receipt.0], |row| stored_from(receipt, row))
-            .optional()?;
-        if let Some(stored) = &mut stored
-            && has_progress
-        {
-            self.read_progress(stored)?;
-        }
-        Ok(stored)
     }
 
     /// Adds the handlers done with `stored`, and the retry it waits for.
@@ -199,5 +183,34 @@ mod tests {
                 assert_eq!(stored.done, done, "for e{i}");
             }
         }
+    }
+
+    #[test]
+    fn an_event_that_cannot_be_read_fails_alone_and_its_run_is_read_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), Fsync::Never).unwrap();
+        let receipts: Vec<Receipt> = (1..=3)
+            .map(|i| store.insert_event(&format!("e{i}"), b"{}", 0).unwrap())
+            .collect();
+        // A body stored as text, not bytes, fails to read back (as a
+        // damaged row would): the range query fails with it.
+        store
+            .connection
+            .execute(
+                "UPDATE events SET body = CAST(body AS TEXT) WHERE seq = ?1",
+                [receipts[1].0],
+            )
+            .unwrap();
+        let loaded = store.load_all(&receipts, &HashSet::new());
+        let read: Vec<Option<Receipt>> = loaded
+            .iter()
+            .map(|loaded| {
+                loaded
+                    .as_ref()
+                    .ok()
+                    .map(|stored| stored.as_ref().unwrap().receipt)
+            })
+            .collect();
+        assert_eq!(read, [Some(receipts[0]), None, Some(receipts[2])]);
     }
 }
