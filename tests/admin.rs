@@ -50,7 +50,7 @@ fn daemon_with_admin(extra: &str) -> (Daemon, Api) {
     };
     let daemon = Daemon::start(&format!("{handlers}{tokens}"));
     let api = Api::on(port);
-    // The socket takes connections a moment before the pipeline is loaded.
+    // The socket takes connections a moment before the daemon is ready.
     eventually("health saying ok", || {
         api.get("/health", None).status == 200
     });
@@ -284,8 +284,8 @@ timeout = "20s"
     let script = "function handle(event) local t = os.clock() while os.clock() - t < 3 do end return event end";
     let mut daemon = Daemon::start_with(&config, &[("scripts/slow.lua", script)]);
     let api = Api::on(port);
-    // The socket takes connections a moment before the pipeline is
-    // loaded; until it is, health says so.
+    // The socket takes connections a moment before the daemon is ready
+    // (its spool open, its workers started); until then health says so.
     let mut health = api.get("/health", None);
     eventually("health saying ok", || {
         if health.status == 200 {

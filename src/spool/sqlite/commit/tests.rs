@@ -10,7 +10,7 @@ use crate::spool::budget::Budget;
 use crate::spool::protocol::Accepted;
 use crate::spool::sqlite::store::{self, Fsync, Store};
 use crate::spool::sqlite::thread::tests::{event, limits, start};
-use crate::spool::{Lanes, Limits};
+use crate::spool::{Lane, Lanes, Limits};
 
 /// An event's submission as a connection makes it, and where its answer
 /// comes: for tests that hand the spool thread its batches themselves.
@@ -22,7 +22,7 @@ async fn submission(
     tokio::sync::oneshot::Receiver<Result<Accepted, Rejection>>,
 ) {
     let (sender, answer) = tokio::sync::oneshot::channel();
-    let reply = crate::spool::protocol::Reply {
+    let reply = Reply {
         sender,
         _share: budget.take(100).await,
     };
@@ -35,7 +35,7 @@ async fn submission(
 
 /// The next event handed to `lane`: failing rather than waiting for good
 /// when none comes.
-async fn next(lane: &mut crate::spool::Lane) -> crate::spool::protocol::Work {
+async fn next(lane: &mut Lane) -> Work {
     let next = tokio::time::timeout(std::time::Duration::from_secs(10), lane.recv());
     next.await
         .expect("no event came to the lane in 10 s")
@@ -47,12 +47,7 @@ async fn next(lane: &mut crate::spool::Lane) -> crate::spool::protocol::Work {
 async fn with_old_event(
     dir: &std::path::Path,
     limits: Limits,
-) -> (
-    SpoolThread,
-    crate::spool::Lane,
-    Budget,
-    crate::spool::protocol::Work,
-) {
+) -> (SpoolThread, Lane, Budget, Work) {
     let (lanes, mut receivers) = Lanes::new(1);
     let store = Store::open(dir, Fsync::Never).unwrap();
     let mut thread = SpoolThread::resume(store, limits, lanes, Arc::default()).unwrap();
@@ -91,7 +86,7 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
     // up (a dead letter and a progress row), the event finishes, and a new
     // event comes, all in one commit.
     let (message, answer) = submission(&budget, "new").await;
-    let dead = crate::spool::protocol::Dead {
+    let dead = Dead {
         receipt: old.receipt,
         event_id: "old".to_owned(),
         stage: "first".to_owned(),
@@ -100,7 +95,6 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
         attempts: 1,
         first_attempt: now_ms(),
     };
-    use crate::spool::protocol::{Record, StageDone};
     let changed = StageDone {
         receipt: old.receipt,
         stage: "script".to_owned(),
@@ -161,7 +155,7 @@ async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
         ..limits(100)
     };
     let (mut thread, _lane, budget, old) = with_old_event(dir.path(), limits).await;
-    let larger = crate::spool::protocol::StageDone {
+    let larger = StageDone {
         receipt: old.receipt,
         stage: "script".to_owned(),
         changed: Some(
@@ -170,7 +164,7 @@ async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
                 .into(),
         ),
     };
-    let larger = crate::spool::protocol::Record::StageDone(larger);
+    let larger = Record::StageDone(larger);
     thread.commit(&mut vec![Message::Record(larger)]);
 
     let (message, answer) = submission(&budget, "refused").await;
@@ -178,7 +172,7 @@ async fn events_finished_in_a_commit_make_room_for_its_new_ones() {
     assert_eq!(answer.await.unwrap(), Err(Rejection::Overloaded), "full");
 
     let (message, answer) = submission(&budget, "new").await;
-    let finished = crate::spool::protocol::Record::Finished(old.receipt);
+    let finished = Record::Finished(old.receipt);
     thread.commit(&mut vec![Message::Record(finished), message]);
     assert!(answer.await.unwrap().is_ok(), "no room made");
     assert_counts_agree(&thread);
