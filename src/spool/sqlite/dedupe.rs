@@ -6,9 +6,9 @@
 //!
 //! Each commit lists the ids it remembered in one `seen_batches` row, in
 //! the order committed: written in sequence, that list is what makes them
-//! durable. They are looked up in memory, as 96-bit keyed hashes (13 bytes
-//! an id in the table, 15 to 30 with its free room), read back from the
-//! lists at start. A B-tree keyed by id, as before, took a page write at a
+//! durable. They are looked up in memory, as 96-bit keyed hashes (11 bytes
+//! an id in the table, 13 to 16 with its free room: `key_set.rs`), read
+//! back from the lists at start. A B-tree keyed by id, as before, took a page write at a
 //! random place for almost every event: with GUIDs as ids (Keyfactor's)
 //! the daemon ran at a third of the speed (README, "Current figures"). Two
 //! ids share a hash with a chance of one in 2^96 per pair (for the half
@@ -16,11 +16,14 @@
 //! far below a disk's undetected errors; the keys are drawn at each start,
 //! so no one can make two ids collide on purpose.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+mod key_set;
+
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use tracing::warn;
+
+use key_set::KeySet;
 
 use super::store::{Forgotten, Store};
 use crate::spool::protocol::millis;
@@ -117,49 +120,10 @@ impl Dedupe {
     }
 }
 
-/// The keys remembered, in [`SHARDS`] tables, each taking the keys whose
-/// second hash ends in its number. Each table grows on its own: one table
-/// for all, doubling, held its old and its new array together, half again
-/// as much as it kept (at 400,000 ids, 10 MiB for a moment instead of 7,
-/// which made the daemon's peak memory).
-struct KeySet(Vec<HashSet<Key, BuildHasherDefault<AsIs>>>);
-
-const SHARDS: usize = 64;
-
-impl Default for KeySet {
-    fn default() -> KeySet {
-        KeySet((0..SHARDS).map(|_| HashSet::default()).collect())
-    }
-}
-
-impl KeySet {
-    fn shard(&mut self, key: &Key) -> &mut HashSet<Key, BuildHasherDefault<AsIs>> {
-        // The table's own buckets come from the first hash: the shard's
-        // number is independent of them.
-        &mut self.0[usize::from(key.1[0]) % SHARDS]
-    }
-
-    /// Whether `key` is new.
-    fn insert(&mut self, key: Key) -> bool {
-        self.shard(&key).insert(key)
-    }
-
-    /// Whether `key` was there.
-    fn remove(&mut self, key: &Key) -> bool {
-        self.shard(key).remove(key)
-    }
-}
-
 /// An id as the set holds it: 96 bits of two keyed SipHashes of it, as
 /// bytes so that it takes 12 (a `u64` and a `u32` would be padded to 16).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Key([u8; 8], [u8; 4]);
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(u64::from_le_bytes(self.0));
-    }
-}
 
 /// The two SipHash keys, drawn at start.
 #[derive(Default)]
@@ -171,29 +135,6 @@ impl Keys {
             self.0.hash_one(id).to_le_bytes(),
             (self.1.hash_one(id) as u32).to_le_bytes(),
         )
-    }
-}
-
-/// The set's hasher: its keys are keyed hashes already, so their first 64
-/// bits are used as they are.
-#[derive(Default)]
-struct AsIs(u64);
-
-impl Hasher for AsIs {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is called for the set's keys; anything else
-        // still hashes to something.
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-
-    fn write_u64(&mut self, hash: u64) {
-        self.0 = hash;
     }
 }
 

@@ -1,7 +1,6 @@
-use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Dedupe, KeySet, Keys, SHARDS};
+use super::Dedupe;
 use crate::spool::sqlite::store::{FILE_NAME, Fsync, Store};
 
 /// A `Dedupe` over `store` that forgets what is older than `now` and keeps
@@ -156,26 +155,4 @@ fn a_spool_that_kept_ids_in_seen_lists_them_once_and_empties_it() {
         remember(&mut store, &mut ids, 100, &["old1", "new"]),
         ["old1"]
     );
-}
-
-#[test]
-fn keys_spread_over_the_shards_and_each_is_found_in_its_own() {
-    let keys = Keys::default();
-    let mut set = KeySet::default();
-    let ids: Vec<String> = (0..20_000).map(|n| format!("job-{n}")).collect();
-    assert!(ids.iter().all(|id| set.insert(keys.hash(id))));
-    assert!(!ids.iter().any(|id| set.insert(keys.hash(id))));
-    // Each shard holds about its share: none is left empty, none takes
-    // twice its part (the shards would then grow as one table did).
-    let share = ids.len() / SHARDS;
-    let sizes: Vec<usize> = set.0.iter().map(HashSet::len).collect();
-    assert!(
-        sizes
-            .iter()
-            .all(|&size| size > share / 2 && size < share * 2),
-        "{sizes:?}"
-    );
-    assert!(ids.iter().all(|id| set.remove(&keys.hash(id))));
-    assert!(set.0.iter().all(HashSet::is_empty));
-    assert!(!set.remove(&keys.hash("job-1")));
 }
