@@ -154,7 +154,7 @@ fn normalise_request_timestamp(fields: &mut Map<String, Value>) -> Result<(), Ev
             ));
         }
     };
-    let timestamp = parse_timestamp(text).ok_or_else(|| {
+    let timestamp = canonical_timestamp(text).ok_or_else(|| {
         EventError::Invalid(format!(
             "field `RequestTimestamp`: expected RFC 3339 (2023-05-03T23:18:48Z) or \
              M/d/yyyy h:mm:ss tt (5/3/2023 11:18:48 PM), got {:?}",
@@ -163,7 +163,7 @@ fn normalise_request_timestamp(fields: &mut Map<String, Value>) -> Result<(), Ev
     })?;
     fields.insert(
         Field::RequestTimestamp.name().into(),
-        Value::String(timestamp.to_string()),
+        Value::String(timestamp),
     );
     Ok(())
 }
@@ -184,37 +184,72 @@ pub(super) fn parse_timestamp(text: &str) -> Option<Timestamp> {
     jiff::tz::Offset::UTC.to_timestamp(civil).ok()
 }
 
-/// The .NET form as it is usually written (`5/3/2023 11:18:48 PM`), read
-/// without interpreting a format; anything else is left to `strptime`.
-fn dotnet_fields(text: &str) -> Option<jiff::civil::DateTime> {
-    let (date, rest) = text.split_once(' ')?;
-    let (time, half) = rest.split_once(' ')?;
-    let mut date = date.split('/');
-    let (month, day, year) = (date.next()?, date.next()?, date.next()?);
-    let mut time = time.split(':');
-    let (hour, minute, second) = (time.next()?, time.next()?, time.next()?);
-    if date.next().is_some() || time.next().is_some() {
-        return None;
+/// `text` as RFC 3339 in UTC, the form events carry, if `parse_timestamp`
+/// reads it. The usual .NET form is written out directly as jiff prints a
+/// timestamp of whole seconds in UTC, without making a `Timestamp` and
+/// printing it.
+pub(super) fn canonical_timestamp(text: &str) -> Option<String> {
+    let Some(civil) = dotnet_fields(text) else {
+        return parse_timestamp(text).map(|timestamp| timestamp.to_string());
+    };
+    // jiff's timestamps end a day short of year 9999's end.
+    jiff::tz::Offset::UTC.to_timestamp(civil).ok()?;
+    let mut canonical = String::with_capacity(20);
+    let parts = [
+        (civil.year(), 4, '-'),
+        (civil.month().into(), 2, '-'),
+        (civil.day().into(), 2, 'T'),
+        (civil.hour().into(), 2, ':'),
+        (civil.minute().into(), 2, ':'),
+        (civil.second().into(), 2, 'Z'),
+    ];
+    for (value, width, then) in parts {
+        // Four-digit years and two-digit fields: never negative.
+        let digits = [1000, 100, 10, 1];
+        for unit in &digits[digits.len() - width..] {
+            canonical.push(char::from(b'0' + (value / unit % 10) as u8));
+        }
+        canonical.push(then);
     }
-    let number = |digits: &str, widths: std::ops::RangeInclusive<usize>| -> Option<i16> {
-        if !widths.contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    Some(canonical)
+}
+
+/// The .NET form as it is usually written (`5/3/2023 11:18:48 PM`), read
+/// in one pass without interpreting a format; anything else is left to
+/// `strptime`.
+fn dotnet_fields(text: &str) -> Option<jiff::civil::DateTime> {
+    let mut rest = text.as_bytes();
+    // `min` to `max` digits, then `end`.
+    let mut number = |min: usize, max: usize, end: u8| -> Option<i16> {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if !(min..=max).contains(&digits) || rest.get(digits) != Some(&end) {
             return None;
         }
-        digits.parse().ok()
+        let value = rest[..digits]
+            .iter()
+            .fold(0, |value, digit| value * 10 + i16::from(digit - b'0'));
+        rest = &rest[digits + 1..];
+        Some(value)
     };
-    let hour = number(hour, 1..=2).filter(|hour| (1..=12).contains(hour))? % 12;
-    let hour = match half {
-        "AM" => hour,
-        "PM" => hour + 12,
+    let month = number(1, 2, b'/')?;
+    let day = number(1, 2, b'/')?;
+    let year = number(4, 4, b' ')?;
+    let hour = number(1, 2, b':')?;
+    let minute = number(2, 2, b':')?;
+    let second = number(2, 2, b' ')?;
+    let hour = Some(hour).filter(|hour| (1..=12).contains(hour))? % 12;
+    let hour = match rest {
+        b"AM" => hour,
+        b"PM" => hour + 12,
         _ => return None,
     };
     jiff::civil::DateTime::new(
-        number(year, 4..=4)?,
-        i8::try_from(number(month, 1..=2)?).ok()?,
-        i8::try_from(number(day, 1..=2)?).ok()?,
+        year,
+        i8::try_from(month).ok()?,
+        i8::try_from(day).ok()?,
         i8::try_from(hour).ok()?,
-        i8::try_from(number(minute, 2..=2)?).ok()?,
-        i8::try_from(number(second, 2..=2)?).ok()?,
+        i8::try_from(minute).ok()?,
+        i8::try_from(second).ok()?,
         0,
     )
     .ok()
@@ -244,6 +279,9 @@ mod tests {
             ("13", "1", "2023"),
             ("0", "1", "2023"),
             ("1", "1", "23"),
+            ("1", "1", "0000"),
+            ("1", "1", "0999"),
+            ("12", "31", "9999"),
         ] {
             for (hour, half) in [
                 ("12", "AM"),
@@ -265,12 +303,17 @@ mod tests {
                 ] {
                     let text = format!("{month}/{day}/{year} {hour}:{minute}:{second} {half}");
                     assert_eq!(parse_timestamp(&text), by_strptime(&text), "{text}");
+                    assert_eq!(
+                        canonical_timestamp(&text),
+                        parse_timestamp(&text).map(|timestamp| timestamp.to_string()),
+                        "{text}"
+                    );
                     read += usize::from(dotnet_fields(&text).is_some());
                 }
             }
         }
         assert_eq!(
-            read, 45,
+            read, 90,
             "the valid ones of the usual form are read without strptime"
         );
         assert_eq!(

@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use super::validate::{DEFAULT_EVENT_TYPE, parse_timestamp};
+use super::validate::{DEFAULT_EVENT_TYPE, canonical_timestamp};
 use super::{Event, Field, JobResult, Phase, Routing, id};
 
 mod raw;
@@ -214,7 +214,7 @@ impl<'r, 'a> Known<'r, 'a> {
         }
         let timestamp = match text(self.get(Field::RequestTimestamp))? {
             Some(text) => {
-                let canonical = parse_timestamp(text)?.to_string();
+                let canonical = canonical_timestamp(text)?;
                 (canonical != text).then(|| (range_in(line, text), canonical))
             }
             None => None,
