@@ -192,7 +192,7 @@ pub(super) fn canonical_timestamp(text: &str) -> Option<String> {
     let Some(civil) = dotnet_fields(text) else {
         return parse_timestamp(text).map(|timestamp| timestamp.to_string());
     };
-    // jiff's timestamps end a day short of year 9999's end.
+    // jiff's timestamps end before year 9999 does (at 9999-12-30T22:00Z).
     jiff::tz::Offset::UTC.to_timestamp(civil).ok()?;
     let mut canonical = String::with_capacity(20);
     let parts = [
