@@ -109,10 +109,10 @@ pub struct DaemonSettings {
     /// Bytes of `Id`s kept for dedupe at most. Beyond it the oldest are
     /// forgotten before `dedupe_window` ends (with a warning), so a resend
     /// of one of them is handled again. They are listed on disk once, and
-    /// looked up in memory as 12-byte hashes, 15 to 30 bytes an id with the
-    /// table's free room: at this default, about 466,000 GUIDs (a day at 5
-    /// events a second) and up to about 14 MiB of memory; shorter ids fit
-    /// more (1.4 million of 12 characters, up to about 27 MiB). Default
+    /// looked up in memory as 12-byte hashes, 13 to 16 bytes an id with the
+    /// tables' free room: at this default, about 466,000 GUIDs (a day at 5
+    /// events a second) and up to about 7 MiB of memory; shorter ids fit
+    /// more (1.4 million of 12 characters, up to about 22 MiB). Default
     /// `"16MiB"`.
     pub max_dedupe_bytes: Bytes,
 }

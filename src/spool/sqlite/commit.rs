@@ -31,9 +31,8 @@ pub(super) const RETRY_FAILED_COMMIT: Duration = Duration::from_millis(500);
 /// The commit's largest lists, kept from one commit to the next: made anew
 /// each time, the largest (several hundred events' work, 140 KiB) went
 /// back to the allocator at every commit, which returned its pages to the
-/// system, to fault them in again at the next. Under load the allocator
-/// took 4.0% of the daemon's CPU samples inside commits, 1.5% with these
-/// kept (`perf`, one run of the file chain each).
+/// system, to fault them in again at the next (README, "Current figures",
+/// has what that cost).
 #[derive(Default)]
 pub(super) struct Scratch {
     submits: Vec<(Event, Reply)>,

@@ -8,8 +8,8 @@
 //! the order committed: written in sequence, that list is what makes them
 //! durable. They are looked up in memory, as 96-bit keyed hashes (11 bytes
 //! an id in the table, 13 to 16 with its free room: `key_set.rs`), read
-//! back from the lists at start. A B-tree keyed by id, as before, took a page write at a
-//! random place for almost every event: with GUIDs as ids (Keyfactor's)
+//! back from the lists at start. A B-tree keyed by id, as before, took a
+//! page write at a random place for almost every event: with GUIDs as ids (Keyfactor's)
 //! the daemon ran at a third of the speed (README, "Current figures"). Two
 //! ids share a hash with a chance of one in 2^96 per pair (for the half
 //! million GUIDs `max_dedupe_bytes` allows, about one in 10^18 per window),
