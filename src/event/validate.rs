@@ -237,10 +237,12 @@ fn dotnet_fields(text: &str) -> Option<jiff::civil::DateTime> {
     let hour = number(1, 2, b':')?;
     let minute = number(2, 2, b':')?;
     let second = number(2, 2, b' ')?;
-    let hour = Some(hour).filter(|hour| (1..=12).contains(hour))? % 12;
+    if !(1..=12).contains(&hour) {
+        return None;
+    }
     let hour = match rest {
-        b"AM" => hour,
-        b"PM" => hour + 12,
+        b"AM" => hour % 12,
+        b"PM" => hour % 12 + 12,
         _ => return None,
     };
     jiff::civil::DateTime::new(

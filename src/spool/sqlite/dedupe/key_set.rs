@@ -17,7 +17,7 @@
 use super::Key;
 
 /// Tables, one for each value of the key's byte that picks them.
-pub(super) const SHARDS: usize = 256;
+const SHARDS: usize = 256;
 
 /// A key as a table holds it: all but the byte that picked the table.
 type Slot = [u8; 11];
