@@ -91,15 +91,15 @@ pub(super) struct Admission<'t, 'a> {
 
 impl<'t, 'a> Admission<'t, 'a> {
     pub(super) fn prepare(
-        batch: &'t Batch<'_>,
+        batch: &'t mut Batch<'_>,
         dedupe: &'a mut Dedupe,
         policy: Policy,
         now: i64,
         answers: &'a mut Answers,
         dispatch: &'a mut Vec<Work>,
-    ) -> rusqlite::Result<Admission<'t, 'a>> {
-        Ok(Admission {
-            new_events: batch.new_events()?,
+    ) -> Admission<'t, 'a> {
+        Admission {
+            new_events: batch.new_events(),
             dedupe,
             policy,
             now,
@@ -107,7 +107,7 @@ impl<'t, 'a> Admission<'t, 'a> {
             dispatch,
             stored_bytes: 0,
             stored_events: 0,
-        })
+        }
     }
 
     /// Stores the batch's new events, or refuses them. A statement that
@@ -144,7 +144,7 @@ impl<'t, 'a> Admission<'t, 'a> {
 
     /// Lists the ids the batch remembered; called once, after its events.
     pub(super) fn finish(&mut self) -> rusqlite::Result<()> {
-        self.new_events.list_remembered(self.now)
+        self.new_events.finish(self.now)
     }
 
     /// Why new events are refused now, if they are.

@@ -110,7 +110,7 @@ impl SpoolThread {
         let mut batches = batches.into_iter();
         let dedupe = &mut self.dedupe;
         let outcome = (|| -> rusqlite::Result<(u64, u64)> {
-            let transaction = self.store.batch()?;
+            let mut transaction = self.store.batch()?;
             for record in &records {
                 let progress_rows = match record {
                     Record::StageDone(StageDone { receipt, .. }) if finished.contains(receipt) => {
@@ -140,9 +140,7 @@ impl SpoolThread {
             // are then filled by the new events, each written to the log
             // once. Deleted after them, each freed page was a log frame
             // of its own: a third more writes to the log (README,
-            // "Current figures"). Nothing of the batch refers to a
-            // finished event's seq any more (its records are above), so
-            // a new event may take one.
+            // "Current figures").
             let deleted = transaction.delete_events(&mut cleared)?;
             grown -= deleted.bytes;
             // What this commit freed counts: events finishing make room
@@ -153,13 +151,13 @@ impl SpoolThread {
                     >= self.limits.max_bytes,
             };
             let mut admission = Admission::prepare(
-                &transaction,
+                &mut transaction,
                 dedupe,
                 policy,
                 now,
                 &mut answers,
                 &mut dispatch,
-            )?;
+            );
             admission.admit(&mut unlooked)?;
             admission.admit_batches(&mut batches)?;
             admission.finish()?;

@@ -73,11 +73,11 @@ fn assert_counts_agree(thread: &SpoolThread) {
 }
 
 #[tokio::test]
-async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
+async fn a_new_event_in_the_commit_that_finishes_an_old_one_starts_with_nothing_done() {
     // A commit deletes its finished events before it stores its new ones
-    // (`commit.rs`), so a new event may take the seq of an event finished
-    // in the same commit. It must come with nothing done, and the finished
-    // event's dead letter and progress row must go as they would otherwise.
+    // (`commit.rs`). The new event must come with nothing done, under a
+    // seq of its own, and the finished event's dead letter and progress
+    // row must go as they would otherwise.
     let dir = tempfile::tempdir().unwrap();
     let (mut thread, mut lane, budget, old) = with_old_event(dir.path(), limits(100)).await;
 
@@ -109,7 +109,7 @@ async fn a_new_event_may_take_the_seq_of_one_finished_in_the_same_commit() {
     assert!(!answer.await.unwrap().unwrap().duplicate);
     let new = next(&mut lane).await;
     assert_eq!(new.event.id(), "new");
-    assert_eq!(new.receipt, old.receipt, "the test needs the seq taken");
+    assert_ne!(new.receipt, old.receipt, "a seq reused while running");
     assert!(!thread.with_progress.contains(&new.receipt));
     assert_counts_agree(&thread);
     assert_eq!(thread.pending_events, 1);

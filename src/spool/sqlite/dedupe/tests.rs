@@ -12,8 +12,8 @@ fn dedupe(store: &Store, max_bytes: u64) -> Dedupe {
 /// Remembers `ids` in one commit accepted at `at`, as the spool thread
 /// does; the ids that were new.
 fn remember(store: &mut Store, dedupe: &mut Dedupe, at: i64, ids: &[&str]) -> Vec<String> {
-    let batch = store.batch().unwrap();
-    let mut new_events = batch.new_events().unwrap();
+    let mut batch = store.batch().unwrap();
+    let mut new_events = batch.new_events();
     let mut new = Vec::new();
     for id in ids {
         if dedupe.remember(id) {
@@ -21,7 +21,7 @@ fn remember(store: &mut Store, dedupe: &mut Dedupe, at: i64, ids: &[&str]) -> Ve
             new.push(id.to_string());
         }
     }
-    new_events.list_remembered(at).unwrap();
+    new_events.finish(at).unwrap();
     drop(new_events);
     batch.commit().unwrap();
     dedupe.committed();

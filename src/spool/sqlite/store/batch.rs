@@ -1,10 +1,11 @@
-//! What one group commit writes: the new events it admits (and the cursors
-//! of the sources that brought them), the workers' progress records, and
-//! the finished events it deletes — keeping count of the bytes of event
-//! bodies stored and deleted.
+//! What one group commit writes: the new events it admits (in packs, with
+//! the cursors of the sources that brought them), the workers' progress
+//! records, and the finished events it deletes — keeping count of the
+//! bytes of event bodies stored and deleted.
 
-use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::packs::{Pack, Packing};
 use super::{INSERT_EVENT, Store, dead_letters};
 use crate::spool::protocol::{Dead, Receipt, Record, Retry, StageDone};
 
@@ -23,14 +24,15 @@ pub(in crate::spool::sqlite) struct Deleted {
 /// [`Batch::commit`] succeeds.
 pub(in crate::spool::sqlite) struct Batch<'c> {
     transaction: Transaction<'c>,
+    packing: &'c mut Packing,
 }
 
-/// The statements that store a batch's new events, prepared once per batch.
+/// Stores a batch's new events.
 pub(in crate::spool::sqlite) struct NewEvents<'t> {
     transaction: &'t Transaction<'t>,
-    insert: CachedStatement<'t>,
+    packing: &'t mut Packing,
     /// The ids remembered so far, newline-separated: one `seen_batches`
-    /// row ([`NewEvents::list_remembered`]).
+    /// row ([`NewEvents::finish`]).
     remembered: String,
 }
 
@@ -38,26 +40,30 @@ impl Store {
     pub(in crate::spool::sqlite) fn batch(&mut self) -> rusqlite::Result<Batch<'_>> {
         Ok(Batch {
             transaction: self.connection.transaction()?,
+            packing: &mut self.packing,
         })
     }
 }
 
 impl<'c> Batch<'c> {
-    pub(in crate::spool::sqlite) fn new_events(&self) -> rusqlite::Result<NewEvents<'_>> {
-        Ok(NewEvents {
+    pub(in crate::spool::sqlite) fn new_events(&mut self) -> NewEvents<'_> {
+        // What a failed commit left in it is not to be written.
+        self.packing.forget();
+        NewEvents {
             transaction: &self.transaction,
-            insert: self.transaction.prepare_cached(INSERT_EVENT)?,
+            packing: self.packing,
             remembered: String::new(),
-        })
+        }
     }
 
     pub(in crate::spool::sqlite) fn commit(self) -> rusqlite::Result<()> {
         self.transaction.commit()
     }
 
-    /// Deletes the events finished in a batch, one statement per run of
-    /// consecutive rows (events finish in nearly the order they came);
-    /// says how many rows went, and the bytes of their bodies.
+    /// Deletes the events finished in a batch: marks them gone from their
+    /// packs (a pack goes with its last event), and deletes those in rows
+    /// of `events` one statement per run of consecutive rows. Says how
+    /// many events went, and the bytes of the packs and rows deleted.
     ///
     /// The rows are counted by a query before the delete rather than by
     /// `DELETE … RETURNING`: SQLite gathers returned rows in a temporary
@@ -67,6 +73,25 @@ impl<'c> Batch<'c> {
         finished: &mut [Receipt],
     ) -> rusqlite::Result<Deleted> {
         finished.sort_unstable_by_key(|receipt| receipt.0);
+        let mut deleted = Deleted::default();
+        let mut in_rows = Vec::new();
+        let mut rest = &finished[..];
+        while let Some(Receipt(first)) = rest.first() {
+            let Some(pack) = Pack::of(&self.transaction, *first)? else {
+                in_rows.push(*first);
+                rest = &rest[1..];
+                continue;
+            };
+            let (in_pack, after) = rest.split_at(rest.partition_point(|r| r.0 < pack.end()));
+            let gone = pack.finish(
+                &self.transaction,
+                in_pack.iter().map(|receipt| receipt.0),
+                &mut in_rows,
+            )?;
+            deleted.events += gone.events;
+            deleted.bytes += gone.freed;
+            rest = after;
+        }
         let mut measure = self.transaction.prepare_cached(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM events \
              WHERE seq BETWEEN ?1 AND ?2",
@@ -74,9 +99,9 @@ impl<'c> Batch<'c> {
         let mut delete = self
             .transaction
             .prepare_cached("DELETE FROM events WHERE seq BETWEEN ?1 AND ?2")?;
-        let mut deleted = Deleted::default();
-        for run in finished.chunk_by(|a, b| b.0 - a.0 == 1) {
-            let range = [run[0].0, run[run.len() - 1].0];
+        in_rows.sort_unstable();
+        for run in in_rows.chunk_by(|a, b| b - a == 1) {
+            let range = [run[0], run[run.len() - 1]];
             let (events, bytes) = measure.query_row(range, |row| {
                 Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
             })?;
@@ -109,16 +134,7 @@ impl<'c> Batch<'c> {
                     .prepare_cached(STAGE_DONE)?
                     .execute(params![seq, stage])?;
                 if let Some(body) = changed {
-                    let before: Option<i64> = transaction
-                        .prepare_cached("SELECT length(body) FROM events WHERE seq = ?1")?
-                        .query_row([seq], |row| row.get(0))
-                        .optional()?;
-                    if let Some(before) = before {
-                        transaction
-                            .prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?
-                            .execute(params![seq, &body[..]])?;
-                        *grown += body.len() as i64 - before;
-                    }
+                    *grown += self.change(*seq, body)?;
                 }
             }
             Record::Retry(Retry {
@@ -182,6 +198,42 @@ impl<'c> Batch<'c> {
     }
 }
 
+impl Batch<'_> {
+    /// Stores the body a handler gave event `seq`: in its row, or in a row
+    /// taken out of its pack (the pack keeps its bytes until it goes).
+    /// Says by how many bytes the pending events grew.
+    fn change(&self, seq: i64, body: &[u8]) -> rusqlite::Result<i64> {
+        let transaction = &self.transaction;
+        let before: Option<i64> = transaction
+            .prepare_cached("SELECT length(body) FROM events WHERE seq = ?1")?
+            .query_row([seq], |row| row.get(0))
+            .optional()?;
+        if let Some(before) = before {
+            transaction
+                .prepare_cached("UPDATE events SET body = ?2 WHERE seq = ?1")?
+                .execute(params![seq, body])?;
+            return Ok(body.len() as i64 - before);
+        }
+        match Pack::of(transaction, seq)? {
+            Some(pack) if pack.take_out(transaction, seq)? => {
+                // The id column is left empty: the body holds the id, and
+                // nothing reads the column (`schema.rs`).
+                transaction.prepare_cached(INSERT_EVENT)?.execute(params![
+                    seq,
+                    "",
+                    body,
+                    None::<String>,
+                    None::<i64>,
+                    pack.accepted_at
+                ])?;
+                Ok(body.len() as i64)
+            }
+            // Finished already.
+            _ => Ok(0),
+        }
+    }
+}
+
 impl NewEvents<'_> {
     /// Stores an event whose `Id` is new (`dedupe.rs` decides), listing
     /// the id with the commit's: its receipt.
@@ -195,16 +247,16 @@ impl NewEvents<'_> {
             self.remembered.push('\n');
         }
         self.remembered.push_str(id);
-        self.insert
-            .execute(params![id, body, None::<String>, None::<i64>, now])?;
-        Ok(Receipt(self.transaction.last_insert_rowid()))
+        self.packing.add(self.transaction, body, now).map(Receipt)
     }
 
-    /// Lists the ids this commit remembered, as accepted at `now`, for
-    /// forgetting them by age (`seen.rs`). The lists' times never go back:
-    /// after the clock went back, a commit is listed at the last time
-    /// written, so its ids are remembered longer by at most the jump.
-    pub(in crate::spool::sqlite) fn list_remembered(&mut self, now: i64) -> rusqlite::Result<()> {
+    /// Writes the last pack, and lists the ids this commit remembered, as
+    /// accepted at `now`, for forgetting them by age (`seen.rs`). The
+    /// lists' times never go back: after the clock went back, a commit is
+    /// listed at the last time written, so its ids are remembered longer
+    /// by at most the jump.
+    pub(in crate::spool::sqlite) fn finish(&mut self, now: i64) -> rusqlite::Result<()> {
+        self.packing.write(self.transaction, now)?;
         if self.remembered.is_empty() {
             return Ok(());
         }

@@ -33,11 +33,12 @@ impl Store {
         };
         let mut replays = Vec::new();
         for (dead, event_id, body, handler) in requested {
+            let seq = self.packing.take_seq();
             transaction
                 .prepare_cached(INSERT_EVENT)?
-                .execute(params![event_id, body, handler, dead, now])?;
+                .execute(params![seq, event_id, body, handler, dead, now])?;
             replays.push(Stored {
-                receipt: Receipt(transaction.last_insert_rowid()),
+                receipt: Receipt(seq),
                 body,
                 done: Vec::new(),
                 resume: None,

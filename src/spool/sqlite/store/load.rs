@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use rusqlite::Row;
 use tracing::error;
 
-use super::{Store, Stored};
+use super::{Store, Stored, packs};
 use crate::spool::protocol::{DeadLetterId, Receipt, Replay, Resume};
 
 /// The events from one seq to another, as stored now (after any
@@ -50,8 +50,8 @@ impl Store {
         loaded
     }
 
-    /// The events of `run`, consecutive receipts: `None` for one no longer
-    /// in the spool.
+    /// The events of `run`, consecutive receipts, from their rows or their
+    /// packs: `None` for one no longer in the spool.
     fn load_run(
         &self,
         run: &[Receipt],
@@ -71,6 +71,18 @@ impl Store {
                 *place = Some(stored_from(Receipt(seq), row)?);
             }
         }
+        let last = run[run.len() - 1].0;
+        packs::bodies_between(&self.connection, first, last, |seq, body| {
+            if let Some(place @ None) = loaded.get_mut((seq - first) as usize) {
+                *place = Some(Stored {
+                    receipt: Receipt(seq),
+                    body: body.to_vec(),
+                    done: Vec::new(),
+                    resume: None,
+                    replay: None,
+                });
+            }
+        })?;
         for stored in loaded.iter_mut().flatten() {
             if with_progress.contains(&stored.receipt) {
                 self.read_progress(stored)?;

@@ -13,6 +13,7 @@ mod dead_letters;
 mod load;
 mod lock;
 mod open_error;
+mod packs;
 mod run_marker;
 mod schema;
 mod seen;
@@ -28,6 +29,7 @@ use crate::spool::protocol::{Receipt, Replay, Resume};
 pub(super) use batch::{Batch, NewEvents};
 use lock::SpoolLock;
 pub use open_error::OpenError;
+use packs::Packing;
 pub(super) use seen::Forgotten;
 
 /// What `fsync` asks of each commit.
@@ -59,10 +61,11 @@ const CHECKPOINT_PAGES: u32 = 16_384;
 /// the daemon's peak memory about 1 MiB lower at the same speed.
 const CACHE_KIB: u32 = 1024;
 
-/// Stores an event: its id, body, the only handler it runs (a replay's) and
-/// the dead letter it replays, and when it was accepted.
-const INSERT_EVENT: &str = "INSERT INTO events (id, body, only_stage, replay_of, accepted_at) \
-                            VALUES (?1, ?2, ?3, ?4, ?5)";
+/// Stores an event in a row of its own: its seq, id, body, the only
+/// handler it runs (a replay's) and the dead letter it replays, and when
+/// it was accepted.
+const INSERT_EVENT: &str = "INSERT INTO events (seq, id, body, only_stage, replay_of, accepted_at) \
+                            VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// An event that was accepted and not finished, as the spool holds it.
 #[derive(Debug)]
@@ -88,6 +91,8 @@ pub(super) struct Unfinished {
 pub struct Store {
     connection: Connection,
     path: PathBuf,
+    /// The pack being filled, and the next seq.
+    packing: Packing,
     /// The daemon's store holds the spool's lock: one daemon per spool.
     _lock: Option<SpoolLock>,
 }
@@ -171,9 +176,11 @@ impl Store {
         if lock.is_some() {
             run_marker::begin_run(&connection, &path, wal_found)?;
         }
+        let packing = Packing::resume(&connection).map_err(sqlite)?;
         Ok(Store {
             connection,
             path,
+            packing,
             _lock: lock,
         })
     }
@@ -190,26 +197,29 @@ impl Store {
         body: &[u8],
         now: i64,
     ) -> rusqlite::Result<Receipt> {
+        let seq = self.packing.take_seq();
         let transaction = self.connection.transaction()?;
         transaction.prepare_cached(INSERT_EVENT)?.execute(params![
+            seq,
             id,
             body,
             None::<String>,
             None::<i64>,
             now
         ])?;
-        let receipt = Receipt(transaction.last_insert_rowid());
         transaction.commit()?;
-        Ok(receipt)
+        Ok(Receipt(seq))
     }
 
     /// Bytes of the events accepted and not finished (their bodies): what
     /// `max_spool_bytes` bounds. Read at start; the spool thread keeps the
     /// count from there.
+    /// A pack's bytes count until its last event finishes.
     pub(super) fn pending_bytes(&self) -> rusqlite::Result<u64> {
         self.connection
             .query_row(
-                "SELECT COALESCE(SUM(length(body)), 0) FROM events",
+                "SELECT (SELECT coalesce(sum(length(body)), 0) FROM events) \
+                 + (SELECT coalesce(sum(length(bodies)), 0) FROM event_packs)",
                 [],
                 |row| row.get::<_, i64>(0),
             )
@@ -229,51 +239,70 @@ impl Store {
 
     /// Events accepted and not finished.
     pub(super) fn pending(&self) -> rusqlite::Result<u64> {
-        self.connection
-            .query_row("SELECT COUNT(*) FROM events", [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map(|count| count.max(0) as u64)
+        let rows: i64 = self
+            .connection
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+        Ok(rows.max(0) as u64 + packs::live_seqs(&self.connection)?.len() as u64)
+    }
+
+    /// The seqs of the events not finished, ascending.
+    fn live_seqs(&self) -> rusqlite::Result<Vec<i64>> {
+        let mut live: Vec<i64> = self
+            .connection
+            .prepare("SELECT seq FROM events ORDER BY seq")?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        live.extend(packs::live_seqs(&self.connection)?);
+        live.sort_unstable();
+        live.dedup();
+        Ok(live)
     }
 
     /// The events with progress rows, whose rows go when they finish.
     /// Progress rows of events no longer in the spool are deleted first:
     /// earlier versions left the rows of an event finished in a later run
-    /// than they were written in, and a seq is reused once the events
-    /// above it are gone, so a new event would have inherited them.
-    /// Returns the events, and how many rows were deleted.
+    /// than they were written in, and a seq may be reused after a restart
+    /// once the events above it are gone, so a new event would have
+    /// inherited them. Returns the events, and how many rows were deleted.
     pub(super) fn with_progress(&self) -> rusqlite::Result<(HashSet<Receipt>, usize)> {
-        let orphaned = self.connection.execute(
-            "DELETE FROM progress WHERE seq NOT IN (SELECT seq FROM events)",
-            [],
-        )?;
-        let events = self
+        let live = self.live_seqs()?;
+        let rows: Vec<i64> = self
             .connection
             .prepare("SELECT DISTINCT seq FROM progress")?
-            .query_map([], |row| row.get(0).map(Receipt))?
+            .query_map([], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        Ok((events, orphaned))
+        let (kept, orphans): (Vec<i64>, Vec<i64>) = rows
+            .into_iter()
+            .partition(|seq| live.binary_search(seq).is_ok());
+        let mut orphaned = 0;
+        if !orphans.is_empty() {
+            let transaction = self.connection.unchecked_transaction()?;
+            let mut delete = transaction.prepare("DELETE FROM progress WHERE seq = ?1")?;
+            for seq in orphans {
+                orphaned += delete.execute([seq])?;
+            }
+            drop(delete);
+            transaction.commit()?;
+        }
+        Ok((kept.into_iter().map(Receipt).collect(), orphaned))
     }
 
     /// Where the events not finished stand, without loading them: those
     /// to run, in acceptance order, and those waiting for a retry.
     pub(super) fn unfinished(&self) -> rusqlite::Result<Unfinished> {
-        let waiting = self
+        let live = self.live_seqs()?;
+        let mut waiting: Vec<(i64, Receipt)> = self
             .connection
-            .prepare(
-                "SELECT coalesce(p.due_at, 0), p.seq FROM progress p \
-                 JOIN events e ON e.seq = p.seq WHERE p.state = 'retry'",
-            )?
+            .prepare("SELECT coalesce(due_at, 0), seq FROM progress WHERE state = 'retry'")?
             .query_map([], |row| Ok((row.get(0)?, Receipt(row.get(1)?))))?
             .collect::<rusqlite::Result<_>>()?;
-        let to_run = self
-            .connection
-            .prepare(
-                "SELECT seq FROM events WHERE seq NOT IN \
-                 (SELECT seq FROM progress WHERE state = 'retry') ORDER BY seq",
-            )?
-            .query_map([], |row| row.get(0).map(Receipt))?
-            .collect::<rusqlite::Result<_>>()?;
+        waiting.retain(|(_, receipt)| live.binary_search(&receipt.0).is_ok());
+        let retrying: HashSet<i64> = waiting.iter().map(|(_, receipt)| receipt.0).collect();
+        let to_run = live
+            .into_iter()
+            .filter(|seq| !retrying.contains(seq))
+            .map(Receipt)
+            .collect();
         Ok(Unfinished { to_run, waiting })
     }
 }

@@ -4,10 +4,13 @@
 use rusqlite::Connection;
 
 const SCHEMA: &str = "
+-- Events stored one to a row: those that come one at a time (queue events,
+-- replays), those a handler changed (taken out of their pack), and every
+-- event of a spool written before packs.
 CREATE TABLE IF NOT EXISTS events (
-    -- No AUTOINCREMENT (it costs a write per insert, ~15%): a seq freed by a
-    -- finished event may be reused, which is safe as nothing refers to a
-    -- finished event's seq any more.
+    -- Given by the daemon, from the same count as the packs' (`packs.rs`).
+    -- A seq freed by a finished event may be reused after a restart, which
+    -- is safe as nothing refers to a finished event's seq any more.
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL,
     body BLOB NOT NULL,
@@ -15,6 +18,23 @@ CREATE TABLE IF NOT EXISTS events (
     accepted_at INTEGER NOT NULL,
     -- The dead letter a replay is of (it stays until the handler has run).
     replay_of INTEGER
+);
+-- The new events of a group commit, in one row (`packs.rs`): their bodies
+-- end to end, and where each ends (little-endian u32s). Its events' seqs
+-- are first_seq to first_seq + count - 1.
+CREATE TABLE IF NOT EXISTS event_packs (
+    first_seq INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    ends BLOB NOT NULL,
+    -- Last: a pack is found and counted without reading its bodies.
+    bodies BLOB NOT NULL
+);
+-- Which of a pack's events are gone (finished, or moved to `events`), one
+-- bit each from the lowest bit of the first byte; no row while none is.
+CREATE TABLE IF NOT EXISTS pack_gone (
+    first_seq INTEGER PRIMARY KEY,
+    bits BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS progress (
     seq INTEGER NOT NULL,

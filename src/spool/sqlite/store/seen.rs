@@ -37,7 +37,7 @@ impl Store {
     /// it was remembered.
     ///
     /// Commits are listed in the order they happened, at times that never
-    /// go back (`NewEvents::list_remembered`), so the ones accepted before
+    /// go back (`NewEvents::finish`), so the ones accepted before
     /// `before` come first.
     pub(in crate::spool::sqlite) fn forget_seen(
         &mut self,

@@ -1,0 +1,302 @@
+//! Packs: the new events of a group commit stored as one row of
+//! `event_packs` — their bodies end to end, and where each ends — rather
+//! than a row each. Events finish one by one, so which of a pack's events
+//! are gone is a bitmap in `pack_gone`; the pack's row is deleted with the
+//! last of them.
+//!
+//! A row per event cost the file chain a B-tree insert and a delete per
+//! event, and writing each leaf page to the log twice (README, "Current
+//! figures"). A pack is written once, as overflow pages, and freed whole.
+//!
+//! An event's seq is its pack's first seq plus its place in the pack. An
+//! event a handler changed leaves its pack for a row of `events` (its bit
+//! is set, the row is read instead); so do the events that come one at a
+//! time (queue events, replays): `events` rows win over pack slots.
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// A pack is written once its bodies reach this size (and at the end of
+/// the commit): about 200 events of 300 bytes. Larger packs save little
+/// more per event and hold more memory while filled, and more disk while
+/// one of their events waits for a retry.
+const PACK_BYTES: usize = 64 * 1024;
+
+/// The pack holding a seq, if one does: its first seq, event count and
+/// bytes of bodies (read from the row's header: its overflow pages are not).
+const PACK_OF: &str = "SELECT first_seq, count, length(bodies), accepted_at FROM event_packs \
+                       WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1";
+
+/// The packs holding seqs from ?1 to ?2, with their bodies and gone bits.
+const PACKS_BETWEEN: &str = "SELECT p.first_seq, p.count, p.ends, p.bodies, g.bits \
+     FROM event_packs p LEFT JOIN pack_gone g ON g.first_seq = p.first_seq \
+     WHERE p.first_seq <= ?2 AND p.first_seq >= coalesce(\
+         (SELECT max(first_seq) FROM event_packs WHERE first_seq <= ?1), ?1) \
+     ORDER BY p.first_seq";
+
+/// The pack being filled, and the next seq to give out. Kept by the store
+/// from one commit to the next, so that its buffers are not given back to
+/// the allocator and faulted in again at every commit.
+#[derive(Debug, Default)]
+pub(super) struct Packing {
+    /// The next seq, for a pack's event or a row of `events` alike: seqs
+    /// are not reused while the daemon runs.
+    pub(super) next_seq: i64,
+    first: i64,
+    bodies: Vec<u8>,
+    /// Where each body ends in `bodies`, as little-endian `u32`s.
+    ends: Vec<u8>,
+}
+
+impl Packing {
+    /// Starts from what the spool holds: seqs go on after the highest.
+    pub(super) fn resume(connection: &Connection) -> rusqlite::Result<Packing> {
+        let highest: i64 = connection.query_row(
+            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce(\
+             (SELECT first_seq + count - 1 FROM event_packs ORDER BY first_seq DESC LIMIT 1), 0))",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(Packing {
+            next_seq: highest + 1,
+            ..Packing::default()
+        })
+    }
+
+    /// A seq for a row of `events`.
+    pub(super) fn take_seq(&mut self) -> i64 {
+        self.next_seq += 1;
+        self.next_seq - 1
+    }
+
+    /// Adds an event to the pack being filled, writing the pack first when
+    /// it is full: the event's seq.
+    pub(super) fn add(
+        &mut self,
+        connection: &Connection,
+        body: &[u8],
+        now: i64,
+    ) -> rusqlite::Result<i64> {
+        // A pack's seqs follow each other: no seq is taken for a row while
+        // a commit stores its events (its `Batch` holds the store).
+        if self.bodies.len() >= PACK_BYTES {
+            self.write(connection, now)?;
+        }
+        if self.ends.is_empty() {
+            self.first = self.next_seq;
+        }
+        self.bodies.extend_from_slice(body);
+        let end = u32::try_from(self.bodies.len()).expect("a pack is far below 4 GiB");
+        self.ends.extend_from_slice(&end.to_le_bytes());
+        Ok(self.take_seq())
+    }
+
+    /// Writes the pack being filled, if it holds any event.
+    pub(super) fn write(&mut self, connection: &Connection, now: i64) -> rusqlite::Result<()> {
+        if self.ends.is_empty() {
+            return Ok(());
+        }
+        let count = self.ends.len() / 4;
+        let written = connection
+            .prepare_cached(
+                "INSERT INTO event_packs (first_seq, count, accepted_at, ends, bodies) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                self.first,
+                count as i64,
+                now,
+                self.ends,
+                self.bodies
+            ]);
+        self.forget();
+        written.map(drop)
+    }
+
+    /// Drops the pack being filled (its commit failed or was written).
+    pub(super) fn forget(&mut self) {
+        self.bodies.clear();
+        self.ends.clear();
+        // What a commit of large events left is not held while idle.
+        self.bodies.shrink_to(2 * PACK_BYTES);
+    }
+}
+
+/// A stored pack's place and size.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pack {
+    pub(super) first: i64,
+    count: i64,
+    pub(super) bytes: i64,
+    pub(super) accepted_at: i64,
+}
+
+/// What finishing some of a pack's events did.
+#[derive(Debug, Default)]
+pub(super) struct Finished {
+    /// Events that were live in the pack.
+    pub(super) events: u64,
+    /// Bytes of the pack's bodies, when it went with its last event.
+    pub(super) freed: i64,
+}
+
+impl Pack {
+    /// The pack that holds `seq`, if one does.
+    pub(super) fn of(connection: &Connection, seq: i64) -> rusqlite::Result<Option<Pack>> {
+        let pack = connection
+            .prepare_cached(PACK_OF)?
+            .query_row([seq], |row| {
+                Ok(Pack {
+                    first: row.get(0)?,
+                    count: row.get(1)?,
+                    bytes: row.get(2)?,
+                    accepted_at: row.get(3)?,
+                })
+            })
+            .optional()?;
+        Ok(pack.filter(|pack| seq < pack.end()))
+    }
+
+    /// The seq after its last event.
+    pub(super) fn end(&self) -> i64 {
+        self.first + self.count
+    }
+
+    /// Marks `seqs` (in the pack, ascending) gone; deletes the pack when
+    /// none is left. Those already gone are pushed to `moved`: they left
+    /// the pack for a row of `events` ([`Pack::take_out`]).
+    pub(super) fn finish(
+        &self,
+        connection: &Connection,
+        seqs: impl Iterator<Item = i64>,
+        moved: &mut Vec<i64>,
+    ) -> rusqlite::Result<Finished> {
+        let mut bits = self.gone(connection)?;
+        let mut finished = Finished::default();
+        for seq in seqs {
+            if set(&mut bits, seq - self.first) {
+                finished.events += 1;
+            } else {
+                moved.push(seq);
+            }
+        }
+        let gone: u32 = bits.iter().map(|byte| byte.count_ones()).sum();
+        if i64::from(gone) == self.count {
+            for table in ["event_packs", "pack_gone"] {
+                connection
+                    .prepare_cached(&format!("DELETE FROM {table} WHERE first_seq = ?1"))?
+                    .execute([self.first])?;
+            }
+            finished.freed = self.bytes;
+        } else if finished.events > 0 {
+            self.set_gone(connection, &bits)?;
+        }
+        Ok(finished)
+    }
+
+    /// Marks `seq` gone from the pack, as it moves to a row of `events`;
+    /// false when it was gone already.
+    pub(super) fn take_out(&self, connection: &Connection, seq: i64) -> rusqlite::Result<bool> {
+        let mut bits = self.gone(connection)?;
+        let taken = set(&mut bits, seq - self.first);
+        if taken {
+            self.set_gone(connection, &bits)?;
+        }
+        Ok(taken)
+    }
+
+    /// The pack's gone bits, one per event (none set when it has no row).
+    fn gone(&self, connection: &Connection) -> rusqlite::Result<Vec<u8>> {
+        let bits: Option<Vec<u8>> = connection
+            .prepare_cached("SELECT bits FROM pack_gone WHERE first_seq = ?1")?
+            .query_row([self.first], |row| row.get(0))
+            .optional()?;
+        let mut bits = bits.unwrap_or_default();
+        bits.resize((self.count as usize).div_ceil(8), 0);
+        Ok(bits)
+    }
+
+    fn set_gone(&self, connection: &Connection, bits: &[u8]) -> rusqlite::Result<()> {
+        connection
+            .prepare_cached("INSERT OR REPLACE INTO pack_gone (first_seq, bits) VALUES (?1, ?2)")?
+            .execute(params![self.first, bits])
+            .map(drop)
+    }
+}
+
+/// Sets bit `at`; false when it was set already.
+fn set(bits: &mut [u8], at: i64) -> bool {
+    let (byte, mask) = ((at / 8) as usize, 1u8 << (at % 8));
+    let was = bits[byte] & mask != 0;
+    bits[byte] |= mask;
+    !was
+}
+
+fn is_set(bits: &[u8], at: usize) -> bool {
+    bits.get(at / 8)
+        .is_some_and(|byte| byte & (1 << (at % 8)) != 0)
+}
+
+/// The events of the packs that hold seqs from `first` to `last` and are
+/// not gone, as (seq, body), ascending.
+pub(super) fn bodies_between(
+    connection: &Connection,
+    first: i64,
+    last: i64,
+    mut each: impl FnMut(i64, &[u8]),
+) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare_cached(PACKS_BETWEEN)?;
+    let mut rows = statement.query([first, last])?;
+    while let Some(row) = rows.next()? {
+        let (pack_first, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let (ends, bodies, bits) = (blob(row, 2)?, blob(row, 3)?, blob(row, 4)?);
+        let mut start = 0;
+        for (at, end) in ends.chunks_exact(4).enumerate().take(count as usize) {
+            let end = u32::from_le_bytes(end.try_into().expect("four bytes")) as usize;
+            let seq = pack_first + at as i64;
+            if (first..=last).contains(&seq) && !is_set(bits, at) {
+                let body = bodies.get(start..end).ok_or_else(|| damaged(pack_first))?;
+                each(seq, body);
+            }
+            start = end;
+        }
+    }
+    Ok(())
+}
+
+/// The seqs of every event in a pack and not gone, ascending.
+pub(super) fn live_seqs(connection: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut statement = connection.prepare(
+        "SELECT p.first_seq, p.count, g.bits FROM event_packs p \
+         LEFT JOIN pack_gone g ON g.first_seq = p.first_seq ORDER BY p.first_seq",
+    )?;
+    let mut rows = statement.query([])?;
+    let mut live = Vec::new();
+    while let Some(row) = rows.next()? {
+        let (first, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let bits = blob(row, 2)?;
+        live.extend(
+            (0..count as usize)
+                .filter(|at| !is_set(bits, *at))
+                .map(|at| first + at as i64),
+        );
+    }
+    Ok(live)
+}
+
+/// Column `at` of `row` as bytes, without copying them (empty for NULL).
+fn blob<'r>(row: &'r Row, at: usize) -> rusqlite::Result<&'r [u8]> {
+    row.get_ref(at)?
+        .as_blob_or_null()
+        .map(Option::unwrap_or_default)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(at, Type::Blob, Box::new(err)))
+}
+
+/// A pack whose ends do not fit its bodies: read as a damaged row.
+fn damaged(first: i64) -> rusqlite::Error {
+    let cause = format!("the pack of events from seq {first} ends past its bodies");
+    rusqlite::Error::FromSqlConversionFailure(3, Type::Blob, cause.into())
+}
+
+#[cfg(test)]
+mod tests;
