@@ -72,17 +72,24 @@ impl Store {
             }
         }
         let last = run[run.len() - 1].0;
-        packs::bodies_between(&self.connection, first, last, |seq, body| {
-            if let Some(place @ None) = loaded.get_mut((seq - first) as usize) {
-                *place = Some(Stored {
-                    receipt: Receipt(seq),
-                    body: body.to_vec(),
-                    done: Vec::new(),
-                    resume: None,
-                    replay: None,
-                });
-            }
-        })?;
+        let mut read_back = self.read_back.borrow_mut();
+        packs::bodies_between(
+            &self.connection,
+            &mut read_back,
+            first,
+            last,
+            |seq, body| {
+                if let Some(place @ None) = loaded.get_mut((seq - first) as usize) {
+                    *place = Some(Stored {
+                        receipt: Receipt(seq),
+                        body: body.to_vec(),
+                        done: Vec::new(),
+                        resume: None,
+                        replay: None,
+                    });
+                }
+            },
+        )?;
         for stored in loaded.iter_mut().flatten() {
             if with_progress.contains(&stored.receipt) {
                 self.read_progress(stored)?;

@@ -18,6 +18,7 @@ mod run_marker;
 mod schema;
 mod seen;
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,7 +30,7 @@ use crate::spool::protocol::{Receipt, Replay, Resume};
 pub(super) use batch::{Batch, NewEvents};
 use lock::SpoolLock;
 pub use open_error::OpenError;
-use packs::Packing;
+use packs::{Packing, ReadBack};
 pub(super) use seen::Forgotten;
 
 /// What `fsync` asks of each commit.
@@ -93,6 +94,9 @@ pub struct Store {
     path: PathBuf,
     /// The pack being filled, and the next seq.
     packing: Packing,
+    /// The last pack read back (read by `&self`, as the rest of the backlog's
+    /// reads are).
+    read_back: RefCell<ReadBack>,
     /// The daemon's store holds the spool's lock: one daemon per spool.
     _lock: Option<SpoolLock>,
 }
@@ -181,6 +185,7 @@ impl Store {
             connection,
             path,
             packing,
+            read_back: RefCell::default(),
             _lock: lock,
         })
     }

@@ -27,12 +27,49 @@ const PACK_BYTES: usize = 64 * 1024;
 const PACK_OF: &str = "SELECT first_seq, count, length(bodies), accepted_at FROM event_packs \
                        WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1";
 
-/// The packs holding seqs from ?1 to ?2, with their bodies and gone bits.
-const PACKS_BETWEEN: &str = "SELECT p.first_seq, p.count, p.ends, p.bodies, g.bits \
+/// The packs holding seqs from ?1 to ?2, with their gone bits (their
+/// bodies are read once each, [`ReadBack`]).
+const PACKS_BETWEEN: &str = "SELECT p.first_seq, p.count, g.bits \
      FROM event_packs p LEFT JOIN pack_gone g ON g.first_seq = p.first_seq \
      WHERE p.first_seq <= ?2 AND p.first_seq >= coalesce(\
          (SELECT max(first_seq) FROM event_packs WHERE first_seq <= ?1), ?1) \
      ORDER BY p.first_seq";
+
+/// The last pack read back, whole. The lanes take the backlog's events a
+/// few at a time as they make room, so a pack is read in many pieces, and
+/// each read of its bodies looked every page of it up in SQLite's index of
+/// the log: the largest cost of the Lua chain (README, "Current
+/// figures"). A pack's
+/// ends and bodies never change once written, and a seq is not given to
+/// another pack while the daemon runs, so what is kept stays true; which
+/// of its events are gone is read each time.
+#[derive(Debug, Default)]
+pub(super) struct ReadBack {
+    first: Option<i64>,
+    ends: Vec<u8>,
+    bodies: Vec<u8>,
+}
+
+impl ReadBack {
+    /// Holds the pack at `first`, reading it unless held already.
+    fn hold(&mut self, connection: &Connection, first: i64) -> rusqlite::Result<()> {
+        if self.first == Some(first) {
+            return Ok(());
+        }
+        self.first = None;
+        connection
+            .prepare_cached("SELECT ends, bodies FROM event_packs WHERE first_seq = ?1")?
+            .query_row([first], |row| {
+                self.ends.clear();
+                self.ends.extend_from_slice(blob(row, 0)?);
+                self.bodies.clear();
+                self.bodies.extend_from_slice(blob(row, 1)?);
+                Ok(())
+            })?;
+        self.first = Some(first);
+        Ok(())
+    }
+}
 
 /// The pack being filled, and the next seq to give out. Kept by the store
 /// from one commit to the next, so that its buffers are not given back to
@@ -241,6 +278,7 @@ fn is_set(bits: &[u8], at: usize) -> bool {
 /// not gone, as (seq, body), ascending.
 pub(super) fn bodies_between(
     connection: &Connection,
+    read_back: &mut ReadBack,
     first: i64,
     last: i64,
     mut each: impl FnMut(i64, &[u8]),
@@ -249,13 +287,22 @@ pub(super) fn bodies_between(
     let mut rows = statement.query([first, last])?;
     while let Some(row) = rows.next()? {
         let (pack_first, count): (i64, i64) = (row.get(0)?, row.get(1)?);
-        let (ends, bodies, bits) = (blob(row, 2)?, blob(row, 3)?, blob(row, 4)?);
+        let bits = blob(row, 2)?;
+        read_back.hold(connection, pack_first)?;
         let mut start = 0;
-        for (at, end) in ends.chunks_exact(4).enumerate().take(count as usize) {
+        for (at, end) in read_back
+            .ends
+            .chunks_exact(4)
+            .enumerate()
+            .take(count as usize)
+        {
             let end = u32::from_le_bytes(end.try_into().expect("four bytes")) as usize;
             let seq = pack_first + at as i64;
             if (first..=last).contains(&seq) && !is_set(bits, at) {
-                let body = bodies.get(start..end).ok_or_else(|| damaged(pack_first))?;
+                let body = read_back
+                    .bodies
+                    .get(start..end)
+                    .ok_or_else(|| damaged(pack_first))?;
                 each(seq, body);
             }
             start = end;

@@ -226,3 +226,27 @@ fn a_damaged_pack_fails_its_own_events_and_no_other() {
         "{err}"
     );
 }
+
+#[test]
+fn a_pack_read_back_in_pieces_never_gives_an_event_finished_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let sent = bodies(10);
+    let receipts = commit(&mut store, &sent);
+    let later = commit(&mut store, &bodies(1));
+    let some: Vec<Option<Vec<u8>>> = sent[..4].iter().cloned().map(Some).collect();
+    assert_eq!(read(&store, &receipts[..4]), some);
+
+    // Held whole since the read above: its gone bits are still read.
+    finish(&mut store, &receipts[1..3]);
+    assert_eq!(
+        read(&store, &receipts[..4]),
+        [some[0].clone(), None, None, some[3].clone()]
+    );
+    assert_eq!(read(&store, &later), [Some(bodies(1).remove(0))]);
+    // Gone with its last event, as held or not.
+    assert_eq!(read(&store, &receipts[4..5]), [Some(sent[4].clone())]);
+    finish(&mut store, &receipts);
+    assert_eq!(read(&store, &receipts[..10]), vec![None; 10]);
+    assert_eq!(rows(&store, "event_packs"), 1);
+}
