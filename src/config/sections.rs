@@ -98,7 +98,9 @@ pub struct DaemonSettings {
     /// `never` (survives a killed process, not a power loss). Default `batch`.
     pub fsync: Fsync,
     /// Bytes of pending events (accepted, not yet through their chain)
-    /// above which new events are answered `overloaded`. Dead letters and
+    /// above which new events are answered `overloaded`. The events a
+    /// commit stored together (up to about 64 KiB) count until the last of
+    /// them is through. Dead letters and
     /// the ids kept for dedupe are not pending events and do not count.
     /// At least 64 KiB. Default `"1GiB"`.
     #[serde(deserialize_with = "size_between::<_, { 64 << 10 }, { u64::MAX }>")]

@@ -78,7 +78,7 @@ impl ReadBack {
 pub(super) struct Packing {
     /// The next seq, for a pack's event or a row of `events` alike: seqs
     /// are not reused while the daemon runs.
-    pub(super) next_seq: i64,
+    next_seq: i64,
     first: i64,
     bodies: Vec<u8>,
     /// Where each body ends in `bodies`, as little-endian `u32`s.

@@ -49,12 +49,34 @@ fn read(store: &Store, receipts: &[Receipt]) -> Vec<Option<Vec<u8>>> {
         .collect()
 }
 
+/// A handler's change of `receipt` to `body`, in a commit of its own: by
+/// how many bytes the pending events grew.
+fn change(store: &mut Store, receipt: Receipt, body: &[u8]) -> i64 {
+    let mut grown = 0;
+    let batch = store.batch().unwrap();
+    let record = Record::StageDone(StageDone {
+        receipt,
+        stage: "script".to_owned(),
+        changed: Some(body.to_vec().into()),
+    });
+    batch.apply(&record, 1, false, &mut grown).unwrap();
+    batch.commit().unwrap();
+    grown
+}
+
 fn rows(store: &Store, table: &str) -> i64 {
     let sql = format!("SELECT count(*) FROM {table}");
     store
         .connection
         .query_row(&sql, [], |row| row.get(0))
         .unwrap()
+}
+
+/// A new spool in a directory of its own.
+fn new_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Fsync::Never).unwrap();
+    (dir, store)
 }
 
 fn reopen(store: Store, dir: &Path) -> Store {
@@ -64,8 +86,7 @@ fn reopen(store: Store, dir: &Path) -> Store {
 
 #[test]
 fn a_commit_larger_than_a_pack_fills_several_read_back_whole_beside_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let (_dir, mut store) = new_store();
     let sent = bodies(1000);
     let mut receipts = commit(&mut store, &sent);
     let total: usize = sent.iter().map(Vec::len).sum();
@@ -111,8 +132,7 @@ fn a_commit_larger_than_a_pack_fills_several_read_back_whole_beside_rows() {
 
 #[test]
 fn finished_events_leave_their_pack_which_goes_with_the_last_and_a_restart_agrees() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let (dir, mut store) = new_store();
     let sent = bodies(600);
     let receipts = commit(&mut store, &sent);
     let total: i64 = sent.iter().map(|body| body.len() as i64).sum();
@@ -150,20 +170,11 @@ fn finished_events_leave_their_pack_which_goes_with_the_last_and_a_restart_agree
 
 #[test]
 fn a_changed_event_leaves_its_pack_for_a_row_and_is_read_as_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let (dir, mut store) = new_store();
     let sent = bodies(3);
     let receipts = commit(&mut store, &sent);
     let changed = br#"{"Id":"e1","Changed":true}"#;
-    let mut grown = 0;
-    let batch = store.batch().unwrap();
-    let record = Record::StageDone(StageDone {
-        receipt: receipts[1],
-        stage: "script".to_owned(),
-        changed: Some(changed.to_vec().into()),
-    });
-    batch.apply(&record, 1, false, &mut grown).unwrap();
-    batch.commit().unwrap();
+    let grown = change(&mut store, receipts[1], changed);
     assert_eq!(grown, changed.len() as i64, "the pack keeps its bytes");
 
     let mut store = reopen(store, dir.path());
@@ -173,14 +184,8 @@ fn a_changed_event_leaves_its_pack_for_a_row_and_is_read_as_changed() {
     assert_eq!(read(&store, &receipts), expected);
     // Changed again: its row is changed, not taken out anew.
     let again = br#"{"Id":"e1","Changed":2}"#;
-    let batch = store.batch().unwrap();
-    let record = Record::StageDone(StageDone {
-        receipt: receipts[1],
-        stage: "second".to_owned(),
-        changed: Some(again.to_vec().into()),
-    });
-    batch.apply(&record, 1, false, &mut grown).unwrap();
-    batch.commit().unwrap();
+    let grown = change(&mut store, receipts[1], again);
+    assert_eq!(grown, again.len() as i64 - changed.len() as i64);
     assert_eq!(read(&store, &receipts[1..2]), [Some(again.to_vec())]);
 
     let pack_bytes: i64 = sent.iter().map(|body| body.len() as i64).sum();
@@ -202,8 +207,7 @@ fn a_changed_event_leaves_its_pack_for_a_row_and_is_read_as_changed() {
 
 #[test]
 fn a_damaged_pack_fails_its_own_events_and_no_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let (_dir, mut store) = new_store();
     let first = commit(&mut store, &bodies(2));
     let second = commit(&mut store, &bodies(2));
     // Its first event ends far past its bodies.
@@ -229,8 +233,7 @@ fn a_damaged_pack_fails_its_own_events_and_no_other() {
 
 #[test]
 fn a_pack_read_back_in_pieces_never_gives_an_event_finished_since() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), Fsync::Never).unwrap();
+    let (_dir, mut store) = new_store();
     let sent = bodies(10);
     let receipts = commit(&mut store, &sent);
     let later = commit(&mut store, &bodies(1));
