@@ -99,8 +99,9 @@ pub struct DaemonSettings {
     pub fsync: Fsync,
     /// Bytes of pending events (accepted, not yet through their chain)
     /// above which new events are answered `overloaded`. The events a
-    /// commit stored together (up to about 64 KiB) count until the last of
-    /// them is through. Dead letters and
+    /// commit stored together (64 KiB, or past it by one event) count
+    /// until the last of them is through or waits for a retry. Dead
+    /// letters and
     /// the ids kept for dedupe are not pending events and do not count.
     /// At least 64 KiB. Default `"1GiB"`.
     #[serde(deserialize_with = "size_between::<_, { 64 << 10 }, { u64::MAX }>")]

@@ -82,7 +82,7 @@ async fn a_new_event_in_the_commit_that_finishes_an_old_one_starts_with_nothing_
     let (mut thread, mut lane, budget, old) = with_old_event(dir.path(), limits(100)).await;
 
     // A script changes it (skipped: it finishes in this commit, and the
-    // change must not land on the new event's row), its last handler gives
+    // change must land on no other event), its last handler gives
     // up (a dead letter and a progress row), the event finishes, and a new
     // event comes, all in one commit.
     let (message, answer) = submission(&budget, "new").await;

@@ -3,9 +3,11 @@
 //! records, and the finished events it deletes — keeping count of the
 //! bytes of event bodies stored and deleted.
 
+use std::cell::RefCell;
+
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::packs::{Pack, Packing};
+use super::packs::{Pack, Packing, ReadBack};
 use super::{INSERT_EVENT, Store, dead_letters};
 use crate::spool::protocol::{Dead, Receipt, Record, Retry, StageDone};
 
@@ -25,6 +27,9 @@ pub(in crate::spool::sqlite) struct Deleted {
 pub(in crate::spool::sqlite) struct Batch<'c> {
     transaction: Transaction<'c>,
     packing: &'c mut Packing,
+    /// The store's last pack read (an event taken out of its pack for a
+    /// retry is read from it; the retries of an outage come in order).
+    read_back: &'c RefCell<ReadBack>,
 }
 
 /// Stores a batch's new events.
@@ -41,6 +46,7 @@ impl Store {
         Ok(Batch {
             transaction: self.connection.transaction()?,
             packing: &mut self.packing,
+            read_back: &self.read_back,
         })
     }
 }
@@ -151,6 +157,7 @@ impl<'c> Batch<'c> {
                          VALUES (?1, ?2, 'retry', ?3, ?4, ?5)",
                     )?
                     .execute(params![seq, stage, attempts, first_attempt, due])?;
+                *grown += self.take_out(*seq, None)?;
                 return Ok(true);
             }
             Record::Dead(Dead {
@@ -184,7 +191,7 @@ impl<'c> Batch<'c> {
             Record::Replayed { dead_letter, ran } => {
                 dead_letters::settle_replay(transaction, *dead_letter, *ran)?;
             }
-            // The event's row goes with the batch's others (`delete_events`).
+            // The event goes with the batch's others (`delete_events`).
             Record::Finished(Receipt(seq)) => {
                 if progress_rows {
                     transaction
@@ -200,8 +207,8 @@ impl<'c> Batch<'c> {
 
 impl Batch<'_> {
     /// Stores the body a handler gave event `seq`: in its row, or in a row
-    /// taken out of its pack (the pack keeps its bytes until it goes).
-    /// Says by how many bytes the pending events grew.
+    /// taken out of its pack. Says by how many bytes the pending events
+    /// grew.
     fn change(&self, seq: i64, body: &[u8]) -> rusqlite::Result<i64> {
         let transaction = &self.transaction;
         let before: Option<i64> = transaction
@@ -214,23 +221,44 @@ impl Batch<'_> {
                 .execute(params![seq, body])?;
             return Ok(body.len() as i64 - before);
         }
-        match Pack::of(transaction, seq)? {
-            Some(pack) if pack.take_out(transaction, seq)? => {
-                // The id column is left empty: the body holds the id, and
-                // nothing reads the column (`schema.rs`).
-                transaction.prepare_cached(INSERT_EVENT)?.execute(params![
-                    seq,
-                    "",
-                    body,
-                    None::<String>,
-                    None::<i64>,
-                    pack.accepted_at
-                ])?;
-                Ok(body.len() as i64)
+        self.take_out(seq, Some(body))
+    }
+
+    /// Moves event `seq` out of its pack into a row of `events`, with
+    /// `changed` as its body or the one the pack holds: for an event a
+    /// handler changed, and for one that waits for a retry, which may wait
+    /// for hours and would hold its whole pack's bytes until then. The
+    /// pack goes once none of its events is left in it. Says by how many
+    /// bytes the pending events grew; nothing is done for an event in no
+    /// pack, or gone from it (finished, or in a row already).
+    fn take_out(&self, seq: i64, changed: Option<&[u8]>) -> rusqlite::Result<i64> {
+        let transaction = &self.transaction;
+        let Some(pack) = Pack::of(transaction, seq)? else {
+            return Ok(0);
+        };
+        let held;
+        let body = match changed {
+            Some(body) => body,
+            None if pack.is_gone(transaction, seq)? => return Ok(0),
+            None => {
+                held = self.read_back.borrow_mut().body(transaction, &pack, seq)?;
+                &held[..]
             }
-            // Finished already.
-            _ => Ok(0),
-        }
+        };
+        let Some(freed) = pack.take_out(transaction, seq)? else {
+            return Ok(0);
+        };
+        // The id column is left empty: the body holds the id, and nothing
+        // reads the column (`schema.rs`).
+        transaction.prepare_cached(INSERT_EVENT)?.execute(params![
+            seq,
+            "",
+            body,
+            None::<String>,
+            None::<i64>,
+            pack.accepted_at
+        ])?;
+        Ok(body.len() as i64 - freed)
     }
 }
 

@@ -244,10 +244,7 @@ impl Store {
 
     /// Events accepted and not finished.
     pub(super) fn pending(&self) -> rusqlite::Result<u64> {
-        let rows: i64 = self
-            .connection
-            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
-        Ok(rows.max(0) as u64 + packs::live_seqs(&self.connection)?.len() as u64)
+        Ok(self.live_seqs()?.len() as u64)
     }
 
     /// The seqs of the events not finished, ascending.

@@ -9,9 +9,10 @@
 //! figures"). A pack is written once, as overflow pages, and freed whole.
 //!
 //! An event's seq is its pack's first seq plus its place in the pack. An
-//! event a handler changed leaves its pack for a row of `events` (its bit
-//! is set, the row is read instead); so do the events that come one at a
-//! time (queue events, replays): `events` rows win over pack slots.
+//! event a handler changed, or one waiting for a retry, leaves its pack
+//! for a row of `events` (its bit is set, the row is read instead); events
+//! that come one at a time (queue events, replays) are stored as rows from
+//! the start. `events` rows win over pack slots.
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -60,14 +61,40 @@ impl ReadBack {
         connection
             .prepare_cached("SELECT ends, bodies FROM event_packs WHERE first_seq = ?1")?
             .query_row([first], |row| {
-                self.ends.clear();
-                self.ends.extend_from_slice(blob(row, 0)?);
-                self.bodies.clear();
-                self.bodies.extend_from_slice(blob(row, 1)?);
+                for (at, kept) in [(0, &mut self.ends), (1, &mut self.bodies)] {
+                    kept.clear();
+                    // A pack of large events is not held while idle.
+                    kept.shrink_to(2 * PACK_BYTES);
+                    kept.extend_from_slice(blob(row, at)?);
+                }
                 Ok(())
             })?;
         self.first = Some(first);
         Ok(())
+    }
+
+    /// The body of the held pack's event `at`.
+    fn slot(&self, at: usize) -> rusqlite::Result<&[u8]> {
+        let end_at = |at: usize| {
+            let end = self.ends.get(at * 4..at * 4 + 4)?;
+            Some(u32::from_le_bytes(end.try_into().ok()?) as usize)
+        };
+        let start = if at == 0 { Some(0) } else { end_at(at - 1) };
+        start
+            .zip(end_at(at))
+            .and_then(|(start, end)| self.bodies.get(start..end))
+            .ok_or_else(|| damaged(self.first.unwrap_or_default(), "ends"))
+    }
+
+    /// The body `pack` holds for `seq`, read whole (held for the next).
+    pub(super) fn body(
+        &mut self,
+        connection: &Connection,
+        pack: &Pack,
+        seq: i64,
+    ) -> rusqlite::Result<Vec<u8>> {
+        self.hold(connection, pack.first)?;
+        self.slot((seq - pack.first) as usize).map(<[u8]>::to_vec)
     }
 }
 
@@ -163,7 +190,7 @@ impl Packing {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Pack {
     pub(super) first: i64,
-    count: i64,
+    count: usize,
     pub(super) bytes: i64,
     pub(super) accepted_at: i64,
 }
@@ -183,9 +210,10 @@ impl Pack {
         let pack = connection
             .prepare_cached(PACK_OF)?
             .query_row([seq], |row| {
+                let first = row.get(0)?;
                 Ok(Pack {
-                    first: row.get(0)?,
-                    count: row.get(1)?,
+                    first,
+                    count: count(first, row.get(1)?)?,
                     bytes: row.get(2)?,
                     accepted_at: row.get(3)?,
                 })
@@ -196,7 +224,7 @@ impl Pack {
 
     /// The seq after its last event.
     pub(super) fn end(&self) -> i64 {
-        self.first + self.count
+        self.first + self.count as i64
     }
 
     /// Marks `seqs` (in the pack, ascending) gone; deletes the pack when
@@ -217,29 +245,30 @@ impl Pack {
                 moved.push(seq);
             }
         }
-        let gone: u32 = bits.iter().map(|byte| byte.count_ones()).sum();
-        if i64::from(gone) == self.count {
-            for table in ["event_packs", "pack_gone"] {
-                connection
-                    .prepare_cached(&format!("DELETE FROM {table} WHERE first_seq = ?1"))?
-                    .execute([self.first])?;
-            }
-            finished.freed = self.bytes;
-        } else if finished.events > 0 {
-            self.set_gone(connection, &bits)?;
+        if finished.events > 0 {
+            finished.freed = self.store_gone(connection, &bits)?;
         }
         Ok(finished)
     }
 
-    /// Marks `seq` gone from the pack, as it moves to a row of `events`;
-    /// false when it was gone already.
-    pub(super) fn take_out(&self, connection: &Connection, seq: i64) -> rusqlite::Result<bool> {
+    /// Whether `seq` is gone from the pack.
+    pub(super) fn is_gone(&self, connection: &Connection, seq: i64) -> rusqlite::Result<bool> {
+        Ok(is_set(&self.gone(connection)?, (seq - self.first) as usize))
+    }
+
+    /// Marks `seq` gone from the pack, as it moves to a row of `events`:
+    /// the bytes freed (the pack's, when it was the last event left), or
+    /// `None` when it was gone already.
+    pub(super) fn take_out(
+        &self,
+        connection: &Connection,
+        seq: i64,
+    ) -> rusqlite::Result<Option<i64>> {
         let mut bits = self.gone(connection)?;
-        let taken = set(&mut bits, seq - self.first);
-        if taken {
-            self.set_gone(connection, &bits)?;
+        if !set(&mut bits, seq - self.first) {
+            return Ok(None);
         }
-        Ok(taken)
+        self.store_gone(connection, &bits).map(Some)
     }
 
     /// The pack's gone bits, one per event (none set when it has no row).
@@ -249,16 +278,36 @@ impl Pack {
             .query_row([self.first], |row| row.get(0))
             .optional()?;
         let mut bits = bits.unwrap_or_default();
-        bits.resize((self.count as usize).div_ceil(8), 0);
+        bits.resize(self.count.div_ceil(8), 0);
         Ok(bits)
     }
 
-    fn set_gone(&self, connection: &Connection, bits: &[u8]) -> rusqlite::Result<()> {
+    /// Writes the pack's gone bits, or deletes the pack when none of its
+    /// events is left: the bytes freed.
+    fn store_gone(&self, connection: &Connection, bits: &[u8]) -> rusqlite::Result<i64> {
+        let gone: u32 = bits.iter().map(|byte| byte.count_ones()).sum();
+        if gone as usize == self.count {
+            for table in ["event_packs", "pack_gone"] {
+                connection
+                    .prepare_cached(&format!("DELETE FROM {table} WHERE first_seq = ?1"))?
+                    .execute([self.first])?;
+            }
+            return Ok(self.bytes);
+        }
         connection
             .prepare_cached("INSERT OR REPLACE INTO pack_gone (first_seq, bits) VALUES (?1, ?2)")?
-            .execute(params![self.first, bits])
-            .map(drop)
+            .execute(params![self.first, bits])?;
+        Ok(0)
     }
+}
+
+/// A pack's event count as stored, checked: a damaged row's is an error,
+/// not a count to allocate for.
+fn count(first: i64, stored: i64) -> rusqlite::Result<usize> {
+    usize::try_from(stored)
+        .ok()
+        .filter(|count| *count > 0)
+        .ok_or_else(|| damaged(first, "count"))
 }
 
 /// Sets bit `at`; false when it was set already.
@@ -286,26 +335,14 @@ pub(super) fn bodies_between(
     let mut statement = connection.prepare_cached(PACKS_BETWEEN)?;
     let mut rows = statement.query([first, last])?;
     while let Some(row) = rows.next()? {
-        let (pack_first, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let pack_first: i64 = row.get(0)?;
+        let count = count(pack_first, row.get(1)?)?;
         let bits = blob(row, 2)?;
         read_back.hold(connection, pack_first)?;
-        let mut start = 0;
-        for (at, end) in read_back
-            .ends
-            .chunks_exact(4)
-            .enumerate()
-            .take(count as usize)
-        {
-            let end = u32::from_le_bytes(end.try_into().expect("four bytes")) as usize;
-            let seq = pack_first + at as i64;
-            if (first..=last).contains(&seq) && !is_set(bits, at) {
-                let body = read_back
-                    .bodies
-                    .get(start..end)
-                    .ok_or_else(|| damaged(pack_first))?;
-                each(seq, body);
-            }
-            start = end;
+        let from = usize::try_from(first - pack_first).unwrap_or(0);
+        let to = usize::try_from(last - pack_first).map_or(0, |to| count.min(to + 1));
+        for at in (from..to).filter(|at| !is_set(bits, *at)) {
+            each(pack_first + at as i64, read_back.slot(at)?);
         }
     }
     Ok(())
@@ -320,10 +357,11 @@ pub(super) fn live_seqs(connection: &Connection) -> rusqlite::Result<Vec<i64>> {
     let mut rows = statement.query([])?;
     let mut live = Vec::new();
     while let Some(row) = rows.next()? {
-        let (first, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let first: i64 = row.get(0)?;
+        let count = count(first, row.get(1)?)?;
         let bits = blob(row, 2)?;
         live.extend(
-            (0..count as usize)
+            (0..count)
                 .filter(|at| !is_set(bits, *at))
                 .map(|at| first + at as i64),
         );
@@ -339,10 +377,10 @@ fn blob<'r>(row: &'r Row, at: usize) -> rusqlite::Result<&'r [u8]> {
         .map_err(|err| rusqlite::Error::FromSqlConversionFailure(at, Type::Blob, Box::new(err)))
 }
 
-/// A pack whose ends do not fit its bodies: read as a damaged row.
-fn damaged(first: i64) -> rusqlite::Error {
-    let cause = format!("the pack of events from seq {first} ends past its bodies");
-    rusqlite::Error::FromSqlConversionFailure(3, Type::Blob, cause.into())
+/// A pack whose `column` cannot be right: read as a damaged row.
+fn damaged(first: i64, column: &str) -> rusqlite::Error {
+    let cause = format!("the pack of events from seq {first} has a damaged {column}");
+    rusqlite::Error::FromSqlConversionFailure(0, Type::Blob, cause.into())
 }
 
 #[cfg(test)]

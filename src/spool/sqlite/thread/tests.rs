@@ -253,8 +253,8 @@ async fn retries_that_come_due_together_wait_for_room_in_the_lanes() {
 #[tokio::test]
 async fn the_progress_of_an_event_finished_in_a_later_run_goes_with_it() {
     // A handler's success written in one run and the event finished in the
-    // next: its progress rows must go with it. Seqs are reused once the
-    // spool empties, and a new event given the same seq would inherit them
+    // next: its progress rows must go with it. Seqs are reused after a
+    // restart once the spool empties, and a new event given the same seq would inherit them
     // when read back from disk: its first handler skipped as done.
     let dir = tempfile::tempdir().unwrap();
     let (spool, mut lane) = start(dir.path(), 100);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::PACK_BYTES;
 use crate::spool::Fsync;
-use crate::spool::protocol::{Receipt, Record, StageDone};
+use crate::spool::protocol::{Receipt, Record, Retry, StageDone};
 use crate::spool::sqlite::store::Store;
 
 /// Events of about 300 bytes, as the load tool sends.
@@ -32,6 +32,15 @@ fn commit(store: &mut Store, bodies: &[Vec<u8>]) -> Vec<Receipt> {
     receipts
 }
 
+/// `count` events stored in one commit, one pack: their bodies, receipts
+/// and the pack's bytes.
+fn one_pack(store: &mut Store, count: usize) -> (Vec<Vec<u8>>, Vec<Receipt>, i64) {
+    let sent = bodies(count);
+    let receipts = commit(store, &sent);
+    let bytes = sent.iter().map(|body| body.len() as i64).sum();
+    (sent, receipts, bytes)
+}
+
 /// Finishes `receipts` in one commit: (events, bytes) deleted.
 fn finish(store: &mut Store, receipts: &[Receipt]) -> (u64, i64) {
     let batch = store.batch().unwrap();
@@ -52,13 +61,21 @@ fn read(store: &Store, receipts: &[Receipt]) -> Vec<Option<Vec<u8>>> {
 /// A handler's change of `receipt` to `body`, in a commit of its own: by
 /// how many bytes the pending events grew.
 fn change(store: &mut Store, receipt: Receipt, body: &[u8]) -> i64 {
+    apply(
+        store,
+        Record::StageDone(StageDone {
+            receipt,
+            stage: "script".to_owned(),
+            changed: Some(body.to_vec().into()),
+        }),
+    )
+}
+
+/// `record` applied in a commit of its own: by how many bytes the pending
+/// events grew.
+fn apply(store: &mut Store, record: Record) -> i64 {
     let mut grown = 0;
     let batch = store.batch().unwrap();
-    let record = Record::StageDone(StageDone {
-        receipt,
-        stage: "script".to_owned(),
-        changed: Some(body.to_vec().into()),
-    });
     batch.apply(&record, 1, false, &mut grown).unwrap();
     batch.commit().unwrap();
     grown
@@ -225,8 +242,10 @@ fn a_damaged_pack_fails_its_own_events_and_no_other() {
     assert_eq!(read, [false, false, true, true]);
     let Err(err) = &loaded[0] else { unreachable!() };
     assert!(
-        err.to_string()
-            .contains(&format!("pack of events from seq {}", first[0].0)),
+        err.to_string().contains(&format!(
+            "pack of events from seq {} has a damaged ends",
+            first[0].0
+        )),
         "{err}"
     );
 }
@@ -252,4 +271,65 @@ fn a_pack_read_back_in_pieces_never_gives_an_event_finished_since() {
     finish(&mut store, &receipts);
     assert_eq!(read(&store, &receipts[..10]), vec![None; 10]);
     assert_eq!(rows(&store, "event_packs"), 1);
+}
+
+#[test]
+fn an_event_waiting_for_a_retry_leaves_its_pack_which_goes_with_the_others() {
+    let (dir, mut store) = new_store();
+    let (sent, receipts, pack_bytes) = one_pack(&mut store, 3);
+    let retry = |attempts| {
+        Record::Retry(Retry {
+            receipt: receipts[1],
+            stage: "sink".to_owned(),
+            attempts,
+            first_attempt: 1,
+            due: 2,
+        })
+    };
+    assert_eq!(apply(&mut store, retry(1)), sent[1].len() as i64);
+    // Its second retry: it is in a row already.
+    assert_eq!(apply(&mut store, retry(2)), 0);
+
+    // The others through: the pack goes, and the waiting event stays.
+    assert_eq!(
+        finish(&mut store, &[receipts[0], receipts[2]]),
+        (2, pack_bytes)
+    );
+    assert_eq!(rows(&store, "event_packs"), 0);
+    assert_eq!(read(&store, &receipts), [None, Some(sent[1].clone()), None]);
+    let mut store = reopen(store, dir.path());
+    assert_eq!(
+        (store.pending().unwrap(), store.pending_bytes().unwrap()),
+        (1, sent[1].len() as u64)
+    );
+    assert_eq!(store.unfinished().unwrap().waiting, [(2, receipts[1])]);
+    assert_eq!(
+        finish(&mut store, &receipts[1..2]),
+        (1, sent[1].len() as i64)
+    );
+    assert_eq!(rows(&store, "events"), 0);
+}
+
+#[test]
+fn a_pack_whose_events_all_left_for_rows_goes_with_the_last() {
+    let (_dir, mut store) = new_store();
+    let (_, receipts, pack_bytes) = one_pack(&mut store, 2);
+    let changed = br#"{"Id":"changed"}"#;
+    assert_eq!(
+        change(&mut store, receipts[0], changed),
+        changed.len() as i64
+    );
+    assert_eq!(
+        change(&mut store, receipts[1], changed),
+        changed.len() as i64 - pack_bytes
+    );
+    assert_eq!(
+        [rows(&store, "event_packs"), rows(&store, "pack_gone")],
+        [0, 0]
+    );
+    assert_eq!(store.pending_bytes().unwrap(), 2 * changed.len() as u64);
+    assert_eq!(
+        read(&store, &receipts),
+        [Some(changed.to_vec()), Some(changed.to_vec())]
+    );
 }
