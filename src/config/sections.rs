@@ -82,8 +82,9 @@ pub struct DaemonSettings {
     /// disk, in the spool, and are read back in the order accepted as room
     /// frees up (so do events left by the last run); only
     /// `max_spool_bytes` refuses new events. From 1 to 10,000,000. Default
-    /// 2000: reading events back from disk costs about what keeping them
-    /// does (README "Benchmarks"), and each one held takes about 1.9 KB.
+    /// 2000: with fewer, more events are read back from disk, which costs
+    /// more CPU than keeping them (README "Benchmarks"), and each one held
+    /// takes about 1.9 KB.
     #[serde(deserialize_with = "count_between::<_, 1, 10_000_000>")]
     pub queue_capacity: usize,
     /// How long a stop (SIGTERM, SIGINT) waits for accepted events to finish
