@@ -86,7 +86,9 @@ impl SpoolThread {
             path: store.path().to_owned(),
             source,
         };
-        let (with_progress, orphaned) = store.with_progress().map_err(unreadable)?;
+        let live = store.live_seqs().map_err(unreadable)?;
+        let pending_events = live.len() as u64;
+        let (with_progress, orphaned) = store.with_progress(&live).map_err(unreadable)?;
         if orphaned > 0 {
             warn!(
                 rows = orphaned,
@@ -94,9 +96,8 @@ impl SpoolThread {
                  version when an event finished in a later run than its progress was written)"
             );
         }
-        let unfinished = store.unfinished().map_err(unreadable)?;
+        let unfinished = store.unfinished(live).map_err(unreadable)?;
         let pending_bytes = store.pending_bytes().map_err(unreadable)?;
-        let pending_events = store.pending().map_err(unreadable)?;
         let dedupe = Dedupe::new(&store, limits.dedupe_window, limits.max_dedupe_bytes)
             .map_err(unreadable)?;
         let mut thread = SpoolThread {

@@ -3,6 +3,7 @@
 //! records, and the finished events it deletes — keeping count of the
 //! bytes of event bodies stored and deleted.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -120,8 +121,9 @@ impl<'c> Batch<'c> {
 
     /// Records progress; returns whether the event left the workers' lanes
     /// (finished, or waiting for a retry). A finished event's progress rows
-    /// are cleared when `progress_rows` says it has some. An event a handler
-    /// changed adds the change of its size to `grown`.
+    /// are cleared when `progress_rows` says it has some. What a change of
+    /// body, or an event taken out of its pack to wait for a retry, adds to
+    /// the pending bytes is added to `grown`.
     pub(in crate::spool::sqlite) fn apply(
         &self,
         record: &Record,
@@ -236,16 +238,13 @@ impl Batch<'_> {
         let Some(pack) = Pack::of(transaction, seq)? else {
             return Ok(0);
         };
-        let held;
-        let body = match changed {
-            Some(body) => body,
-            None if pack.is_gone(transaction, seq)? => return Ok(0),
-            None => {
-                held = self.read_back.borrow_mut().body(transaction, &pack, seq)?;
-                &held[..]
-            }
-        };
-        let Some(freed) = pack.take_out(transaction, seq)? else {
+        let taken = pack.take_out(transaction, seq, || match changed {
+            Some(body) => Ok(Cow::Borrowed(body)),
+            None => (self.read_back.borrow_mut())
+                .body(transaction, &pack, seq)
+                .map(Cow::Owned),
+        })?;
+        let Some((body, freed)) = taken else {
             return Ok(0);
         };
         // The id column is left empty: the body holds the id, and nothing
@@ -253,7 +252,7 @@ impl Batch<'_> {
         transaction.prepare_cached(INSERT_EVENT)?.execute(params![
             seq,
             "",
-            body,
+            &body[..],
             None::<String>,
             None::<i64>,
             pack.accepted_at

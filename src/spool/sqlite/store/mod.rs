@@ -216,10 +216,10 @@ impl Store {
         Ok(Receipt(seq))
     }
 
-    /// Bytes of the events accepted and not finished (their bodies): what
+    /// Bytes of the events accepted and not finished (their bodies, and a
+    /// pack's until none of its events is left in it): what
     /// `max_spool_bytes` bounds. Read at start; the spool thread keeps the
     /// count from there.
-    /// A pack's bytes count until its last event finishes.
     pub(super) fn pending_bytes(&self) -> rusqlite::Result<u64> {
         self.connection
             .query_row(
@@ -247,14 +247,16 @@ impl Store {
         Ok(self.live_seqs()?.len() as u64)
     }
 
-    /// The seqs of the events not finished, ascending.
-    fn live_seqs(&self) -> rusqlite::Result<Vec<i64>> {
+    /// The seqs of the events not finished, ascending: in rows, or in
+    /// packs and not gone. A start reads them once for
+    /// [`Store::with_progress`] and [`Store::unfinished`].
+    pub(super) fn live_seqs(&self) -> rusqlite::Result<Vec<i64>> {
         let mut live: Vec<i64> = self
             .connection
             .prepare("SELECT seq FROM events ORDER BY seq")?
             .query_map([], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        live.extend(packs::live_seqs(&self.connection)?);
+        live.extend(packs::live_in_packs(&self.connection)?);
         live.sort_unstable();
         live.dedup();
         Ok(live)
@@ -265,9 +267,12 @@ impl Store {
     /// earlier versions left the rows of an event finished in a later run
     /// than they were written in, and a seq may be reused after a restart
     /// once the events above it are gone, so a new event would have
-    /// inherited them. Returns the events, and how many rows were deleted.
-    pub(super) fn with_progress(&self) -> rusqlite::Result<(HashSet<Receipt>, usize)> {
-        let live = self.live_seqs()?;
+    /// inherited them. `live`: [`Store::live_seqs`]. Returns the events,
+    /// and how many rows were deleted.
+    pub(super) fn with_progress(
+        &self,
+        live: &[i64],
+    ) -> rusqlite::Result<(HashSet<Receipt>, usize)> {
         let rows: Vec<i64> = self
             .connection
             .prepare("SELECT DISTINCT seq FROM progress")?
@@ -290,9 +295,9 @@ impl Store {
     }
 
     /// Where the events not finished stand, without loading them: those
-    /// to run, in acceptance order, and those waiting for a retry.
-    pub(super) fn unfinished(&self) -> rusqlite::Result<Unfinished> {
-        let live = self.live_seqs()?;
+    /// to run, in acceptance order, and those waiting for a retry, of
+    /// `live` ([`Store::live_seqs`]).
+    pub(super) fn unfinished(&self, live: Vec<i64>) -> rusqlite::Result<Unfinished> {
         let mut waiting: Vec<(i64, Receipt)> = self
             .connection
             .prepare("SELECT coalesce(due_at, 0), seq FROM progress WHERE state = 'retry'")?

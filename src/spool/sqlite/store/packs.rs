@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 /// A pack is written once its bodies reach this size (and at the end of
 /// the commit): about 200 events of 300 bytes. Larger packs save little
 /// more per event and hold more memory while filled, and more disk while
-/// one of their events waits for a retry.
+/// one of their events is still in the lanes.
 const PACK_BYTES: usize = 64 * 1024;
 
 /// The pack holding a seq, if one does: its first seq, event count and
@@ -39,11 +39,10 @@ const PACKS_BETWEEN: &str = "SELECT p.first_seq, p.count, g.bits \
 /// The last pack read back, whole. The lanes take the backlog's events a
 /// few at a time as they make room, so a pack is read in many pieces, and
 /// each read of its bodies looked every page of it up in SQLite's index of
-/// the log: the largest cost of the Lua chain (README, "Current
-/// figures"). A pack's
-/// ends and bodies never change once written, and a seq is not given to
-/// another pack while the daemon runs, so what is kept stays true; which
-/// of its events are gone is read each time.
+/// the log: the largest cost of the Lua chain (README, "Current figures").
+/// A pack's ends and bodies never change once written, and a seq is not
+/// given to another pack while the daemon runs, so what is kept stays
+/// true; which of its events are gone is read each time.
 #[derive(Debug, Default)]
 pub(super) struct ReadBack {
     first: Option<i64>,
@@ -251,24 +250,23 @@ impl Pack {
         Ok(finished)
     }
 
-    /// Whether `seq` is gone from the pack.
-    pub(super) fn is_gone(&self, connection: &Connection, seq: i64) -> rusqlite::Result<bool> {
-        Ok(is_set(&self.gone(connection)?, (seq - self.first) as usize))
-    }
-
-    /// Marks `seq` gone from the pack, as it moves to a row of `events`:
-    /// the bytes freed (the pack's, when it was the last event left), or
-    /// `None` when it was gone already.
-    pub(super) fn take_out(
+    /// Marks `seq` gone from the pack, as it moves to a row of `events`
+    /// with the body `body` gives (called before the pack may go): that
+    /// body and the bytes freed (the pack's, when it was the last event
+    /// left), or `None` when it was gone already.
+    pub(super) fn take_out<B>(
         &self,
         connection: &Connection,
         seq: i64,
-    ) -> rusqlite::Result<Option<i64>> {
+        body: impl FnOnce() -> rusqlite::Result<B>,
+    ) -> rusqlite::Result<Option<(B, i64)>> {
         let mut bits = self.gone(connection)?;
         if !set(&mut bits, seq - self.first) {
             return Ok(None);
         }
-        self.store_gone(connection, &bits).map(Some)
+        let body = body()?;
+        let freed = self.store_gone(connection, &bits)?;
+        Ok(Some((body, freed)))
     }
 
     /// The pack's gone bits, one per event (none set when it has no row).
@@ -349,7 +347,7 @@ pub(super) fn bodies_between(
 }
 
 /// The seqs of every event in a pack and not gone, ascending.
-pub(super) fn live_seqs(connection: &Connection) -> rusqlite::Result<Vec<i64>> {
+pub(super) fn live_in_packs(connection: &Connection) -> rusqlite::Result<Vec<i64>> {
     let mut statement = connection.prepare(
         "SELECT p.first_seq, p.count, g.bits FROM event_packs p \
          LEFT JOIN pack_gone g ON g.first_seq = p.first_seq ORDER BY p.first_seq",

@@ -5,8 +5,8 @@ use rusqlite::Connection;
 
 const SCHEMA: &str = "
 -- Events stored one to a row: those that come one at a time (queue events,
--- replays), those a handler changed (taken out of their pack), and every
--- event of a spool written before packs.
+-- replays), those a handler changed or that wait for a retry (taken out
+-- of their pack), and every event of a spool written before packs.
 CREATE TABLE IF NOT EXISTS events (
     -- Given by the daemon, from the same count as the packs' (`packs.rs`).
     -- A seq freed by a finished event may be reused after a restart, which
